@@ -1,0 +1,149 @@
+//! The inbound HTTP adapter: actix-web routes, extractors, problem+json, metrics and OpenAPI.
+//!
+//! Handlers are thin: body → domain command → one use case → mapped error.
+
+pub mod error;
+pub mod extract;
+pub mod metrics;
+pub mod middleware;
+pub mod openapi;
+pub mod routes;
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_cors::Cors;
+use actix_web::body::MessageBody;
+use actix_web::dev::{Server, ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::http::header;
+use actix_web::middleware::{from_fn, Condition, DefaultHeaders};
+use actix_web::web::{self, Data};
+use actix_web::{App, HttpResponse, HttpServer};
+use ecom_identity::IdentityService;
+use ecom_kernel::HealthCheck;
+use utoipa::OpenApi as _;
+use utoipa_actix_web::{scope, AppExt};
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::error::{ApiError, ProblemKind};
+use crate::metrics::HttpMetrics;
+use crate::openapi::{ApiDoc, RouteTable};
+
+/// HTTP-level settings.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// Largest accepted request body, in bytes.
+    pub body_limit: usize,
+    /// Origins allowed by CORS; `*` allows any; empty sends no CORS headers.
+    pub cors_allowed_origins: Vec<String>,
+    /// Take the client address from `Forwarded`/`X-Forwarded-For` (only behind a trusted proxy).
+    pub trust_forwarded_for: bool,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self { body_limit: 64 * 1024, cors_allowed_origins: Vec::new(), trust_forwarded_for: false }
+    }
+}
+
+/// Everything handlers need, built once by the composition root.
+pub struct AppState {
+    pub identity: Arc<IdentityService>,
+    pub health: Vec<Arc<dyn HealthCheck>>,
+    pub metrics: Arc<HttpMetrics>,
+    pub settings: HttpSettings,
+}
+
+fn cors(settings: &HttpSettings) -> Cors {
+    let mut cors = Cors::default()
+        .allowed_methods(["GET", "POST", "PUT", "PATCH", "DELETE"])
+        .allowed_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::ACCEPT,
+            header::HeaderName::from_static("idempotency-key"),
+            header::HeaderName::from_static("x-idempotency-key"),
+            header::HeaderName::from_static("x-cart-token"),
+            header::HeaderName::from_static("x-request-id"),
+        ])
+        .expose_headers([
+            header::LOCATION,
+            header::RETRY_AFTER,
+            header::HeaderName::from_static("x-request-id"),
+            header::HeaderName::from_static("idempotent-replayed"),
+        ])
+        .max_age(3600);
+    for origin in &settings.cors_allowed_origins {
+        cors = if origin == "*" { cors.allow_any_origin() } else { cors.allowed_origin(origin) };
+    }
+    cors
+}
+
+/// The OpenAPI document of every route, as served at `/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let (_, api) = routed_app().split_for_parts();
+    api
+}
+
+fn routed_app() -> utoipa_actix_web::UtoipaApp<
+    impl ServiceFactory<ServiceRequest, Config = (), Response = ServiceResponse, Error = actix_web::Error, InitError = ()>,
+> {
+    App::new()
+        .into_utoipa_app()
+        .openapi(ApiDoc::openapi())
+        .configure(routes::operations::configure)
+        .service(scope::scope("/v1").configure(routes::configure_v1))
+}
+
+/// The application: routes, documentation, fallbacks and middleware.
+pub fn build_app(
+    state: Data<AppState>,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    let (app, api) = routed_app().split_for_parts();
+    let route_table = Data::new(RouteTable::from_openapi(&api));
+    let settings = state.settings.clone();
+    app.app_data(state)
+        .app_data(route_table)
+        .app_data(web::PathConfig::default().error_handler(|err, _| {
+            ApiError::new(ProblemKind::ResourceNotFound, format!("Invalid identifier in path: {err}.")).into()
+        }))
+        .app_data(web::QueryConfig::default().error_handler(|err, _| {
+            ApiError::new(ProblemKind::InvalidQuery, format!("Invalid query string: {err}.")).into()
+        }))
+        .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", api))
+        .route(
+            "/docs",
+            web::get().to(|| async {
+                HttpResponse::PermanentRedirect().insert_header((header::LOCATION, "/docs/")).finish()
+            }),
+        )
+        .default_service(web::to(middleware::fallback))
+        .wrap(Condition::new(!settings.cors_allowed_origins.is_empty(), cors(&settings)))
+        .wrap(DefaultHeaders::new().add((header::X_CONTENT_TYPE_OPTIONS, "nosniff")))
+        .wrap(from_fn(middleware::request_context))
+}
+
+/// Binds the server on an already-open listener (port 0 in tests). Drains in-flight requests
+/// for up to `shutdown_timeout` on SIGTERM/SIGINT.
+pub fn serve(
+    state: AppState,
+    listener: TcpListener,
+    workers: usize,
+    shutdown_timeout: Duration,
+) -> std::io::Result<Server> {
+    let state = Data::new(state);
+    Ok(HttpServer::new(move || build_app(state.clone()))
+        .workers(workers.max(1))
+        .shutdown_timeout(shutdown_timeout.as_secs())
+        .listen(listener)?
+        .run())
+}

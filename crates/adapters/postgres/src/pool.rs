@@ -1,0 +1,200 @@
+//! The connection pool, database creation and embedded migrations.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deadpool::Runtime;
+use diesel::connection::SimpleConnection;
+use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
+use diesel_async::pooled_connection::deadpool::{Hook, HookError, Pool};
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, PoolError as ManagerError};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+use ecom_kernel::{HealthCheck, InfraError};
+
+use crate::error::{infra_from_diesel, infra_from_pool};
+
+pub type PgPool = Pool<AsyncPgConnection>;
+
+const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../../migrations");
+
+/// Pool settings; the URL carries host, database and credentials.
+#[derive(Clone)]
+pub struct PgSettings {
+    pub url: String,
+    pub max_connections: usize,
+    /// How long a caller waits for a free connection before the request fails with 503.
+    pub acquire_timeout: Duration,
+    pub statement_timeout: Duration,
+    pub application_name: String,
+}
+
+impl std::fmt::Debug for PgSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgSettings")
+            .field("url", &redact_url(&self.url))
+            .field("max_connections", &self.max_connections)
+            .field("acquire_timeout", &self.acquire_timeout)
+            .field("statement_timeout", &self.statement_timeout)
+            .finish()
+    }
+}
+
+/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Builds the pool. Connections are opened lazily; each gets the session settings.
+pub fn connect(settings: &PgSettings) -> Result<PgPool, InfraError> {
+    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(settings.url.clone());
+    let setup = format!(
+        "SET application_name = '{}'; SET statement_timeout = {}; SET TIME ZONE 'UTC';",
+        settings.application_name.replace('\'', ""),
+        settings.statement_timeout.as_millis()
+    );
+    Pool::builder(manager)
+        .max_size(settings.max_connections)
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(settings.acquire_timeout))
+        .create_timeout(Some(settings.acquire_timeout))
+        .recycle_timeout(Some(settings.acquire_timeout))
+        .post_create(Hook::async_fn(move |conn: &mut AsyncPgConnection, _| {
+            let setup = setup.clone();
+            Box::pin(async move {
+                conn.batch_execute(&setup).await.map_err(|e| HookError::Backend(ManagerError::QueryError(e)))
+            })
+        }))
+        .build()
+        .map_err(|e| InfraError::unexpected("cannot build the postgres pool").with_source(e))
+}
+
+/// Splits `…/dbname?params` into the URL of the server's `postgres` database and `dbname`.
+fn maintenance_url(url: &str) -> Option<(String, String)> {
+    let (without_query, query) = match url.split_once('?') {
+        Some((base, q)) => (base, Some(q)),
+        None => (url, None),
+    };
+    let slash = without_query.rfind('/')?;
+    if slash < without_query.find("://")? + 3 {
+        return None;
+    }
+    let name = without_query[slash + 1..].to_owned();
+    if name.is_empty() {
+        return None;
+    }
+    let mut admin = format!("{}/postgres", &without_query[..slash]);
+    if let Some(q) = query {
+        admin.push('?');
+        admin.push_str(q);
+    }
+    Some((admin, name))
+}
+
+/// Creates the database named in `url` if it does not exist yet.
+pub async fn ensure_database_exists(url: &str) -> Result<(), InfraError> {
+    let (admin_url, name) =
+        maintenance_url(url).ok_or_else(|| InfraError::unexpected("DATABASE_URL names no database"))?;
+    if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        return Err(InfraError::unexpected("database name may only hold letters, digits, '_' and '-'"));
+    }
+    let mut conn = AsyncPgConnection::establish(&admin_url)
+        .await
+        .map_err(|e| InfraError::unavailable("cannot connect to postgres").with_source(e))?;
+    #[derive(diesel::QueryableByName)]
+    struct Exists {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        exists: bool,
+    }
+    let found: Exists = diesel::sql_query("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1) AS exists")
+        .bind::<diesel::sql_types::Text, _>(&name)
+        .get_result(&mut conn)
+        .await
+        .map_err(infra_from_diesel)?;
+    if !found.exists {
+        match conn.batch_execute(&format!("CREATE DATABASE \"{name}\"")).await {
+            Ok(()) => tracing::info!(database = %name, "created database"),
+            // Another process created it between our check and our CREATE.
+            Err(diesel::result::Error::DatabaseError(_, info)) if info.message().contains("already exists") => {}
+            Err(e) => return Err(infra_from_diesel(e)),
+        }
+    }
+    Ok(())
+}
+
+/// Applies pending embedded migrations, serialised across processes by an advisory lock.
+pub async fn run_migrations(url: &str) -> Result<usize, InfraError> {
+    let url = url.to_owned();
+    tokio::task::spawn_blocking(move || -> Result<usize, InfraError> {
+        let mut conn = <AsyncConnectionWrapper<AsyncPgConnection> as diesel::Connection>::establish(&url)
+            .map_err(|e| InfraError::unavailable("cannot connect to postgres").with_source(e))?;
+        SimpleConnection::batch_execute(&mut conn, "SELECT pg_advisory_lock(727274)").map_err(infra_from_diesel)?;
+        let applied = conn
+            .run_pending_migrations(MIGRATIONS)
+            .map(|versions| versions.len())
+            .map_err(|e| InfraError::unexpected(format!("migration failed: {e}")));
+        SimpleConnection::batch_execute(&mut conn, "SELECT pg_advisory_unlock(727274)").map_err(infra_from_diesel)?;
+        applied
+    })
+    .await
+    .map_err(|e| InfraError::unexpected("migration task failed").with_source(e))?
+}
+
+/// Readiness: a pooled connection answers `SELECT 1` in time.
+pub struct PgHealth {
+    pool: PgPool,
+    timeout: Duration,
+}
+
+impl PgHealth {
+    pub fn new(pool: PgPool, timeout: Duration) -> Self {
+        Self { pool, timeout }
+    }
+}
+
+#[async_trait]
+impl HealthCheck for PgHealth {
+    fn name(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn check(&self) -> Result<(), InfraError> {
+        let probe = async {
+            let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
+            conn.batch_execute("SELECT 1").await.map_err(infra_from_diesel)
+        };
+        tokio::time::timeout(self.timeout, probe)
+            .await
+            .map_err(|_| InfraError::unavailable("postgres did not answer in time"))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_maintenance_url_points_at_the_postgres_database() {
+        assert_eq!(
+            maintenance_url("postgres://u:p@h:5432/shop?sslmode=disable"),
+            Some(("postgres://u:p@h:5432/postgres?sslmode=disable".into(), "shop".into()))
+        );
+        assert_eq!(maintenance_url("postgres://h:5432"), None);
+        assert_eq!(maintenance_url("postgres://h/"), None);
+    }
+
+    #[test]
+    fn passwords_in_urls_are_redacted() {
+        assert_eq!(redact_url("postgres://u:hunter2@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+    }
+}

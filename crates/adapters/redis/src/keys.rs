@@ -1,0 +1,53 @@
+//! Every Redis key of the system is built here, under one configurable prefix.
+
+use sha2::{Digest, Sha256};
+
+/// Builds keys as `<prefix><part>:<part>…`. Tests isolate themselves with a prefix each.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisKeys {
+    prefix: String,
+}
+
+impl RedisKeys {
+    pub fn new(prefix: impl Into<String>) -> Self {
+        Self { prefix: prefix.into() }
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    fn key(&self, parts: &[&str]) -> String {
+        let mut key = self.prefix.clone();
+        key.push_str(&parts.join(":"));
+        key
+    }
+
+    /// Failed logins for one e-mail address; the address is hashed so keys hold no personal data.
+    pub fn login_failures_by_email(&self, email: &str) -> String {
+        self.key(&["login-failures", "email", &hex_sha256(email)])
+    }
+
+    /// Failed logins from one client address.
+    pub fn login_failures_by_client(&self, client: &str) -> String {
+        self.key(&["login-failures", "client", client])
+    }
+}
+
+fn hex_sha256(value: &str) -> String {
+    Sha256::digest(value.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_carry_the_prefix_and_no_plain_email() {
+        let keys = RedisKeys::new("shop:");
+        let key = keys.login_failures_by_email("ada@example.com");
+        assert!(key.starts_with("shop:login-failures:email:"));
+        assert!(!key.contains("ada"));
+        assert_eq!(keys.login_failures_by_client("10.0.0.1"), "shop:login-failures:client:10.0.0.1");
+    }
+}

@@ -1,0 +1,10 @@
+//! Redis adapters: one key builder, the pool, and the stores that live in Redis.
+
+mod keys;
+mod pool;
+mod throttle;
+
+pub use deadpool_redis::Pool as RedisPool;
+pub use keys::RedisKeys;
+pub use pool::{connect, infra_from_pool, infra_from_redis, RedisHealth, RedisSettings};
+pub use throttle::{RedisLoginThrottle, ThrottlePolicy};

@@ -1,0 +1,119 @@
+//! What the identity context needs from the outside world.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use ecom_kernel::{Email, InfraError, Page, PageRequest, Secret};
+
+use crate::model::{
+    AccessToken, Address, AddressId, Customer, CustomerId, NewRefreshToken, Password, PasswordHash, Principal,
+    RefreshTokenId, RefreshTokenRecord, Role, TokenFamilyId, TokenHash,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum InsertCustomerError {
+    #[error("e-mail address already registered")]
+    EmailTaken,
+    #[error(transparent)]
+    Infrastructure(#[from] InfraError),
+}
+
+/// Customer accounts and their password hashes.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait CustomerRepository: Send + Sync {
+    /// MUST return `EmailTaken` when the (normalised) e-mail address is already registered.
+    async fn insert(&self, customer: &Customer, password_hash: &PasswordHash) -> Result<(), InsertCustomerError>;
+    async fn find(&self, id: CustomerId) -> Result<Option<Customer>, InfraError>;
+    /// The account and its password hash, for logging in.
+    async fn find_credentials(&self, email: &Email) -> Result<Option<(Customer, PasswordHash)>, InfraError>;
+    /// Saves profile fields and role of an existing customer.
+    async fn update(&self, customer: &Customer) -> Result<(), InfraError>;
+    async fn set_password_hash(&self, id: CustomerId, hash: &PasswordHash) -> Result<(), InfraError>;
+    /// Newest first (ids are time-ordered), optionally filtered by role.
+    async fn list(&self, role: Option<Role>, page: &PageRequest) -> Result<Page<Customer>, InfraError>;
+}
+
+/// Refresh tokens, stored only as hashes, grouped in families.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait RefreshTokenRepository: Send + Sync {
+    async fn insert(&self, token: &NewRefreshToken) -> Result<(), InfraError>;
+    async fn find_by_hash(&self, hash: &TokenHash) -> Result<Option<RefreshTokenRecord>, InfraError>;
+    /// Atomically marks `old` rotated and stores `next`. MUST return `false`, storing nothing,
+    /// when `old` was already rotated or revoked (a concurrent refresh won the race).
+    async fn rotate(&self, old: RefreshTokenId, next: &NewRefreshToken, at: DateTime<Utc>) -> Result<bool, InfraError>;
+    /// Revokes every token of the family. Idempotent.
+    async fn revoke_family(&self, family: TokenFamilyId, at: DateTime<Utc>) -> Result<(), InfraError>;
+}
+
+/// A customer's saved addresses.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait AddressRepository: Send + Sync {
+    /// Oldest first.
+    async fn list(&self, customer: CustomerId) -> Result<Vec<Address>, InfraError>;
+    async fn find(&self, customer: CustomerId, id: AddressId) -> Result<Option<Address>, InfraError>;
+    async fn count(&self, customer: CustomerId) -> Result<usize, InfraError>;
+    /// Inserts or updates. When the address is the default, the customer's other addresses MUST
+    /// stop being default in the same transaction (one default per customer).
+    async fn save(&self, address: &Address) -> Result<(), InfraError>;
+    /// Deletes; when the deleted address was the default, the oldest remaining one MUST become
+    /// the default in the same transaction. Returns whether it existed.
+    async fn delete(&self, customer: CustomerId, id: AddressId) -> Result<bool, InfraError>;
+}
+
+/// Slow, salted password hashing (argon2id).
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait PasswordHasher: Send + Sync {
+    async fn hash(&self, password: &Password) -> Result<PasswordHash, InfraError>;
+    /// `false` for a wrong password or a hash it cannot read. Takes the same time either way.
+    async fn verify(&self, password: &Password, hash: &PasswordHash) -> Result<bool, InfraError>;
+    /// Spends the time of one verification, so unknown e-mails cannot be told apart by timing.
+    async fn burn_verification_time(&self, password: &Password) -> Result<(), InfraError>;
+}
+
+/// A refresh token as handed to its owner once, and its hash for storage.
+#[derive(Debug, Clone)]
+pub struct RefreshSecret {
+    pub token: Secret<String>,
+    pub hash: TokenHash,
+}
+
+/// Issues and checks tokens.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+pub trait TokenService: Send + Sync {
+    fn issue_access(&self, principal: Principal, now: DateTime<Utc>) -> Result<AccessToken, InfraError>;
+    /// `None` when the token is malformed, forged or expired at `now`.
+    fn verify_access(&self, token: &str, now: DateTime<Utc>) -> Option<Principal>;
+    /// A fresh, unguessable refresh token.
+    fn new_refresh(&self) -> Result<RefreshSecret, InfraError>;
+    /// The storage hash of a presented refresh token.
+    fn hash_refresh(&self, token: &str) -> TokenHash;
+}
+
+/// Whom a login attempt is counted against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginAttempt {
+    pub email: Email,
+    /// The client's network address, when known.
+    pub client: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThrottleDecision {
+    Allowed,
+    Blocked { retry_after: Duration },
+}
+
+/// Counts failed logins per e-mail and per client address within a window.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait LoginThrottle: Send + Sync {
+    async fn check(&self, attempt: &LoginAttempt) -> Result<ThrottleDecision, InfraError>;
+    async fn record_failure(&self, attempt: &LoginAttempt) -> Result<(), InfraError>;
+    /// A successful login clears the e-mail's failures (not the client's).
+    async fn record_success(&self, attempt: &LoginAttempt) -> Result<(), InfraError>;
+}

@@ -1,0 +1,261 @@
+//! The identity use cases: one public async fn each.
+
+use std::sync::Arc;
+
+use chrono::Duration as ChronoDuration;
+use ecom_kernel::{Clock, Email, Page, PageRequest, Secret};
+
+use crate::error::IdentityError;
+use crate::model::{
+    AccessToken, Address, AddressId, AddressPatch, Customer, CustomerId, CustomerPatch, NewAddress, NewCustomer,
+    NewRefreshToken, Password, Principal, RefreshTokenId, Role, TokenFamilyId,
+};
+use crate::ports::{
+    AddressRepository, CustomerRepository, LoginAttempt, LoginThrottle, PasswordHasher, RefreshTokenRepository,
+    ThrottleDecision, TokenService,
+};
+
+/// Lifetimes of issued tokens.
+#[derive(Debug, Clone, Copy)]
+pub struct TokenPolicy {
+    pub refresh_ttl: ChronoDuration,
+}
+
+impl Default for TokenPolicy {
+    fn default() -> Self {
+        Self { refresh_ttl: ChronoDuration::days(30) }
+    }
+}
+
+/// The ports the service runs on.
+pub struct IdentityPorts {
+    pub customers: Arc<dyn CustomerRepository>,
+    pub refresh_tokens: Arc<dyn RefreshTokenRepository>,
+    pub addresses: Arc<dyn AddressRepository>,
+    pub hasher: Arc<dyn PasswordHasher>,
+    pub tokens: Arc<dyn TokenService>,
+    pub throttle: Arc<dyn LoginThrottle>,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// A signed-in session: the account, a short-lived access token and a refresh token.
+#[derive(Debug, Clone)]
+pub struct SessionTokens {
+    pub customer: Customer,
+    pub access: AccessToken,
+    pub refresh: Secret<String>,
+}
+
+pub struct IdentityService {
+    ports: IdentityPorts,
+    policy: TokenPolicy,
+}
+
+impl IdentityService {
+    pub fn new(ports: IdentityPorts, policy: TokenPolicy) -> Self {
+        Self { ports, policy }
+    }
+
+    /// Creates a customer account and signs it in.
+    pub async fn register(&self, new: NewCustomer) -> Result<SessionTokens, IdentityError> {
+        let now = self.ports.clock.now();
+        let hash = self.ports.hasher.hash(&new.password).await?;
+        let customer = Customer::register(&new, Role::Customer, now);
+        self.ports.customers.insert(&customer, &hash).await?;
+        self.start_session(customer, TokenFamilyId::new()).await
+    }
+
+    /// Checks e-mail and password, throttling repeated failures per e-mail and per client.
+    pub async fn login(
+        &self,
+        email: &str,
+        password: &str,
+        client: Option<String>,
+    ) -> Result<SessionTokens, IdentityError> {
+        // A malformed address or password can never match: answer exactly like a wrong password.
+        let (Ok(email), Ok(password)) = (Email::parse(email), Password::parse(password.to_owned())) else {
+            return Err(IdentityError::InvalidCredentials);
+        };
+        let attempt = LoginAttempt { email, client };
+        if let ThrottleDecision::Blocked { retry_after } = self.ports.throttle.check(&attempt).await? {
+            return Err(IdentityError::TooManyAttempts { retry_after });
+        }
+        let verified = match self.ports.customers.find_credentials(&attempt.email).await? {
+            Some((customer, hash)) => self.ports.hasher.verify(&password, &hash).await?.then_some(customer),
+            None => {
+                self.ports.hasher.burn_verification_time(&password).await?;
+                None
+            }
+        };
+        let Some(customer) = verified else {
+            self.ports.throttle.record_failure(&attempt).await?;
+            return Err(IdentityError::InvalidCredentials);
+        };
+        self.ports.throttle.record_success(&attempt).await?;
+        self.start_session(customer, TokenFamilyId::new()).await
+    }
+
+    /// Exchanges a refresh token for a new pair. A token presented twice revokes its family.
+    pub async fn refresh(&self, refresh_token: &str) -> Result<SessionTokens, IdentityError> {
+        let now = self.ports.clock.now();
+        let hash = self.ports.tokens.hash_refresh(refresh_token);
+        let record = self.ports.refresh_tokens.find_by_hash(&hash).await?.ok_or(IdentityError::InvalidRefreshToken)?;
+        if record.revoked_at.is_some() {
+            return Err(IdentityError::InvalidRefreshToken);
+        }
+        if record.rotated_at.is_some() {
+            self.ports.refresh_tokens.revoke_family(record.family_id, now).await?;
+            return Err(IdentityError::RefreshTokenReused);
+        }
+        if record.expires_at <= now {
+            return Err(IdentityError::InvalidRefreshToken);
+        }
+        let customer =
+            self.ports.customers.find(record.customer_id).await?.ok_or(IdentityError::InvalidRefreshToken)?;
+        let (secret, next) = self.new_refresh_token(&customer, record.family_id)?;
+        if !self.ports.refresh_tokens.rotate(record.id, &next, now).await? {
+            // Another request rotated it first: the same token was used twice.
+            self.ports.refresh_tokens.revoke_family(record.family_id, now).await?;
+            return Err(IdentityError::RefreshTokenReused);
+        }
+        let access = self.issue_access(&customer)?;
+        Ok(SessionTokens { customer, access, refresh: secret })
+    }
+
+    /// Ends the session the refresh token belongs to. Unknown tokens and other customers'
+    /// tokens are ignored, so the answer reveals nothing.
+    pub async fn logout(&self, principal: Principal, refresh_token: &str) -> Result<(), IdentityError> {
+        let hash = self.ports.tokens.hash_refresh(refresh_token);
+        if let Some(record) = self.ports.refresh_tokens.find_by_hash(&hash).await? {
+            if record.customer_id == principal.customer_id {
+                self.ports.refresh_tokens.revoke_family(record.family_id, self.ports.clock.now()).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Who presents this access token.
+    pub fn authenticate(&self, access_token: &str) -> Result<Principal, IdentityError> {
+        self.ports.tokens.verify_access(access_token, self.ports.clock.now()).ok_or(IdentityError::Unauthenticated)
+    }
+
+    pub async fn me(&self, principal: Principal) -> Result<Customer, IdentityError> {
+        self.ports.customers.find(principal.customer_id).await?.ok_or(IdentityError::CustomerNotFound)
+    }
+
+    pub async fn update_me(&self, principal: Principal, patch: CustomerPatch) -> Result<Customer, IdentityError> {
+        let mut customer = self.me(principal).await?;
+        customer.apply(patch, self.ports.clock.now());
+        self.ports.customers.update(&customer).await?;
+        Ok(customer)
+    }
+
+    /// Admin view of the accounts, newest first.
+    pub async fn list_customers(
+        &self,
+        role: Option<Role>,
+        page: &PageRequest,
+    ) -> Result<Page<Customer>, IdentityError> {
+        Ok(self.ports.customers.list(role, page).await?)
+    }
+
+    pub async fn find_customer(&self, id: CustomerId) -> Result<Customer, IdentityError> {
+        self.ports.customers.find(id).await?.ok_or(IdentityError::CustomerNotFound)
+    }
+
+    /// Creates the admin account, or makes an existing account admin with this password.
+    pub async fn bootstrap_admin(&self, email: Email, password: Password) -> Result<Customer, IdentityError> {
+        let now = self.ports.clock.now();
+        let hash = self.ports.hasher.hash(&password).await?;
+        if let Some((mut existing, _)) = self.ports.customers.find_credentials(&email).await? {
+            existing.promote_to_admin(now);
+            self.ports.customers.update(&existing).await?;
+            self.ports.customers.set_password_hash(existing.id(), &hash).await?;
+            return Ok(existing);
+        }
+        let name = crate::model::BoundedText::parse("Admin", Customer::NAME_MAX_CHARS)
+            .map_err(|e| ecom_kernel::InfraError::unexpected(e.to_string()))?;
+        let new = NewCustomer { email, password, first_name: name.clone(), last_name: name, phone: None };
+        let admin = Customer::register(&new, Role::Admin, now);
+        self.ports.customers.insert(&admin, &hash).await?;
+        Ok(admin)
+    }
+
+    pub async fn list_addresses(&self, principal: Principal) -> Result<Vec<Address>, IdentityError> {
+        Ok(self.ports.addresses.list(principal.customer_id).await?)
+    }
+
+    pub async fn get_address(&self, principal: Principal, id: AddressId) -> Result<Address, IdentityError> {
+        self.ports.addresses.find(principal.customer_id, id).await?.ok_or(IdentityError::AddressNotFound)
+    }
+
+    /// Saves a new address; a customer's first address is always the default.
+    pub async fn add_address(&self, principal: Principal, new: NewAddress) -> Result<Address, IdentityError> {
+        let count = self.ports.addresses.count(principal.customer_id).await?;
+        if count >= Address::MAX_PER_CUSTOMER {
+            return Err(IdentityError::AddressLimitReached { max: Address::MAX_PER_CUSTOMER });
+        }
+        let is_default = new.is_default || count == 0;
+        let address = Address::create(principal.customer_id, new, is_default, self.ports.clock.now());
+        self.ports.addresses.save(&address).await?;
+        Ok(address)
+    }
+
+    pub async fn update_address(
+        &self,
+        principal: Principal,
+        id: AddressId,
+        patch: AddressPatch,
+    ) -> Result<Address, IdentityError> {
+        let mut address = self.get_address(principal, id).await?;
+        address.apply(patch, self.ports.clock.now());
+        self.ports.addresses.save(&address).await?;
+        Ok(address)
+    }
+
+    pub async fn delete_address(&self, principal: Principal, id: AddressId) -> Result<(), IdentityError> {
+        if self.ports.addresses.delete(principal.customer_id, id).await? {
+            Ok(())
+        } else {
+            Err(IdentityError::AddressNotFound)
+        }
+    }
+
+    async fn start_session(&self, customer: Customer, family: TokenFamilyId) -> Result<SessionTokens, IdentityError> {
+        let (refresh, record) = self.new_refresh_token(&customer, family)?;
+        self.ports.refresh_tokens.insert(&record).await?;
+        let access = self.issue_access(&customer)?;
+        Ok(SessionTokens { customer, access, refresh })
+    }
+
+    fn new_refresh_token(
+        &self,
+        customer: &Customer,
+        family_id: TokenFamilyId,
+    ) -> Result<(Secret<String>, NewRefreshToken), IdentityError> {
+        let now = self.ports.clock.now();
+        let secret = self.ports.tokens.new_refresh()?;
+        let record = NewRefreshToken {
+            id: RefreshTokenId::new(),
+            family_id,
+            customer_id: customer.id(),
+            token_hash: secret.hash,
+            created_at: now,
+            expires_at: now + self.policy.refresh_ttl,
+        };
+        Ok((secret.token, record))
+    }
+
+    fn issue_access(&self, customer: &Customer) -> Result<AccessToken, IdentityError> {
+        let principal = Principal { customer_id: customer.id(), role: customer.role() };
+        Ok(self.ports.tokens.issue_access(principal, self.ports.clock.now())?)
+    }
+}
+
+/// Refuses callers without the admin role.
+pub fn require_admin(principal: Principal) -> Result<Principal, IdentityError> {
+    match principal.role {
+        Role::Admin => Ok(principal),
+        Role::Customer => Err(IdentityError::Forbidden { required: Role::Admin.as_str() }),
+    }
+}

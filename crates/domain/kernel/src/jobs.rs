@@ -1,0 +1,110 @@
+//! The job envelope and the `JobQueue` port shared by every producer and the worker.
+//!
+//! Delivery is at least once: handlers must be idempotent. Payloads carry ids, not state,
+//! plus a schema version; a handler re-reads what it needs.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::InfraError;
+
+/// A job id. Deterministic ids (`checkout:{order_id}:reserve`, an outbox row id) make enqueue
+/// idempotent: a second enqueue of the same id does nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct JobId(String);
+
+impl JobId {
+    pub fn new(id: impl Into<String>) -> Self {
+        Self(id.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The queues of this system; each is one Redis stream with its own consumer group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum QueueName {
+    Checkout,
+    PaymentEvents,
+    Notifications,
+}
+
+impl QueueName {
+    pub const ALL: [QueueName; 3] = [QueueName::Checkout, QueueName::PaymentEvents, QueueName::Notifications];
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            QueueName::Checkout => "checkout",
+            QueueName::PaymentEvents => "payment-events",
+            QueueName::Notifications => "notifications",
+        }
+    }
+}
+
+/// A job as it travels through a queue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobEnvelope {
+    pub id: JobId,
+    pub queue: QueueName,
+    /// What the handler registry dispatches on, e.g. `checkout.reserve-stock`.
+    pub kind: String,
+    pub payload: serde_json::Value,
+    pub schema_version: u16,
+    /// 1 on the first delivery.
+    pub attempt: u32,
+    pub max_attempts: u32,
+    pub trace_id: Option<String>,
+    pub enqueued_at: DateTime<Utc>,
+}
+
+/// A job to be enqueued; the queue fills in attempts and timestamps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NewJob {
+    pub id: JobId,
+    pub queue: QueueName,
+    pub kind: String,
+    pub payload: serde_json::Value,
+    pub schema_version: u16,
+    pub max_attempts: u32,
+    pub trace_id: Option<String>,
+}
+
+/// Whether an enqueue created the job or found it already there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enqueued {
+    Created,
+    AlreadyPresent,
+}
+
+/// What a handler reports after running a job.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobOutcome {
+    /// Finished; acknowledge it.
+    Done,
+    /// Finished; the next step of its ordered flow is enqueued atomically with the acknowledgement.
+    DoneThen(NewJob),
+    /// A transient failure: run it again after (at least) this delay, within `max_attempts`.
+    RetryAfter(Duration),
+    /// A permanent failure: dead-letter it with this reason, never retry.
+    Failed(String),
+}
+
+/// The producer side of the job queue.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait JobQueue: Send + Sync {
+    /// Enqueues a job to run now. MUST be idempotent on the job id.
+    async fn enqueue(&self, job: NewJob) -> Result<Enqueued, InfraError>;
+
+    /// Enqueues a job to run at `at` (or now, if `at` is past). MUST be idempotent on the job id.
+    async fn enqueue_at(&self, job: NewJob, at: DateTime<Utc>) -> Result<Enqueued, InfraError>;
+}

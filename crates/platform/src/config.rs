@@ -1,0 +1,360 @@
+//! Configuration from environment variables, with working local defaults.
+//!
+//! With `APP_ENV=production` no default secret is ever used: the process refuses to start.
+
+use std::fmt;
+use std::time::Duration;
+
+use ecom_kernel::Secret;
+
+/// Defaults of the local environment; never acceptable in production.
+const LOCAL_JWT_SECRET: &str = "local-development-jwt-secret-not-for-production";
+const LOCAL_STRIPE_WEBHOOK_SECRET: &str = "whsec_local_development_not_for_production";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppEnv {
+    Local,
+    Production,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PaymentProvider {
+    Simulated,
+    Stripe,
+}
+
+/// Every problem with the environment, reported together.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration:\n  - {}", .0.join("\n  - "))]
+pub struct ConfigError(pub Vec<String>);
+
+#[derive(Clone)]
+pub struct Config {
+    pub app_env: AppEnv,
+    pub database_url: String,
+    pub database_max_connections: usize,
+    pub redis_url: String,
+    pub redis_key_prefix: String,
+    pub http_host: String,
+    pub http_port: u16,
+    pub http_workers: usize,
+    pub http_body_limit: usize,
+    pub cors_allowed_origins: Vec<String>,
+    pub trust_forwarded_for: bool,
+    pub jwt_secret: Secret<String>,
+    pub access_token_ttl: Duration,
+    pub refresh_token_ttl: Duration,
+    pub admin_email: Option<String>,
+    pub admin_password: Option<Secret<String>>,
+    pub login_max_failures_per_email: u32,
+    pub login_max_failures_per_client: u32,
+    pub login_throttle_window: Duration,
+    pub stripe_webhook_secret: Secret<String>,
+    pub payment_provider: PaymentProvider,
+    pub stripe_api_base: String,
+    pub stripe_secret_key: Option<Secret<String>>,
+    pub paypal_api_base: String,
+    pub paypal_client_id: Option<String>,
+    pub paypal_client_secret: Option<Secret<String>>,
+    pub worker_concurrency: usize,
+    pub run_migrations: bool,
+    pub seed_demo_data: bool,
+    pub log_format: LogFormat,
+    pub shutdown_timeout: Duration,
+}
+
+/// Reads variables through `lookup`, remembering every error.
+struct Reader<'a> {
+    lookup: &'a dyn Fn(&str) -> Option<String>,
+    errors: Vec<String>,
+}
+
+impl Reader<'_> {
+    fn raw(&self, name: &str) -> Option<String> {
+        (self.lookup)(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+    }
+
+    fn string(&self, name: &str, default: &str) -> String {
+        self.raw(name).unwrap_or_else(|| default.to_owned())
+    }
+
+    fn parsed<T: std::str::FromStr>(&mut self, name: &str, default: T, what: &str) -> T {
+        match self.raw(name) {
+            None => default,
+            Some(raw) => raw.parse().unwrap_or_else(|_| {
+                self.errors.push(format!("{name}={raw:?} is not {what}"));
+                default
+            }),
+        }
+    }
+
+    fn flag(&mut self, name: &str, default: bool) -> bool {
+        match self.raw(name).map(|v| v.to_ascii_lowercase()) {
+            None => default,
+            Some(v) if ["1", "true", "yes", "on"].contains(&v.as_str()) => true,
+            Some(v) if ["0", "false", "no", "off"].contains(&v.as_str()) => false,
+            Some(v) => {
+                self.errors.push(format!("{name}={v:?} is not a boolean (true/false)"));
+                default
+            }
+        }
+    }
+
+    fn positive(&mut self, name: &str, default: u64) -> u64 {
+        let value = self.parsed(name, default, "a positive integer");
+        if value == 0 {
+            self.errors.push(format!("{name} must be greater than 0"));
+            return default;
+        }
+        value
+    }
+
+    fn choice<T: Copy>(&mut self, name: &str, default: T, choices: &[(&str, T)]) -> T {
+        match self.raw(name) {
+            None => default,
+            Some(raw) => match choices.iter().find(|(key, _)| key.eq_ignore_ascii_case(&raw)) {
+                Some((_, value)) => *value,
+                None => {
+                    let names: Vec<&str> = choices.iter().map(|(k, _)| *k).collect();
+                    self.errors.push(format!("{name}={raw:?} must be one of {}", names.join(", ")));
+                    default
+                }
+            },
+        }
+    }
+
+    /// A secret: required in production, else the local default.
+    fn secret(&mut self, name: &str, production: bool, local_default: &str) -> Secret<String> {
+        match self.raw(name) {
+            Some(value) if production && value == local_default => {
+                self.errors.push(format!("{name} must not be the local development default in production"));
+                Secret::new(value)
+            }
+            Some(value) => Secret::new(value),
+            None if production => {
+                self.errors.push(format!("{name} must be set when APP_ENV=production (no default secrets)"));
+                Secret::new(String::new())
+            }
+            None => Secret::new(local_default.to_owned()),
+        }
+    }
+}
+
+fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(2, usize::from)
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(&|name| std::env::var(name).ok())
+    }
+
+    /// Reads variables through `lookup` (tests pass a map).
+    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let mut r = Reader { lookup, errors: Vec::new() };
+        let app_env =
+            r.choice("APP_ENV", AppEnv::Local, &[("local", AppEnv::Local), ("production", AppEnv::Production)]);
+        let production = app_env == AppEnv::Production;
+        let default_log = if production { LogFormat::Json } else { LogFormat::Pretty };
+
+        let jwt_secret = r.secret("JWT_SECRET", production, LOCAL_JWT_SECRET);
+        if production && jwt_secret.expose().len() < 32 {
+            r.errors.push("JWT_SECRET must be at least 32 bytes in production".to_owned());
+        }
+        let stripe_webhook_secret = r.secret("STRIPE_WEBHOOK_SECRET", production, LOCAL_STRIPE_WEBHOOK_SECRET);
+        let payment_provider = r.choice(
+            "PAYMENT_PROVIDER",
+            PaymentProvider::Simulated,
+            &[("simulated", PaymentProvider::Simulated), ("stripe", PaymentProvider::Stripe)],
+        );
+        let stripe_secret_key = r.raw("STRIPE_SECRET_KEY").map(Secret::new);
+        if payment_provider == PaymentProvider::Stripe && stripe_secret_key.is_none() {
+            r.errors.push("STRIPE_SECRET_KEY must be set when PAYMENT_PROVIDER=stripe".to_owned());
+        }
+        let paypal_client_id = r.raw("PAYPAL_CLIENT_ID");
+        let paypal_client_secret = r.raw("PAYPAL_CLIENT_SECRET").map(Secret::new);
+        if paypal_client_id.is_some() != paypal_client_secret.is_some() {
+            r.errors.push("PAYPAL_CLIENT_ID and PAYPAL_CLIENT_SECRET must be set together".to_owned());
+        }
+        let admin_email = r.raw("ADMIN_EMAIL");
+        let admin_password = r.raw("ADMIN_PASSWORD").map(Secret::new);
+        if admin_email.is_some() != admin_password.is_some() {
+            r.errors.push("ADMIN_EMAIL and ADMIN_PASSWORD must be set together".to_owned());
+        }
+
+        let config = Config {
+            app_env,
+            database_url: r.string("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/ecommerce"),
+            database_max_connections: r.positive("DATABASE_MAX_CONNECTIONS", 16) as usize,
+            redis_url: r.string("REDIS_URL", "redis://127.0.0.1:6379"),
+            redis_key_prefix: r.string("REDIS_KEY_PREFIX", "ecom:"),
+            http_host: r.string("HTTP_HOST", "127.0.0.1"),
+            http_port: r.parsed("HTTP_PORT", 8080, "a port number"),
+            http_workers: r.positive("HTTP_WORKERS", default_workers() as u64) as usize,
+            http_body_limit: r.positive("HTTP_BODY_LIMIT_BYTES", 64 * 1024) as usize,
+            cors_allowed_origins: r
+                .raw("CORS_ALLOWED_ORIGINS")
+                .map(|v| v.split(',').map(|o| o.trim().to_owned()).filter(|o| !o.is_empty()).collect())
+                .unwrap_or_default(),
+            trust_forwarded_for: r.flag("TRUST_FORWARDED_FOR", false),
+            jwt_secret,
+            access_token_ttl: Duration::from_secs(r.positive("ACCESS_TOKEN_TTL_SECS", 15 * 60)),
+            refresh_token_ttl: Duration::from_secs(r.positive("REFRESH_TOKEN_TTL_SECS", 30 * 24 * 3600)),
+            admin_email,
+            admin_password,
+            login_max_failures_per_email: r.positive("LOGIN_MAX_FAILURES_PER_EMAIL", 5) as u32,
+            login_max_failures_per_client: r.positive("LOGIN_MAX_FAILURES_PER_CLIENT", 50) as u32,
+            login_throttle_window: Duration::from_secs(r.positive("LOGIN_THROTTLE_WINDOW_SECS", 15 * 60)),
+            stripe_webhook_secret,
+            payment_provider,
+            stripe_api_base: r.string("STRIPE_API_BASE", "https://api.stripe.com"),
+            stripe_secret_key,
+            paypal_api_base: r.string("PAYPAL_API_BASE", "https://api-m.sandbox.paypal.com"),
+            paypal_client_id,
+            paypal_client_secret,
+            worker_concurrency: r.positive("WORKER_CONCURRENCY", 16) as usize,
+            run_migrations: r.flag("RUN_MIGRATIONS", true),
+            seed_demo_data: r.flag("SEED_DEMO_DATA", false),
+            log_format: r.choice(
+                "LOG_FORMAT",
+                default_log,
+                &[("json", LogFormat::Json), ("pretty", LogFormat::Pretty)],
+            ),
+            shutdown_timeout: Duration::from_secs(r.positive("SHUTDOWN_TIMEOUT_SECS", 30)),
+        };
+        if r.errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError(r.errors))
+        }
+    }
+}
+
+impl fmt::Debug for Config {
+    /// Secrets print masked; URLs print without their passwords.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("app_env", &self.app_env)
+            .field("database_url", &ecom_postgres::redact_url(&self.database_url))
+            .field("database_max_connections", &self.database_max_connections)
+            .field("redis_url", &ecom_postgres::redact_url(&self.redis_url))
+            .field("redis_key_prefix", &self.redis_key_prefix)
+            .field("http_host", &self.http_host)
+            .field("http_port", &self.http_port)
+            .field("http_workers", &self.http_workers)
+            .field("http_body_limit", &self.http_body_limit)
+            .field("cors_allowed_origins", &self.cors_allowed_origins)
+            .field("trust_forwarded_for", &self.trust_forwarded_for)
+            .field("jwt_secret", &self.jwt_secret)
+            .field("access_token_ttl", &self.access_token_ttl)
+            .field("refresh_token_ttl", &self.refresh_token_ttl)
+            .field("admin_email", &self.admin_email.as_ref().map(|_| "<set>"))
+            .field("admin_password", &self.admin_password)
+            .field("stripe_webhook_secret", &self.stripe_webhook_secret)
+            .field("payment_provider", &self.payment_provider)
+            .field("stripe_api_base", &self.stripe_api_base)
+            .field("stripe_secret_key", &self.stripe_secret_key)
+            .field("paypal_api_base", &self.paypal_api_base)
+            .field("paypal_client_id", &self.paypal_client_id)
+            .field("paypal_client_secret", &self.paypal_client_secret)
+            .field("worker_concurrency", &self.worker_concurrency)
+            .field("run_migrations", &self.run_migrations)
+            .field("seed_demo_data", &self.seed_demo_data)
+            .field("log_format", &self.log_format)
+            .field("shutdown_timeout", &self.shutdown_timeout)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        Config::from_lookup(&move |name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn an_empty_environment_gives_working_local_defaults() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.app_env, AppEnv::Local);
+        assert_eq!(c.database_url, "postgres://postgres@127.0.0.1:5432/ecommerce");
+        assert_eq!(c.redis_url, "redis://127.0.0.1:6379");
+        assert_eq!(c.http_port, 8080);
+        assert!(c.run_migrations && !c.seed_demo_data);
+        assert_eq!(c.payment_provider, PaymentProvider::Simulated);
+        assert_eq!(c.log_format, LogFormat::Pretty);
+    }
+
+    #[test]
+    fn production_refuses_to_start_without_its_secrets() {
+        let err = config(&[("APP_ENV", "production")]).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("JWT_SECRET must be set"), "{text}");
+        assert!(text.contains("STRIPE_WEBHOOK_SECRET must be set"), "{text}");
+    }
+
+    #[test]
+    fn production_refuses_the_local_default_secrets() {
+        let err = config(&[
+            ("APP_ENV", "production"),
+            ("JWT_SECRET", LOCAL_JWT_SECRET),
+            ("STRIPE_WEBHOOK_SECRET", LOCAL_STRIPE_WEBHOOK_SECRET),
+        ])
+        .unwrap_err();
+        assert_eq!(err.0.len(), 2, "{err}");
+    }
+
+    #[test]
+    fn production_starts_with_real_secrets() {
+        let c = config(&[
+            ("APP_ENV", "production"),
+            ("JWT_SECRET", "0123456789abcdef0123456789abcdef-real"),
+            ("STRIPE_WEBHOOK_SECRET", "whsec_real"),
+        ])
+        .unwrap();
+        assert_eq!(c.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn every_invalid_variable_is_reported_at_once() {
+        let err = config(&[("HTTP_PORT", "eighty"), ("RUN_MIGRATIONS", "maybe"), ("LOG_FORMAT", "xml")]).unwrap_err();
+        assert_eq!(err.0.len(), 3, "{err}");
+    }
+
+    #[test]
+    fn half_configured_pairs_are_refused() {
+        assert!(config(&[("ADMIN_EMAIL", "admin@example.com")]).is_err());
+        assert!(config(&[("PAYPAL_CLIENT_ID", "id")]).is_err());
+        assert!(config(&[("PAYMENT_PROVIDER", "stripe")]).is_err());
+    }
+
+    #[test]
+    fn secrets_print_masked_in_debug() {
+        let c = config(&[
+            ("JWT_SECRET", "jwt-very-secret-value"),
+            ("ADMIN_EMAIL", "boss@example.com"),
+            ("ADMIN_PASSWORD", "admin-very-secret-value"),
+            ("STRIPE_WEBHOOK_SECRET", "whsec_very_secret_value"),
+            ("STRIPE_SECRET_KEY", "sk_very_secret_value"),
+            ("DATABASE_URL", "postgres://app:db-very-secret-value@db/shop"),
+            ("REDIS_URL", "redis://:redis-very-secret-value@cache:6379"),
+        ])
+        .unwrap();
+        let printed = format!("{c:?}");
+        for secret in ["jwt-very", "admin-very", "whsec_very", "sk_very", "db-very", "redis-very", "boss@"] {
+            assert!(!printed.contains(secret), "{secret} leaked in {printed}");
+        }
+        assert!(printed.contains("Secret(***)"));
+    }
+}

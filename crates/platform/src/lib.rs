@@ -1,0 +1,12 @@
+//! Configuration, telemetry, shutdown and the composition root shared by `api` and `worker`.
+
+pub mod config;
+pub mod shutdown;
+pub mod telemetry;
+
+mod services;
+mod worker;
+
+pub use config::{AppEnv, Config, ConfigError, LogFormat};
+pub use services::{prepare_database, start_api, RunningApi, Services};
+pub use worker::run_worker;

@@ -1,0 +1,153 @@
+//! The composition root: every adapter and service is built here, once, for both binaries.
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use ecom_http::metrics::HttpMetrics;
+use ecom_http::{AppState, HttpSettings};
+use ecom_identity::model::Password;
+use ecom_identity::{IdentityPorts, IdentityService, TokenPolicy};
+use ecom_kernel::{Email, HealthCheck, SystemClock};
+use ecom_postgres::{
+    PgAddressRepository, PgCustomerRepository, PgHealth, PgPool, PgRefreshTokenRepository, PgSettings,
+};
+use ecom_redis::{RedisHealth, RedisKeys, RedisLoginThrottle, RedisPool, RedisSettings, ThrottlePolicy};
+use ecom_security::{Argon2Hasher, HmacTokenService};
+
+use crate::Config;
+
+/// How long a readiness probe or a pool checkout may take before the dependency counts as down.
+const DEPENDENCY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Everything a process runs on.
+pub struct Services {
+    pub config: Config,
+    pub pg: PgPool,
+    pub redis: RedisPool,
+    pub redis_keys: RedisKeys,
+    pub identity: Arc<IdentityService>,
+    pub health: Vec<Arc<dyn HealthCheck>>,
+}
+
+/// Creates the database if needed and applies migrations, when `RUN_MIGRATIONS` is on.
+pub async fn prepare_database(config: &Config) -> anyhow::Result<()> {
+    if !config.run_migrations {
+        return Ok(());
+    }
+    ecom_postgres::ensure_database_exists(&config.database_url).await.context("creating the database")?;
+    let applied = ecom_postgres::run_migrations(&config.database_url).await.context("running migrations")?;
+    tracing::info!(applied, "database migrated");
+    Ok(())
+}
+
+impl Services {
+    /// Builds pools and services. Connections open lazily: a dependency that is down now
+    /// makes readiness fail, not start-up.
+    pub fn build(config: &Config, application_name: &str) -> anyhow::Result<Self> {
+        let pg = ecom_postgres::connect(&PgSettings {
+            url: config.database_url.clone(),
+            max_connections: config.database_max_connections,
+            acquire_timeout: DEPENDENCY_TIMEOUT,
+            statement_timeout: Duration::from_secs(10),
+            application_name: application_name.to_owned(),
+        })
+        .context("building the postgres pool")?;
+        let redis = ecom_redis::connect(&RedisSettings {
+            url: config.redis_url.clone(),
+            max_connections: config.database_max_connections * 2,
+            timeout: DEPENDENCY_TIMEOUT,
+        })
+        .context("building the redis pool")?;
+        let redis_keys = RedisKeys::new(config.redis_key_prefix.clone());
+
+        let access_ttl = chrono::Duration::from_std(config.access_token_ttl).context("ACCESS_TOKEN_TTL_SECS")?;
+        let refresh_ttl = chrono::Duration::from_std(config.refresh_token_ttl).context("REFRESH_TOKEN_TTL_SECS")?;
+        let identity = Arc::new(IdentityService::new(
+            IdentityPorts {
+                customers: Arc::new(PgCustomerRepository::new(pg.clone())),
+                refresh_tokens: Arc::new(PgRefreshTokenRepository::new(pg.clone())),
+                addresses: Arc::new(PgAddressRepository::new(pg.clone())),
+                hasher: Arc::new(Argon2Hasher::new().context("password hasher")?),
+                tokens: Arc::new(HmacTokenService::new(&config.jwt_secret, access_ttl).context("token service")?),
+                throttle: Arc::new(RedisLoginThrottle::new(
+                    redis.clone(),
+                    redis_keys.clone(),
+                    ThrottlePolicy {
+                        max_failures_per_email: config.login_max_failures_per_email,
+                        max_failures_per_client: config.login_max_failures_per_client,
+                        window: config.login_throttle_window,
+                    },
+                )),
+                clock: Arc::new(SystemClock),
+            },
+            TokenPolicy { refresh_ttl },
+        ));
+        let health: Vec<Arc<dyn HealthCheck>> = vec![
+            Arc::new(PgHealth::new(pg.clone(), DEPENDENCY_TIMEOUT)),
+            Arc::new(RedisHealth::new(redis.clone(), DEPENDENCY_TIMEOUT)),
+        ];
+        Ok(Self { config: config.clone(), pg, redis, redis_keys, identity, health })
+    }
+
+    /// Creates or updates the admin account from `ADMIN_EMAIL` / `ADMIN_PASSWORD`.
+    pub async fn bootstrap_admin(&self) -> anyhow::Result<()> {
+        let (Some(email), Some(password)) = (&self.config.admin_email, &self.config.admin_password) else {
+            return Ok(());
+        };
+        let email = Email::parse(email).context("ADMIN_EMAIL is not a valid e-mail address")?;
+        let password = Password::parse(password.expose().clone()).context("ADMIN_PASSWORD")?;
+        let admin = self.identity.bootstrap_admin(email, password).await.context("bootstrapping the admin")?;
+        tracing::info!(customer_id = %admin.id(), "admin account ready");
+        Ok(())
+    }
+
+    /// Checks every dependency once; the error names the ones that are down.
+    pub async fn check_dependencies(&self) -> anyhow::Result<()> {
+        let mut down = Vec::new();
+        for check in &self.health {
+            if let Err(err) = check.check().await {
+                down.push(format!("{}: {err}", check.name()));
+            }
+        }
+        if down.is_empty() {
+            Ok(())
+        } else {
+            anyhow::bail!("dependencies unavailable: {}", down.join("; "))
+        }
+    }
+
+    pub fn http_state(&self) -> anyhow::Result<AppState> {
+        Ok(AppState {
+            identity: self.identity.clone(),
+            health: self.health.clone(),
+            metrics: Arc::new(HttpMetrics::new().context("registering metrics")?),
+            settings: HttpSettings {
+                body_limit: self.config.http_body_limit,
+                cors_allowed_origins: self.config.cors_allowed_origins.clone(),
+                trust_forwarded_for: self.config.trust_forwarded_for,
+            },
+        })
+    }
+}
+
+/// A started api server, not yet awaited.
+pub struct RunningApi {
+    pub server: actix_web::dev::Server,
+    pub local_addr: SocketAddr,
+    pub services: Arc<Services>,
+}
+
+/// Prepares the database, builds the services, bootstraps the admin and binds the server.
+pub async fn start_api(config: &Config) -> anyhow::Result<RunningApi> {
+    prepare_database(config).await?;
+    let services = Arc::new(Services::build(config, "ecom-api")?);
+    services.bootstrap_admin().await?;
+    let listener = TcpListener::bind((config.http_host.as_str(), config.http_port))
+        .with_context(|| format!("binding {}:{}", config.http_host, config.http_port))?;
+    let local_addr = listener.local_addr()?;
+    let server = ecom_http::serve(services.http_state()?, listener, config.http_workers, config.shutdown_timeout)?;
+    tracing::info!(%local_addr, "api listening");
+    Ok(RunningApi { server, local_addr, services })
+}

@@ -1,0 +1,3 @@
+DROP TABLE addresses;
+DROP TABLE refresh_tokens;
+DROP TABLE customers;
