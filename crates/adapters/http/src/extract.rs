@@ -105,7 +105,8 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
             }
             Category::Data if message.starts_with("unknown field") => {
                 let name = backticked(&message).unwrap_or("?");
-                let field = if path == "." || path.is_empty() { name.to_owned() } else { format!("{path}.{name}") };
+                // The path already ends at the unknown field itself.
+                let field = if path == "." || path.is_empty() { name.to_owned() } else { path };
                 ApiError::field(ProblemKind::UnknownField, field, message)
             }
             Category::Data => {
@@ -234,6 +235,10 @@ mod tests {
         let err = parse_err(r#"{"email": "a", "isAdmin": true}"#);
         assert_eq!(err.kind(), ProblemKind::UnknownField);
         assert_eq!(err.to_string(), "UNKNOWN_FIELD: unknown field `isAdmin`, expected `email` or `firstName`");
+        let body = actix_web::body::to_bytes(actix_web::ResponseError::error_response(&err).into_body());
+        let body: serde_json::Value =
+            serde_json::from_slice(&futures_util::FutureExt::now_or_never(body).unwrap().unwrap()).unwrap();
+        assert_eq!(body["errors"][0]["field"], "isAdmin");
     }
 
     #[test]

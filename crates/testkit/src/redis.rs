@@ -1,0 +1,49 @@
+use deadpool_redis::redis;
+
+use crate::redis_url;
+
+/// A key prefix of its own for one test; every key under it is deleted on drop.
+pub struct TestRedis {
+    prefix: String,
+    url: String,
+}
+
+impl Default for TestRedis {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TestRedis {
+    pub fn new() -> Self {
+        Self { prefix: format!("test:{}:", uuid::Uuid::now_v7().simple()), url: redis_url() }
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Keys currently stored under this test's prefix.
+    pub fn keys(&self) -> Vec<String> {
+        let mut conn = redis::Client::open(self.url.as_str()).unwrap().get_connection().unwrap();
+        redis::cmd("KEYS").arg(format!("{}*", self.prefix)).query(&mut conn).unwrap()
+    }
+}
+
+impl Drop for TestRedis {
+    fn drop(&mut self) {
+        let Ok(client) = redis::Client::open(self.url.as_str()) else { return };
+        let Ok(mut conn) = client.get_connection() else {
+            eprintln!("warning: redis unreachable, keys under {} not deleted", self.prefix);
+            return;
+        };
+        let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{}*", self.prefix)).query(&mut conn).unwrap_or_default();
+        if !keys.is_empty() {
+            let _: Result<(), _> = redis::cmd("DEL").arg(keys).query(&mut conn);
+        }
+    }
+}

@@ -1,0 +1,156 @@
+use std::collections::BTreeSet;
+
+use ecom_testkit::TestApp;
+use reqwest::{header, Method, StatusCode};
+use serde_json::Value;
+
+use crate::assert_problem;
+
+#[tokio::test]
+async fn liveness_and_readiness_answer_200_when_everything_is_up() {
+    let app = TestApp::spawn().await;
+    let live = app.get("/health/live", None).await;
+    assert_eq!(live.status(), StatusCode::OK);
+    let ready = app.get("/health/ready", None).await;
+    assert_eq!(ready.status(), StatusCode::OK);
+    let body: Value = ready.json().await.unwrap();
+    assert_eq!(body["checks"]["postgres"], "ok");
+    assert_eq!(body["checks"]["redis"], "ok");
+}
+
+#[tokio::test]
+async fn every_response_carries_a_request_id_and_a_clients_id_is_echoed() {
+    let app = TestApp::spawn().await;
+    let generated = app.get("/health/live", None).await;
+    let id = generated.headers()["x-request-id"].to_str().unwrap();
+    assert!(uuid::Uuid::parse_str(id).is_ok(), "{id}");
+
+    let echoed = app.request(Method::GET, "/health/live", None).header("x-request-id", "client-trace-42").send().await;
+    assert_eq!(echoed.unwrap().headers()["x-request-id"], "client-trace-42");
+    let not_found = app.request(Method::GET, "/nowhere", None).header("x-request-id", "abc").send().await.unwrap();
+    assert_eq!(not_found.headers()["x-request-id"], "abc");
+}
+
+#[tokio::test]
+async fn unknown_routes_are_404_and_wrong_methods_405_as_problems() {
+    let app = TestApp::spawn().await;
+    assert_problem(app.get("/v1/nothing-here", None).await, StatusCode::NOT_FOUND, "ROUTE_NOT_FOUND").await;
+
+    let res = app.request(Method::PUT, "/v1/customers/me", None).send().await.unwrap();
+    assert_eq!(res.headers()[header::ALLOW], "GET, PATCH");
+    assert_problem(res, StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED").await;
+
+    let res = app.get("/v1/auth/login", None).await;
+    assert_eq!(res.headers()[header::ALLOW], "POST");
+    assert_problem(res, StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED").await;
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_pattern_and_status() {
+    let app = TestApp::spawn().await;
+    app.get("/health/live", None).await;
+    app.get("/v1/customers/me", None).await;
+    app.get("/v1/does-not-exist/123", None).await;
+    let res = app.get("/metrics", None).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.headers()[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/plain"));
+    let text = res.text().await.unwrap();
+    assert!(text.contains(r#"http_requests_total{method="GET",route="/health/live",status="200"} 1"#), "{text}");
+    assert!(text.contains(r#"http_requests_total{method="GET",route="/v1/customers/me",status="401"} 1"#), "{text}");
+    assert!(text.contains(r#"route="unmatched",status="404""#), "{text}");
+    assert!(text.contains("http_request_duration_seconds_bucket"), "{text}");
+}
+
+/// Every route the contract (API.md) promises for the parts built so far.
+const DOCUMENTED: &[(&str, &str)] = &[
+    ("GET", "/health/live"),
+    ("GET", "/health/ready"),
+    ("GET", "/metrics"),
+    ("POST", "/v1/auth/register"),
+    ("POST", "/v1/auth/login"),
+    ("POST", "/v1/auth/refresh"),
+    ("POST", "/v1/auth/logout"),
+    ("GET", "/v1/customers/me"),
+    ("PATCH", "/v1/customers/me"),
+    ("GET", "/v1/customers/me/addresses"),
+    ("POST", "/v1/customers/me/addresses"),
+    ("PATCH", "/v1/customers/me/addresses/{id}"),
+    ("DELETE", "/v1/customers/me/addresses/{id}"),
+    ("GET", "/v1/admin/customers"),
+    ("GET", "/v1/admin/customers/{id}"),
+];
+
+fn operations(spec: &Value) -> BTreeSet<(String, String)> {
+    let mut ops = BTreeSet::new();
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            ops.insert((method.to_uppercase(), path.clone()));
+        }
+    }
+    ops
+}
+
+#[tokio::test]
+async fn the_openapi_document_lists_every_route_and_every_listed_route_is_served() {
+    let app = TestApp::spawn().await;
+    let spec: Value = app.get("/openapi.json", None).await.json().await.unwrap();
+    assert!(spec["openapi"].as_str().unwrap().starts_with("3."));
+    let ops = operations(&spec);
+    for (method, path) in DOCUMENTED {
+        assert!(ops.contains(&((*method).to_owned(), (*path).to_owned())), "{method} {path} missing from /openapi.json");
+    }
+    // The other direction: every documented operation is routed (never ROUTE_NOT_FOUND or 405).
+    for (method, path) in &ops {
+        let concrete = path.replace("{id}", &uuid::Uuid::now_v7().to_string());
+        let res = app.request(method.parse().unwrap(), &concrete, None).send().await.unwrap();
+        assert_ne!(res.status(), StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+        if res.status() == StatusCode::NOT_FOUND {
+            let body: Value = res.json().await.unwrap();
+            assert_ne!(body["code"], "ROUTE_NOT_FOUND", "{method} {path}");
+        }
+    }
+    assert!(spec["components"]["securitySchemes"]["bearer"].is_object());
+}
+
+#[tokio::test]
+async fn the_interactive_docs_are_served_with_no_network() {
+    let app = TestApp::spawn().await;
+    let redirect = app.get("/docs", None).await;
+    assert_eq!(redirect.status(), StatusCode::PERMANENT_REDIRECT);
+    assert_eq!(redirect.headers()[header::LOCATION], "/docs/");
+
+    let page = app.get("/docs/", None).await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("swagger-ui"), "{html}");
+    // Every script and stylesheet the page loads is served by us, not by a CDN.
+    for asset in ["swagger-ui.css", "swagger-ui-bundle.js", "swagger-ui-standalone-preset.js", "swagger-initializer.js"] {
+        assert!(html.contains(&format!("./{asset}")), "{asset} referenced locally");
+        let res = app.get(&format!("/docs/{asset}"), None).await;
+        assert_eq!(res.status(), StatusCode::OK, "{asset}");
+        assert!(!res.bytes().await.unwrap().is_empty(), "{asset}");
+    }
+    assert!(!html.contains("http://") && !html.contains("https://"), "no external URL in the docs page");
+    let init = app.get("/docs/swagger-initializer.js", None).await.text().await.unwrap();
+    assert!(init.contains("/openapi.json"), "{init}");
+}
+
+#[tokio::test]
+async fn cors_answers_preflights_for_configured_origins_only() {
+    let app = TestApp::spawn_with(&[("CORS_ALLOWED_ORIGINS", "https://shop.example")]).await;
+    let preflight = |origin: &'static str| {
+        app.request(Method::OPTIONS, "/v1/auth/login", None)
+            .header(header::ORIGIN, origin)
+            .header(header::ACCESS_CONTROL_REQUEST_METHOD, "POST")
+            .header(header::ACCESS_CONTROL_REQUEST_HEADERS, "content-type")
+            .send()
+    };
+    let allowed = preflight("https://shop.example").await.unwrap();
+    assert_eq!(allowed.status(), StatusCode::OK);
+    assert_eq!(allowed.headers()[header::ACCESS_CONTROL_ALLOW_ORIGIN], "https://shop.example");
+
+    let refused = preflight("https://evil.example").await.unwrap();
+    assert!(refused.headers().get(header::ACCESS_CONTROL_ALLOW_ORIGIN).is_none());
+    assert!(refused.status().is_client_error());
+    assert_eq!(refused.headers()[header::CONTENT_TYPE], "application/problem+json");
+}
