@@ -39,12 +39,19 @@ async fn the_address_book_always_has_exactly_one_default() {
     assert_eq!(defaults(&list(&app, token).await), ["Cabin"]);
 
     let home_id = home["id"].as_str().unwrap();
-    let res = app.patch(&format!("/v1/customers/me/addresses/{home_id}"), &json!({"isDefault": true, "line2": "Apt 1"}), Some(token)).await;
+    let res = app
+        .patch(
+            &format!("/v1/customers/me/addresses/{home_id}"),
+            &json!({"isDefault": true, "line2": "Apt 1"}),
+            Some(token),
+        )
+        .await;
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(res.json::<Value>().await.unwrap()["line2"], "Apt 1");
     assert_eq!(defaults(&list(&app, token).await), ["Home"]);
 
-    let unset = app.patch(&format!("/v1/customers/me/addresses/{home_id}"), &json!({"isDefault": false}), Some(token)).await;
+    let unset =
+        app.patch(&format!("/v1/customers/me/addresses/{home_id}"), &json!({"isDefault": false}), Some(token)).await;
     let problem = assert_problem(unset, StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_FAILED").await;
     assert_eq!(error_fields(&problem), ["isDefault"]);
 

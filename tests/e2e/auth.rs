@@ -201,9 +201,8 @@ async fn unknown_refresh_tokens_are_401() {
 async fn logging_out_ends_the_session() {
     let app = TestApp::spawn().await;
     let session = app.register_customer().await;
-    let res = app
-        .post("/v1/auth/logout", &json!({"refreshToken": session.refresh_token}), Some(&session.access_token))
-        .await;
+    let res =
+        app.post("/v1/auth/logout", &json!({"refreshToken": session.refresh_token}), Some(&session.access_token)).await;
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
     assert_problem(refresh(&app, &session.refresh_token).await, StatusCode::UNAUTHORIZED, "INVALID_REFRESH_TOKEN")
         .await;

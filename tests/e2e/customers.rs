@@ -10,7 +10,8 @@ async fn a_customer_reads_and_updates_their_profile() {
     let s = app.register_customer().await;
     let token = Some(s.access_token.as_str());
 
-    let updated = app.patch("/v1/customers/me", &json!({"firstName": "Augusta", "phone": "+44 20 7946 0000"}), token).await;
+    let updated =
+        app.patch("/v1/customers/me", &json!({"firstName": "Augusta", "phone": "+44 20 7946 0000"}), token).await;
     assert_eq!(updated.status(), StatusCode::OK);
     let body: Value = updated.json().await.unwrap();
     assert_eq!((body["firstName"].as_str(), body["lastName"].as_str()), (Some("Augusta"), Some("Lovelace")));
@@ -105,8 +106,12 @@ async fn admins_page_through_every_customer_exactly_once() {
     registered.reverse(); // newest first
     assert_eq!(seen, registered);
 
-    let one: Value =
-        app.get(&format!("/v1/admin/customers/{}", registered[0]), Some(&admin.access_token)).await.json().await.unwrap();
+    let one: Value = app
+        .get(&format!("/v1/admin/customers/{}", registered[0]), Some(&admin.access_token))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(one["id"], registered[0].as_str());
     let missing = app.get(&format!("/v1/admin/customers/{}", uuid::Uuid::now_v7()), Some(&admin.access_token)).await;
     assert_problem(missing, StatusCode::NOT_FOUND, "CUSTOMER_NOT_FOUND").await;

@@ -97,7 +97,10 @@ async fn the_openapi_document_lists_every_route_and_every_listed_route_is_served
     assert!(spec["openapi"].as_str().unwrap().starts_with("3."));
     let ops = operations(&spec);
     for (method, path) in DOCUMENTED {
-        assert!(ops.contains(&((*method).to_owned(), (*path).to_owned())), "{method} {path} missing from /openapi.json");
+        assert!(
+            ops.contains(&((*method).to_owned(), (*path).to_owned())),
+            "{method} {path} missing from /openapi.json"
+        );
     }
     // The other direction: every documented operation is routed (never ROUTE_NOT_FOUND or 405).
     for (method, path) in &ops {
@@ -124,7 +127,8 @@ async fn the_interactive_docs_are_served_with_no_network() {
     let html = page.text().await.unwrap();
     assert!(html.contains("swagger-ui"), "{html}");
     // Every script and stylesheet the page loads is served by us, not by a CDN.
-    for asset in ["swagger-ui.css", "swagger-ui-bundle.js", "swagger-ui-standalone-preset.js", "swagger-initializer.js"] {
+    for asset in ["swagger-ui.css", "swagger-ui-bundle.js", "swagger-ui-standalone-preset.js", "swagger-initializer.js"]
+    {
         assert!(html.contains(&format!("./{asset}")), "{asset} referenced locally");
         let res = app.get(&format!("/docs/{asset}"), None).await;
         assert_eq!(res.status(), StatusCode::OK, "{asset}");

@@ -1,13 +1,24 @@
-//! The HTTP API: configuration, telemetry, then the server until SIGTERM/SIGINT (drained).
+//! The HTTP API.
+//!
+//! `api` serves until SIGTERM/SIGINT (in-flight requests are drained);
+//! `api migrate` creates the database if needed and applies migrations;
+//! `api db-reset` drops and recreates the database (refused with APP_ENV=production).
 
-use ecom_platform::{start_api, telemetry, Config};
+use ecom_platform::{prepare_database, reset_database, start_api, telemetry, Config};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::from_env()?;
     telemetry::init(config.log_format)?;
-    let api = start_api(&config).await?;
-    api.server.await?;
-    tracing::info!("api stopped");
+    match std::env::args().nth(1).as_deref() {
+        None | Some("serve") => {
+            let api = start_api(&config).await?;
+            api.server.await?;
+            tracing::info!("api stopped");
+        }
+        Some("migrate") => prepare_database(&Config { run_migrations: true, ..config }).await?,
+        Some("db-reset") => reset_database(&config).await?,
+        Some(other) => anyhow::bail!("unknown command {other:?}; expected serve, migrate or db-reset"),
+    }
     Ok(())
 }

@@ -8,5 +8,5 @@ mod services;
 mod worker;
 
 pub use config::{AppEnv, Config, ConfigError, LogFormat};
-pub use services::{prepare_database, start_api, RunningApi, Services};
+pub use services::{prepare_database, reset_database, start_api, RunningApi, Services};
 pub use worker::run_worker;

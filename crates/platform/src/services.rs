@@ -42,6 +42,13 @@ pub async fn prepare_database(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Drops and recreates the database, then migrates it. Refused in production.
+pub async fn reset_database(config: &Config) -> anyhow::Result<()> {
+    anyhow::ensure!(config.app_env != crate::AppEnv::Production, "db-reset is refused when APP_ENV=production");
+    ecom_postgres::drop_database(&config.database_url).await.context("dropping the database")?;
+    prepare_database(&Config { run_migrations: true, ..config.clone() }).await
+}
+
 impl Services {
     /// Builds pools and services. Connections open lazily: a dependency that is down now
     /// makes readiness fail, not start-up.

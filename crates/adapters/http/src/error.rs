@@ -154,8 +154,10 @@ pub struct ProblemFieldError {
     pub message: String,
 }
 
-/// An error on its way to becoming a problem+json response.
-pub struct ApiError {
+/// An error on its way to becoming a problem+json response (boxed: errors travel in `Result`s).
+pub struct ApiError(Box<Details>);
+
+struct Details {
     kind: ProblemKind,
     detail: String,
     errors: Option<Vec<FieldError>>,
@@ -167,40 +169,48 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(kind: ProblemKind, detail: impl Into<String>) -> Self {
-        Self { kind, detail: detail.into(), errors: None, checks: None, retry_after: None, allow: None, source: None }
+        Self(Box::new(Details {
+            kind,
+            detail: detail.into(),
+            errors: None,
+            checks: None,
+            retry_after: None,
+            allow: None,
+            source: None,
+        }))
     }
 
     pub fn kind(&self) -> ProblemKind {
-        self.kind
+        self.0.kind
     }
 
     pub fn validation(errors: ValidationErrors) -> Self {
         let mut err = Self::new(ProblemKind::ValidationFailed, "One or more fields are invalid.");
-        err.errors = Some(errors.errors().to_vec());
+        err.0.errors = Some(errors.errors().to_vec());
         err
     }
 
     pub fn field(kind: ProblemKind, field: impl Into<String>, message: impl Into<String>) -> Self {
         let message = message.into();
         let mut err = Self::new(kind, message.clone());
-        err.errors = Some(vec![FieldError { field: field.into(), message }]);
+        err.0.errors = Some(vec![FieldError { field: field.into(), message }]);
         err
     }
 
     pub fn with_retry_after(mut self, retry_after: Duration) -> Self {
         // Round up: a client retrying after the advertised time must not be refused again.
         let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
-        self.retry_after = Some(secs.max(1));
+        self.0.retry_after = Some(secs.max(1));
         self
     }
 
     pub fn with_allow(mut self, methods: String) -> Self {
-        self.allow = Some(methods);
+        self.0.allow = Some(methods);
         self
     }
 
     pub fn with_checks(mut self, checks: serde_json::Value) -> Self {
-        self.checks = Some(checks);
+        self.0.checks = Some(checks);
         self
     }
 
@@ -208,22 +218,22 @@ impl ApiError {
         let kind = if err.is_unavailable() { ProblemKind::ServiceUnavailable } else { ProblemKind::Internal };
         let mut api = Self::new(kind, "");
         if kind == ProblemKind::ServiceUnavailable {
-            api.retry_after = Some(1);
+            api.0.retry_after = Some(1);
         }
-        api.source = Some(Box::new(err));
+        api.0.source = Some(Box::new(err));
         api
     }
 
     fn problem(&self) -> Problem {
-        let (status, code, title) = self.kind.spec();
+        let (status, code, title) = self.0.kind.spec();
         // 5xx bodies reveal nothing of the cause; the log line has it.
-        let detail = if status.is_server_error() && self.detail.is_empty() {
-            match self.kind {
+        let detail = if status.is_server_error() && self.0.detail.is_empty() {
+            match self.0.kind {
                 ProblemKind::ServiceUnavailable => "A dependency is temporarily unavailable; retry shortly.".to_owned(),
                 _ => "An unexpected error occurred.".to_owned(),
             }
         } else {
-            self.detail.clone()
+            self.0.detail.clone()
         };
         Problem {
             type_uri: type_uri(code),
@@ -232,13 +242,13 @@ impl ApiError {
             detail,
             code: code.to_owned(),
             instance: String::new(),
-            errors: self.errors.as_ref().map(|errors| {
+            errors: self.0.errors.as_ref().map(|errors| {
                 errors
                     .iter()
                     .map(|e| ProblemFieldError { field: e.field.clone(), message: e.message.clone() })
                     .collect()
             }),
-            checks: self.checks.clone(),
+            checks: self.0.checks.clone(),
         }
     }
 }
@@ -249,13 +259,13 @@ pub fn type_uri(code: &str) -> String {
 
 impl fmt::Debug for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ApiError").field("code", &self.kind.code()).field("detail", &self.detail).finish()
+        f.debug_struct("ApiError").field("code", &self.0.kind.code()).field("detail", &self.0.detail).finish()
     }
 }
 
 impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.kind.code(), self.detail)
+        write!(f, "{}: {}", self.0.kind.code(), self.0.detail)
     }
 }
 
@@ -273,26 +283,26 @@ fn cause_chain(err: &(dyn std::error::Error + 'static)) -> String {
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
-        self.kind.status()
+        self.0.kind.status()
     }
 
     fn error_response(&self) -> HttpResponse {
         let status = self.status_code();
         if status.is_server_error() {
-            let cause = self.source.as_deref().map(|e| cause_chain(e)).unwrap_or_default();
-            tracing::error!(code = self.kind.code(), cause = %cause, "request failed");
+            let cause = self.0.source.as_deref().map(|e| cause_chain(e)).unwrap_or_default();
+            tracing::error!(code = self.0.kind.code(), cause = %cause, "request failed");
         }
         let mut res = HttpResponse::build(status);
         res.content_type(PROBLEM_JSON);
-        if let Some(secs) = self.retry_after {
+        if let Some(secs) = self.0.retry_after {
             res.insert_header((header::RETRY_AFTER, secs.to_string()));
         }
-        if let Some(allow) = &self.allow {
+        if let Some(allow) = &self.0.allow {
             if let Ok(value) = HeaderValue::from_str(allow) {
                 res.insert_header((header::ALLOW, value));
             }
         }
-        if self.kind == ProblemKind::Unauthenticated {
+        if self.0.kind == ProblemKind::Unauthenticated {
             res.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
         }
         res.body(serde_json::to_vec(&self.problem()).unwrap_or_default())
@@ -377,9 +387,9 @@ mod tests {
     #[test]
     fn retry_after_rounds_up_to_whole_seconds() {
         let err = ApiError::new(ProblemKind::TooManyRequests, "").with_retry_after(Duration::from_millis(1500));
-        assert_eq!(err.retry_after, Some(2));
+        assert_eq!(err.0.retry_after, Some(2));
         let err = ApiError::new(ProblemKind::TooManyRequests, "").with_retry_after(Duration::from_millis(10));
-        assert_eq!(err.retry_after, Some(1));
+        assert_eq!(err.0.retry_after, Some(1));
     }
 
     #[test]

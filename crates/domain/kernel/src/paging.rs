@@ -43,7 +43,7 @@ impl Cursor {
     }
 
     pub fn decode(raw: &str) -> Result<Self, CursorError> {
-        if raw.is_empty() || raw.len() > 1024 || raw.len() % 2 != 0 {
+        if raw.is_empty() || raw.len() > 1024 || !raw.len().is_multiple_of(2) {
             return Err(CursorError);
         }
         let bytes = (0..raw.len())

@@ -1,0 +1,192 @@
+//! The identity repositories against the real PostgreSQL, one database per test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use ecom_identity::model::*;
+use ecom_identity::ports::{AddressRepository, CustomerRepository, InsertCustomerError, RefreshTokenRepository};
+use ecom_kernel::{Email, PageRequest};
+use ecom_postgres::{connect, PgAddressRepository, PgCustomerRepository, PgPool, PgRefreshTokenRepository, PgSettings};
+use ecom_testkit::TestDb;
+
+fn pool(db: &TestDb) -> PgPool {
+    connect(&PgSettings {
+        url: db.url(),
+        max_connections: 8,
+        acquire_timeout: Duration::from_secs(5),
+        statement_timeout: Duration::from_secs(5),
+        application_name: "adapter-test".into(),
+    })
+    .unwrap()
+}
+
+fn now() -> DateTime<Utc> {
+    // Postgres keeps microseconds; keep the test's timestamps comparable.
+    DateTime::from_timestamp_micros(Utc::now().timestamp_micros()).unwrap()
+}
+
+fn text(s: &str) -> BoundedText {
+    BoundedText::parse(s, 200).unwrap()
+}
+
+fn customer(email: &str, role: Role) -> Customer {
+    Customer::restore(
+        CustomerId::new(),
+        Email::parse(email).unwrap(),
+        text("Ada"),
+        text("Lovelace"),
+        Some(Phone::parse("+15550100").unwrap()),
+        role,
+        now(),
+        now(),
+    )
+}
+
+#[tokio::test]
+async fn customers_round_trip_and_emails_are_unique() {
+    let db = TestDb::new().await;
+    let repo = PgCustomerRepository::new(pool(&db));
+    let ada = customer("ada@shop.test", Role::Customer);
+    repo.insert(&ada, &PasswordHash::new("$argon2id$x".into())).await.unwrap();
+
+    assert_eq!(repo.find(ada.id()).await.unwrap(), Some(ada.clone()));
+    let (found, hash) = repo.find_credentials(&Email::parse("ADA@shop.test").unwrap()).await.unwrap().unwrap();
+    assert_eq!((found.id(), hash.as_str()), (ada.id(), "$argon2id$x"));
+    assert_eq!(repo.find(CustomerId::new()).await.unwrap(), None);
+
+    let twin = customer("ada@shop.test", Role::Customer);
+    let err = repo.insert(&twin, &PasswordHash::new("h".into())).await.unwrap_err();
+    assert!(matches!(err, InsertCustomerError::EmailTaken), "{err:?}");
+}
+
+#[tokio::test]
+async fn customers_list_newest_first_with_a_role_filter_and_cursors() {
+    let db = TestDb::new().await;
+    let repo = PgCustomerRepository::new(pool(&db));
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let c = customer(&format!("c{i}@shop.test"), if i == 2 { Role::Admin } else { Role::Customer });
+        repo.insert(&c, &PasswordHash::new("h".into())).await.unwrap();
+        ids.push(c.id());
+    }
+    let first = repo.list(Some(Role::Customer), &PageRequest::first(3)).await.unwrap();
+    let got: Vec<_> = first.items.iter().map(Customer::id).collect();
+    assert_eq!(got, [ids[4], ids[3], ids[1]]);
+    let second = repo.list(Some(Role::Customer), &PageRequest::first(3).with_after(first.next)).await.unwrap();
+    assert_eq!(second.items.iter().map(Customer::id).collect::<Vec<_>>(), [ids[0]]);
+    assert!(second.next.is_none());
+    assert_eq!(repo.list(None, &PageRequest::first(10)).await.unwrap().items.len(), 5);
+}
+
+fn token(customer: CustomerId, family: TokenFamilyId, byte: u8) -> NewRefreshToken {
+    NewRefreshToken {
+        id: RefreshTokenId::new(),
+        family_id: family,
+        customer_id: customer,
+        token_hash: TokenHash::new(vec![byte; 32]),
+        created_at: now(),
+        expires_at: now() + chrono::Duration::days(1),
+    }
+}
+
+#[tokio::test]
+async fn of_concurrent_rotations_of_one_token_exactly_one_wins() {
+    let db = TestDb::new().await;
+    let pool = pool(&db);
+    let owner = customer("rot@shop.test", Role::Customer);
+    PgCustomerRepository::new(pool.clone()).insert(&owner, &PasswordHash::new("h".into())).await.unwrap();
+    let repo = std::sync::Arc::new(PgRefreshTokenRepository::new(pool));
+    let family = TokenFamilyId::new();
+    let original = token(owner.id(), family, 1);
+    repo.insert(&original).await.unwrap();
+
+    let tasks: Vec<_> = (0..8u8)
+        .map(|i| {
+            let repo = repo.clone();
+            let next = token(owner.id(), family, 10 + i);
+            let old = original.id;
+            tokio::spawn(async move { repo.rotate(old, &next, now()).await.unwrap() })
+        })
+        .collect();
+    let mut wins = 0;
+    for task in tasks {
+        wins += usize::from(task.await.unwrap());
+    }
+    assert_eq!(wins, 1);
+    let stored = repo.find_by_hash(&TokenHash::new(vec![1; 32])).await.unwrap().unwrap();
+    assert!(stored.rotated_at.is_some());
+}
+
+#[tokio::test]
+async fn revoking_a_family_revokes_every_token_in_it_and_no_other() {
+    let db = TestDb::new().await;
+    let pool = pool(&db);
+    let owner = customer("fam@shop.test", Role::Customer);
+    PgCustomerRepository::new(pool.clone()).insert(&owner, &PasswordHash::new("h".into())).await.unwrap();
+    let repo = PgRefreshTokenRepository::new(pool);
+    let (family, other) = (TokenFamilyId::new(), TokenFamilyId::new());
+    for (fam, byte) in [(family, 1), (family, 2), (other, 3)] {
+        repo.insert(&token(owner.id(), fam, byte)).await.unwrap();
+    }
+    repo.revoke_family(family, now()).await.unwrap();
+    repo.revoke_family(family, now()).await.unwrap(); // idempotent
+    for (byte, revoked) in [(1, true), (2, true), (3, false)] {
+        let t = repo.find_by_hash(&TokenHash::new(vec![byte; 32])).await.unwrap().unwrap();
+        assert_eq!(t.revoked_at.is_some(), revoked, "token {byte}");
+    }
+    // A revoked token can no longer be rotated.
+    let revoked = repo.find_by_hash(&TokenHash::new(vec![2; 32])).await.unwrap().unwrap();
+    assert!(!repo.rotate(revoked.id, &token(owner.id(), family, 9), now()).await.unwrap());
+}
+
+fn address(owner: CustomerId, name: &str, is_default: bool, created_at: DateTime<Utc>) -> Address {
+    Address {
+        id: AddressId::new(),
+        customer_id: owner,
+        full_name: text(name),
+        line1: text("1 Main St"),
+        line2: None,
+        city: text("Springfield"),
+        state: Some(text("IL")),
+        postal_code: BoundedText::parse("62701", 20).unwrap(),
+        country: CountryCode::parse("US").unwrap(),
+        phone: None,
+        is_default,
+        created_at,
+        updated_at: created_at,
+    }
+}
+
+#[tokio::test]
+async fn addresses_keep_one_default_across_saves_and_deletes() {
+    let db = TestDb::new().await;
+    let pool = pool(&db);
+    let owner = customer("addr@shop.test", Role::Customer);
+    let stranger = customer("other@shop.test", Role::Customer);
+    let customers = PgCustomerRepository::new(pool.clone());
+    customers.insert(&owner, &PasswordHash::new("h".into())).await.unwrap();
+    customers.insert(&stranger, &PasswordHash::new("h".into())).await.unwrap();
+    let repo = PgAddressRepository::new(pool);
+
+    let t0 = now();
+    let home = address(owner.id(), "Home", true, t0);
+    let office = address(owner.id(), "Office", false, t0 + chrono::Duration::seconds(1));
+    let cabin = address(owner.id(), "Cabin", true, t0 + chrono::Duration::seconds(2));
+    let theirs = address(stranger.id(), "Theirs", true, t0);
+    for a in [&home, &office, &cabin, &theirs] {
+        repo.save(a).await.unwrap();
+    }
+    let defaults = |list: &[Address]| list.iter().filter(|a| a.is_default).map(|a| a.id).collect::<Vec<_>>();
+    let listed = repo.list(owner.id()).await.unwrap();
+    assert_eq!(listed.iter().map(|a| a.id).collect::<Vec<_>>(), [home.id, office.id, cabin.id]);
+    assert_eq!(defaults(&listed), [cabin.id]);
+    assert_eq!(repo.count(owner.id()).await.unwrap(), 3);
+    assert_eq!(repo.find(stranger.id(), home.id).await.unwrap(), None, "scoped to the owner");
+
+    assert!(!repo.delete(stranger.id(), cabin.id).await.unwrap(), "not the stranger's to delete");
+    assert!(repo.delete(owner.id(), cabin.id).await.unwrap());
+    assert_eq!(defaults(&repo.list(owner.id()).await.unwrap()), [home.id], "oldest remaining promoted");
+    assert_eq!(defaults(&repo.list(stranger.id()).await.unwrap()), [theirs.id], "others untouched");
+    assert!(!repo.delete(owner.id(), cabin.id).await.unwrap());
+}

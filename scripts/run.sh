@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Runs the api and one worker in the foreground; Ctrl-C stops both (gracefully).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "${APP_ENV:-local}" != production ] && [ -z "${ADMIN_EMAIL:-}" ]; then
+  export ADMIN_EMAIL=admin@shop.local ADMIN_PASSWORD=admin-password
+  echo "local admin account: $ADMIN_EMAIL / $ADMIN_PASSWORD (set ADMIN_EMAIL and ADMIN_PASSWORD to choose)"
+fi
+port=${HTTP_PORT:-8080}
+
+target/debug/api & api=$!
+trap 'kill -TERM $api ${worker:-} 2>/dev/null || true; wait' INT TERM
+for _ in $(seq 1 120); do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then break; fi
+  kill -0 $api 2>/dev/null || { echo "error: the api exited during start-up (see above)" >&2; exit 1; }
+  sleep 0.5
+done
+target/debug/worker & worker=$!
+echo "api on http://127.0.0.1:$port (docs: http://127.0.0.1:$port/docs/), worker running; Ctrl-C stops both"
+wait -n $api $worker
+status=$?
+kill -TERM $api $worker 2>/dev/null || true
+wait
+exit $status
