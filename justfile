@@ -17,6 +17,7 @@ run: services
 # Everything CI checks: formatting, lints, architecture, and every test against real PostgreSQL and Redis.
 test: services fmt-check lint check-arch
     cargo test --workspace --doc --quiet
+    cargo build --workspace --bins
     if cargo nextest --version >/dev/null 2>&1; then \
         cargo nextest run --workspace --no-fail-fast -j {{jobs}}; \
     else \

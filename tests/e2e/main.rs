@@ -6,6 +6,7 @@ mod auth;
 mod customers;
 mod logs;
 mod operations;
+mod processes;
 mod readiness;
 
 use reqwest::{Response, StatusCode};

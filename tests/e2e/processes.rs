@@ -1,0 +1,140 @@
+//! The real binaries as processes: they start, serve, and stop cleanly on SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use ecom_testkit::{redis_url, TestDb, TestRedis};
+
+/// `target/debug/<name>`, next to the test binary's `deps/` directory (`just test` builds it).
+fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
+    let path = dir.join(name);
+    assert!(path.exists(), "{} is missing: run `cargo build --bins` first (`just test` does)", path.display());
+    path
+}
+
+/// A child process whose output lines arrive on a channel.
+struct Proc {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Proc {
+    fn spawn(name: &str, env: &[(&str, String)]) -> Self {
+        let mut cmd = Command::new(binary(name));
+        cmd.env_clear().env("LOG_FORMAT", "json").env("RUST_LOG", "info").stdout(Stdio::piped()).stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let (tx, lines) = mpsc::channel();
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    let _ = tx.send(line);
+                }
+            });
+        }
+        Self { child, lines }
+    }
+
+    fn wait_for_line(&self, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        let mut seen = Vec::new();
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(line) => seen.push(line),
+                Err(_) => break,
+            }
+        }
+        panic!("no line containing {needle:?} within {timeout:?}; output:\n{}", seen.join("\n"));
+    }
+
+    fn terminate(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "did not exit within {timeout:?} of SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn common_env(db: &TestDb, redis: &TestRedis) -> Vec<(&'static str, String)> {
+    vec![
+        ("DATABASE_URL", db.url()),
+        ("REDIS_URL", redis_url()),
+        ("REDIS_KEY_PREFIX", redis.prefix().to_owned()),
+        ("DATABASE_MAX_CONNECTIONS", "2".to_owned()),
+    ]
+}
+
+#[tokio::test]
+async fn the_api_binary_serves_and_drains_on_sigterm() {
+    let (db, redis) = (TestDb::new().await, TestRedis::new());
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut env = common_env(&db, &redis);
+    env.push(("HTTP_PORT", port.to_string()));
+    env.push(("HTTP_WORKERS", "1".to_owned()));
+    let mut api = Proc::spawn("api", &env);
+    api.wait_for_line("api listening", Duration::from_secs(30));
+
+    let res = reqwest::get(format!("http://127.0.0.1:{port}/health/ready")).await.unwrap();
+    assert_eq!(res.status(), reqwest::StatusCode::OK);
+    let logged = api.wait_for_line("request finished", Duration::from_secs(5));
+    assert!(logged.contains("request_id"), "{logged}");
+
+    let status = api.terminate(Duration::from_secs(15));
+    assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test]
+async fn the_worker_connects_then_stops_cleanly_on_sigterm() {
+    let (db, redis) = (TestDb::new().await, TestRedis::new());
+    let mut worker = Proc::spawn("worker", &common_env(&db, &redis));
+    worker.wait_for_line("worker started", Duration::from_secs(30));
+    let status = worker.terminate(Duration::from_secs(15));
+    assert!(status.success(), "{status:?}");
+    worker.wait_for_line("worker stopped", Duration::from_secs(1));
+}
+
+#[tokio::test]
+async fn the_worker_waits_for_unreachable_dependencies_and_still_stops_on_sigterm() {
+    let (db, redis) = (TestDb::new().await, TestRedis::new());
+    let mut env = common_env(&db, &redis);
+    env.retain(|(k, _)| *k != "REDIS_URL");
+    env.push(("REDIS_URL", "redis://127.0.0.1:1".to_owned()));
+    let mut worker = Proc::spawn("worker", &env);
+    let waiting = worker.wait_for_line("waiting for dependencies", Duration::from_secs(30));
+    assert!(waiting.contains("redis"), "{waiting}");
+    let status = worker.terminate(Duration::from_secs(15));
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn the_api_refuses_to_start_in_production_with_default_secrets() {
+    let out = Command::new(binary("api")).env_clear().env("APP_ENV", "production").output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("JWT_SECRET must be set"), "{stderr}");
+}
