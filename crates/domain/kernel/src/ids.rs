@@ -51,6 +51,19 @@ macro_rules! entity_id {
     };
 }
 
+entity_id!(
+    /// Identifies a customer account (shoppers and admins alike). Shared: every context refers to them.
+    CustomerId
+);
+entity_id!(
+    /// Identifies a product. Shared: catalog owns products, inventory, carts and orders refer to them.
+    ProductId
+);
+entity_id!(
+    /// Identifies an order. Shared: orders own them, inventory reserves stock for them.
+    OrderId
+);
+
 #[cfg(test)]
 mod tests {
     entity_id!(

@@ -12,14 +12,17 @@ pub mod money;
 pub mod paging;
 pub mod quantity;
 pub mod secret;
+pub mod text;
 pub mod validation;
 
 pub use clock::{Clock, SystemClock};
 pub use email::{Email, EmailError};
 pub use error::InfraError;
 pub use health::HealthCheck;
+pub use ids::{CustomerId, OrderId, ProductId};
 pub use money::{Currency, Money, MoneyError};
 pub use paging::{Cursor, CursorError, Page, PageRequest};
 pub use quantity::{Quantity, QuantityError};
 pub use secret::Secret;
+pub use text::{BoundedText, TextError};
 pub use validation::{field_error, FieldError, ValidationErrors};

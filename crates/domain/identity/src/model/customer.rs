@@ -1,14 +1,11 @@
 use std::fmt;
 
 use chrono::{DateTime, Utc};
-use ecom_kernel::{entity_id, Email, Secret};
+use ecom_kernel::{Email, Secret};
 
 use super::BoundedText;
 
-entity_id!(
-    /// Identifies a customer account (shoppers and admins alike).
-    CustomerId
-);
+pub use ecom_kernel::CustomerId;
 
 /// What an account may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -2,12 +2,12 @@
 
 mod address;
 mod customer;
-mod text;
+
 mod token;
 
 pub use address::{Address, AddressId, AddressPatch, CountryCode, NewAddress};
 pub use customer::{Customer, CustomerId, CustomerPatch, NewCustomer, Password, PasswordHash, Phone, Role};
-pub use text::{BoundedText, TextError};
+pub use ecom_kernel::{BoundedText, TextError};
 pub use token::{
     AccessToken, NewRefreshToken, Principal, RefreshTokenId, RefreshTokenRecord, TokenFamilyId, TokenHash,
 };

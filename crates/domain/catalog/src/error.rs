@@ -1,0 +1,17 @@
+use ecom_kernel::{InfraError, ProductId};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("product {0} not found")]
+    ProductNotFound(ProductId),
+    #[error("a product with SKU {0} already exists")]
+    SkuTaken(String),
+    #[error("price must be greater than zero")]
+    NonPositivePrice,
+    #[error("prices of this shop are in {expected}, not {got}")]
+    WrongCurrency { expected: String, got: String },
+    #[error("minPrice must not exceed maxPrice")]
+    InvalidPriceRange,
+    #[error(transparent)]
+    Infrastructure(#[from] InfraError),
+}

@@ -1,0 +1,51 @@
+//! What the catalog needs from the outside world.
+
+use async_trait::async_trait;
+use ecom_kernel::{CustomerId, InfraError, Page, PageRequest, ProductId};
+
+use crate::model::{Product, ProductQuery, ProductView};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CreateProductError {
+    #[error("SKU taken")]
+    SkuTaken,
+    #[error(transparent)]
+    Infrastructure(#[from] InfraError),
+}
+
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait ProductRepository: Send + Sync {
+    /// Stores the product and its stock level with `initial_stock` on hand (and the ledger entry)
+    /// in one transaction. MUST return `SkuTaken` when the SKU exists.
+    async fn create(&self, product: &Product, initial_stock: u32, actor: CustomerId) -> Result<(), CreateProductError>;
+    /// Any status; with the units available now.
+    async fn find(&self, id: ProductId) -> Result<Option<ProductView>, InfraError>;
+    async fn update(&self, product: &Product) -> Result<(), InfraError>;
+    /// ACTIVE products matching the query, in its order.
+    async fn search(&self, query: &ProductQuery, page: &PageRequest) -> Result<Page<ProductView>, InfraError>;
+}
+
+/// What a cache lookup found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CacheLookup {
+    Hit(ProductView),
+    /// Not cached; `fill` with this token stores a value only if nothing changed meanwhile.
+    Miss(CacheToken),
+}
+
+/// The product's change generation when a miss was observed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheToken(pub String);
+
+/// A read cache of product detail that never serves a product after its change was acknowledged:
+/// writers `invalidate` after committing; a reader's `fill` is refused if a change happened
+/// between its lookup and its fill.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait ProductCache: Send + Sync {
+    async fn lookup(&self, id: ProductId) -> Result<CacheLookup, InfraError>;
+    async fn fill(&self, token: CacheToken, view: &ProductView) -> Result<(), InfraError>;
+    /// MUST make every later `lookup` miss until the next `fill`.
+    async fn invalidate(&self, id: ProductId) -> Result<(), InfraError>;
+}

@@ -1,0 +1,125 @@
+//! The catalog use cases.
+
+use std::sync::Arc;
+
+use ecom_kernel::{Clock, Currency, CustomerId, Page, PageRequest, ProductId};
+
+use crate::error::CatalogError;
+use crate::model::{NewProduct, Product, ProductPatch, ProductQuery, ProductView};
+use crate::ports::{CacheLookup, CreateProductError, ProductCache, ProductRepository};
+
+pub struct CatalogService {
+    products: Arc<dyn ProductRepository>,
+    cache: Arc<dyn ProductCache>,
+    clock: Arc<dyn Clock>,
+    currency: Currency,
+}
+
+impl CatalogService {
+    /// `currency` is the shop's: every price is in it, so carts and orders never mix currencies.
+    pub fn new(
+        products: Arc<dyn ProductRepository>,
+        cache: Arc<dyn ProductCache>,
+        clock: Arc<dyn Clock>,
+        currency: Currency,
+    ) -> Self {
+        Self { products, cache, clock, currency }
+    }
+
+    pub fn currency(&self) -> Currency {
+        self.currency
+    }
+
+    fn check_price(&self, price: ecom_kernel::Money) -> Result<(), CatalogError> {
+        if price.currency() != self.currency {
+            return Err(CatalogError::WrongCurrency {
+                expected: self.currency.code().to_owned(),
+                got: price.currency().code().to_owned(),
+            });
+        }
+        if !price.is_positive() {
+            return Err(CatalogError::NonPositivePrice);
+        }
+        Ok(())
+    }
+
+    pub async fn create_product(&self, actor: CustomerId, new: NewProduct) -> Result<ProductView, CatalogError> {
+        self.check_price(new.price)?;
+        let initial_stock = new.initial_stock;
+        let sku = new.sku.as_str().to_owned();
+        let product = Product::create(new, self.clock.now());
+        self.products.create(&product, initial_stock, actor).await.map_err(|e| match e {
+            CreateProductError::SkuTaken => CatalogError::SkuTaken(sku),
+            CreateProductError::Infrastructure(e) => CatalogError::Infrastructure(e),
+        })?;
+        Ok(ProductView { product, available: i64::from(initial_stock) })
+    }
+
+    /// An ACTIVE product, from the cache when it is fresh. The cache is an optimisation: when it
+    /// fails, the database answers.
+    pub async fn get_product(&self, id: ProductId) -> Result<ProductView, CatalogError> {
+        let token = match self.cache.lookup(id).await {
+            Ok(CacheLookup::Hit(view)) => return active(view, id),
+            Ok(CacheLookup::Miss(token)) => Some(token),
+            Err(_) => None,
+        };
+        let view = self.products.find(id).await?.ok_or(CatalogError::ProductNotFound(id))?;
+        if let Some(token) = token {
+            // A failed fill only costs the next reader a database read.
+            let _ = self.cache.fill(token, &view).await;
+        }
+        active(view, id)
+    }
+
+    /// A product whatever its status (back office).
+    pub async fn get_any_product(&self, id: ProductId) -> Result<ProductView, CatalogError> {
+        self.products.find(id).await?.ok_or(CatalogError::ProductNotFound(id))
+    }
+
+    pub async fn list_products(
+        &self,
+        query: &ProductQuery,
+        page: &PageRequest,
+    ) -> Result<Page<ProductView>, CatalogError> {
+        if let (Some(min), Some(max)) = (query.min_price, query.max_price) {
+            if min > max {
+                return Err(CatalogError::InvalidPriceRange);
+            }
+        }
+        Ok(self.products.search(query, page).await?)
+    }
+
+    /// Changes an ACTIVE product; the change is visible on the very next read.
+    pub async fn update_product(&self, id: ProductId, patch: ProductPatch) -> Result<ProductView, CatalogError> {
+        if let Some(price) = patch.price {
+            self.check_price(price)?;
+        }
+        let mut view = self.get_any_product(id).await?;
+        if !view.product.is_active() {
+            return Err(CatalogError::ProductNotFound(id));
+        }
+        view.product.apply(patch, self.clock.now());
+        self.products.update(&view.product).await?;
+        self.cache.invalidate(id).await?;
+        Ok(view)
+    }
+
+    /// Archives: no longer listed or sold; orders keep their snapshot. Idempotent.
+    pub async fn archive_product(&self, id: ProductId) -> Result<(), CatalogError> {
+        let mut view = self.get_any_product(id).await?;
+        if view.product.is_active() {
+            view.product.archive(self.clock.now());
+            self.products.update(&view.product).await?;
+        }
+        self.cache.invalidate(id).await?;
+        Ok(())
+    }
+}
+
+fn active(view: ProductView, id: ProductId) -> Result<ProductView, CatalogError> {
+    if view.product.is_active() {
+        Ok(view)
+    } else {
+        Err(CatalogError::ProductNotFound(id))
+    }
+}

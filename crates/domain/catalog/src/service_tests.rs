@@ -1,0 +1,167 @@
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeZone, Utc};
+use ecom_kernel::clock::MockClock;
+use ecom_kernel::{BoundedText, Currency, CustomerId, Money, ProductId};
+use mockall::predicate::eq;
+
+use crate::model::*;
+use crate::ports::*;
+use crate::{CatalogError, CatalogService};
+
+fn now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 23, 12, 0, 0).single().unwrap()
+}
+
+fn service(repo: MockProductRepository, cache: MockProductCache) -> CatalogService {
+    let mut clock = MockClock::new();
+    clock.expect_now().returning(now);
+    CatalogService::new(Arc::new(repo), Arc::new(cache), Arc::new(clock), Currency::USD)
+}
+
+fn new_product(price: Money) -> NewProduct {
+    NewProduct {
+        sku: Sku::parse("mug-1").unwrap(),
+        name: BoundedText::parse("Mug", 200).unwrap(),
+        description: None,
+        price,
+        category: None,
+        initial_stock: 7,
+    }
+}
+
+fn view(status: ProductStatus) -> ProductView {
+    ProductView {
+        product: Product {
+            id: ProductId::new(),
+            sku: Sku::parse("MUG-1").unwrap(),
+            name: BoundedText::parse("Mug", 200).unwrap(),
+            description: None,
+            price: Money::new(1200, Currency::USD),
+            category: None,
+            status,
+            created_at: now(),
+            updated_at: now(),
+        },
+        available: 3,
+    }
+}
+
+#[tokio::test]
+async fn creating_a_product_stores_it_with_its_initial_stock() {
+    let mut repo = MockProductRepository::new();
+    repo.expect_create()
+        .withf(|p, stock, _| p.sku.as_str() == "MUG-1" && *stock == 7)
+        .times(1)
+        .returning(|_, _, _| Ok(()));
+    let created = service(repo, MockProductCache::new())
+        .create_product(CustomerId::new(), new_product(Money::new(1200, Currency::USD)))
+        .await
+        .unwrap();
+    assert_eq!(created.available, 7);
+    assert!(created.product.is_active());
+}
+
+#[tokio::test]
+async fn prices_must_be_positive_and_in_the_shop_currency() {
+    for (price, expected) in
+        [(Money::new(0, Currency::USD), "greater than zero"), (Money::new(100, Currency::EUR), "in USD")]
+    {
+        let mut repo = MockProductRepository::new();
+        repo.expect_create().never();
+        let err = service(repo, MockProductCache::new()).create_product(CustomerId::new(), new_product(price)).await;
+        assert!(err.unwrap_err().to_string().contains(expected));
+    }
+}
+
+#[tokio::test]
+async fn a_taken_sku_is_reported_with_the_sku() {
+    let mut repo = MockProductRepository::new();
+    repo.expect_create().returning(|_, _, _| Err(CreateProductError::SkuTaken));
+    let err = service(repo, MockProductCache::new())
+        .create_product(CustomerId::new(), new_product(Money::new(1, Currency::USD)))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CatalogError::SkuTaken(sku) if sku == "MUG-1"));
+}
+
+#[tokio::test]
+async fn a_cache_hit_skips_the_database() {
+    let cached = view(ProductStatus::Active);
+    let id = cached.product.id;
+    let mut cache = MockProductCache::new();
+    cache.expect_lookup().with(eq(id)).returning(move |_| Ok(CacheLookup::Hit(cached.clone())));
+    let mut repo = MockProductRepository::new();
+    repo.expect_find().never();
+    assert_eq!(service(repo, cache).get_product(id).await.unwrap().product.id, id);
+}
+
+#[tokio::test]
+async fn a_miss_reads_the_database_and_fills_with_the_lookup_token() {
+    let stored = view(ProductStatus::Active);
+    let id = stored.product.id;
+    let mut cache = MockProductCache::new();
+    cache.expect_lookup().returning(|_| Ok(CacheLookup::Miss(CacheToken("gen-4".into()))));
+    cache.expect_fill().withf(|token, _| token.0 == "gen-4").times(1).returning(|_, _| Ok(()));
+    let mut repo = MockProductRepository::new();
+    let found = stored.clone();
+    repo.expect_find().times(1).returning(move |_| Ok(Some(found.clone())));
+    assert_eq!(service(repo, cache).get_product(id).await.unwrap(), stored);
+}
+
+#[tokio::test]
+async fn a_broken_cache_falls_back_to_the_database() {
+    let stored = view(ProductStatus::Active);
+    let id = stored.product.id;
+    let mut cache = MockProductCache::new();
+    cache.expect_lookup().returning(|_| Err(ecom_kernel::InfraError::unavailable("redis")));
+    cache.expect_fill().never();
+    let mut repo = MockProductRepository::new();
+    repo.expect_find().returning(move |_| Ok(Some(stored.clone())));
+    assert!(service(repo, cache).get_product(id).await.is_ok());
+}
+
+#[tokio::test]
+async fn archived_products_are_not_found_publicly() {
+    let archived = view(ProductStatus::Archived);
+    let id = archived.product.id;
+    let mut cache = MockProductCache::new();
+    cache.expect_lookup().returning(move |_| Ok(CacheLookup::Hit(archived.clone())));
+    let err = service(MockProductRepository::new(), cache).get_product(id).await.unwrap_err();
+    assert!(matches!(err, CatalogError::ProductNotFound(_)));
+}
+
+#[tokio::test]
+async fn an_update_is_saved_then_the_cache_invalidated() {
+    let stored = view(ProductStatus::Active);
+    let id = stored.product.id;
+    let mut seq = mockall::Sequence::new();
+    let mut repo = MockProductRepository::new();
+    repo.expect_find().returning(move |_| Ok(Some(stored.clone())));
+    repo.expect_update()
+        .withf(|p| p.price.amount() == 999 && p.updated_at == now())
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_| Ok(()));
+    let mut cache = MockProductCache::new();
+    cache.expect_invalidate().with(eq(id)).times(1).in_sequence(&mut seq).returning(|_| Ok(()));
+    let patch = ProductPatch { price: Some(Money::new(999, Currency::USD)), ..ProductPatch::default() };
+    let updated = service(repo, cache).update_product(id, patch).await.unwrap();
+    assert_eq!(updated.product.price.amount(), 999);
+}
+
+#[tokio::test]
+async fn an_inverted_price_range_is_refused() {
+    let query = ProductQuery {
+        text: None,
+        category: None,
+        min_price: Some(500),
+        max_price: Some(100),
+        in_stock: false,
+        sort: ProductSort::Newest,
+    };
+    let mut repo = MockProductRepository::new();
+    repo.expect_search().never();
+    let err = service(repo, MockProductCache::new()).list_products(&query, &ecom_kernel::PageRequest::first(10)).await;
+    assert!(matches!(err, Err(CatalogError::InvalidPriceRange)));
+}

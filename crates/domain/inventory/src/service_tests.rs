@@ -1,0 +1,131 @@
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeZone, Utc};
+use ecom_kernel::clock::MockClock;
+use ecom_kernel::{OrderId, ProductId, Quantity};
+use mockall::predicate::eq;
+
+use crate::model::*;
+use crate::ports::*;
+use crate::{InventoryError, InventoryService};
+
+fn now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 23, 12, 0, 0).single().unwrap()
+}
+
+fn service(stock: MockStockRepository, observer: MockStockObserver) -> InventoryService {
+    let mut clock = MockClock::new();
+    clock.expect_now().returning(now);
+    InventoryService::new(Arc::new(stock), Arc::new(observer), Arc::new(clock))
+}
+
+fn line(product_id: ProductId, q: i64) -> ReservationLine {
+    ReservationLine { product_id, quantity: Quantity::new(q).unwrap() }
+}
+
+fn quiet_observer() -> MockStockObserver {
+    let mut observer = MockStockObserver::new();
+    observer.expect_stock_changed().returning(|_| Ok(()));
+    observer
+}
+
+#[tokio::test]
+async fn a_reservation_needs_lines_each_product_once() {
+    let mut stock = MockStockRepository::new();
+    stock.expect_reserve().never();
+    let svc = service(stock, MockStockObserver::new());
+    let p = ProductId::new();
+    assert!(matches!(svc.reserve(OrderId::new(), &[], now()).await, Err(InventoryError::InvalidLines)));
+    let twice = [line(p, 1), line(p, 2)];
+    assert!(matches!(svc.reserve(OrderId::new(), &twice, now()).await, Err(InventoryError::InvalidLines)));
+}
+
+#[tokio::test]
+async fn insufficient_stock_is_out_of_stock_with_the_numbers() {
+    let p = ProductId::new();
+    let mut stock = MockStockRepository::new();
+    stock
+        .expect_reserve()
+        .returning(move |_, _, _, _| Err(ReserveError::Insufficient { product_id: p, requested: 3, available: 1 }));
+    let mut observer = MockStockObserver::new();
+    observer.expect_stock_changed().never();
+    let err = service(stock, observer).reserve(OrderId::new(), &[line(p, 3)], now()).await.unwrap_err();
+    assert!(matches!(err, InventoryError::OutOfStock { requested: 3, available: 1, .. }));
+}
+
+#[tokio::test]
+async fn a_successful_reservation_tells_the_observer_which_products_changed() {
+    let (p, q) = (ProductId::new(), ProductId::new());
+    let order = OrderId::new();
+    let lines = [line(p, 1), line(q, 2)];
+    let mut stock = MockStockRepository::new();
+    stock.expect_reserve().returning(move |order, lines, expires_at, _| {
+        Ok(Reservation { order_id: order, status: ReservationStatus::Active, lines: lines.to_vec(), expires_at })
+    });
+    let mut observer = MockStockObserver::new();
+    observer.expect_stock_changed().withf(move |ids| ids == [p, q]).times(1).returning(|_| Ok(()));
+    let reservation = service(stock, observer).reserve(order, &lines, now()).await.unwrap();
+    assert_eq!(reservation.status, ReservationStatus::Active);
+}
+
+#[tokio::test]
+async fn confirming_twice_is_fine_but_confirming_a_released_reservation_is_not() {
+    let order = OrderId::new();
+    let mut stock = MockStockRepository::new();
+    stock
+        .expect_finish()
+        .with(eq(order), eq(ReservationStatus::Confirmed), eq(now()))
+        .returning(|_, _, _| Ok(Transition::AlreadyFinished(ReservationStatus::Confirmed)));
+    service(stock, quiet_observer()).confirm(order).await.unwrap();
+
+    let mut stock = MockStockRepository::new();
+    stock.expect_finish().returning(|_, _, _| Ok(Transition::AlreadyFinished(ReservationStatus::Released)));
+    let err = service(stock, quiet_observer()).confirm(order).await.unwrap_err();
+    assert!(matches!(err, InventoryError::InvalidTransition { from: ReservationStatus::Released, .. }));
+}
+
+#[tokio::test]
+async fn releasing_is_idempotent_and_safe_for_unknown_orders() {
+    for outcome in [
+        Transition::NotFound,
+        Transition::AlreadyFinished(ReservationStatus::Released),
+        Transition::AlreadyFinished(ReservationStatus::Expired),
+    ] {
+        let mut stock = MockStockRepository::new();
+        stock.expect_finish().returning(move |_, _, _| Ok(outcome));
+        stock.expect_reservation().never();
+        service(stock, MockStockObserver::new()).release(OrderId::new()).await.unwrap();
+    }
+    let mut stock = MockStockRepository::new();
+    stock.expect_finish().returning(|_, _, _| Ok(Transition::AlreadyFinished(ReservationStatus::Confirmed)));
+    assert!(service(stock, MockStockObserver::new()).release(OrderId::new()).await.is_err());
+}
+
+#[tokio::test]
+async fn the_sweep_expires_only_what_it_moved() {
+    let (a, b) = (OrderId::new(), OrderId::new());
+    let mut stock = MockStockRepository::new();
+    stock.expect_expired().with(eq(now()), eq(100)).returning(move |_, _| Ok(vec![a, b]));
+    stock
+        .expect_finish()
+        .with(eq(a), eq(ReservationStatus::Expired), eq(now()))
+        .returning(|_, _, _| Ok(Transition::Applied));
+    // b was confirmed concurrently: the sweep must leave it alone.
+    stock
+        .expect_finish()
+        .with(eq(b), eq(ReservationStatus::Expired), eq(now()))
+        .returning(|_, _, _| Ok(Transition::AlreadyFinished(ReservationStatus::Confirmed)));
+    stock.expect_reservation().returning(|order| {
+        Ok(Some(Reservation { order_id: order, status: ReservationStatus::Expired, lines: vec![], expires_at: now() }))
+    });
+    assert_eq!(service(stock, quiet_observer()).expire_due(100).await.unwrap(), vec![a]);
+}
+
+#[tokio::test]
+async fn an_adjustment_below_reserved_is_refused() {
+    let mut stock = MockStockRepository::new();
+    stock.expect_adjust().returning(|_, _, _| Err(AdjustError::BelowReserved { reserved: 4 }));
+    let ctx = MovementContext { actor: None, reason: None, reference: None, at: now() };
+    let err = service(stock, MockStockObserver::new()).adjust(ProductId::new(), Adjustment::Set(1), ctx).await;
+    assert!(matches!(err, Err(InventoryError::BelowReserved { reserved: 4 })));
+}
