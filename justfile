@@ -50,6 +50,10 @@ check-arch:
 migrate: services
     cargo run --quiet --bin api -- migrate
 
+# Load the demo catalog (about 50 products with stock); idempotent.
+seed: services
+    cargo run --quiet --bin api -- seed
+
 # Drop, recreate and migrate the database (refused with APP_ENV=production).
 db-reset: services
     cargo run --quiet --bin api -- db-reset

@@ -2,9 +2,10 @@
 //!
 //! `api` serves until SIGTERM/SIGINT (in-flight requests are drained);
 //! `api migrate` creates the database if needed and applies migrations;
-//! `api db-reset` drops and recreates the database (refused with APP_ENV=production).
+//! `api db-reset` drops and recreates the database (refused with APP_ENV=production);
+//! `api seed` migrates and loads the demo catalog (idempotent).
 
-use ecom_platform::{prepare_database, reset_database, start_api, telemetry, Config};
+use ecom_platform::{prepare_database, reset_database, seed, start_api, telemetry, Config, Services};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -18,7 +19,13 @@ async fn main() -> anyhow::Result<()> {
         }
         Some("migrate") => prepare_database(&Config { run_migrations: true, ..config }).await?,
         Some("db-reset") => reset_database(&config).await?,
-        Some(other) => anyhow::bail!("unknown command {other:?}; expected serve, migrate or db-reset"),
+        Some("seed") => {
+            prepare_database(&Config { run_migrations: true, ..config.clone() }).await?;
+            let services = Services::build(&config, "ecom-seed")?;
+            let created = seed::seed_demo_catalog(&services.catalog).await?;
+            tracing::info!(created, total = seed::demo_size(), "demo catalog seeded");
+        }
+        Some(other) => anyhow::bail!("unknown command {other:?}; expected serve, migrate, db-reset or seed"),
     }
     Ok(())
 }

@@ -63,6 +63,9 @@ pub struct Config {
     pub paypal_client_id: Option<String>,
     pub paypal_client_secret: Option<Secret<String>>,
     pub worker_concurrency: usize,
+    pub shop_currency: ecom_kernel::Currency,
+    pub product_cache_ttl: Duration,
+    pub reservation_sweep_interval: Duration,
     pub run_migrations: bool,
     pub seed_demo_data: bool,
     pub log_format: LogFormat,
@@ -189,6 +192,13 @@ impl Config {
             r.errors.push("ADMIN_EMAIL and ADMIN_PASSWORD must be set together".to_owned());
         }
 
+        let shop_currency = match r.raw("SHOP_CURRENCY") {
+            None => ecom_kernel::Currency::USD,
+            Some(raw) => ecom_kernel::Currency::parse(&raw).unwrap_or_else(|_| {
+                r.errors.push(format!("SHOP_CURRENCY={raw:?} is not a supported ISO 4217 code"));
+                ecom_kernel::Currency::USD
+            }),
+        };
         let config = Config {
             app_env,
             database_url: r.string("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/ecommerce"),
@@ -220,6 +230,9 @@ impl Config {
             paypal_client_id,
             paypal_client_secret,
             worker_concurrency: r.positive("WORKER_CONCURRENCY", 16) as usize,
+            shop_currency,
+            product_cache_ttl: Duration::from_secs(r.positive("PRODUCT_CACHE_TTL_SECS", 300)),
+            reservation_sweep_interval: Duration::from_secs(r.positive("RESERVATION_SWEEP_INTERVAL_SECS", 15)),
             run_migrations: r.flag("RUN_MIGRATIONS", true),
             seed_demo_data: r.flag("SEED_DEMO_DATA", false),
             log_format: r.choice(
@@ -265,6 +278,9 @@ impl fmt::Debug for Config {
             .field("paypal_client_id", &self.paypal_client_id)
             .field("paypal_client_secret", &self.paypal_client_secret)
             .field("worker_concurrency", &self.worker_concurrency)
+            .field("shop_currency", &self.shop_currency)
+            .field("product_cache_ttl", &self.product_cache_ttl)
+            .field("reservation_sweep_interval", &self.reservation_sweep_interval)
             .field("run_migrations", &self.run_migrations)
             .field("seed_demo_data", &self.seed_demo_data)
             .field("log_format", &self.log_format)

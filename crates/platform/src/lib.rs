@@ -4,6 +4,7 @@ pub mod config;
 pub mod shutdown;
 pub mod telemetry;
 
+pub mod seed;
 mod services;
 mod worker;
 

@@ -5,15 +5,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use ecom_catalog::CatalogService;
 use ecom_http::metrics::HttpMetrics;
 use ecom_http::{AppState, HttpSettings};
 use ecom_identity::model::Password;
 use ecom_identity::{IdentityPorts, IdentityService, TokenPolicy};
-use ecom_kernel::{Email, HealthCheck, SystemClock};
+use ecom_inventory::InventoryService;
+use ecom_kernel::{Clock, Email, HealthCheck, SystemClock};
 use ecom_postgres::{
-    PgAddressRepository, PgCustomerRepository, PgHealth, PgPool, PgRefreshTokenRepository, PgSettings,
+    PgAddressRepository, PgCustomerRepository, PgHealth, PgPool, PgProductRepository, PgRefreshTokenRepository,
+    PgSettings, PgStockRepository,
 };
-use ecom_redis::{RedisHealth, RedisKeys, RedisLoginThrottle, RedisPool, RedisSettings, ThrottlePolicy};
+use ecom_redis::{
+    RedisHealth, RedisKeys, RedisLoginThrottle, RedisPool, RedisProductCache, RedisSettings, ThrottlePolicy,
+};
 use ecom_security::{Argon2Hasher, HmacTokenService};
 
 use crate::Config;
@@ -28,6 +33,8 @@ pub struct Services {
     pub redis: RedisPool,
     pub redis_keys: RedisKeys,
     pub identity: Arc<IdentityService>,
+    pub catalog: Arc<CatalogService>,
+    pub inventory: Arc<InventoryService>,
     pub health: Vec<Arc<dyn HealthCheck>>,
 }
 
@@ -91,11 +98,22 @@ impl Services {
             },
             TokenPolicy { refresh_ttl },
         ));
+        let product_cache =
+            Arc::new(RedisProductCache::new(redis.clone(), redis_keys.clone(), config.product_cache_ttl));
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let catalog = Arc::new(CatalogService::new(
+            Arc::new(PgProductRepository::new(pg.clone())),
+            product_cache.clone(),
+            clock.clone(),
+            config.shop_currency,
+        ));
+        let inventory =
+            Arc::new(InventoryService::new(Arc::new(PgStockRepository::new(pg.clone())), product_cache, clock));
         let health: Vec<Arc<dyn HealthCheck>> = vec![
             Arc::new(PgHealth::new(pg.clone(), DEPENDENCY_TIMEOUT)),
             Arc::new(RedisHealth::new(redis.clone(), DEPENDENCY_TIMEOUT)),
         ];
-        Ok(Self { config: config.clone(), pg, redis, redis_keys, identity, health })
+        Ok(Self { config: config.clone(), pg, redis, redis_keys, identity, catalog, inventory, health })
     }
 
     /// Creates or updates the admin account from `ADMIN_EMAIL` / `ADMIN_PASSWORD`.
@@ -128,6 +146,8 @@ impl Services {
     pub fn http_state(&self) -> anyhow::Result<AppState> {
         Ok(AppState {
             identity: self.identity.clone(),
+            catalog: self.catalog.clone(),
+            inventory: self.inventory.clone(),
             health: self.health.clone(),
             metrics: Arc::new(HttpMetrics::new().context("registering metrics")?),
             settings: HttpSettings {
@@ -151,6 +171,10 @@ pub async fn start_api(config: &Config) -> anyhow::Result<RunningApi> {
     prepare_database(config).await?;
     let services = Arc::new(Services::build(config, "ecom-api")?);
     services.bootstrap_admin().await?;
+    if config.seed_demo_data {
+        let created = crate::seed::seed_demo_catalog(&services.catalog).await?;
+        tracing::info!(created, "demo catalog seeded");
+    }
     let listener = TcpListener::bind((config.http_host.as_str(), config.http_port))
         .with_context(|| format!("binding {}:{}", config.http_host, config.http_port))?;
     let local_addr = listener.local_addr()?;

@@ -26,9 +26,35 @@ pub async fn run_worker(config: &Config) -> anyhow::Result<()> {
         delay = (delay * 2).min(Duration::from_secs(5));
     }
     tracing::info!(concurrency = config.worker_concurrency, "worker started: postgres and redis reachable");
-    stop.await;
+    let mut sweep = tokio::time::interval(config.reservation_sweep_interval);
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = sweep.tick() => expire_reservations(&services).await,
+            () = &mut stop => break,
+        }
+    }
     services.pg.close();
     services.redis.close();
     tracing::info!("worker stopped");
     Ok(())
+}
+
+/// Releases the stock of ACTIVE reservations past their time, in batches.
+async fn expire_reservations(services: &Services) {
+    loop {
+        match services.inventory.expire_due(100).await {
+            Ok(expired) if expired.is_empty() => return,
+            Ok(expired) => {
+                tracing::info!(count = expired.len(), "expired reservations released");
+                if expired.len() < 100 {
+                    return;
+                }
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "reservation expiry sweep failed; retrying next tick");
+                return;
+            }
+        }
+    }
 }

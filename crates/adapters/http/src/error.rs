@@ -6,7 +6,9 @@ use std::time::Duration;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
+use ecom_catalog::CatalogError;
 use ecom_identity::IdentityError;
+use ecom_inventory::InventoryError;
 use ecom_kernel::{FieldError, InfraError, ValidationErrors};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -35,13 +37,19 @@ pub enum ProblemKind {
     CustomerNotFound,
     AddressNotFound,
     AddressLimitReached,
+    ProductNotFound,
+    SkuTaken,
+    StockBelowReserved,
+    OutOfStock,
+    ReservationNotFound,
+    InvalidTransition,
     DependencyUnavailable,
     ServiceUnavailable,
     Internal,
 }
 
 impl ProblemKind {
-    pub const ALL: [ProblemKind; 22] = [
+    pub const ALL: [ProblemKind; 28] = [
         ProblemKind::ValidationFailed,
         ProblemKind::MalformedJson,
         ProblemKind::UnknownField,
@@ -61,6 +69,12 @@ impl ProblemKind {
         ProblemKind::CustomerNotFound,
         ProblemKind::AddressNotFound,
         ProblemKind::AddressLimitReached,
+        ProblemKind::ProductNotFound,
+        ProblemKind::SkuTaken,
+        ProblemKind::StockBelowReserved,
+        ProblemKind::OutOfStock,
+        ProblemKind::ReservationNotFound,
+        ProblemKind::InvalidTransition,
         ProblemKind::DependencyUnavailable,
         ProblemKind::ServiceUnavailable,
         ProblemKind::Internal,
@@ -91,6 +105,14 @@ impl ProblemKind {
             P::CustomerNotFound => (StatusCode::NOT_FOUND, "CUSTOMER_NOT_FOUND", "Customer not found"),
             P::AddressNotFound => (StatusCode::NOT_FOUND, "ADDRESS_NOT_FOUND", "Address not found"),
             P::AddressLimitReached => (StatusCode::CONFLICT, "ADDRESS_LIMIT_REACHED", "Address limit reached"),
+            P::ProductNotFound => (StatusCode::NOT_FOUND, "PRODUCT_NOT_FOUND", "Product not found"),
+            P::SkuTaken => (StatusCode::CONFLICT, "SKU_TAKEN", "SKU already exists"),
+            P::StockBelowReserved => {
+                (StatusCode::CONFLICT, "STOCK_BELOW_RESERVED", "Stock would fall below what is reserved")
+            }
+            P::OutOfStock => (StatusCode::CONFLICT, "OUT_OF_STOCK", "Not enough stock"),
+            P::ReservationNotFound => (StatusCode::NOT_FOUND, "RESERVATION_NOT_FOUND", "Reservation not found"),
+            P::InvalidTransition => (StatusCode::CONFLICT, "INVALID_TRANSITION", "Invalid state transition"),
             P::DependencyUnavailable => {
                 (StatusCode::SERVICE_UNAVAILABLE, "DEPENDENCY_UNAVAILABLE", "A dependency is unavailable")
             }
@@ -339,6 +361,37 @@ impl From<IdentityError> for ApiError {
             IdentityError::AddressNotFound => ApiError::new(P::AddressNotFound, detail),
             IdentityError::AddressLimitReached { .. } => ApiError::new(P::AddressLimitReached, detail),
             IdentityError::Infrastructure(e) => ApiError::from_infra(e),
+        }
+    }
+}
+
+impl From<CatalogError> for ApiError {
+    fn from(err: CatalogError) -> Self {
+        use ProblemKind as P;
+        let detail = err.to_string();
+        match err {
+            CatalogError::ProductNotFound(_) => ApiError::new(P::ProductNotFound, detail),
+            CatalogError::SkuTaken(_) => ApiError::field(P::SkuTaken, "sku", detail),
+            CatalogError::NonPositivePrice => ApiError::field(P::ValidationFailed, "price.amount", detail),
+            CatalogError::WrongCurrency { .. } => ApiError::field(P::ValidationFailed, "price.currency", detail),
+            CatalogError::InvalidPriceRange => ApiError::field(P::ValidationFailed, "minPrice", detail),
+            CatalogError::Infrastructure(e) => ApiError::from_infra(e),
+        }
+    }
+}
+
+impl From<InventoryError> for ApiError {
+    fn from(err: InventoryError) -> Self {
+        use ProblemKind as P;
+        let detail = err.to_string();
+        match err {
+            InventoryError::ProductNotFound(_) => ApiError::new(P::ProductNotFound, detail),
+            InventoryError::BelowReserved { .. } => ApiError::new(P::StockBelowReserved, detail),
+            InventoryError::OutOfStock { .. } => ApiError::new(P::OutOfStock, detail),
+            InventoryError::InvalidLines => ApiError::new(P::ValidationFailed, detail),
+            InventoryError::ReservationNotFound(_) => ApiError::new(P::ReservationNotFound, detail),
+            InventoryError::InvalidTransition { .. } => ApiError::new(P::InvalidTransition, detail),
+            InventoryError::Infrastructure(e) => ApiError::from_infra(e),
         }
     }
 }

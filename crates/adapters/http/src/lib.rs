@@ -20,7 +20,9 @@ use actix_web::http::header;
 use actix_web::middleware::{from_fn, Condition, DefaultHeaders};
 use actix_web::web::{self, Data};
 use actix_web::{App, HttpResponse, HttpServer};
+use ecom_catalog::CatalogService;
 use ecom_identity::IdentityService;
+use ecom_inventory::InventoryService;
 use ecom_kernel::HealthCheck;
 use utoipa::OpenApi as _;
 use utoipa_actix_web::{scope, AppExt};
@@ -50,6 +52,8 @@ impl Default for HttpSettings {
 /// Everything handlers need, built once by the composition root.
 pub struct AppState {
     pub identity: Arc<IdentityService>,
+    pub catalog: Arc<CatalogService>,
+    pub inventory: Arc<InventoryService>,
     pub health: Vec<Arc<dyn HealthCheck>>,
     pub metrics: Arc<HttpMetrics>,
     pub settings: HttpSettings,

@@ -20,6 +20,8 @@ use crate::error::{Problem, ProblemFieldError};
         (name = "operations", description = "Health, readiness and metrics"),
         (name = "auth", description = "Registration, login and token rotation"),
         (name = "customers", description = "The signed-in customer's profile and addresses"),
+        (name = "catalog", description = "Products: listing, search, detail; admin create, update, archive"),
+        (name = "inventory", description = "Stock levels, adjustments, low stock"),
         (name = "admin", description = "Back-office endpoints (ADMIN role)"),
     )
 )]

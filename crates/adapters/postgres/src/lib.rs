@@ -1,12 +1,16 @@
 //! PostgreSQL adapters: the connection pool, embedded migrations and the repositories.
 
+mod catalog;
 mod error;
 mod identity;
+mod inventory;
 mod pool;
 pub mod schema;
 
+pub use catalog::PgProductRepository;
 pub use error::{infra_from_diesel, infra_from_pool};
 pub use identity::{PgAddressRepository, PgCustomerRepository, PgRefreshTokenRepository};
+pub use inventory::PgStockRepository;
 pub use pool::{
     connect, drop_database, ensure_database_exists, redact_url, run_migrations, PgHealth, PgPool, PgSettings,
 };

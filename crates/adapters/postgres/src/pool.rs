@@ -58,7 +58,8 @@ pub fn redact_url(url: &str) -> String {
 pub fn connect(settings: &PgSettings) -> Result<PgPool, InfraError> {
     let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(settings.url.clone());
     let setup = format!(
-        "SET application_name = '{}'; SET statement_timeout = {}; SET TIME ZONE 'UTC';",
+        "SET application_name = '{}'; SET statement_timeout = {}; SET TIME ZONE 'UTC'; \
+         SET pg_trgm.word_similarity_threshold = 0.5;",
         settings.application_name.replace('\'', ""),
         settings.statement_timeout.as_millis()
     );

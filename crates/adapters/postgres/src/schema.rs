@@ -48,3 +48,67 @@ diesel::table! {
 diesel::joinable!(refresh_tokens -> customers (customer_id));
 diesel::joinable!(addresses -> customers (customer_id));
 diesel::allow_tables_to_appear_in_same_query!(customers, refresh_tokens, addresses);
+
+diesel::table! {
+    products (id) {
+        id -> Uuid,
+        sku -> Text,
+        name -> Text,
+        description -> Nullable<Text>,
+        price_amount -> Int8,
+        price_currency -> Bpchar,
+        category -> Nullable<Text>,
+        status -> Text,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    stock_levels (product_id) {
+        product_id -> Uuid,
+        on_hand -> Int4,
+        reserved -> Int4,
+        low_stock_threshold -> Int4,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    stock_movements (id) {
+        id -> Uuid,
+        product_id -> Uuid,
+        kind -> Text,
+        on_hand_delta -> Int4,
+        reserved_delta -> Int4,
+        on_hand_after -> Int4,
+        reserved_after -> Int4,
+        reason -> Nullable<Text>,
+        actor_id -> Nullable<Uuid>,
+        reference -> Nullable<Text>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    reservations (order_id) {
+        order_id -> Uuid,
+        status -> Text,
+        expires_at -> Timestamptz,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    reservation_lines (order_id, product_id) {
+        order_id -> Uuid,
+        product_id -> Uuid,
+        quantity -> Int4,
+    }
+}
+
+diesel::joinable!(stock_levels -> products (product_id));
+diesel::joinable!(stock_movements -> products (product_id));
+diesel::joinable!(reservation_lines -> reservations (order_id));
+diesel::allow_tables_to_appear_in_same_query!(products, stock_levels, stock_movements, reservations, reservation_lines);

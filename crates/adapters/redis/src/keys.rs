@@ -17,6 +17,12 @@ impl RedisKeys {
         &self.prefix
     }
 
+    /// The cached detail of a product and its change generation; one hash tag, one cluster slot.
+    pub fn product_cache(&self, product_id: &str) -> (String, String) {
+        let tag = format!("{{product:{product_id}}}");
+        (self.key(&[&tag, "detail"]), self.key(&[&tag, "generation"]))
+    }
+
     fn key(&self, parts: &[&str]) -> String {
         let mut key = self.prefix.clone();
         key.push_str(&parts.join(":"));

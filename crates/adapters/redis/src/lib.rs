@@ -2,9 +2,11 @@
 
 mod keys;
 mod pool;
+mod product_cache;
 mod throttle;
 
 pub use deadpool_redis::Pool as RedisPool;
 pub use keys::RedisKeys;
 pub use pool::{connect, infra_from_pool, infra_from_redis, RedisHealth, RedisSettings};
+pub use product_cache::RedisProductCache;
 pub use throttle::{RedisLoginThrottle, ThrottlePolicy};

@@ -4,7 +4,9 @@ pub mod addresses;
 pub mod admin_customers;
 pub mod auth;
 pub mod customers;
+pub mod inventory;
 pub mod operations;
+pub mod products;
 
 use serde::{Deserialize, Deserializer};
 use utoipa_actix_web::service_config::ServiceConfig;
@@ -15,6 +17,8 @@ pub fn configure_v1(cfg: &mut ServiceConfig) {
     customers::configure(cfg);
     addresses::configure(cfg);
     admin_customers::configure(cfg);
+    products::configure(cfg);
+    inventory::configure(cfg);
 }
 
 /// Tells an absent field (`None`) from an explicit `null` (`Some(None)`) in PATCH bodies.

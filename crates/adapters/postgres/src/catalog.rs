@@ -1,0 +1,284 @@
+//! The product repository: products with their availability, and search.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+use diesel_async::{AsyncConnection, RunQueryDsl};
+use ecom_catalog::model::{Product, ProductQuery, ProductSort, ProductStatus, ProductView, Sku};
+use ecom_catalog::ports::{CreateProductError, ProductRepository};
+use ecom_kernel::{BoundedText, Currency, Cursor, CustomerId, InfraError, Money, Page, PageRequest, ProductId};
+use uuid::Uuid;
+
+use crate::error::{infra_from_diesel, infra_from_pool, unique_violation};
+use crate::inventory::{record_movement, Movement};
+use crate::schema::{products, stock_levels};
+use crate::PgPool;
+
+#[derive(QueryableByName)]
+struct ProductRow {
+    #[diesel(sql_type = SqlUuid)]
+    id: Uuid,
+    #[diesel(sql_type = Text)]
+    sku: String,
+    #[diesel(sql_type = Text)]
+    name: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    description: Option<String>,
+    #[diesel(sql_type = BigInt)]
+    price_amount: i64,
+    #[diesel(sql_type = Text)]
+    price_currency: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    category: Option<String>,
+    #[diesel(sql_type = Text)]
+    status: String,
+    #[diesel(sql_type = Timestamptz)]
+    created_at: DateTime<Utc>,
+    #[diesel(sql_type = Timestamptz)]
+    updated_at: DateTime<Utc>,
+    #[diesel(sql_type = BigInt)]
+    available: i64,
+}
+
+fn corrupt(what: &str) -> InfraError {
+    InfraError::unexpected(format!("corrupt product row: {what}"))
+}
+
+impl ProductRow {
+    fn into_domain(self) -> Result<ProductView, InfraError> {
+        let text = |s: &str, max| BoundedText::parse(s, max).map_err(|_| corrupt("text"));
+        let product = Product {
+            id: ProductId::from_uuid(self.id),
+            sku: Sku::parse(&self.sku).map_err(|_| corrupt("sku"))?,
+            name: text(&self.name, Product::NAME_MAX_CHARS)?,
+            description: self.description.as_deref().map(|d| text(d, Product::DESCRIPTION_MAX_CHARS)).transpose()?,
+            price: Money::new(
+                self.price_amount,
+                Currency::parse(self.price_currency.trim()).map_err(|_| corrupt("currency"))?,
+            ),
+            category: self.category.as_deref().map(|c| text(c, Product::CATEGORY_MAX_CHARS)).transpose()?,
+            status: ProductStatus::parse(&self.status).ok_or_else(|| corrupt("status"))?,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        };
+        Ok(ProductView { product, available: self.available })
+    }
+}
+
+const SELECT_VIEW: &str =
+    "SELECT p.id, p.sku, p.name, p.description, p.price_amount, p.price_currency::TEXT AS price_currency, \
+     p.category, p.status, p.created_at, p.updated_at, \
+     COALESCE(s.on_hand - s.reserved, 0)::BIGINT AS available \
+     FROM products p LEFT JOIN stock_levels s ON s.product_id = p.id";
+
+pub struct PgProductRepository {
+    pool: PgPool,
+}
+
+impl PgProductRepository {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+}
+
+/// A value bound to a numbered placeholder of a dynamically built query.
+enum Bind {
+    Text(String),
+    BigInt(i64),
+    Uuid(Uuid),
+}
+
+struct SqlBuilder {
+    sql: String,
+    binds: Vec<Bind>,
+}
+
+impl SqlBuilder {
+    fn bind(&mut self, value: Bind) -> String {
+        self.binds.push(value);
+        format!("${}", self.binds.len())
+    }
+}
+
+#[async_trait]
+impl ProductRepository for PgProductRepository {
+    async fn create(&self, product: &Product, initial_stock: u32, actor: CustomerId) -> Result<(), CreateProductError> {
+        let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
+        let stock = i32::try_from(initial_stock).map_err(|_| InfraError::unexpected("initial stock out of range"))?;
+        let p = product.clone();
+        let result = conn
+            .transaction::<(), diesel::result::Error, _>(async move |conn| {
+                diesel::insert_into(products::table)
+                    .values((
+                        products::id.eq(p.id.as_uuid()),
+                        products::sku.eq(p.sku.as_str()),
+                        products::name.eq(p.name.as_str()),
+                        products::description.eq(p.description.as_ref().map(|d| d.as_str())),
+                        products::price_amount.eq(p.price.amount()),
+                        products::price_currency.eq(p.price.currency().code()),
+                        products::category.eq(p.category.as_ref().map(|c| c.as_str())),
+                        products::status.eq(p.status.as_str()),
+                        products::created_at.eq(p.created_at),
+                        products::updated_at.eq(p.updated_at),
+                    ))
+                    .execute(conn)
+                    .await?;
+                diesel::insert_into(stock_levels::table)
+                    .values((
+                        stock_levels::product_id.eq(p.id.as_uuid()),
+                        stock_levels::on_hand.eq(stock),
+                        stock_levels::reserved.eq(0),
+                        stock_levels::updated_at.eq(p.created_at),
+                    ))
+                    .execute(conn)
+                    .await?;
+                record_movement(
+                    conn,
+                    &Movement {
+                        product_id: p.id.as_uuid(),
+                        kind: "INITIAL",
+                        on_hand_delta: stock,
+                        reserved_delta: 0,
+                        on_hand_after: stock,
+                        reserved_after: 0,
+                        reason: Some("initial stock"),
+                        actor_id: Some(actor.as_uuid()),
+                        reference: None,
+                        at: p.created_at,
+                    },
+                )
+                .await
+            })
+            .await;
+        match result {
+            Ok(()) => Ok(()),
+            Err(e) if unique_violation(&e) == Some("products_sku_key") => Err(CreateProductError::SkuTaken),
+            Err(e) => Err(infra_from_diesel(e).into()),
+        }
+    }
+
+    async fn find(&self, id: ProductId) -> Result<Option<ProductView>, InfraError> {
+        let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
+        let row: Option<ProductRow> = diesel::sql_query(format!("{SELECT_VIEW} WHERE p.id = $1"))
+            .bind::<SqlUuid, _>(id.as_uuid())
+            .get_result(&mut conn)
+            .await
+            .optional()
+            .map_err(infra_from_diesel)?;
+        row.map(ProductRow::into_domain).transpose()
+    }
+
+    async fn update(&self, p: &Product) -> Result<(), InfraError> {
+        let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
+        diesel::update(products::table.find(p.id.as_uuid()))
+            .set((
+                products::name.eq(p.name.as_str()),
+                products::description.eq(p.description.as_ref().map(|d| d.as_str())),
+                products::price_amount.eq(p.price.amount()),
+                products::price_currency.eq(p.price.currency().code()),
+                products::category.eq(p.category.as_ref().map(|c| c.as_str())),
+                products::status.eq(p.status.as_str()),
+                products::updated_at.eq(p.updated_at),
+            ))
+            .execute(&mut conn)
+            .await
+            .map_err(infra_from_diesel)?;
+        Ok(())
+    }
+
+    async fn search(&self, query: &ProductQuery, page: &PageRequest) -> Result<Page<ProductView>, InfraError> {
+        let sort = query.effective_sort();
+        let mut b = SqlBuilder { sql: String::new(), binds: Vec::new() };
+        let mut conditions = vec!["p.status = 'ACTIVE'".to_owned()];
+        let mut rank = "0::REAL".to_owned();
+        if let Some(text) = &query.text {
+            let q = b.bind(Bind::Text(text.as_str().to_lowercase()));
+            // Each word's best trigram match anywhere in name or category, averaged: tolerates typos
+            // and prefixes in every word of a multi-word query.
+            let fuzzy = format!(
+                "(SELECT coalesce(avg(word_similarity(w, p.search_text)), 0) \
+                   FROM unnest(regexp_split_to_array({q}, '\\s+')) AS w)"
+            );
+            // A full-text match (stemmed, weighted) or a close enough fuzzy one.
+            conditions.push(format!(
+                "(p.search_vector @@ websearch_to_tsquery('english', {q}) OR {q} <% p.search_text OR {fuzzy} >= 0.5)"
+            ));
+            rank = format!("(2 * ts_rank(p.search_vector, websearch_to_tsquery('english', {q})) + {fuzzy})");
+        }
+        if let Some(category) = &query.category {
+            let c = b.bind(Bind::Text(category.to_lowercase()));
+            conditions.push(format!("lower(p.category) = {c}"));
+        }
+        if let Some(min) = query.min_price {
+            let m = b.bind(Bind::BigInt(min));
+            conditions.push(format!("p.price_amount >= {m}"));
+        }
+        if let Some(max) = query.max_price {
+            let m = b.bind(Bind::BigInt(max));
+            conditions.push(format!("p.price_amount <= {m}"));
+        }
+        if query.in_stock {
+            conditions.push("COALESCE(s.on_hand - s.reserved, 0) > 0".to_owned());
+        }
+        let mut offset = 0_i64;
+        if let Some(cursor) = page.after() {
+            let key = cursor.key().unwrap_or_default();
+            match sort {
+                ProductSort::Newest => {
+                    let id = b.bind(Bind::Uuid(cursor.id()));
+                    conditions.push(format!("p.id < {id}"));
+                }
+                ProductSort::PriceAsc | ProductSort::PriceDesc => {
+                    let price = key.parse::<i64>().map_err(|_| InfraError::unexpected("cursor of another sort"))?;
+                    let (k, id) = (b.bind(Bind::BigInt(price)), b.bind(Bind::Uuid(cursor.id())));
+                    let op = if sort == ProductSort::PriceAsc { ">" } else { "<" };
+                    conditions.push(format!("(p.price_amount, p.id) {op} ({k}, {id})"));
+                }
+                ProductSort::Relevance => {
+                    offset = key.parse::<i64>().map_err(|_| InfraError::unexpected("cursor of another sort"))?;
+                }
+            }
+        }
+        let order = match sort {
+            ProductSort::Newest => "p.id DESC",
+            ProductSort::PriceAsc => "p.price_amount ASC, p.id ASC",
+            ProductSort::PriceDesc => "p.price_amount DESC, p.id DESC",
+            ProductSort::Relevance => "rank DESC, p.id DESC",
+        };
+        let limit = b.bind(Bind::BigInt(page.fetch_limit()));
+        let off = b.bind(Bind::BigInt(offset));
+        b.sql = format!(
+            "SELECT * FROM ( \
+               SELECT p.id, p.sku, p.name, p.description, p.price_amount, p.price_currency::TEXT AS price_currency, \
+                      p.category, p.status, p.created_at, p.updated_at, \
+                      COALESCE(s.on_hand - s.reserved, 0)::BIGINT AS available, {rank} AS rank \
+               FROM products p LEFT JOIN stock_levels s ON s.product_id = p.id \
+               WHERE {} \
+             ) p ORDER BY {order} LIMIT {limit} OFFSET {off}",
+            conditions.join(" AND ")
+        );
+        let mut sql = diesel::sql_query(b.sql).into_boxed::<diesel::pg::Pg>();
+        for bind in b.binds {
+            sql = match bind {
+                Bind::Text(v) => sql.bind::<Text, _>(v),
+                Bind::BigInt(v) => sql.bind::<BigInt, _>(v),
+                Bind::Uuid(v) => sql.bind::<SqlUuid, _>(v),
+            };
+        }
+        let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
+        let rows: Vec<ProductRow> = sql.load(&mut conn).await.map_err(infra_from_diesel)?;
+        let items = rows.into_iter().map(ProductRow::into_domain).collect::<Result<Vec<_>, _>>()?;
+        let len = items.len();
+        Ok(Page::from_overfetch(items, page, |v: &ProductView| match sort {
+            ProductSort::Newest => Cursor::after_id(v.product.id.as_uuid()),
+            ProductSort::PriceAsc | ProductSort::PriceDesc => {
+                Cursor::after_key(v.product.price.amount().to_string(), v.product.id.as_uuid())
+            }
+            ProductSort::Relevance => Cursor::after_key(
+                (offset + i64::from(page.limit().min(u32::try_from(len).unwrap_or(u32::MAX)))).to_string(),
+                v.product.id.as_uuid(),
+            ),
+        }))
+    }
+}

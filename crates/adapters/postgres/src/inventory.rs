@@ -1,0 +1,415 @@
+//! The stock repository: levels, adjustments, the movement ledger and reservations.
+//!
+//! Every change to a stock level is one transaction with its ledger rows; rows are locked in
+//! product-id order so that concurrent multi-line reservations cannot deadlock.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use ecom_inventory::model::{Adjustment, MovementContext, Reservation, ReservationLine, ReservationStatus, StockLevel};
+use ecom_inventory::ports::{AdjustError, ReserveError, StockRepository, Transition};
+use ecom_kernel::{Cursor, InfraError, OrderId, Page, PageRequest, ProductId, Quantity};
+use uuid::Uuid;
+
+use crate::error::{infra_from_diesel, infra_from_pool};
+use crate::schema::{products, reservation_lines, reservations, stock_levels, stock_movements};
+use crate::PgPool;
+
+/// One ledger row.
+pub(crate) struct Movement<'a> {
+    pub product_id: Uuid,
+    pub kind: &'a str,
+    pub on_hand_delta: i32,
+    pub reserved_delta: i32,
+    pub on_hand_after: i32,
+    pub reserved_after: i32,
+    pub reason: Option<&'a str>,
+    pub actor_id: Option<Uuid>,
+    pub reference: Option<&'a str>,
+    pub at: DateTime<Utc>,
+}
+
+pub(crate) async fn record_movement(
+    conn: &mut AsyncPgConnection,
+    m: &Movement<'_>,
+) -> Result<(), diesel::result::Error> {
+    diesel::insert_into(stock_movements::table)
+        .values((
+            stock_movements::id.eq(Uuid::now_v7()),
+            stock_movements::product_id.eq(m.product_id),
+            stock_movements::kind.eq(m.kind),
+            stock_movements::on_hand_delta.eq(m.on_hand_delta),
+            stock_movements::reserved_delta.eq(m.reserved_delta),
+            stock_movements::on_hand_after.eq(m.on_hand_after),
+            stock_movements::reserved_after.eq(m.reserved_after),
+            stock_movements::reason.eq(m.reason),
+            stock_movements::actor_id.eq(m.actor_id),
+            stock_movements::reference.eq(m.reference),
+            stock_movements::created_at.eq(m.at),
+        ))
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = stock_levels, check_for_backend(diesel::pg::Pg))]
+struct LevelRow {
+    product_id: Uuid,
+    on_hand: i32,
+    reserved: i32,
+    low_stock_threshold: i32,
+    updated_at: DateTime<Utc>,
+}
+
+fn count(v: i32) -> u32 {
+    // CHECK constraints keep these non-negative.
+    u32::try_from(v).unwrap_or(0)
+}
+
+impl LevelRow {
+    fn into_domain(self) -> StockLevel {
+        StockLevel {
+            product_id: ProductId::from_uuid(self.product_id),
+            on_hand: count(self.on_hand),
+            reserved: count(self.reserved),
+            low_stock_threshold: count(self.low_stock_threshold),
+            updated_at: self.updated_at,
+        }
+    }
+}
+
+/// Failures inside a transaction that must roll it back.
+enum TxError {
+    Db(diesel::result::Error),
+    NotFound(Uuid),
+    BelowReserved(u32),
+    Insufficient { product_id: Uuid, requested: u32, available: u32 },
+}
+
+impl From<diesel::result::Error> for TxError {
+    fn from(e: diesel::result::Error) -> Self {
+        TxError::Db(e)
+    }
+}
+
+pub struct PgStockRepository {
+    pool: PgPool,
+}
+
+impl PgStockRepository {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+}
+
+fn to_i32(v: u32) -> Result<i32, diesel::result::Error> {
+    i32::try_from(v).map_err(|_| diesel::result::Error::RollbackTransaction)
+}
+
+async fn load_lines(conn: &mut AsyncPgConnection, order: Uuid) -> Result<Vec<(Uuid, i32)>, diesel::result::Error> {
+    reservation_lines::table
+        .filter(reservation_lines::order_id.eq(order))
+        .order(reservation_lines::product_id.asc())
+        .select((reservation_lines::product_id, reservation_lines::quantity))
+        .load(conn)
+        .await
+}
+
+async fn load_reservation(conn: &mut AsyncPgConnection, order: Uuid) -> Result<Option<Reservation>, InfraError> {
+    let head: Option<(String, DateTime<Utc>)> = reservations::table
+        .find(order)
+        .select((reservations::status, reservations::expires_at))
+        .first(conn)
+        .await
+        .optional()
+        .map_err(infra_from_diesel)?;
+    let Some((status, expires_at)) = head else { return Ok(None) };
+    let lines = load_lines(conn, order)
+        .await
+        .map_err(infra_from_diesel)?
+        .into_iter()
+        .map(|(product_id, quantity)| {
+            Ok(ReservationLine {
+                product_id: ProductId::from_uuid(product_id),
+                quantity: Quantity::new(i64::from(quantity)).map_err(|_| InfraError::unexpected("corrupt line"))?,
+            })
+        })
+        .collect::<Result<Vec<_>, InfraError>>()?;
+    Ok(Some(Reservation {
+        order_id: OrderId::from_uuid(order),
+        status: ReservationStatus::parse(&status)
+            .ok_or_else(|| InfraError::unexpected("corrupt reservation status"))?,
+        lines,
+        expires_at,
+    }))
+}
+
+#[async_trait]
+impl StockRepository for PgStockRepository {
+    async fn level(&self, product: ProductId) -> Result<Option<StockLevel>, InfraError> {
+        let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
+        let row: Option<LevelRow> = stock_levels::table
+            .find(product.as_uuid())
+            .select(LevelRow::as_select())
+            .first(&mut conn)
+            .await
+            .optional()
+            .map_err(infra_from_diesel)?;
+        Ok(row.map(LevelRow::into_domain))
+    }
+
+    async fn adjust(
+        &self,
+        product: ProductId,
+        adjustment: Adjustment,
+        context: &MovementContext,
+    ) -> Result<StockLevel, AdjustError> {
+        let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
+        let id = product.as_uuid();
+        let reason = context.reason.as_ref().map(|r| r.as_str().to_owned());
+        let (actor, reference, at) = (context.actor.map(|a| a.as_uuid()), context.reference.clone(), context.at);
+        let result = conn
+            .transaction::<LevelRow, TxError, _>(async move |conn| {
+                let current: Option<LevelRow> = stock_levels::table
+                    .find(id)
+                    .select(LevelRow::as_select())
+                    .for_update()
+                    .first(conn)
+                    .await
+                    .optional()?;
+                let current = current.ok_or(TxError::NotFound(id))?;
+                let next = adjustment
+                    .apply(count(current.on_hand), count(current.reserved))
+                    .ok_or(TxError::BelowReserved(count(current.reserved)))?;
+                let next = to_i32(next)?;
+                let updated: LevelRow = diesel::update(stock_levels::table.find(id))
+                    .set((stock_levels::on_hand.eq(next), stock_levels::updated_at.eq(at)))
+                    .returning(LevelRow::as_returning())
+                    .get_result(conn)
+                    .await?;
+                record_movement(
+                    conn,
+                    &Movement {
+                        product_id: id,
+                        kind: adjustment.kind(),
+                        on_hand_delta: next - current.on_hand,
+                        reserved_delta: 0,
+                        on_hand_after: next,
+                        reserved_after: updated.reserved,
+                        reason: reason.as_deref(),
+                        actor_id: actor,
+                        reference: reference.as_deref(),
+                        at,
+                    },
+                )
+                .await?;
+                Ok(updated)
+            })
+            .await;
+        match result {
+            Ok(row) => Ok(row.into_domain()),
+            Err(TxError::NotFound(_)) => Err(AdjustError::NotFound),
+            Err(TxError::BelowReserved(reserved)) => Err(AdjustError::BelowReserved { reserved }),
+            Err(TxError::Db(e)) => Err(infra_from_diesel(e).into()),
+            Err(TxError::Insufficient { .. }) => Err(InfraError::unexpected("unreachable insufficiency").into()),
+        }
+    }
+
+    async fn low_stock(&self, page: &PageRequest) -> Result<Page<StockLevel>, InfraError> {
+        let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
+        let mut query = stock_levels::table
+            .inner_join(products::table)
+            .filter(products::status.eq("ACTIVE"))
+            .filter((stock_levels::on_hand - stock_levels::reserved).le(stock_levels::low_stock_threshold))
+            .select(LevelRow::as_select())
+            .into_boxed();
+        if let Some(after) = page.after() {
+            query = query.filter(stock_levels::product_id.gt(after.id()));
+        }
+        let rows: Vec<LevelRow> = query
+            .order(stock_levels::product_id.asc())
+            .limit(page.fetch_limit())
+            .load(&mut conn)
+            .await
+            .map_err(infra_from_diesel)?;
+        let items = rows.into_iter().map(LevelRow::into_domain).collect();
+        Ok(Page::from_overfetch(items, page, |l: &StockLevel| Cursor::after_id(l.product_id.as_uuid())))
+    }
+
+    async fn reserve(
+        &self,
+        order: OrderId,
+        lines: &[ReservationLine],
+        expires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Reservation, ReserveError> {
+        let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
+        let order_id = order.as_uuid();
+        let mut sorted: Vec<(Uuid, u32)> = lines.iter().map(|l| (l.product_id.as_uuid(), l.quantity.get())).collect();
+        sorted.sort_unstable();
+        let result = conn
+            .transaction::<bool, TxError, _>(async move |conn| {
+                let created = diesel::insert_into(reservations::table)
+                    .values((
+                        reservations::order_id.eq(order_id),
+                        reservations::status.eq(ReservationStatus::Active.as_str()),
+                        reservations::expires_at.eq(expires_at),
+                        reservations::created_at.eq(now),
+                        reservations::updated_at.eq(now),
+                    ))
+                    .on_conflict_do_nothing()
+                    .execute(conn)
+                    .await?;
+                if created == 0 {
+                    return Ok(false); // this order already has its reservation
+                }
+                let reference = format!("order:{order_id}");
+                for (product_id, quantity) in &sorted {
+                    let q = to_i32(*quantity)?;
+                    // The conditional update is the guard against overselling.
+                    let updated: Option<(i32, i32)> = diesel::update(
+                        stock_levels::table
+                            .find(product_id)
+                            .filter((stock_levels::on_hand - stock_levels::reserved).ge(q)),
+                    )
+                    .set((stock_levels::reserved.eq(stock_levels::reserved + q), stock_levels::updated_at.eq(now)))
+                    .returning((stock_levels::on_hand, stock_levels::reserved))
+                    .get_result(conn)
+                    .await
+                    .optional()?;
+                    let Some((on_hand_after, reserved_after)) = updated else {
+                        let level: Option<(i32, i32)> = stock_levels::table
+                            .find(product_id)
+                            .select((stock_levels::on_hand, stock_levels::reserved))
+                            .first(conn)
+                            .await
+                            .optional()?;
+                        return Err(match level {
+                            None => TxError::NotFound(*product_id),
+                            Some((on_hand, reserved)) => TxError::Insufficient {
+                                product_id: *product_id,
+                                requested: *quantity,
+                                available: count(on_hand - reserved),
+                            },
+                        });
+                    };
+                    diesel::insert_into(reservation_lines::table)
+                        .values((
+                            reservation_lines::order_id.eq(order_id),
+                            reservation_lines::product_id.eq(product_id),
+                            reservation_lines::quantity.eq(q),
+                        ))
+                        .execute(conn)
+                        .await?;
+                    record_movement(
+                        conn,
+                        &Movement {
+                            product_id: *product_id,
+                            kind: "RESERVE",
+                            on_hand_delta: 0,
+                            reserved_delta: q,
+                            on_hand_after,
+                            reserved_after,
+                            reason: None,
+                            actor_id: None,
+                            reference: Some(&reference),
+                            at: now,
+                        },
+                    )
+                    .await?;
+                }
+                Ok(true)
+            })
+            .await;
+        match result {
+            Ok(_) => load_reservation(&mut conn, order_id)
+                .await?
+                .ok_or_else(|| InfraError::unexpected("reservation vanished").into()),
+            Err(TxError::NotFound(p)) => Err(ReserveError::UnknownProduct(ProductId::from_uuid(p))),
+            Err(TxError::Insufficient { product_id, requested, available }) => {
+                Err(ReserveError::Insufficient { product_id: ProductId::from_uuid(product_id), requested, available })
+            }
+            Err(TxError::Db(e)) => Err(infra_from_diesel(e).into()),
+            Err(TxError::BelowReserved(_)) => Err(InfraError::unexpected("unreachable").into()),
+        }
+    }
+
+    async fn reservation(&self, order: OrderId) -> Result<Option<Reservation>, InfraError> {
+        let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
+        load_reservation(&mut conn, order.as_uuid()).await
+    }
+
+    async fn finish(
+        &self,
+        order: OrderId,
+        to: ReservationStatus,
+        now: DateTime<Utc>,
+    ) -> Result<Transition, InfraError> {
+        let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
+        let order_id = order.as_uuid();
+        conn.transaction::<Transition, diesel::result::Error, _>(async move |conn| {
+            let moved = diesel::update(
+                reservations::table.find(order_id).filter(reservations::status.eq(ReservationStatus::Active.as_str())),
+            )
+            .set((reservations::status.eq(to.as_str()), reservations::updated_at.eq(now)))
+            .execute(conn)
+            .await?;
+            if moved == 0 {
+                let status: Option<String> =
+                    reservations::table.find(order_id).select(reservations::status).first(conn).await.optional()?;
+                return Ok(match status.as_deref().and_then(ReservationStatus::parse) {
+                    Some(status) => Transition::AlreadyFinished(status),
+                    None => Transition::NotFound,
+                });
+            }
+            let reference = format!("order:{order_id}");
+            for (product_id, q) in load_lines(conn, order_id).await? {
+                let on_hand_delta = if to == ReservationStatus::Confirmed { -q } else { 0 };
+                let (on_hand_after, reserved_after): (i32, i32) = diesel::update(stock_levels::table.find(product_id))
+                    .set((
+                        stock_levels::on_hand.eq(stock_levels::on_hand + on_hand_delta),
+                        stock_levels::reserved.eq(stock_levels::reserved - q),
+                        stock_levels::updated_at.eq(now),
+                    ))
+                    .returning((stock_levels::on_hand, stock_levels::reserved))
+                    .get_result(conn)
+                    .await?;
+                record_movement(
+                    conn,
+                    &Movement {
+                        product_id,
+                        kind: to.movement_kind(),
+                        on_hand_delta,
+                        reserved_delta: -q,
+                        on_hand_after,
+                        reserved_after,
+                        reason: None,
+                        actor_id: None,
+                        reference: Some(&reference),
+                        at: now,
+                    },
+                )
+                .await?;
+            }
+            Ok(Transition::Applied)
+        })
+        .await
+        .map_err(infra_from_diesel)
+    }
+
+    async fn expired(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<OrderId>, InfraError> {
+        let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
+        let ids: Vec<Uuid> = reservations::table
+            .filter(reservations::status.eq(ReservationStatus::Active.as_str()))
+            .filter(reservations::expires_at.le(now))
+            .order(reservations::expires_at.asc())
+            .limit(limit)
+            .select(reservations::order_id)
+            .load(&mut conn)
+            .await
+            .map_err(infra_from_diesel)?;
+        Ok(ids.into_iter().map(OrderId::from_uuid).collect())
+    }
+}
