@@ -3,7 +3,9 @@
 
 mod addresses;
 mod auth;
+mod catalog;
 mod customers;
+mod inventory;
 mod logs;
 mod operations;
 mod processes;

@@ -1,0 +1,202 @@
+use ecom_kernel::{OrderId, ProductId, Quantity};
+use ecom_testkit::TestApp;
+use reqwest::{header, StatusCode};
+use serde_json::{json, Value};
+
+use crate::{assert_problem, error_fields};
+
+fn mug(sku: &str) -> Value {
+    json!({"sku": sku, "name": "Enamel Mug", "description": "A camping mug", "category": "Kitchen",
+           "price": {"amount": 1299, "currency": "USD"}, "initialStock": 12})
+}
+
+async fn create(app: &TestApp, token: &str, body: &Value) -> Value {
+    let res = app.post("/v1/products", body, Some(token)).await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    res.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn an_admin_creates_a_product_that_anyone_can_read() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    let res = app.post("/v1/products", &mug(" mug-01 "), Some(&admin.access_token)).await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let location = res.headers()[header::LOCATION].to_str().unwrap().to_owned();
+    let created: Value = res.json().await.unwrap();
+    assert_eq!(location, format!("/v1/products/{}", created["id"].as_str().unwrap()));
+    assert_eq!(created["sku"], "MUG-01");
+    assert_eq!(created["price"], json!({"amount": 1299, "currency": "USD"}));
+    assert_eq!(created["available"], 12);
+
+    let read: Value = app.get(&location, None).await.json().await.unwrap();
+    assert_eq!(read, created);
+    let levels: Value = app
+        .get(&format!("/v1/inventory/products/{}", created["id"].as_str().unwrap()), None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        levels,
+        json!({"productId": created["id"], "onHand": 12, "reserved": 0, "available": 12, "lowStockThreshold": 5})
+    );
+}
+
+#[tokio::test]
+async fn product_writes_need_an_admin() {
+    let app = TestApp::spawn().await;
+    let customer = app.register_customer().await;
+    assert_problem(app.post("/v1/products", &mug("A-1"), None).await, StatusCode::UNAUTHORIZED, "UNAUTHENTICATED")
+        .await;
+    let res = app.post("/v1/products", &mug("A-1"), Some(&customer.access_token)).await;
+    assert_problem(res, StatusCode::FORBIDDEN, "FORBIDDEN").await;
+    let id = ProductId::new();
+    let res = app.patch(&format!("/v1/products/{id}"), &json!({"name": "x"}), Some(&customer.access_token)).await;
+    assert_problem(res, StatusCode::FORBIDDEN, "FORBIDDEN").await;
+    assert_problem(
+        app.delete(&format!("/v1/products/{id}"), Some(&customer.access_token)).await,
+        StatusCode::FORBIDDEN,
+        "FORBIDDEN",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn duplicate_skus_and_invalid_products_are_refused() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    create(&app, &admin.access_token, &mug("DUP-1")).await;
+    let res = app.post("/v1/products", &mug("dup-1"), Some(&admin.access_token)).await;
+    assert_eq!(error_fields(&assert_problem(res, StatusCode::CONFLICT, "SKU_TAKEN").await), ["sku"]);
+
+    let bad = json!({"sku": "has space", "name": "", "price": {"amount": 100, "currency": "usd"}, "initialStock": -1});
+    let res = app.post("/v1/products", &bad, Some(&admin.access_token)).await;
+    let problem = assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_FAILED").await;
+    assert_eq!(error_fields(&problem), ["sku", "name", "price.currency", "initialStock"]);
+
+    for (price, field) in [
+        (json!({"amount": 0, "currency": "USD"}), "price.amount"),
+        (json!({"amount": 100, "currency": "EUR"}), "price.currency"),
+    ] {
+        let mut body = mug("P-1");
+        body["price"] = price;
+        let res = app.post("/v1/products", &body, Some(&admin.access_token)).await;
+        assert_eq!(
+            error_fields(&assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_FAILED").await),
+            [field]
+        );
+    }
+    let mut with_float = mug("P-2");
+    with_float["price"]["amount"] = json!(12.5);
+    let res = app.post("/v1/products", &with_float, Some(&admin.access_token)).await;
+    assert_eq!(
+        error_fields(&assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_FAILED").await),
+        ["price.amount"]
+    );
+}
+
+#[tokio::test]
+async fn unknown_and_archived_products_are_404() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    let res = app.get(&format!("/v1/products/{}", ProductId::new()), None).await;
+    assert_problem(res, StatusCode::NOT_FOUND, "PRODUCT_NOT_FOUND").await;
+    assert_problem(app.get("/v1/products/not-a-uuid", None).await, StatusCode::NOT_FOUND, "NOT_FOUND").await;
+
+    let created = create(&app, &admin.access_token, &mug("GONE-1")).await;
+    let path = format!("/v1/products/{}", created["id"].as_str().unwrap());
+    app.get(&path, None).await; // warm the cache
+    assert_eq!(app.delete(&path, Some(&admin.access_token)).await.status(), StatusCode::NO_CONTENT);
+    assert_eq!(app.delete(&path, Some(&admin.access_token)).await.status(), StatusCode::NO_CONTENT, "idempotent");
+    assert_problem(app.get(&path, None).await, StatusCode::NOT_FOUND, "PRODUCT_NOT_FOUND").await;
+    let listed: Value = app.get("/v1/products", None).await.json().await.unwrap();
+    assert!(listed["data"].as_array().unwrap().is_empty());
+    let res = app.patch(&path, &json!({"name": "Back"}), Some(&admin.access_token)).await;
+    assert_problem(res, StatusCode::NOT_FOUND, "PRODUCT_NOT_FOUND").await;
+}
+
+#[tokio::test]
+async fn an_update_is_visible_on_the_very_next_read() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    let created = create(&app, &admin.access_token, &mug("UPD-1")).await;
+    let path = format!("/v1/products/{}", created["id"].as_str().unwrap());
+    for round in 0..20 {
+        let before: Value = app.get(&path, None).await.json().await.unwrap(); // served from cache after the first read
+        let price = 1000 + round;
+        let res = app
+            .patch(
+                &path,
+                &json!({"price": {"amount": price, "currency": "USD"}, "description": null}),
+                Some(&admin.access_token),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::OK);
+        let after: Value = app.get(&path, None).await.json().await.unwrap();
+        assert_eq!(after["price"]["amount"], price, "round {round}, before {before}");
+        assert_eq!(after["description"], Value::Null);
+    }
+    let res = app.patch(&path, &json!({"sku": "NEW"}), Some(&admin.access_token)).await;
+    assert_problem(res, StatusCode::BAD_REQUEST, "UNKNOWN_FIELD").await;
+}
+
+#[tokio::test]
+async fn availability_on_the_product_follows_reservations_at_once() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    let created = create(&app, &admin.access_token, &mug("AV-1")).await;
+    let id: ProductId = created["id"].as_str().unwrap().parse().unwrap();
+    let path = format!("/v1/products/{id}");
+    assert_eq!(app.get(&path, None).await.json::<Value>().await.unwrap()["available"], 12);
+    let line = ecom_inventory::model::ReservationLine { product_id: id, quantity: Quantity::new(5).unwrap() };
+    app.services
+        .inventory
+        .reserve(OrderId::new(), &[line], chrono::Utc::now() + chrono::Duration::hours(1))
+        .await
+        .unwrap();
+    assert_eq!(app.get(&path, None).await.json::<Value>().await.unwrap()["available"], 7);
+}
+
+#[tokio::test]
+async fn the_list_filters_sorts_and_validates_its_query() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    for (sku, name, category, cents, stock) in [
+        ("L-1", "Trail Running Shoes", "outdoor", 8900, 3),
+        ("L-2", "Espresso Machine", "kitchen", 49900, 0),
+        ("L-3", "Chef Knife", "kitchen", 8900, 9),
+        ("L-4", "Camping Stove", "outdoor", 5900, 1),
+    ] {
+        let body = json!({"sku": sku, "name": name, "category": category, "price": {"amount": cents, "currency": "USD"}, "initialStock": stock});
+        create(&app, &admin.access_token, &body).await;
+    }
+    let skus = |v: Value| -> Vec<String> {
+        v["data"].as_array().unwrap().iter().map(|p| p["sku"].as_str().unwrap().to_owned()).collect()
+    };
+    let get = |q: &'static str| app.get(q, None);
+
+    assert_eq!(skus(get("/v1/products").await.json().await.unwrap()), ["L-4", "L-3", "L-2", "L-1"], "newest first");
+    assert_eq!(skus(get("/v1/products?category=kitchen&sort=price_desc").await.json().await.unwrap()), ["L-2", "L-3"]);
+    assert_eq!(skus(get("/v1/products?category=kitchen&inStock=true").await.json().await.unwrap()), ["L-3"]);
+    assert_eq!(
+        skus(get("/v1/products?minPrice=5000&maxPrice=8900&sort=price_asc").await.json().await.unwrap()),
+        ["L-4", "L-1", "L-3"]
+    );
+    assert_eq!(skus(get("/v1/products?q=espreso").await.json().await.unwrap()), ["L-2"]);
+
+    let problem =
+        assert_problem(get("/v1/products?sort=cheapest").await, StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_FAILED")
+            .await;
+    assert_eq!(error_fields(&problem), ["sort"]);
+    let problem = assert_problem(
+        get("/v1/products?minPrice=900&maxPrice=100").await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "VALIDATION_FAILED",
+    )
+    .await;
+    assert_eq!(error_fields(&problem), ["minPrice"]);
+    assert_problem(get("/v1/products?limit=0").await, StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_FAILED").await;
+    assert_problem(get("/v1/products?inStock=maybe").await, StatusCode::BAD_REQUEST, "INVALID_QUERY").await;
+    assert_problem(get("/v1/products?color=red").await, StatusCode::BAD_REQUEST, "INVALID_QUERY").await;
+}
