@@ -50,6 +50,10 @@ check-arch:
 migrate: services
     cargo run --quiet --bin api -- migrate
 
+# Benchmark the release api (wrk over loopback) and rewrite docs/BENCHMARKS.md.
+bench: services
+    scripts/bench.sh
+
 # Load the demo catalog (about 50 products with stock); idempotent.
 seed: services
     cargo run --quiet --bin api -- seed

@@ -7,6 +7,9 @@ if [ "${APP_ENV:-local}" != production ] && [ -z "${ADMIN_EMAIL:-}" ]; then
   export ADMIN_EMAIL=admin@shop.local ADMIN_PASSWORD=admin-password
   echo "local admin account: $ADMIN_EMAIL / $ADMIN_PASSWORD (set ADMIN_EMAIL and ADMIN_PASSWORD to choose)"
 fi
+if [ "${APP_ENV:-local}" != production ]; then
+  export SEED_DEMO_DATA=${SEED_DEMO_DATA:-true}   # a living shop: the demo catalog (idempotent)
+fi
 port=${HTTP_PORT:-8080}
 
 target/debug/api & api=$!

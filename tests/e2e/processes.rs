@@ -138,3 +138,32 @@ fn the_api_refuses_to_start_in_production_with_default_secrets() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("JWT_SECRET must be set"), "{stderr}");
 }
+
+#[tokio::test]
+async fn the_worker_expires_overdue_reservations_and_frees_their_stock() {
+    let app = ecom_testkit::TestApp::spawn().await;
+    let admin = app.admin().await;
+    let body = serde_json::json!({"sku": "SWEEP-1", "name": "Sweep", "price": {"amount": 100, "currency": "USD"}, "initialStock": 3});
+    let created: serde_json::Value =
+        app.post("/v1/products", &body, Some(&admin.access_token)).await.json().await.unwrap();
+    let id: ecom_kernel::ProductId = created["id"].as_str().unwrap().parse().unwrap();
+    let line =
+        ecom_inventory::model::ReservationLine { product_id: id, quantity: ecom_kernel::Quantity::new(2).unwrap() };
+    let overdue = chrono::Utc::now() - chrono::Duration::seconds(5);
+    app.services.inventory.reserve(ecom_kernel::OrderId::new(), &[line], overdue).await.unwrap();
+    assert_eq!(app.services.inventory.level(id).await.unwrap().reserved, 2);
+
+    let env = vec![
+        ("DATABASE_URL", app.db.url()),
+        ("REDIS_URL", redis_url()),
+        ("REDIS_KEY_PREFIX", app.redis.prefix().to_owned()),
+        ("RESERVATION_SWEEP_INTERVAL_SECS", "1".to_owned()),
+    ];
+    let mut worker = Proc::spawn("worker", &env);
+    worker.wait_for_line("expired reservations released", Duration::from_secs(30));
+    let level = app.services.inventory.level(id).await.unwrap();
+    assert_eq!((level.on_hand, level.reserved), (3, 0));
+    let shown: serde_json::Value = app.get(&format!("/v1/products/{id}"), None).await.json().await.unwrap();
+    assert_eq!(shown["available"], 3, "the cached detail was invalidated by the worker");
+    assert!(worker.terminate(Duration::from_secs(15)).success());
+}

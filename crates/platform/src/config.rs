@@ -231,7 +231,7 @@ impl Config {
             paypal_client_secret,
             worker_concurrency: r.positive("WORKER_CONCURRENCY", 16) as usize,
             shop_currency,
-            product_cache_ttl: Duration::from_secs(r.positive("PRODUCT_CACHE_TTL_SECS", 300)),
+            product_cache_ttl: Duration::from_secs(r.parsed("PRODUCT_CACHE_TTL_SECS", 300, "a number of seconds")),
             reservation_sweep_interval: Duration::from_secs(r.positive("RESERVATION_SWEEP_INTERVAL_SECS", 15)),
             run_migrations: r.flag("RUN_MIGRATIONS", true),
             seed_demo_data: r.flag("SEED_DEMO_DATA", false),

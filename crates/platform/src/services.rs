@@ -5,13 +5,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use ecom_catalog::model::ProductView;
+use ecom_catalog::ports::{CacheLookup, CacheToken, ProductCache};
 use ecom_catalog::CatalogService;
 use ecom_http::metrics::HttpMetrics;
 use ecom_http::{AppState, HttpSettings};
 use ecom_identity::model::Password;
 use ecom_identity::{IdentityPorts, IdentityService, TokenPolicy};
 use ecom_inventory::InventoryService;
-use ecom_kernel::{Clock, Email, HealthCheck, SystemClock};
+use ecom_kernel::{Clock, Email, HealthCheck, InfraError, SystemClock};
 use ecom_postgres::{
     PgAddressRepository, PgCustomerRepository, PgHealth, PgPool, PgProductRepository, PgRefreshTokenRepository,
     PgSettings, PgStockRepository,
@@ -98,8 +100,10 @@ impl Services {
             },
             TokenPolicy { refresh_ttl },
         ));
-        let product_cache =
-            Arc::new(RedisProductCache::new(redis.clone(), redis_keys.clone(), config.product_cache_ttl));
+        let redis_cache = Arc::new(RedisProductCache::new(redis.clone(), redis_keys.clone(), config.product_cache_ttl));
+        // PRODUCT_CACHE_TTL_SECS=0 turns the read cache off (to measure what it brings).
+        let product_cache: Arc<dyn ProductCache> =
+            if config.product_cache_ttl.is_zero() { Arc::new(NoProductCache) } else { redis_cache.clone() };
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let catalog = Arc::new(CatalogService::new(
             Arc::new(PgProductRepository::new(pg.clone())),
@@ -108,7 +112,7 @@ impl Services {
             config.shop_currency,
         ));
         let inventory =
-            Arc::new(InventoryService::new(Arc::new(PgStockRepository::new(pg.clone())), product_cache, clock));
+            Arc::new(InventoryService::new(Arc::new(PgStockRepository::new(pg.clone())), redis_cache, clock));
         let health: Vec<Arc<dyn HealthCheck>> = vec![
             Arc::new(PgHealth::new(pg.clone(), DEPENDENCY_TIMEOUT)),
             Arc::new(RedisHealth::new(redis.clone(), DEPENDENCY_TIMEOUT)),
@@ -156,6 +160,22 @@ impl Services {
                 trust_forwarded_for: self.config.trust_forwarded_for,
             },
         })
+    }
+}
+
+/// The cache switched off: every lookup misses and nothing is stored.
+struct NoProductCache;
+
+#[async_trait::async_trait]
+impl ProductCache for NoProductCache {
+    async fn lookup(&self, _: ecom_kernel::ProductId) -> Result<CacheLookup, InfraError> {
+        Ok(CacheLookup::Miss(CacheToken(String::new())))
+    }
+    async fn fill(&self, _: CacheToken, _: &ProductView) -> Result<(), InfraError> {
+        Ok(())
+    }
+    async fn invalidate(&self, _: ecom_kernel::ProductId) -> Result<(), InfraError> {
+        Ok(())
     }
 }
 
