@@ -13,6 +13,7 @@ use uuid::Uuid;
 use crate::error::{infra_from_diesel, infra_from_pool, unique_violation};
 use crate::inventory::{record_movement, Movement};
 use crate::schema::{products, stock_levels};
+use crate::sql::{Bind, Sql};
 use crate::PgPool;
 
 #[derive(QueryableByName)]
@@ -82,25 +83,6 @@ impl PgProductRepository {
     }
 }
 
-/// A value bound to a numbered placeholder of a dynamically built query.
-enum Bind {
-    Text(String),
-    BigInt(i64),
-    Uuid(Uuid),
-}
-
-struct SqlBuilder {
-    sql: String,
-    binds: Vec<Bind>,
-}
-
-impl SqlBuilder {
-    fn bind(&mut self, value: Bind) -> String {
-        self.binds.push(value);
-        format!("${}", self.binds.len())
-    }
-}
-
 #[async_trait]
 impl ProductRepository for PgProductRepository {
     async fn create(&self, product: &Product, initial_stock: u32, actor: CustomerId) -> Result<(), CreateProductError> {
@@ -160,12 +142,9 @@ impl ProductRepository for PgProductRepository {
 
     async fn find(&self, id: ProductId) -> Result<Option<ProductView>, InfraError> {
         let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
-        let row: Option<ProductRow> = diesel::sql_query(format!("{SELECT_VIEW} WHERE p.id = $1"))
-            .bind::<SqlUuid, _>(id.as_uuid())
-            .get_result(&mut conn)
-            .await
-            .optional()
-            .map_err(infra_from_diesel)?;
+        let mut sql = Sql::default();
+        sql.push(SELECT_VIEW).push(" WHERE p.id = ").bind(Bind::Uuid(id.as_uuid()));
+        let row: Option<ProductRow> = sql.get_result(&mut conn).await.optional().map_err(infra_from_diesel)?;
         row.map(ProductRow::into_domain).transpose()
     }
 
@@ -189,55 +168,72 @@ impl ProductRepository for PgProductRepository {
 
     async fn search(&self, query: &ProductQuery, page: &PageRequest) -> Result<Page<ProductView>, InfraError> {
         let sort = query.effective_sort();
-        let mut b = SqlBuilder { sql: String::new(), binds: Vec::new() };
-        let mut conditions = vec!["p.status = 'ACTIVE'".to_owned()];
-        let mut rank = "0::REAL".to_owned();
-        if let Some(text) = &query.text {
-            let q = b.bind(Bind::Text(text.as_str().to_lowercase()));
-            // Each word's best trigram match anywhere in name or category, averaged: tolerates typos
-            // and prefixes in every word of a multi-word query.
-            let fuzzy = format!(
-                "(SELECT coalesce(avg(word_similarity(w, p.search_text)), 0) \
-                   FROM unnest(regexp_split_to_array({q}, '\\s+')) AS w)"
-            );
-            // A full-text match (stemmed, weighted) or a close enough fuzzy one.
-            conditions.push(format!(
-                "(p.search_vector @@ websearch_to_tsquery('english', {q}) OR {q} <% p.search_text OR {fuzzy} >= 0.5)"
-            ));
-            rank = format!("(2 * ts_rank(p.search_vector, websearch_to_tsquery('english', {q})) + {fuzzy})");
+        let mut sql = Sql::default();
+        sql.push(
+            "SELECT * FROM (SELECT p.id, p.sku, p.name, p.description, p.price_amount, \
+             p.price_currency::TEXT AS price_currency, p.category, p.status, p.created_at, p.updated_at, \
+             COALESCE(s.on_hand - s.reserved, 0)::BIGINT AS available, ",
+        );
+        let mut conditions = Sql::default();
+        conditions.push(" WHERE p.status = 'ACTIVE'");
+        match &query.text {
+            Some(text) => {
+                let q = text.as_str().to_lowercase();
+                // The phrase is parsed once; each word's best trigram match in name or category is
+                // averaged, once per row: tolerates typos and prefixes in every word. A row matches
+                // on full text (stemmed, weighted) or a close enough fuzzy match.
+                sql.push(
+                    "(2 * ts_rank(p.search_vector, q.tsq) + f.fuzzy) AS rank \
+                          FROM products p LEFT JOIN stock_levels s ON s.product_id = p.id \
+                          CROSS JOIN (SELECT websearch_to_tsquery('english', ",
+                )
+                .bind(Bind::Text(q.clone()))
+                .push(") AS tsq, regexp_split_to_array(")
+                .bind(Bind::Text(q.clone()))
+                .push(
+                    ", '\\s+') AS words) q \
+                          CROSS JOIN LATERAL (SELECT coalesce(avg(word_similarity(w, p.search_text)), 0) AS fuzzy \
+                                              FROM unnest(q.words) AS w) f",
+                );
+                conditions
+                    .push(" AND (p.search_vector @@ q.tsq OR ")
+                    .bind(Bind::Text(q))
+                    .push(" <% p.search_text OR f.fuzzy >= 0.5)");
+            }
+            None => {
+                sql.push("0::REAL AS rank FROM products p LEFT JOIN stock_levels s ON s.product_id = p.id");
+            }
         }
         if let Some(category) = &query.category {
-            let c = b.bind(Bind::Text(category.to_lowercase()));
-            conditions.push(format!("lower(p.category) = {c}"));
+            conditions.push(" AND lower(p.category) = ").bind(Bind::Text(category.to_lowercase()));
         }
         if let Some(min) = query.min_price {
-            let m = b.bind(Bind::BigInt(min));
-            conditions.push(format!("p.price_amount >= {m}"));
+            conditions.push(" AND p.price_amount >= ").bind(Bind::BigInt(min));
         }
         if let Some(max) = query.max_price {
-            let m = b.bind(Bind::BigInt(max));
-            conditions.push(format!("p.price_amount <= {m}"));
+            conditions.push(" AND p.price_amount <= ").bind(Bind::BigInt(max));
         }
         if query.in_stock {
-            conditions.push("COALESCE(s.on_hand - s.reserved, 0) > 0".to_owned());
+            conditions.push(" AND COALESCE(s.on_hand - s.reserved, 0) > 0");
         }
         let mut offset = 0_i64;
         if let Some(cursor) = page.after() {
             let key = cursor.key().unwrap_or_default();
+            let foreign = || InfraError::unexpected("cursor of another sort");
             match sort {
                 ProductSort::Newest => {
-                    let id = b.bind(Bind::Uuid(cursor.id()));
-                    conditions.push(format!("p.id < {id}"));
+                    conditions.push(" AND p.id < ").bind(Bind::Uuid(cursor.id()));
                 }
                 ProductSort::PriceAsc | ProductSort::PriceDesc => {
-                    let price = key.parse::<i64>().map_err(|_| InfraError::unexpected("cursor of another sort"))?;
-                    let (k, id) = (b.bind(Bind::BigInt(price)), b.bind(Bind::Uuid(cursor.id())));
-                    let op = if sort == ProductSort::PriceAsc { ">" } else { "<" };
-                    conditions.push(format!("(p.price_amount, p.id) {op} ({k}, {id})"));
+                    let price = key.parse::<i64>().map_err(|_| foreign())?;
+                    let op = if sort == ProductSort::PriceAsc {
+                        " AND (p.price_amount, p.id) > ("
+                    } else {
+                        " AND (p.price_amount, p.id) < ("
+                    };
+                    conditions.push(op).bind(Bind::BigInt(price)).push(", ").bind(Bind::Uuid(cursor.id())).push(")");
                 }
-                ProductSort::Relevance => {
-                    offset = key.parse::<i64>().map_err(|_| InfraError::unexpected("cursor of another sort"))?;
-                }
+                ProductSort::Relevance => offset = key.parse::<i64>().map_err(|_| foreign())?,
             }
         }
         let order = match sort {
@@ -246,26 +242,11 @@ impl ProductRepository for PgProductRepository {
             ProductSort::PriceDesc => "p.price_amount DESC, p.id DESC",
             ProductSort::Relevance => "rank DESC, p.id DESC",
         };
-        let limit = b.bind(Bind::BigInt(page.fetch_limit()));
-        let off = b.bind(Bind::BigInt(offset));
-        b.sql = format!(
-            "SELECT * FROM ( \
-               SELECT p.id, p.sku, p.name, p.description, p.price_amount, p.price_currency::TEXT AS price_currency, \
-                      p.category, p.status, p.created_at, p.updated_at, \
-                      COALESCE(s.on_hand - s.reserved, 0)::BIGINT AS available, {rank} AS rank \
-               FROM products p LEFT JOIN stock_levels s ON s.product_id = p.id \
-               WHERE {} \
-             ) p ORDER BY {order} LIMIT {limit} OFFSET {off}",
-            conditions.join(" AND ")
-        );
-        let mut sql = diesel::sql_query(b.sql).into_boxed::<diesel::pg::Pg>();
-        for bind in b.binds {
-            sql = match bind {
-                Bind::Text(v) => sql.bind::<Text, _>(v),
-                Bind::BigInt(v) => sql.bind::<BigInt, _>(v),
-                Bind::Uuid(v) => sql.bind::<SqlUuid, _>(v),
-            };
-        }
+        sql.append(conditions)
+            .push(&format!(") p ORDER BY {order} LIMIT "))
+            .bind(Bind::BigInt(page.fetch_limit()))
+            .push(" OFFSET ")
+            .bind(Bind::BigInt(offset));
         let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
         let rows: Vec<ProductRow> = sql.load(&mut conn).await.map_err(infra_from_diesel)?;
         let items = rows.into_iter().map(ProductRow::into_domain).collect::<Result<Vec<_>, _>>()?;

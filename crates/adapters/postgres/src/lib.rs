@@ -6,6 +6,7 @@ mod identity;
 mod inventory;
 mod pool;
 pub mod schema;
+mod sql;
 
 pub use catalog::PgProductRepository;
 pub use error::{infra_from_diesel, infra_from_pool};

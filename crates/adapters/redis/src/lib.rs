@@ -3,10 +3,12 @@
 mod keys;
 mod pool;
 mod product_cache;
+mod shared;
 mod throttle;
 
 pub use deadpool_redis::Pool as RedisPool;
 pub use keys::RedisKeys;
 pub use pool::{connect, infra_from_pool, infra_from_redis, RedisHealth, RedisSettings};
 pub use product_cache::RedisProductCache;
+pub use shared::SharedConnection;
 pub use throttle::{RedisLoginThrottle, ThrottlePolicy};

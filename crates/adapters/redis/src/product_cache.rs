@@ -14,7 +14,8 @@ use ecom_inventory::ports::StockObserver;
 use ecom_kernel::{BoundedText, Currency, InfraError, Money, ProductId};
 use serde::{Deserialize, Serialize};
 
-use crate::{infra_from_pool, infra_from_redis, RedisKeys};
+use crate::shared::SharedConnection;
+use crate::RedisKeys;
 
 /// Stores the entry only when the generation is still the one the reader saw.
 const FILL: &str = r"
@@ -81,7 +82,7 @@ impl Cached {
 }
 
 pub struct RedisProductCache {
-    pool: Pool,
+    redis: SharedConnection,
     keys: RedisKeys,
     ttl: Duration,
     fill: redis::Script,
@@ -89,7 +90,7 @@ pub struct RedisProductCache {
 
 impl RedisProductCache {
     pub fn new(pool: Pool, keys: RedisKeys, ttl: Duration) -> Self {
-        Self { pool, keys, ttl, fill: redis::Script::new(FILL) }
+        Self { redis: SharedConnection::new(pool), keys, ttl, fill: redis::Script::new(FILL) }
     }
 }
 
@@ -97,9 +98,8 @@ impl RedisProductCache {
 impl ProductCache for RedisProductCache {
     async fn lookup(&self, id: ProductId) -> Result<CacheLookup, InfraError> {
         let (entry_key, gen_key) = self.keys.product_cache(&id.to_string());
-        let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
         let (entry, generation): (Option<String>, Option<String>) =
-            redis::cmd("MGET").arg(&entry_key).arg(&gen_key).query_async(&mut conn).await.map_err(infra_from_redis)?;
+            self.redis.cmd(redis::cmd("MGET").arg(&entry_key).arg(&gen_key)).await?;
         let generation = generation.unwrap_or_else(|| "0".to_owned());
         let hit = entry
             .as_deref()
@@ -117,17 +117,13 @@ impl ProductCache for RedisProductCache {
         let (entry_key, gen_key) = self.keys.product_cache(&view.product.id.to_string());
         let json = serde_json::to_string(&Cached::from_view(view))
             .map_err(|e| InfraError::unexpected("cache encoding").with_source(e))?;
-        let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
-        let _: i64 = self
-            .fill
-            .key(entry_key)
+        let mut call = self.fill.prepare_invoke();
+        call.key(entry_key)
             .key(gen_key)
             .arg(token.0)
             .arg(json)
-            .arg(u64::try_from(self.ttl.as_millis()).unwrap_or(u64::MAX))
-            .invoke_async(&mut conn)
-            .await
-            .map_err(infra_from_redis)?;
+            .arg(u64::try_from(self.ttl.as_millis()).unwrap_or(u64::MAX));
+        let _: i64 = self.redis.script(&call).await?;
         Ok(())
     }
 
@@ -145,7 +141,6 @@ impl StockObserver for RedisProductCache {
             let (entry_key, gen_key) = self.keys.product_cache(&id.to_string());
             pipe.incr(gen_key, 1).ignore().del(entry_key).ignore();
         }
-        let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
-        pipe.query_async::<()>(&mut conn).await.map_err(infra_from_redis)
+        self.redis.pipe::<()>(&pipe).await
     }
 }

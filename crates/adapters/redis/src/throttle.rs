@@ -7,7 +7,8 @@ use deadpool_redis::{redis, Pool};
 use ecom_identity::ports::{LoginAttempt, LoginThrottle, ThrottleDecision};
 use ecom_kernel::InfraError;
 
-use crate::{infra_from_pool, infra_from_redis, RedisKeys};
+use crate::shared::SharedConnection;
+use crate::RedisKeys;
 
 #[derive(Debug, Clone, Copy)]
 pub struct ThrottlePolicy {
@@ -25,14 +26,14 @@ impl Default for ThrottlePolicy {
 }
 
 pub struct RedisLoginThrottle {
-    pool: Pool,
+    redis: SharedConnection,
     keys: RedisKeys,
     policy: ThrottlePolicy,
 }
 
 impl RedisLoginThrottle {
     pub fn new(pool: Pool, keys: RedisKeys, policy: ThrottlePolicy) -> Self {
-        Self { pool, keys, policy }
+        Self { redis: SharedConnection::new(pool), keys, policy }
     }
 
     fn counters(&self, attempt: &LoginAttempt) -> Vec<(String, u32)> {
@@ -53,8 +54,7 @@ impl LoginThrottle for RedisLoginThrottle {
         for (key, _) in &counters {
             pipe.get(key).pttl(key);
         }
-        let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
-        let replies: Vec<(Option<u32>, i64)> = pipe.query_async(&mut conn).await.map_err(infra_from_redis)?;
+        let replies: Vec<(Option<u32>, i64)> = self.redis.pipe(&pipe).await?;
         let retry_after = counters
             .iter()
             .zip(replies)
@@ -76,16 +76,10 @@ impl LoginThrottle for RedisLoginThrottle {
             // NX: the window starts at the first failure and is not extended by later ones.
             pipe.incr(&key, 1).ignore().cmd("PEXPIRE").arg(&key).arg(window_ms).arg("NX").ignore();
         }
-        let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
-        pipe.query_async::<()>(&mut conn).await.map_err(infra_from_redis)
+        self.redis.pipe::<()>(&pipe).await
     }
 
     async fn record_success(&self, attempt: &LoginAttempt) -> Result<(), InfraError> {
-        let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
-        redis::cmd("DEL")
-            .arg(self.keys.login_failures_by_email(attempt.email.as_str()))
-            .query_async::<()>(&mut conn)
-            .await
-            .map_err(infra_from_redis)
+        self.redis.cmd::<()>(redis::cmd("DEL").arg(self.keys.login_failures_by_email(attempt.email.as_str()))).await
     }
 }

@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use ecom_kernel::{Clock, OrderId, Page, PageRequest, ProductId};
+use ecom_kernel::{BoundedText, Clock, CustomerId, OrderId, Page, PageRequest, ProductId};
 
 use crate::error::InventoryError;
 use crate::model::{Adjustment, MovementContext, Reservation, ReservationLine, ReservationStatus, StockLevel};
@@ -31,13 +31,15 @@ impl InventoryService {
         self.stock.level(product).await?.ok_or(InventoryError::ProductNotFound(product))
     }
 
+    /// An admin's adjustment, recorded in the ledger with who did it and why.
     pub async fn adjust(
         &self,
         product: ProductId,
         adjustment: Adjustment,
-        mut context: MovementContext,
+        actor: CustomerId,
+        reason: Option<BoundedText>,
     ) -> Result<StockLevel, InventoryError> {
-        context.at = self.clock.now();
+        let context = MovementContext { actor: Some(actor), reason, reference: None, at: self.clock.now() };
         let level = self.stock.adjust(product, adjustment, &context).await.map_err(|e| match e {
             AdjustError::NotFound => InventoryError::ProductNotFound(product),
             AdjustError::BelowReserved { reserved } => InventoryError::BelowReserved { reserved },

@@ -125,7 +125,8 @@ async fn the_sweep_expires_only_what_it_moved() {
 async fn an_adjustment_below_reserved_is_refused() {
     let mut stock = MockStockRepository::new();
     stock.expect_adjust().returning(|_, _, _| Err(AdjustError::BelowReserved { reserved: 4 }));
-    let ctx = MovementContext { actor: None, reason: None, reference: None, at: now() };
-    let err = service(stock, MockStockObserver::new()).adjust(ProductId::new(), Adjustment::Set(1), ctx).await;
+    let err = service(stock, MockStockObserver::new())
+        .adjust(ProductId::new(), Adjustment::Set(1), ecom_kernel::CustomerId::new(), None)
+        .await;
     assert!(matches!(err, Err(InventoryError::BelowReserved { reserved: 4 })));
 }

@@ -2,7 +2,7 @@
 
 use actix_web::web::{Data, Path, Query};
 use actix_web::{get, post, HttpResponse};
-use ecom_inventory::model::{Adjustment, MovementContext, StockLevel};
+use ecom_inventory::model::{Adjustment, StockLevel};
 use ecom_kernel::{field_error, BoundedText, ProductId, ValidationErrors};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -104,8 +104,8 @@ async fn adjust(
             return Err(ValidationErrors::collect([field_error(field, &a), field_error("reason", &r)]).into());
         }
     };
-    let context = MovementContext { actor: Some(admin.0.customer_id), reason, reference: None, at: chrono::Utc::now() };
-    let level = state.inventory.adjust(ProductId::from_uuid(*product_id), adjustment, context).await?;
+    let level =
+        state.inventory.adjust(ProductId::from_uuid(*product_id), adjustment, admin.0.customer_id, reason).await?;
     tracing::info!(product_id = %level.product_id, kind = adjustment.kind(), on_hand = level.on_hand, "stock adjusted");
     Ok(HttpResponse::Ok().json(StockLevelDto::from(&level)))
 }
