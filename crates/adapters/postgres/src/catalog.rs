@@ -67,6 +67,41 @@ impl ProductRow {
     }
 }
 
+/// The writable columns of a product row. `None` in `sku`/`created_at` leaves them unchanged.
+#[derive(Insertable, AsChangeset)]
+#[diesel(table_name = products)]
+struct ProductRecord<'a> {
+    id: Uuid,
+    sku: Option<&'a str>,
+    name: &'a str,
+    #[diesel(treat_none_as_null = true)]
+    description: Option<&'a str>,
+    price_amount: i64,
+    price_currency: &'a str,
+    #[diesel(treat_none_as_null = true)]
+    category: Option<&'a str>,
+    status: &'a str,
+    created_at: Option<DateTime<Utc>>,
+    updated_at: DateTime<Utc>,
+}
+
+impl<'a> ProductRecord<'a> {
+    fn of(p: &'a Product) -> Self {
+        Self {
+            id: p.id.as_uuid(),
+            sku: Some(p.sku.as_str()),
+            name: p.name.as_str(),
+            description: p.description.as_ref().map(BoundedText::as_str),
+            price_amount: p.price.amount(),
+            price_currency: p.price.currency().code(),
+            category: p.category.as_ref().map(BoundedText::as_str),
+            status: p.status.as_str(),
+            created_at: Some(p.created_at),
+            updated_at: p.updated_at,
+        }
+    }
+}
+
 const SELECT_VIEW: &str =
     "SELECT p.id, p.sku, p.name, p.description, p.price_amount, p.price_currency::TEXT AS price_currency, \
      p.category, p.status, p.created_at, p.updated_at, \
@@ -91,21 +126,7 @@ impl ProductRepository for PgProductRepository {
         let p = product.clone();
         let result = conn
             .transaction::<(), diesel::result::Error, _>(async move |conn| {
-                diesel::insert_into(products::table)
-                    .values((
-                        products::id.eq(p.id.as_uuid()),
-                        products::sku.eq(p.sku.as_str()),
-                        products::name.eq(p.name.as_str()),
-                        products::description.eq(p.description.as_ref().map(|d| d.as_str())),
-                        products::price_amount.eq(p.price.amount()),
-                        products::price_currency.eq(p.price.currency().code()),
-                        products::category.eq(p.category.as_ref().map(|c| c.as_str())),
-                        products::status.eq(p.status.as_str()),
-                        products::created_at.eq(p.created_at),
-                        products::updated_at.eq(p.updated_at),
-                    ))
-                    .execute(conn)
-                    .await?;
+                diesel::insert_into(products::table).values(ProductRecord::of(&p)).execute(conn).await?;
                 diesel::insert_into(stock_levels::table)
                     .values((
                         stock_levels::product_id.eq(p.id.as_uuid()),
@@ -150,16 +171,10 @@ impl ProductRepository for PgProductRepository {
 
     async fn update(&self, p: &Product) -> Result<(), InfraError> {
         let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
+        // The SKU and creation time never change.
+        let record = ProductRecord { sku: None, created_at: None, ..ProductRecord::of(p) };
         diesel::update(products::table.find(p.id.as_uuid()))
-            .set((
-                products::name.eq(p.name.as_str()),
-                products::description.eq(p.description.as_ref().map(|d| d.as_str())),
-                products::price_amount.eq(p.price.amount()),
-                products::price_currency.eq(p.price.currency().code()),
-                products::category.eq(p.category.as_ref().map(|c| c.as_str())),
-                products::status.eq(p.status.as_str()),
-                products::updated_at.eq(p.updated_at),
-            ))
+            .set(record)
             .execute(&mut conn)
             .await
             .map_err(infra_from_diesel)?;

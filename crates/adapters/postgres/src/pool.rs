@@ -110,33 +110,28 @@ fn maintenance_url(url: &str) -> Option<(String, String)> {
 
 /// Drops the database named in `url`, closing its connections.
 pub async fn drop_database(url: &str) -> Result<(), InfraError> {
-    let (admin_url, name) =
-        maintenance_url(url).ok_or_else(|| InfraError::unexpected("DATABASE_URL names no database"))?;
-    check_database_name(&name)?;
-    let mut conn = AsyncPgConnection::establish(&admin_url)
-        .await
-        .map_err(|e| InfraError::unavailable("cannot connect to postgres").with_source(e))?;
+    let (mut conn, name) = maintenance_connection(url).await?;
     conn.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await.map_err(infra_from_diesel)?;
     tracing::info!(database = %name, "dropped database");
     Ok(())
 }
 
-fn check_database_name(name: &str) -> Result<(), InfraError> {
-    if name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
-        Ok(())
-    } else {
-        Err(InfraError::unexpected("database name may only hold letters, digits, '_' and '-'"))
+/// A connection to the server's `postgres` database, and the (checked) name of the database in `url`.
+async fn maintenance_connection(url: &str) -> Result<(AsyncPgConnection, String), InfraError> {
+    let (admin_url, name) =
+        maintenance_url(url).ok_or_else(|| InfraError::unexpected("DATABASE_URL names no database"))?;
+    if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        return Err(InfraError::unexpected("database name may only hold letters, digits, '_' and '-'"));
     }
+    let conn = AsyncPgConnection::establish(&admin_url)
+        .await
+        .map_err(|e| InfraError::unavailable("cannot connect to postgres").with_source(e))?;
+    Ok((conn, name))
 }
 
 /// Creates the database named in `url` if it does not exist yet.
 pub async fn ensure_database_exists(url: &str) -> Result<(), InfraError> {
-    let (admin_url, name) =
-        maintenance_url(url).ok_or_else(|| InfraError::unexpected("DATABASE_URL names no database"))?;
-    check_database_name(&name)?;
-    let mut conn = AsyncPgConnection::establish(&admin_url)
-        .await
-        .map_err(|e| InfraError::unavailable("cannot connect to postgres").with_source(e))?;
+    let (mut conn, name) = maintenance_connection(url).await?;
     #[derive(diesel::QueryableByName)]
     struct Exists {
         #[diesel(sql_type = diesel::sql_types::Bool)]

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 /// An ISO 4217 currency code this shop can price in, with its minor-unit exponent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Currency {
-    code: [u8; 3],
+    code: &'static str,
     exponent: u8,
 }
 
@@ -51,23 +51,19 @@ const CURRENCIES: &[(&str, u8)] = &[
 ];
 
 impl Currency {
-    pub const USD: Currency = Currency { code: *b"USD", exponent: 2 };
-    pub const EUR: Currency = Currency { code: *b"EUR", exponent: 2 };
+    pub const USD: Currency = Currency { code: "USD", exponent: 2 };
+    pub const EUR: Currency = Currency { code: "EUR", exponent: 2 };
 
     pub fn parse(raw: &str) -> Result<Self, MoneyError> {
         CURRENCIES
             .iter()
             .find(|(code, _)| *code == raw)
-            .and_then(|(code, exponent)| {
-                let bytes: [u8; 3] = code.as_bytes().try_into().ok()?;
-                Some(Currency { code: bytes, exponent: *exponent })
-            })
+            .map(|(code, exponent)| Currency { code, exponent: *exponent })
             .ok_or_else(|| MoneyError::UnknownCurrency(raw.chars().take(8).collect()))
     }
 
-    pub fn code(&self) -> &str {
-        // The code is always one of the ASCII entries of CURRENCIES.
-        std::str::from_utf8(&self.code).unwrap_or("XXX")
+    pub fn code(&self) -> &'static str {
+        self.code
     }
 
     /// Digits after the decimal point (2 for USD, 0 for JPY).
