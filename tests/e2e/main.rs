@@ -3,6 +3,7 @@
 
 mod addresses;
 mod auth;
+mod carts;
 mod catalog;
 mod customers;
 mod inventory;

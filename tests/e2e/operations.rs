@@ -86,6 +86,13 @@ const DOCUMENTED: &[(&str, &str)] = &[
     ("GET", "/v1/inventory/products/{productId}"),
     ("POST", "/v1/inventory/products/{productId}/adjust"),
     ("GET", "/v1/inventory/low-stock"),
+    ("POST", "/v1/carts"),
+    ("GET", "/v1/carts/{id}"),
+    ("DELETE", "/v1/carts/{id}"),
+    ("POST", "/v1/carts/{id}/items"),
+    ("PATCH", "/v1/carts/{id}/items/{productId}"),
+    ("DELETE", "/v1/carts/{id}/items/{productId}"),
+    ("POST", "/v1/carts/{guestCartId}/merge"),
 ];
 
 fn operations(spec: &Value) -> BTreeSet<(String, String)> {

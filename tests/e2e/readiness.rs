@@ -106,3 +106,36 @@ async fn drop_database_now(app: &TestApp) {
     let mut conn = AsyncPgConnection::establish(&format!("{server}/postgres")).await.unwrap();
     conn.batch_execute(&format!("DROP DATABASE \"{}\" WITH (FORCE)", app.db.name())).await.unwrap();
 }
+
+#[tokio::test]
+async fn cart_calls_answer_503_while_redis_is_down_and_work_again_after() {
+    let redis = OwnRedis::start(free_port());
+    let url = format!("redis://127.0.0.1:{}", redis.port);
+    let app = TestApp::spawn_with(&[("REDIS_URL", &url)]).await;
+    let created = app.post("/v1/carts", &serde_json::json!({}), None).await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let cart: Value = created.json().await.unwrap();
+    let path = format!("/v1/carts/{}", cart["id"].as_str().unwrap());
+    let token = cart["cartToken"].as_str().unwrap().to_owned();
+
+    let port = redis.stop();
+    for attempt in 0..3 {
+        let res = app.request(reqwest::Method::GET, &path, None).header("x-cart-token", &token).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE, "attempt {attempt}");
+        assert_eq!(res.headers()["content-type"], "application/problem+json");
+        assert!(res.headers().contains_key("retry-after"));
+        let res = app.post("/v1/carts", &serde_json::json!({}), None).await;
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    let _redis = OwnRedis::start(port);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let res = app.post("/v1/carts", &serde_json::json!({}), None).await;
+        if res.status() == StatusCode::CREATED {
+            break;
+        }
+        assert!(Instant::now() < deadline, "carts did not come back: {}", res.status());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -1,5 +1,6 @@
 //! Configuration, telemetry, shutdown and the composition root shared by `api` and `worker`.
 
+mod bridges;
 pub mod config;
 pub mod shutdown;
 pub mod telemetry;

@@ -5,6 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use ecom_carts::model::CartLimits;
+use ecom_carts::CartService;
 use ecom_catalog::model::ProductView;
 use ecom_catalog::ports::{CacheLookup, CacheToken, ProductCache};
 use ecom_catalog::CatalogService;
@@ -19,10 +21,12 @@ use ecom_postgres::{
     PgSettings, PgStockRepository,
 };
 use ecom_redis::{
-    RedisHealth, RedisKeys, RedisLoginThrottle, RedisPool, RedisProductCache, RedisSettings, ThrottlePolicy,
+    CartTtl, RedisCartStore, RedisHealth, RedisKeys, RedisLoginThrottle, RedisPool, RedisProductCache, RedisSettings,
+    ThrottlePolicy,
 };
-use ecom_security::{Argon2Hasher, HmacTokenService};
+use ecom_security::{Argon2Hasher, HmacCartTokens, HmacTokenService};
 
+use crate::bridges::CatalogProducts;
 use crate::Config;
 
 /// How long a readiness probe or a pool checkout may take before the dependency counts as down.
@@ -37,6 +41,7 @@ pub struct Services {
     pub identity: Arc<IdentityService>,
     pub catalog: Arc<CatalogService>,
     pub inventory: Arc<InventoryService>,
+    pub carts: Arc<CartService>,
     pub health: Vec<Arc<dyn HealthCheck>>,
 }
 
@@ -113,11 +118,19 @@ impl Services {
         ));
         let inventory =
             Arc::new(InventoryService::new(Arc::new(PgStockRepository::new(pg.clone())), redis_cache, clock));
+        let carts = Arc::new(CartService::new(
+            Arc::new(RedisCartStore::new(redis.clone(), redis_keys.clone(), CartTtl::default())),
+            Arc::new(CatalogProducts::new(catalog.clone())),
+            Arc::new(HmacCartTokens::new(&config.jwt_secret).context("cart tokens")?),
+            Arc::new(SystemClock),
+            CartLimits::default(),
+            config.shop_currency,
+        ));
         let health: Vec<Arc<dyn HealthCheck>> = vec![
             Arc::new(PgHealth::new(pg.clone(), DEPENDENCY_TIMEOUT)),
             Arc::new(RedisHealth::new(redis.clone(), DEPENDENCY_TIMEOUT)),
         ];
-        Ok(Self { config: config.clone(), pg, redis, redis_keys, identity, catalog, inventory, health })
+        Ok(Self { config: config.clone(), pg, redis, redis_keys, identity, catalog, inventory, carts, health })
     }
 
     /// Creates or updates the admin account from `ADMIN_EMAIL` / `ADMIN_PASSWORD`.
@@ -152,6 +165,7 @@ impl Services {
             identity: self.identity.clone(),
             catalog: self.catalog.clone(),
             inventory: self.inventory.clone(),
+            carts: self.carts.clone(),
             health: self.health.clone(),
             metrics: Arc::new(HttpMetrics::new().context("registering metrics")?),
             settings: HttpSettings {

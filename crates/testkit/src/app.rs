@@ -71,6 +71,19 @@ impl TestApp {
         }
     }
 
+    /// Starts another api instance in this process on the same database, Redis and settings
+    /// (another replica, or the api after a restart); returns its base URL.
+    pub async fn another_instance(&self) -> String {
+        let api = start_api(&self.config).await.expect("second api starts");
+        tokio::spawn(api.server);
+        format!("http://{}", api.local_addr)
+    }
+
+    /// Stops this instance's server (in-flight requests drain).
+    pub async fn stop_server(&self) {
+        self.server.stop(true).await;
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
     }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
+use ecom_carts::CartError;
 use ecom_catalog::CatalogError;
 use ecom_identity::IdentityError;
 use ecom_inventory::InventoryError;
@@ -43,13 +44,15 @@ pub enum ProblemKind {
     OutOfStock,
     ReservationNotFound,
     InvalidTransition,
+    CartNotFound,
+    TooManyLines,
     DependencyUnavailable,
     ServiceUnavailable,
     Internal,
 }
 
 impl ProblemKind {
-    pub const ALL: [ProblemKind; 28] = [
+    pub const ALL: [ProblemKind; 30] = [
         ProblemKind::ValidationFailed,
         ProblemKind::MalformedJson,
         ProblemKind::UnknownField,
@@ -75,6 +78,8 @@ impl ProblemKind {
         ProblemKind::OutOfStock,
         ProblemKind::ReservationNotFound,
         ProblemKind::InvalidTransition,
+        ProblemKind::CartNotFound,
+        ProblemKind::TooManyLines,
         ProblemKind::DependencyUnavailable,
         ProblemKind::ServiceUnavailable,
         ProblemKind::Internal,
@@ -113,6 +118,8 @@ impl ProblemKind {
             P::OutOfStock => (StatusCode::CONFLICT, "OUT_OF_STOCK", "Not enough stock"),
             P::ReservationNotFound => (StatusCode::NOT_FOUND, "RESERVATION_NOT_FOUND", "Reservation not found"),
             P::InvalidTransition => (StatusCode::CONFLICT, "INVALID_TRANSITION", "Invalid state transition"),
+            P::CartNotFound => (StatusCode::NOT_FOUND, "CART_NOT_FOUND", "Cart not found"),
+            P::TooManyLines => (StatusCode::UNPROCESSABLE_ENTITY, "TOO_MANY_LINES", "Too many products in the cart"),
             P::DependencyUnavailable => {
                 (StatusCode::SERVICE_UNAVAILABLE, "DEPENDENCY_UNAVAILABLE", "A dependency is unavailable")
             }
@@ -392,6 +399,24 @@ impl From<InventoryError> for ApiError {
             InventoryError::ReservationNotFound(_) => ApiError::new(P::ReservationNotFound, detail),
             InventoryError::InvalidTransition { .. } => ApiError::new(P::InvalidTransition, detail),
             InventoryError::Infrastructure(e) => ApiError::from_infra(e),
+        }
+    }
+}
+
+impl From<CartError> for ApiError {
+    fn from(err: CartError) -> Self {
+        use ProblemKind as P;
+        let detail = err.to_string();
+        match err {
+            CartError::CartNotFound => ApiError::new(P::CartNotFound, detail),
+            CartError::ProductNotFound(_) => ApiError::new(P::ProductNotFound, detail),
+            CartError::OutOfStock { .. } => ApiError::field(P::OutOfStock, "quantity", detail),
+            CartError::QuantityOutOfRange { .. } | CartError::LineQuantityLimit { .. } => {
+                ApiError::field(P::ValidationFailed, "quantity", detail)
+            }
+            CartError::TooManyLines { .. } => ApiError::field(P::TooManyLines, "productId", detail),
+            CartError::CustomerRequired => ApiError::new(P::Unauthenticated, detail),
+            CartError::Infrastructure(e) => ApiError::from_infra(e),
         }
     }
 }

@@ -152,6 +152,33 @@ impl FromRequest for Authenticated {
     }
 }
 
+/// The caller of a cart route: an optional bearer token (invalid ones are still refused with
+/// 401) and an optional `X-Cart-Token`.
+pub struct CartCaller(pub ecom_carts::model::Caller);
+
+impl FromRequest for CartCaller {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let customer = if req.headers().contains_key(header::AUTHORIZATION) {
+            match authenticate(req) {
+                Ok(principal) => Some(principal.customer_id),
+                Err(err) => return ready(Err(err)),
+            }
+        } else {
+            None
+        };
+        let cart_token = req
+            .headers()
+            .get("x-cart-token")
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty());
+        ready(Ok(CartCaller(ecom_carts::model::Caller { customer, cart_token })))
+    }
+}
+
 /// An authenticated caller with the ADMIN role; others get 403.
 #[derive(Debug, Clone, Copy)]
 pub struct Admin(pub Principal);

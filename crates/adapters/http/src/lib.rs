@@ -20,6 +20,7 @@ use actix_web::http::header;
 use actix_web::middleware::{from_fn, Condition, DefaultHeaders};
 use actix_web::web::{self, Data};
 use actix_web::{App, HttpResponse, HttpServer};
+use ecom_carts::CartService;
 use ecom_catalog::CatalogService;
 use ecom_identity::IdentityService;
 use ecom_inventory::InventoryService;
@@ -54,6 +55,7 @@ pub struct AppState {
     pub identity: Arc<IdentityService>,
     pub catalog: Arc<CatalogService>,
     pub inventory: Arc<InventoryService>,
+    pub carts: Arc<CartService>,
     pub health: Vec<Arc<dyn HealthCheck>>,
     pub metrics: Arc<HttpMetrics>,
     pub settings: HttpSettings,

@@ -22,6 +22,7 @@ use crate::error::{Problem, ProblemFieldError};
         (name = "customers", description = "The signed-in customer's profile and addresses"),
         (name = "catalog", description = "Products: listing, search, detail; admin create, update, archive"),
         (name = "inventory", description = "Stock levels, adjustments, low stock"),
+        (name = "carts", description = "Guest and customer carts, merge on sign-in"),
         (name = "admin", description = "Back-office endpoints (ADMIN role)"),
     )
 )]

@@ -23,6 +23,16 @@ impl RedisKeys {
         (self.key(&[&tag, "detail"]), self.key(&[&tag, "generation"]))
     }
 
+    /// A cart's hash; its own hash tag, so every cart script touches one cluster slot.
+    pub fn cart(&self, cart_id: &str) -> String {
+        self.key(&[&format!("{{cart:{cart_id}}}")])
+    }
+
+    /// Which cart is a customer's active one.
+    pub fn customer_cart(&self, customer_id: &str) -> String {
+        self.key(&["customer-cart", customer_id])
+    }
+
     fn key(&self, parts: &[&str]) -> String {
         let mut key = self.prefix.clone();
         key.push_str(&parts.join(":"));

@@ -1,11 +1,13 @@
 //! Redis adapters: one key builder, the pool, and the stores that live in Redis.
 
+mod carts;
 mod keys;
 mod pool;
 mod product_cache;
 mod shared;
 mod throttle;
 
+pub use carts::{CartTtl, RedisCartStore};
 pub use deadpool_redis::Pool as RedisPool;
 pub use keys::RedisKeys;
 pub use pool::{connect, infra_from_pool, infra_from_redis, RedisHealth, RedisSettings};

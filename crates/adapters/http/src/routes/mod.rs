@@ -3,6 +3,7 @@
 pub mod addresses;
 pub mod admin_customers;
 pub mod auth;
+pub mod carts;
 pub mod customers;
 pub mod inventory;
 pub mod operations;
@@ -19,6 +20,7 @@ pub fn configure_v1(cfg: &mut ServiceConfig) {
     admin_customers::configure(cfg);
     products::configure(cfg);
     inventory::configure(cfg);
+    carts::configure(cfg);
 }
 
 /// Tells an absent field (`None`) from an explicit `null` (`Some(None)`) in PATCH bodies.

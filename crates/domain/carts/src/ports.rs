@@ -1,0 +1,96 @@
+//! What carts need from the outside world.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use ecom_kernel::{CustomerId, InfraError, ProductId};
+
+use crate::model::{CartId, CartLimits, CartLine, ProductInfo, StoredCart};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CartStoreError {
+    #[error("no such cart")]
+    NotFound,
+    #[error("line quantity limit")]
+    QuantityLimit,
+    #[error("line count limit")]
+    LineLimit,
+    #[error("more than available")]
+    Insufficient { requested: u32, available: u32 },
+    #[error(transparent)]
+    Infrastructure(#[from] InfraError),
+}
+
+/// Carts in a store with atomic per-cart updates: concurrent writers never lose an update and
+/// never exceed the limits. Every write refreshes the cart's time to live.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait CartStore: Send + Sync {
+    /// Creates an empty guest cart.
+    async fn create_guest(&self, id: CartId, now: DateTime<Utc>) -> Result<(), InfraError>;
+    /// The customer's active cart, created with `candidate` as its id if there is none.
+    /// MUST return the same cart to concurrent callers.
+    async fn customer_cart(
+        &self,
+        customer: CustomerId,
+        candidate: CartId,
+        now: DateTime<Utc>,
+    ) -> Result<CartId, InfraError>;
+    async fn load(&self, id: CartId) -> Result<Option<StoredCart>, InfraError>;
+    /// Adds `quantity` to the product's line (creating it), refusing when the line would exceed
+    /// `limits.max_quantity` or `available`, or a new line would exceed `limits.max_lines`.
+    async fn add(
+        &self,
+        id: CartId,
+        product: ProductId,
+        quantity: u32,
+        available: u32,
+        limits: CartLimits,
+        now: DateTime<Utc>,
+    ) -> Result<(), CartStoreError>;
+    /// Sets the line's quantity (creating it), with the same checks as `add`.
+    async fn set(
+        &self,
+        id: CartId,
+        product: ProductId,
+        quantity: u32,
+        available: u32,
+        limits: CartLimits,
+        now: DateTime<Utc>,
+    ) -> Result<(), CartStoreError>;
+    /// Removes the product's line, if any. Every write MUST fail with `NotFound` on a sealed cart.
+    async fn remove(&self, id: CartId, product: ProductId, now: DateTime<Utc>) -> Result<(), CartStoreError>;
+    /// Removes every line.
+    async fn clear(&self, id: CartId, now: DateTime<Utc>) -> Result<(), CartStoreError>;
+    /// Seals a guest cart for merging into `into` and returns it: a sealed cart refuses every
+    /// later change. Sealing again for the same target returns it again; `None` when the cart
+    /// does not exist or was sealed for another target.
+    async fn seal(&self, id: CartId, into: CartId) -> Result<Option<StoredCart>, InfraError>;
+    /// Folds `lines` into the cart once per `source`: applying the same merge again changes
+    /// nothing. Quantities are summed and capped per line by the line's cap and
+    /// `limits.max_quantity`; new lines beyond `limits.max_lines` are dropped.
+    async fn merge(
+        &self,
+        into: CartId,
+        source: CartId,
+        lines: &[(CartLine, u32)],
+        limits: CartLimits,
+        now: DateTime<Utc>,
+    ) -> Result<(), CartStoreError>;
+    async fn delete(&self, id: CartId) -> Result<(), InfraError>;
+}
+
+/// The catalog and inventory as carts see them.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait ProductLookup: Send + Sync {
+    /// One entry per id, in order; `None` for a product that does not exist.
+    async fn products(&self, ids: &[ProductId]) -> Result<Vec<Option<ProductInfo>>, InfraError>;
+}
+
+/// Signed tokens that let a guest reach their cart.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+pub trait CartTokens: Send + Sync {
+    fn issue(&self, cart: CartId) -> String;
+    /// Constant-time check that `token` was issued for `cart`.
+    fn verify(&self, cart: CartId, token: &str) -> bool;
+}

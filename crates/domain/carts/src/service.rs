@@ -1,0 +1,211 @@
+//! The cart use cases.
+
+use std::sync::Arc;
+
+use ecom_kernel::{Clock, Currency, Money, ProductId};
+
+use crate::error::CartError;
+use crate::model::{Caller, CartId, CartLimits, CartLine, CartOwner, CartView, PricedLine, ProductInfo, StoredCart};
+use crate::ports::{CartStore, CartStoreError, CartTokens, ProductLookup};
+
+pub struct CartService {
+    store: Arc<dyn CartStore>,
+    products: Arc<dyn ProductLookup>,
+    tokens: Arc<dyn CartTokens>,
+    clock: Arc<dyn Clock>,
+    limits: CartLimits,
+    currency: Currency,
+}
+
+impl CartService {
+    pub fn new(
+        store: Arc<dyn CartStore>,
+        products: Arc<dyn ProductLookup>,
+        tokens: Arc<dyn CartTokens>,
+        clock: Arc<dyn Clock>,
+        limits: CartLimits,
+        currency: Currency,
+    ) -> Self {
+        Self { store, products, tokens, clock, limits, currency }
+    }
+
+    /// A customer's active cart (created on first use), or a new guest cart and its token.
+    pub async fn open(&self, caller: &Caller) -> Result<(CartView, Option<String>), CartError> {
+        let now = self.clock.now();
+        let (id, token) = match caller.customer {
+            Some(customer) => (self.store.customer_cart(customer, CartId::new(), now).await?, None),
+            None => {
+                let id = CartId::new();
+                self.store.create_guest(id, now).await?;
+                (id, Some(self.tokens.issue(id)))
+            }
+        };
+        Ok((self.view_of(id).await?, token))
+    }
+
+    pub async fn view(&self, caller: &Caller, id: CartId) -> Result<CartView, CartError> {
+        let cart = self.authorize(caller, id).await?;
+        self.price(cart).await
+    }
+
+    /// Adds units to the product's line. The product must be ACTIVE and available.
+    pub async fn add_item(
+        &self,
+        caller: &Caller,
+        id: CartId,
+        product: ProductId,
+        quantity: i64,
+    ) -> Result<CartView, CartError> {
+        let quantity = self.check_quantity(quantity)?;
+        self.authorize(caller, id).await?;
+        let info = self.active_product(product).await?;
+        self.store
+            .add(id, product, quantity, info.available, self.limits, self.clock.now())
+            .await
+            .map_err(|e| self.store_error(e, product))?;
+        self.view_of(id).await
+    }
+
+    /// Sets the line's quantity; 0 removes it.
+    pub async fn update_item(
+        &self,
+        caller: &Caller,
+        id: CartId,
+        product: ProductId,
+        quantity: i64,
+    ) -> Result<CartView, CartError> {
+        if quantity == 0 {
+            return self.remove_item(caller, id, product).await;
+        }
+        let quantity = self.check_quantity(quantity)?;
+        self.authorize(caller, id).await?;
+        let info = self.active_product(product).await?;
+        self.store
+            .set(id, product, quantity, info.available, self.limits, self.clock.now())
+            .await
+            .map_err(|e| self.store_error(e, product))?;
+        self.view_of(id).await
+    }
+
+    pub async fn remove_item(&self, caller: &Caller, id: CartId, product: ProductId) -> Result<CartView, CartError> {
+        self.authorize(caller, id).await?;
+        self.store.remove(id, product, self.clock.now()).await.map_err(|e| self.store_error(e, product))?;
+        self.view_of(id).await
+    }
+
+    /// Empties the cart.
+    pub async fn clear(&self, caller: &Caller, id: CartId) -> Result<(), CartError> {
+        self.authorize(caller, id).await?;
+        self.store.clear(id, self.clock.now()).await.map_err(|e| self.store_error(e, ProductId::new()))
+    }
+
+    /// Folds a guest cart (reached with its token) into the signed-in customer's cart: quantities
+    /// summed, capped by availability and limits; the guest cart is deleted. Safe to retry.
+    pub async fn merge(&self, caller: &Caller, guest: CartId) -> Result<CartView, CartError> {
+        let customer = caller.customer.ok_or(CartError::CustomerRequired)?;
+        let token_ok = caller.cart_token.as_deref().is_some_and(|t| self.tokens.verify(guest, t));
+        if !token_ok {
+            return Err(CartError::CartNotFound);
+        }
+        let now = self.clock.now();
+        let target = self.store.customer_cart(customer, CartId::new(), now).await?;
+        let sealed = self.store.seal(guest, target).await?.ok_or(CartError::CartNotFound)?;
+        if sealed.owner != CartOwner::Guest {
+            return Err(CartError::CartNotFound);
+        }
+        let ids: Vec<ProductId> = sealed.lines.iter().map(|l| l.product_id).collect();
+        let infos = self.products.products(&ids).await?;
+        let lines: Vec<(CartLine, u32)> = sealed
+            .lines
+            .iter()
+            .zip(infos)
+            .filter_map(|(line, info)| {
+                let info = info.filter(|i| i.active && i.available > 0)?;
+                Some((*line, info.available.min(self.limits.max_quantity)))
+            })
+            .collect();
+        self.store
+            .merge(target, guest, &lines, self.limits, now)
+            .await
+            .map_err(|e| self.store_error(e, ProductId::new()))?;
+        self.store.delete(guest).await?;
+        self.view_of(target).await
+    }
+
+    fn check_quantity(&self, quantity: i64) -> Result<u32, CartError> {
+        u32::try_from(quantity)
+            .ok()
+            .filter(|q| (1..=self.limits.max_quantity).contains(q))
+            .ok_or(CartError::QuantityOutOfRange { min: 1, max: self.limits.max_quantity })
+    }
+
+    async fn active_product(&self, product: ProductId) -> Result<ProductInfo, CartError> {
+        self.products
+            .products(&[product])
+            .await?
+            .into_iter()
+            .next()
+            .flatten()
+            .filter(|info| info.active)
+            .ok_or(CartError::ProductNotFound(product))
+    }
+
+    fn store_error(&self, err: CartStoreError, product: ProductId) -> CartError {
+        match err {
+            CartStoreError::NotFound => CartError::CartNotFound,
+            CartStoreError::QuantityLimit => CartError::LineQuantityLimit { max: self.limits.max_quantity },
+            CartStoreError::LineLimit => CartError::TooManyLines { max: self.limits.max_lines },
+            CartStoreError::Insufficient { requested, available } => {
+                CartError::OutOfStock { product_id: product, requested, available }
+            }
+            CartStoreError::Infrastructure(e) => CartError::Infrastructure(e),
+        }
+    }
+
+    /// The cart if the caller may use it; someone else's cart is not found.
+    async fn authorize(&self, caller: &Caller, id: CartId) -> Result<StoredCart, CartError> {
+        let cart = self.store.load(id).await?.ok_or(CartError::CartNotFound)?;
+        let allowed = cart.sealed_into.is_none()
+            && match cart.owner {
+                CartOwner::Customer(owner) => caller.customer == Some(owner),
+                CartOwner::Guest => caller.cart_token.as_deref().is_some_and(|t| self.tokens.verify(id, t)),
+            };
+        if allowed {
+            Ok(cart)
+        } else {
+            Err(CartError::CartNotFound)
+        }
+    }
+
+    async fn view_of(&self, id: CartId) -> Result<CartView, CartError> {
+        let cart = self.store.load(id).await?.ok_or(CartError::CartNotFound)?;
+        self.price(cart).await
+    }
+
+    /// Prices every line from the catalog now: a cart never shows a stale price. Lines of
+    /// products that no longer exist are left out; archived or short ones are flagged.
+    async fn price(&self, cart: StoredCart) -> Result<CartView, CartError> {
+        let ids: Vec<ProductId> = cart.lines.iter().map(|l| l.product_id).collect();
+        let infos = self.products.products(&ids).await?;
+        let mut items = Vec::with_capacity(cart.lines.len());
+        for (line, info) in cart.lines.iter().zip(infos) {
+            let Some(info) = info else { continue };
+            let line_total = info.unit_price.checked_mul(line.quantity).map_err(|_| {
+                ecom_kernel::InfraError::unexpected(format!("line total of {} overflows", line.product_id))
+            })?;
+            items.push(PricedLine {
+                product_id: line.product_id,
+                purchasable: info.active && info.available >= line.quantity,
+                available: if info.active { info.available } else { 0 },
+                name: info.name,
+                unit_price: info.unit_price,
+                quantity: line.quantity,
+                line_total,
+            });
+        }
+        let subtotal = Money::sum(self.currency, items.iter().map(|i| i.line_total))
+            .map_err(|e| ecom_kernel::InfraError::unexpected(format!("subtotal: {e}")))?;
+        let item_count = items.iter().map(|i| i.quantity).sum();
+        Ok(CartView { id: cart.id, items, item_count, subtotal, updated_at: cart.updated_at })
+    }
+}

@@ -1,0 +1,42 @@
+//! Adapters between contexts: how carts see the catalog and inventory, through the catalog's
+//! public service (its cached product detail carries the units available now).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use ecom_carts::model::ProductInfo;
+use ecom_carts::ports::ProductLookup;
+use ecom_catalog::{CatalogError, CatalogService};
+use ecom_kernel::{InfraError, ProductId};
+use futures_util::future::try_join_all;
+
+pub struct CatalogProducts {
+    catalog: Arc<CatalogService>,
+}
+
+impl CatalogProducts {
+    pub fn new(catalog: Arc<CatalogService>) -> Self {
+        Self { catalog }
+    }
+}
+
+#[async_trait]
+impl ProductLookup for CatalogProducts {
+    async fn products(&self, ids: &[ProductId]) -> Result<Vec<Option<ProductInfo>>, InfraError> {
+        try_join_all(ids.iter().map(|id| async move {
+            match self.catalog.get_any_product(*id).await {
+                Ok(view) => Ok(Some(ProductInfo {
+                    product_id: *id,
+                    name: view.product.name.as_str().to_owned(),
+                    unit_price: view.product.price,
+                    active: view.product.is_active(),
+                    available: u32::try_from(view.available.max(0)).unwrap_or(u32::MAX),
+                })),
+                Err(CatalogError::ProductNotFound(_)) => Ok(None),
+                Err(CatalogError::Infrastructure(e)) => Err(e),
+                Err(other) => Err(InfraError::unexpected(other.to_string())),
+            }
+        }))
+        .await
+    }
+}
