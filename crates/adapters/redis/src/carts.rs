@@ -12,16 +12,19 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use deadpool_redis::{redis, Pool};
 use ecom_carts::model::{CartId, CartLimits, CartLine, CartOwner, StoredCart};
-use ecom_carts::ports::{CartStore, CartStoreError};
+use ecom_carts::ports::{CartStore, CartStoreError, WriteScope};
 use ecom_kernel::{CustomerId, InfraError, ProductId};
 
 use crate::shared::SharedConnection;
 use crate::RedisKeys;
 
 /// Sets (mode `set`) or adds to (mode `add`) a line within the limits.
-/// ARGV: product, quantity, available, max_quantity, max_lines, now_ms, mode.
+/// ARGV: product, quantity, available, max_quantity, max_lines, now_ms, mode, expected owner.
+/// Returns the cart's fields after the write, or `{'!', code[, detail]}`.
 const WRITE_LINE: &str = r"
-if not redis.call('HGET', KEYS[1], '_owner') or redis.call('HEXISTS', KEYS[1], '_sealed') == 1 then return {-1} end
+if redis.call('HGET', KEYS[1], '_owner') ~= ARGV[8] or redis.call('HEXISTS', KEYS[1], '_sealed') == 1 then
+  return {'!', '-1'}
+end
 local field = 'l:' .. ARGV[1]
 local cur = redis.call('HGET', KEYS[1], field)
 local qty, seq = 0, nil
@@ -32,20 +35,22 @@ if cur then
 end
 local new = tonumber(ARGV[2])
 if ARGV[7] == 'add' then new = qty + new end
-if new > tonumber(ARGV[4]) then return {-2} end
-if new > tonumber(ARGV[3]) then return {-3, new} end
+if new > tonumber(ARGV[4]) then return {'!', '-2'} end
+if new > tonumber(ARGV[3]) then return {'!', '-3', tostring(new)} end
 if not cur then
-  if tonumber(redis.call('HGET', KEYS[1], '_lines') or '0') >= tonumber(ARGV[5]) then return {-4} end
+  if tonumber(redis.call('HGET', KEYS[1], '_lines') or '0') >= tonumber(ARGV[5]) then return {'!', '-4'} end
   redis.call('HINCRBY', KEYS[1], '_lines', 1)
   seq = redis.call('HINCRBY', KEYS[1], '_seq', 1)
 end
 redis.call('HSET', KEYS[1], field, new .. '|' .. seq, '_updated', ARGV[6])
 redis.call('PEXPIRE', KEYS[1], redis.call('HGET', KEYS[1], '_ttl'))
-return {new}";
+return redis.call('HGETALL', KEYS[1])";
 
-/// ARGV: product (empty = every line), now_ms.
+/// ARGV: product (empty = every line), now_ms, expected owner. Returns the fields after the write.
 const REMOVE_LINES: &str = r"
-if not redis.call('HGET', KEYS[1], '_owner') or redis.call('HEXISTS', KEYS[1], '_sealed') == 1 then return -1 end
+if redis.call('HGET', KEYS[1], '_owner') ~= ARGV[3] or redis.call('HEXISTS', KEYS[1], '_sealed') == 1 then
+  return {'!', '-1'}
+end
 if ARGV[1] ~= '' then
   if redis.call('HDEL', KEYS[1], 'l:' .. ARGV[1]) == 1 then redis.call('HINCRBY', KEYS[1], '_lines', -1) end
 else
@@ -56,7 +61,7 @@ else
 end
 redis.call('HSET', KEYS[1], '_updated', ARGV[2])
 redis.call('PEXPIRE', KEYS[1], redis.call('HGET', KEYS[1], '_ttl'))
-return 1";
+return redis.call('HGETALL', KEYS[1])";
 
 /// ARGV: target cart id. Returns the cart's fields, or nil.
 const SEAL: &str = r"
@@ -149,6 +154,24 @@ fn parse_cart(id: CartId, fields: HashMap<String, String>) -> Result<Option<Stor
     }))
 }
 
+/// The `_owner` field's value for an owner.
+fn owner_value(owner: CartOwner) -> String {
+    match owner {
+        CartOwner::Guest => "guest".to_owned(),
+        CartOwner::Customer(id) => format!("customer:{id}"),
+    }
+}
+
+/// A script's HGETALL reply (field, value, field, value, …) as a cart.
+fn cart_from_reply(id: CartId, reply: Vec<String>) -> Result<StoredCart, CartStoreError> {
+    let mut fields = HashMap::with_capacity(reply.len() / 2);
+    let mut it = reply.into_iter();
+    while let (Some(k), Some(v)) = (it.next(), it.next()) {
+        fields.insert(k, v);
+    }
+    parse_cart(id, fields)?.ok_or(CartStoreError::NotFound)
+}
+
 impl RedisCartStore {
     pub fn new(pool: Pool, keys: RedisKeys, ttl: CartTtl) -> Self {
         Self {
@@ -199,12 +222,12 @@ impl RedisCartStore {
     async fn write(
         &self,
         mode: &str,
-        id: CartId,
+        scope: &WriteScope,
         line: CartLine,
         available: u32,
         limits: CartLimits,
-        now: DateTime<Utc>,
-    ) -> Result<(), CartStoreError> {
+    ) -> Result<StoredCart, CartStoreError> {
+        let (id, owner, now) = (scope.id, scope.owner, scope.now);
         let mut call = self.write_line.prepare_invoke();
         call.key(self.keys.cart(&id.to_string()))
             .arg(line.product_id.to_string())
@@ -213,35 +236,35 @@ impl RedisCartStore {
             .arg(limits.max_quantity)
             .arg(limits.max_lines)
             .arg(now.timestamp_millis())
-            .arg(mode);
-        let reply: Vec<i64> = self.redis.script(&call).await?;
-        match reply.as_slice() {
-            [n] if *n >= 0 => Ok(()),
-            [-1] => Err(CartStoreError::NotFound),
-            [-2] => Err(CartStoreError::QuantityLimit),
-            [-3, requested] => Err(CartStoreError::Insufficient {
-                requested: u32::try_from(*requested).unwrap_or(u32::MAX),
-                available,
+            .arg(mode)
+            .arg(owner_value(owner));
+        let reply: Vec<String> = self.redis.script(&call).await?;
+        match reply.first().map(String::as_str) {
+            Some("!") => Err(match reply.get(1).map(String::as_str) {
+                Some("-2") => CartStoreError::QuantityLimit,
+                Some("-3") => CartStoreError::Insufficient {
+                    requested: reply.get(2).and_then(|r| r.parse().ok()).unwrap_or(u32::MAX),
+                    available,
+                },
+                Some("-4") => CartStoreError::LineLimit,
+                _ => CartStoreError::NotFound,
             }),
-            [-4] => Err(CartStoreError::LineLimit),
-            _ => Err(corrupt("unexpected script reply").into()),
+            _ => cart_from_reply(id, reply),
         }
     }
 
-    async fn remove_lines(
-        &self,
-        id: CartId,
-        product: Option<ProductId>,
-        now: DateTime<Utc>,
-    ) -> Result<(), CartStoreError> {
+    async fn remove_lines(&self, scope: &WriteScope, product: Option<ProductId>) -> Result<StoredCart, CartStoreError> {
+        let (id, owner, now) = (scope.id, scope.owner, scope.now);
         let mut call = self.remove_lines.prepare_invoke();
         call.key(self.keys.cart(&id.to_string()))
             .arg(product.map(|p| p.to_string()).unwrap_or_default())
-            .arg(now.timestamp_millis());
-        match self.redis.script::<i64>(&call).await? {
-            -1 => Err(CartStoreError::NotFound),
-            _ => Ok(()),
+            .arg(now.timestamp_millis())
+            .arg(owner_value(owner));
+        let reply: Vec<String> = self.redis.script(&call).await?;
+        if reply.first().map(String::as_str) == Some("!") {
+            return Err(CartStoreError::NotFound);
         }
+        cart_from_reply(id, reply)
     }
 }
 
@@ -272,7 +295,7 @@ impl CartStore for RedisCartStore {
             }
         };
         // Creates the cart, or re-creates it empty if it expired while the pointer lived.
-        self.create(id, &format!("customer:{customer}"), self.ttl.customer, now).await?;
+        self.create(id, &owner_value(CartOwner::Customer(customer)), self.ttl.customer, now).await?;
         Ok(id)
     }
 
@@ -284,34 +307,30 @@ impl CartStore for RedisCartStore {
 
     async fn add(
         &self,
-        id: CartId,
-        product: ProductId,
-        quantity: u32,
+        scope: &WriteScope,
+        line: CartLine,
         available: u32,
         limits: CartLimits,
-        now: DateTime<Utc>,
-    ) -> Result<(), CartStoreError> {
-        self.write("add", id, CartLine { product_id: product, quantity }, available, limits, now).await
+    ) -> Result<StoredCart, CartStoreError> {
+        self.write("add", scope, line, available, limits).await
     }
 
     async fn set(
         &self,
-        id: CartId,
-        product: ProductId,
-        quantity: u32,
+        scope: &WriteScope,
+        line: CartLine,
         available: u32,
         limits: CartLimits,
-        now: DateTime<Utc>,
-    ) -> Result<(), CartStoreError> {
-        self.write("set", id, CartLine { product_id: product, quantity }, available, limits, now).await
+    ) -> Result<StoredCart, CartStoreError> {
+        self.write("set", scope, line, available, limits).await
     }
 
-    async fn remove(&self, id: CartId, product: ProductId, now: DateTime<Utc>) -> Result<(), CartStoreError> {
-        self.remove_lines(id, Some(product), now).await
+    async fn remove(&self, scope: &WriteScope, product: ProductId) -> Result<StoredCart, CartStoreError> {
+        self.remove_lines(scope, Some(product)).await
     }
 
-    async fn clear(&self, id: CartId, now: DateTime<Utc>) -> Result<(), CartStoreError> {
-        self.remove_lines(id, None, now).await
+    async fn clear(&self, scope: &WriteScope) -> Result<StoredCart, CartStoreError> {
+        self.remove_lines(scope, None).await
     }
 
     async fn seal(&self, id: CartId, into: CartId) -> Result<Option<StoredCart>, InfraError> {

@@ -4,7 +4,15 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use ecom_kernel::{CustomerId, InfraError, ProductId};
 
-use crate::model::{CartId, CartLimits, CartLine, ProductInfo, StoredCart};
+use crate::model::{CartId, CartLimits, CartLine, CartOwner, ProductInfo, StoredCart};
+
+/// Which cart a write is for, whom it must belong to, and when it happens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteScope {
+    pub id: CartId,
+    pub owner: CartOwner,
+    pub now: DateTime<Utc>,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum CartStoreError {
@@ -36,31 +44,29 @@ pub trait CartStore: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<CartId, InfraError>;
     async fn load(&self, id: CartId) -> Result<Option<StoredCart>, InfraError>;
-    /// Adds `quantity` to the product's line (creating it), refusing when the line would exceed
-    /// `limits.max_quantity` or `available`, or a new line would exceed `limits.max_lines`.
+    /// Adds the line's quantity to the product's line (creating it), refusing when the line
+    /// would exceed `limits.max_quantity` or `available`, or a new line `limits.max_lines`.
+    /// Every write checks that the cart belongs to `scope.owner` (else `NotFound`), refuses a
+    /// sealed cart (`NotFound`), and returns the cart as it is after the write.
     async fn add(
         &self,
-        id: CartId,
-        product: ProductId,
-        quantity: u32,
+        scope: &WriteScope,
+        line: CartLine,
         available: u32,
         limits: CartLimits,
-        now: DateTime<Utc>,
-    ) -> Result<(), CartStoreError>;
+    ) -> Result<StoredCart, CartStoreError>;
     /// Sets the line's quantity (creating it), with the same checks as `add`.
     async fn set(
         &self,
-        id: CartId,
-        product: ProductId,
-        quantity: u32,
+        scope: &WriteScope,
+        line: CartLine,
         available: u32,
         limits: CartLimits,
-        now: DateTime<Utc>,
-    ) -> Result<(), CartStoreError>;
-    /// Removes the product's line, if any. Every write MUST fail with `NotFound` on a sealed cart.
-    async fn remove(&self, id: CartId, product: ProductId, now: DateTime<Utc>) -> Result<(), CartStoreError>;
+    ) -> Result<StoredCart, CartStoreError>;
+    /// Removes the product's line, if any.
+    async fn remove(&self, scope: &WriteScope, product: ProductId) -> Result<StoredCart, CartStoreError>;
     /// Removes every line.
-    async fn clear(&self, id: CartId, now: DateTime<Utc>) -> Result<(), CartStoreError>;
+    async fn clear(&self, scope: &WriteScope) -> Result<StoredCart, CartStoreError>;
     /// Seals a guest cart for merging into `into` and returns it: a sealed cart refuses every
     /// later change. Sealing again for the same target returns it again; `None` when the cart
     /// does not exist or was sealed for another target.

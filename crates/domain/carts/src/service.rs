@@ -6,7 +6,7 @@ use ecom_kernel::{Clock, Currency, Money, ProductId};
 
 use crate::error::CartError;
 use crate::model::{Caller, CartId, CartLimits, CartLine, CartOwner, CartView, PricedLine, ProductInfo, StoredCart};
-use crate::ports::{CartStore, CartStoreError, CartTokens, ProductLookup};
+use crate::ports::{CartStore, CartStoreError, CartTokens, ProductLookup, WriteScope};
 
 pub struct CartService {
     store: Arc<dyn CartStore>,
@@ -57,13 +57,15 @@ impl CartService {
         quantity: i64,
     ) -> Result<CartView, CartError> {
         let quantity = self.check_quantity(quantity)?;
-        self.authorize(caller, id).await?;
+        let scope = self.scope(caller, id)?;
         let info = self.active_product(product).await?;
-        self.store
-            .add(id, product, quantity, info.available, self.limits, self.clock.now())
+        let line = CartLine { product_id: product, quantity };
+        let cart = self
+            .store
+            .add(&scope, line, info.available, self.limits)
             .await
             .map_err(|e| self.store_error(e, product))?;
-        self.view_of(id).await
+        self.price(cart).await
     }
 
     /// Sets the line's quantity; 0 removes it.
@@ -78,25 +80,28 @@ impl CartService {
             return self.remove_item(caller, id, product).await;
         }
         let quantity = self.check_quantity(quantity)?;
-        self.authorize(caller, id).await?;
+        let scope = self.scope(caller, id)?;
         let info = self.active_product(product).await?;
-        self.store
-            .set(id, product, quantity, info.available, self.limits, self.clock.now())
+        let line = CartLine { product_id: product, quantity };
+        let cart = self
+            .store
+            .set(&scope, line, info.available, self.limits)
             .await
             .map_err(|e| self.store_error(e, product))?;
-        self.view_of(id).await
+        self.price(cart).await
     }
 
     pub async fn remove_item(&self, caller: &Caller, id: CartId, product: ProductId) -> Result<CartView, CartError> {
-        self.authorize(caller, id).await?;
-        self.store.remove(id, product, self.clock.now()).await.map_err(|e| self.store_error(e, product))?;
-        self.view_of(id).await
+        let scope = self.scope(caller, id)?;
+        let cart = self.store.remove(&scope, product).await.map_err(|e| self.store_error(e, product))?;
+        self.price(cart).await
     }
 
     /// Empties the cart.
     pub async fn clear(&self, caller: &Caller, id: CartId) -> Result<(), CartError> {
-        self.authorize(caller, id).await?;
-        self.store.clear(id, self.clock.now()).await.map_err(|e| self.store_error(e, ProductId::new()))
+        let scope = self.scope(caller, id)?;
+        self.store.clear(&scope).await.map_err(|e| self.store_error(e, ProductId::new()))?;
+        Ok(())
     }
 
     /// Folds a guest cart (reached with its token) into the signed-in customer's cart: quantities
@@ -160,6 +165,17 @@ impl CartService {
             }
             CartStoreError::Infrastructure(e) => CartError::Infrastructure(e),
         }
+    }
+
+    /// Whose cart the caller may write: a guest cart with its token, else the customer's own.
+    /// The store checks the cart's recorded owner against it in the same atomic write.
+    fn scope(&self, caller: &Caller, id: CartId) -> Result<WriteScope, CartError> {
+        let owner = if caller.cart_token.as_deref().is_some_and(|t| self.tokens.verify(id, t)) {
+            CartOwner::Guest
+        } else {
+            caller.customer.map(CartOwner::Customer).ok_or(CartError::CartNotFound)?
+        };
+        Ok(WriteScope { id, owner, now: self.clock.now() })
     }
 
     /// The cart if the caller may use it; someone else's cart is not found.

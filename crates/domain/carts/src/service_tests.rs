@@ -126,8 +126,10 @@ async fn archived_products_cannot_be_added_and_short_stock_is_out_of_stock() {
         .returning(move |ids| Ok(ids.iter().map(|p| Some(info(*p, 100, 2, *p != archived))).collect()));
     m.store
         .expect_add()
-        .withf(move |_, p, q, available, _, _| *p == scarce && *q == 3 && *available == 2)
-        .returning(|_, _, _, _, _, _| Err(CartStoreError::Insufficient { requested: 3, available: 2 }));
+        .withf(move |scope, line, available, _| {
+            scope.owner == CartOwner::Guest && line.product_id == scarce && line.quantity == 3 && *available == 2
+        })
+        .returning(|_, _, _, _| Err(CartStoreError::Insufficient { requested: 3, available: 2 }));
     let svc = m.service();
     assert!(matches!(svc.add_item(&guest_caller(id), id, archived, 1).await, Err(CartError::ProductNotFound(_))));
     let err = svc.add_item(&guest_caller(id), id, scarce, 3).await.unwrap_err();
