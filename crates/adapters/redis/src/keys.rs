@@ -33,6 +33,11 @@ impl RedisKeys {
         self.key(&["customer-cart", customer_id])
     }
 
+    /// The keys of one job queue, all under the queue's hash tag (one cluster slot per queue).
+    pub fn queue(&self, queue: &str) -> QueueKeys {
+        QueueKeys { base: self.key(&[&format!("{{jq:{queue}}}")]) }
+    }
+
     fn key(&self, parts: &[&str]) -> String {
         let mut key = self.prefix.clone();
         key.push_str(&parts.join(":"));
@@ -47,6 +52,27 @@ impl RedisKeys {
     /// Failed logins from one client address.
     pub fn login_failures_by_client(&self, client: &str) -> String {
         self.key(&["login-failures", "client", client])
+    }
+}
+
+/// Keys of one queue: the ready stream, the delayed set, the dead-letter stream, job hashes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueKeys {
+    base: String,
+}
+
+impl QueueKeys {
+    pub fn stream(&self) -> String {
+        format!("{}:stream", self.base)
+    }
+    pub fn delayed(&self) -> String {
+        format!("{}:delayed", self.base)
+    }
+    pub fn dead(&self) -> String {
+        format!("{}:dead", self.base)
+    }
+    pub fn job(&self, id: &str) -> String {
+        format!("{}:job:{id}", self.base)
     }
 }
 

@@ -4,13 +4,15 @@ mod carts;
 mod keys;
 mod pool;
 mod product_cache;
+mod queue;
 mod shared;
 mod throttle;
 
 pub use carts::{CartTtl, RedisCartStore};
 pub use deadpool_redis::Pool as RedisPool;
-pub use keys::RedisKeys;
+pub use keys::{QueueKeys, RedisKeys};
 pub use pool::{connect, infra_from_pool, infra_from_redis, RedisHealth, RedisSettings};
 pub use product_cache::RedisProductCache;
+pub use queue::{ConsumerSettings, Delivery, QueueConsumer, QueueStats, RedisJobQueue};
 pub use shared::SharedConnection;
 pub use throttle::{RedisLoginThrottle, ThrottlePolicy};

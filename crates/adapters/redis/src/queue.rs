@@ -1,0 +1,455 @@
+//! The job queue on Redis Streams: one stream per queue with one consumer group, a delayed set
+//! for retries and scheduled jobs, a dead-letter stream, and one hash per job (its envelope, its
+//! attempts, its state). Every state change is one Lua script over keys of one hash tag.
+//!
+//! - Enqueue is idempotent on the job id: a second enqueue of an id that exists does nothing.
+//! - A delivery is acknowledged only when its handler finished, and only by the consumer that
+//!   still owns it (checked with XPENDING in the same script): a consumer whose delivery was
+//!   reclaimed cannot also complete it.
+//! - Completing can enqueue the next step of a flow in the same script, so a step never exists
+//!   before its predecessor finished.
+//! - Retries wait in the delayed set; `promote` moves due jobs back to the stream atomically.
+//! - `reclaim` takes deliveries idle too long (a crashed consumer) to this consumer.
+//! - The ready stream is never trimmed by length: entries are deleted once acknowledged.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use deadpool_redis::redis::aio::MultiplexedConnection;
+use deadpool_redis::{redis, Pool};
+use ecom_kernel::jobs::{Enqueued, JobEnvelope, JobId, JobQueue, NewJob, QueueName};
+use ecom_kernel::InfraError;
+use serde::{Deserialize, Serialize};
+
+use crate::keys::QueueKeys;
+use crate::shared::SharedConnection;
+use crate::{infra_from_redis, RedisKeys};
+
+const GROUP: &str = "workers";
+
+/// KEYS: job, stream, delayed. ARGV: id, data, due_ms (0 = now), now_ms.
+const ENQUEUE: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'data', ARGV[2], 'attempt', 0, 'state', 'waiting')
+if tonumber(ARGV[3]) > tonumber(ARGV[4]) then
+  redis.call('HSET', KEYS[1], 'state', 'delayed')
+  redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
+else
+  redis.call('XADD', KEYS[2], '*', 'id', ARGV[1])
+end
+return 1";
+
+/// KEYS: job. Marks a delivery started. Returns {data, attempt} or {} for a vanished job.
+const START: &str = r"
+local data = redis.call('HGET', KEYS[1], 'data')
+if not data then return {} end
+local attempt = redis.call('HINCRBY', KEYS[1], 'attempt', 1)
+redis.call('HSET', KEYS[1], 'state', 'active')
+return {data, attempt}";
+
+/// KEYS: stream, job, delayed, dead, next job. ARGV: consumer, entry, outcome (done | retry |
+/// dead | skip), due_ms, error, retention_ms, job id, next id ('' = none), next data.
+/// Returns -1 when the consumer no longer owns the delivery.
+const FINISH: &str = r"
+local owned = redis.call('XPENDING', KEYS[1], 'workers', ARGV[2], ARGV[2], 1, ARGV[1])
+if #owned == 0 then return -1 end
+redis.call('XACK', KEYS[1], 'workers', ARGV[2])
+redis.call('XDEL', KEYS[1], ARGV[2])
+if ARGV[3] == 'done' then
+  redis.call('HSET', KEYS[2], 'state', 'done')
+  redis.call('PEXPIRE', KEYS[2], ARGV[6])
+  if ARGV[8] ~= '' and redis.call('EXISTS', KEYS[5]) == 0 then
+    redis.call('HSET', KEYS[5], 'data', ARGV[9], 'attempt', 0, 'state', 'waiting')
+    redis.call('XADD', KEYS[1], '*', 'id', ARGV[8])
+  end
+elseif ARGV[3] == 'retry' then
+  redis.call('HSET', KEYS[2], 'state', 'delayed', 'error', ARGV[5])
+  redis.call('ZADD', KEYS[3], ARGV[4], ARGV[7])
+elseif ARGV[3] == 'dead' then
+  redis.call('HSET', KEYS[2], 'state', 'dead', 'error', ARGV[5])
+  redis.call('XADD', KEYS[4], '*', 'id', ARGV[7], 'error', ARGV[5])
+end
+return 1";
+
+/// KEYS: delayed, stream. ARGV: now_ms, limit. Moves due jobs to the stream; returns how many.
+const PROMOTE: &str = r"
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+for _, id in ipairs(due) do
+  redis.call('ZREM', KEYS[1], id)
+  redis.call('XADD', KEYS[2], '*', 'id', id)
+end
+return #due";
+
+/// What a job hash stores besides its counters.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StoredJob {
+    kind: String,
+    payload: serde_json::Value,
+    schema_version: u16,
+    max_attempts: u32,
+    trace_id: Option<String>,
+    enqueued_at: DateTime<Utc>,
+}
+
+impl StoredJob {
+    fn of(job: &NewJob, now: DateTime<Utc>) -> Self {
+        Self {
+            kind: job.kind.clone(),
+            payload: job.payload.clone(),
+            schema_version: job.schema_version,
+            max_attempts: job.max_attempts.max(1),
+            trace_id: job.trace_id.clone(),
+            enqueued_at: now,
+        }
+    }
+}
+
+fn encode(job: &NewJob, now: DateTime<Utc>) -> Result<String, InfraError> {
+    serde_json::to_string(&StoredJob::of(job, now)).map_err(|e| InfraError::unexpected("job encoding").with_source(e))
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+struct Scripts {
+    enqueue: redis::Script,
+    start: redis::Script,
+    finish: redis::Script,
+    promote: redis::Script,
+}
+
+impl Scripts {
+    fn new() -> Self {
+        Self {
+            enqueue: redis::Script::new(ENQUEUE),
+            start: redis::Script::new(START),
+            finish: redis::Script::new(FINISH),
+            promote: redis::Script::new(PROMOTE),
+        }
+    }
+}
+
+/// The producer side, shared by the api and the workers.
+pub struct RedisJobQueue {
+    redis: SharedConnection,
+    keys: RedisKeys,
+    scripts: Scripts,
+}
+
+impl RedisJobQueue {
+    pub fn new(pool: Pool, keys: RedisKeys) -> Self {
+        Self { redis: SharedConnection::new(pool), keys, scripts: Scripts::new() }
+    }
+
+    async fn put(&self, job: NewJob, due: Option<DateTime<Utc>>) -> Result<Enqueued, InfraError> {
+        let now = Utc::now();
+        let keys = self.keys.queue(job.queue.as_str());
+        let mut call = self.scripts.enqueue.prepare_invoke();
+        call.key(keys.job(job.id.as_str()))
+            .key(keys.stream())
+            .key(keys.delayed())
+            .arg(job.id.as_str())
+            .arg(encode(&job, now)?)
+            .arg(due.map_or(0, |d| d.timestamp_millis()))
+            .arg(now.timestamp_millis());
+        let created: i64 = self.redis.script(&call).await?;
+        Ok(if created == 1 { Enqueued::Created } else { Enqueued::AlreadyPresent })
+    }
+}
+
+#[async_trait]
+impl JobQueue for RedisJobQueue {
+    async fn enqueue(&self, job: NewJob) -> Result<Enqueued, InfraError> {
+        self.put(job, None).await
+    }
+
+    async fn enqueue_at(&self, job: NewJob, at: DateTime<Utc>) -> Result<Enqueued, InfraError> {
+        self.put(job, Some(at)).await
+    }
+}
+
+/// One delivery of a job to a consumer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivery {
+    pub entry_id: String,
+    pub job: JobEnvelope,
+}
+
+/// Settings of a consumer.
+#[derive(Debug, Clone)]
+pub struct ConsumerSettings {
+    /// How long finished jobs are remembered (so a re-enqueue of their id does nothing).
+    pub retention: Duration,
+}
+
+impl Default for ConsumerSettings {
+    fn default() -> Self {
+        Self { retention: Duration::from_secs(24 * 3600) }
+    }
+}
+
+/// Depth of one queue, for operators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct QueueStats {
+    /// Waiting to be read.
+    pub waiting: u64,
+    /// Read, not yet acknowledged.
+    pub in_flight: u64,
+    pub delayed: u64,
+    pub dead: u64,
+}
+
+/// The consumer side of one queue, for one process. Its name must be unique among consumers.
+pub struct QueueConsumer {
+    queue: QueueName,
+    keys: QueueKeys,
+    name: String,
+    redis: SharedConnection,
+    /// Blocking reads need a connection of their own without a reply timeout.
+    client: redis::Client,
+    reader: tokio::sync::Mutex<Option<MultiplexedConnection>>,
+    scripts: Scripts,
+    settings: ConsumerSettings,
+}
+
+impl QueueConsumer {
+    pub fn new(
+        pool: Pool,
+        redis_url: &str,
+        keys: &RedisKeys,
+        queue: QueueName,
+        name: impl Into<String>,
+        settings: ConsumerSettings,
+    ) -> Result<Self, InfraError> {
+        Ok(Self {
+            queue,
+            keys: keys.queue(queue.as_str()),
+            name: name.into(),
+            redis: SharedConnection::new(pool),
+            client: redis::Client::open(redis_url).map_err(infra_from_redis)?,
+            reader: tokio::sync::Mutex::new(None),
+            scripts: Scripts::new(),
+            settings,
+        })
+    }
+
+    pub fn queue(&self) -> QueueName {
+        self.queue
+    }
+
+    /// Creates the consumer group (reading the stream from its start) if it does not exist.
+    pub async fn ensure_group(&self) -> Result<(), InfraError> {
+        let created: Result<(), InfraError> = self
+            .redis
+            .cmd(redis::cmd("XGROUP").arg("CREATE").arg(self.keys.stream()).arg(GROUP).arg("0").arg("MKSTREAM"))
+            .await;
+        match created {
+            Err(err) if err.to_string().contains("BUSYGROUP") || format!("{err:?}").contains("BUSYGROUP") => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Reads up to `max` new deliveries, waiting up to `block` for the first.
+    pub async fn read(&self, max: usize, block: Duration) -> Result<Vec<Delivery>, InfraError> {
+        let mut slot = self.reader.lock().await;
+        if slot.is_none() {
+            let config = redis::AsyncConnectionConfig::new().set_response_timeout(None);
+            *slot = Some(
+                self.client.get_multiplexed_async_connection_with_config(&config).await.map_err(infra_from_redis)?,
+            );
+        }
+        let Some(conn) = slot.as_mut() else { return Ok(Vec::new()) };
+        let reply: redis::RedisResult<Option<redis::streams::StreamReadReply>> = redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg(GROUP)
+            .arg(&self.name)
+            .arg("COUNT")
+            .arg(max.max(1))
+            .arg("BLOCK")
+            .arg(millis(block))
+            .arg("STREAMS")
+            .arg(self.keys.stream())
+            .arg(">")
+            .query_async(conn)
+            .await;
+        let reply = match reply {
+            Ok(reply) => reply,
+            Err(err) => {
+                *slot = None;
+                if err.to_string().contains("NOGROUP") {
+                    drop(slot);
+                    self.ensure_group().await?;
+                    return Ok(Vec::new());
+                }
+                return Err(infra_from_redis(err));
+            }
+        };
+        drop(slot);
+        let entries: Vec<(String, String)> = reply
+            .map(|r| {
+                r.keys
+                    .into_iter()
+                    .flat_map(|k| k.ids)
+                    .filter_map(|e| Some((e.id.clone(), e.get::<String>("id")?)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        self.start(entries).await
+    }
+
+    /// Takes deliveries idle longer than `min_idle` (their consumer crashed or hangs).
+    pub async fn reclaim(&self, min_idle: Duration, max: usize) -> Result<Vec<Delivery>, InfraError> {
+        let reply: redis::streams::StreamAutoClaimReply = self
+            .redis
+            .cmd(
+                redis::cmd("XAUTOCLAIM")
+                    .arg(self.keys.stream())
+                    .arg(GROUP)
+                    .arg(&self.name)
+                    .arg(millis(min_idle))
+                    .arg("0-0")
+                    .arg("COUNT")
+                    .arg(max.max(1)),
+            )
+            .await?;
+        let entries = reply.claimed.into_iter().filter_map(|e| Some((e.id.clone(), e.get::<String>("id")?))).collect();
+        self.start(entries).await
+    }
+
+    /// Marks each delivery started (counting the attempt) and loads its envelope. Deliveries of
+    /// jobs that no longer exist are acknowledged and skipped.
+    async fn start(&self, entries: Vec<(String, String)>) -> Result<Vec<Delivery>, InfraError> {
+        let mut deliveries = Vec::with_capacity(entries.len());
+        for (entry_id, job_id) in entries {
+            let mut call = self.scripts.start.prepare_invoke();
+            call.key(self.keys.job(&job_id));
+            let started: Vec<String> = self.redis.script(&call).await?;
+            let [data, attempt] = started.as_slice() else {
+                self.finish_raw(&entry_id, &job_id, "skip", 0, "", None).await?;
+                continue;
+            };
+            let stored: StoredJob =
+                serde_json::from_str(data).map_err(|e| InfraError::unexpected("job decoding").with_source(e))?;
+            deliveries.push(Delivery {
+                entry_id,
+                job: JobEnvelope {
+                    id: JobId::new(job_id),
+                    queue: self.queue,
+                    kind: stored.kind,
+                    payload: stored.payload,
+                    schema_version: stored.schema_version,
+                    attempt: attempt.parse().unwrap_or(1),
+                    max_attempts: stored.max_attempts,
+                    trace_id: stored.trace_id,
+                    enqueued_at: stored.enqueued_at,
+                },
+            });
+        }
+        Ok(deliveries)
+    }
+
+    async fn finish_raw(
+        &self,
+        entry_id: &str,
+        job_id: &str,
+        outcome: &str,
+        due_ms: i64,
+        error: &str,
+        next: Option<&NewJob>,
+    ) -> Result<bool, InfraError> {
+        let next_key = next.map_or_else(|| self.keys.job(job_id), |n| self.keys.job(n.id.as_str()));
+        let mut call = self.scripts.finish.prepare_invoke();
+        call.key(self.keys.stream())
+            .key(self.keys.job(job_id))
+            .key(self.keys.delayed())
+            .key(self.keys.dead())
+            .key(next_key)
+            .arg(&self.name)
+            .arg(entry_id)
+            .arg(outcome)
+            .arg(due_ms)
+            .arg(error)
+            .arg(millis(self.settings.retention))
+            .arg(job_id)
+            .arg(next.map_or("", |n| n.id.as_str()))
+            .arg(match next {
+                Some(n) => encode(n, Utc::now())?,
+                None => String::new(),
+            });
+        let owned: i64 = self.redis.script(&call).await?;
+        Ok(owned == 1)
+    }
+
+    /// Acknowledges a finished job, enqueuing the next step of its flow (same queue) atomically.
+    /// Returns `false` (and changes nothing) when this consumer no longer owns the delivery.
+    pub async fn complete(&self, delivery: &Delivery, next: Option<&NewJob>) -> Result<bool, InfraError> {
+        if next.is_some_and(|n| n.queue != self.queue) {
+            return Err(InfraError::unexpected("a flow's next step must be on the same queue"));
+        }
+        self.finish_raw(&delivery.entry_id, delivery.job.id.as_str(), "done", 0, "", next).await
+    }
+
+    /// Schedules another attempt at `now + delay`.
+    pub async fn retry(&self, delivery: &Delivery, delay: Duration, error: &str) -> Result<bool, InfraError> {
+        let due = Utc::now().timestamp_millis().saturating_add(i64::try_from(millis(delay)).unwrap_or(i64::MAX));
+        self.finish_raw(&delivery.entry_id, delivery.job.id.as_str(), "retry", due, error, None).await
+    }
+
+    /// Moves the job to the dead-letter stream with its last error.
+    pub async fn dead_letter(&self, delivery: &Delivery, error: &str) -> Result<bool, InfraError> {
+        self.finish_raw(&delivery.entry_id, delivery.job.id.as_str(), "dead", 0, error, None).await
+    }
+
+    /// Keeps a long-running delivery owned (resets its idle time).
+    pub async fn heartbeat(&self, delivery: &Delivery) -> Result<(), InfraError> {
+        self.redis
+            .cmd::<redis::Value>(
+                redis::cmd("XCLAIM")
+                    .arg(self.keys.stream())
+                    .arg(GROUP)
+                    .arg(&self.name)
+                    .arg(0)
+                    .arg(&delivery.entry_id)
+                    .arg("JUSTID"),
+            )
+            .await
+            .map(|_| ())
+    }
+
+    /// Moves delayed jobs that are due to the stream. Any number of processes may run it.
+    pub async fn promote(&self, limit: usize) -> Result<usize, InfraError> {
+        let mut call = self.scripts.promote.prepare_invoke();
+        call.key(self.keys.delayed()).key(self.keys.stream()).arg(Utc::now().timestamp_millis()).arg(limit);
+        let moved: i64 = self.redis.script(&call).await?;
+        Ok(usize::try_from(moved).unwrap_or(0))
+    }
+
+    pub async fn stats(&self) -> Result<QueueStats, InfraError> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("XLEN").arg(self.keys.stream()).cmd("XPENDING").arg(self.keys.stream()).arg(GROUP);
+        pipe.cmd("ZCARD").arg(self.keys.delayed()).cmd("XLEN").arg(self.keys.dead());
+        let (len, pending, delayed, dead): (u64, redis::Value, u64, u64) = self.redis.pipe(&pipe).await?;
+        let in_flight = match pending {
+            redis::Value::Array(items) => match items.first() {
+                Some(redis::Value::Int(n)) => u64::try_from(*n).unwrap_or(0),
+                _ => 0,
+            },
+            _ => 0,
+        };
+        Ok(QueueStats { waiting: len.saturating_sub(in_flight), in_flight, delayed, dead })
+    }
+
+    /// The dead letters: (job id, last error), oldest first.
+    pub async fn dead_letters(&self, max: usize) -> Result<Vec<(String, String)>, InfraError> {
+        let reply: redis::streams::StreamRangeReply =
+            self.redis.cmd(redis::cmd("XRANGE").arg(self.keys.dead()).arg("-").arg("+").arg("COUNT").arg(max)).await?;
+        Ok(reply
+            .ids
+            .into_iter()
+            .filter_map(|e| Some((e.get::<String>("id")?, e.get::<String>("error").unwrap_or_default())))
+            .collect())
+    }
+}

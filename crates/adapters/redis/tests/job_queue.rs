@@ -1,0 +1,210 @@
+//! The Streams job queue against the real Redis, under a key prefix of its own.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ecom_kernel::jobs::{Enqueued, JobId, JobQueue, NewJob, QueueName};
+use ecom_redis::{connect, ConsumerSettings, QueueConsumer, RedisJobQueue, RedisKeys, RedisSettings};
+use ecom_testkit::TestRedis;
+
+fn pool(redis: &TestRedis) -> deadpool_redis::Pool {
+    connect(&RedisSettings { url: redis.url().into(), max_connections: 8, timeout: Duration::from_secs(2) }).unwrap()
+}
+
+fn producer(redis: &TestRedis) -> RedisJobQueue {
+    RedisJobQueue::new(pool(redis), RedisKeys::new(redis.prefix()))
+}
+
+async fn consumer(redis: &TestRedis, name: &str) -> QueueConsumer {
+    let c = QueueConsumer::new(
+        pool(redis),
+        redis.url(),
+        &RedisKeys::new(redis.prefix()),
+        QueueName::Checkout,
+        name,
+        ConsumerSettings::default(),
+    )
+    .unwrap();
+    c.ensure_group().await.unwrap();
+    c
+}
+
+fn job(id: &str, max_attempts: u32) -> NewJob {
+    NewJob {
+        id: JobId::new(id),
+        queue: QueueName::Checkout,
+        kind: "test.noop".into(),
+        payload: serde_json::json!({"n": id}),
+        schema_version: 1,
+        max_attempts,
+        trace_id: None,
+    }
+}
+
+const SHORT: Duration = Duration::from_millis(50);
+
+#[tokio::test]
+async fn a_job_enqueued_twice_is_delivered_once_and_completed_once() {
+    let redis = TestRedis::new();
+    let queue = producer(&redis);
+    let c = consumer(&redis, "c1").await;
+    assert_eq!(queue.enqueue(job("j1", 3)).await.unwrap(), Enqueued::Created);
+    assert_eq!(queue.enqueue(job("j1", 3)).await.unwrap(), Enqueued::AlreadyPresent);
+
+    let got = c.read(10, SHORT).await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        (got[0].job.id.as_str(), got[0].job.attempt, &got[0].job.payload),
+        ("j1", 1, &serde_json::json!({"n": "j1"}))
+    );
+    assert!(c.complete(&got[0], None).await.unwrap());
+    assert!(!c.complete(&got[0], None).await.unwrap(), "a second ack is refused");
+    assert!(c.read(10, SHORT).await.unwrap().is_empty());
+    // Finished jobs are remembered: enqueuing the id again does nothing.
+    assert_eq!(queue.enqueue(job("j1", 3)).await.unwrap(), Enqueued::AlreadyPresent);
+    let stats = c.stats().await.unwrap();
+    assert_eq!((stats.waiting, stats.in_flight, stats.delayed, stats.dead), (0, 0, 0, 0));
+}
+
+#[tokio::test]
+async fn competing_consumers_complete_every_job_exactly_once() {
+    let redis = TestRedis::new();
+    let queue = producer(&redis);
+    for i in 0..1000 {
+        queue.enqueue(job(&format!("bulk-{i}"), 3)).await.unwrap();
+    }
+    let mut workers = Vec::new();
+    for w in 0..3 {
+        let c = Arc::new(consumer(&redis, &format!("w{w}")).await);
+        workers.push(tokio::spawn(async move {
+            let mut done = Vec::new();
+            loop {
+                let batch = c.read(50, Duration::from_millis(200)).await.unwrap();
+                if batch.is_empty() {
+                    return done;
+                }
+                for d in batch {
+                    assert!(c.complete(&d, None).await.unwrap());
+                    done.push(d.job.id.as_str().to_owned());
+                }
+            }
+        }));
+    }
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for w in workers {
+        for id in w.await.unwrap() {
+            *counts.entry(id).or_default() += 1;
+        }
+    }
+    assert_eq!(counts.len(), 1000);
+    assert!(counts.values().all(|n| *n == 1));
+}
+
+#[tokio::test]
+async fn a_failing_job_is_retried_later_then_dead_lettered_with_its_error() {
+    let redis = TestRedis::new();
+    let queue = producer(&redis);
+    let c = consumer(&redis, "c1").await;
+    queue.enqueue(job("flaky", 2)).await.unwrap();
+
+    let first = c.read(1, SHORT).await.unwrap().remove(0);
+    assert!(c.retry(&first, Duration::from_millis(300), "timeout talking to the gateway").await.unwrap());
+    assert_eq!(c.promote(10).await.unwrap(), 0, "not due yet");
+    assert!(c.read(1, SHORT).await.unwrap().is_empty());
+    assert_eq!(c.stats().await.unwrap().delayed, 1);
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    assert_eq!(c.promote(10).await.unwrap(), 1);
+    let second = c.read(1, SHORT).await.unwrap().remove(0);
+    assert_eq!(second.job.attempt, 2);
+    assert!(c.dead_letter(&second, "gave up after 2 attempts: card declined").await.unwrap());
+    assert_eq!(
+        c.dead_letters(10).await.unwrap(),
+        vec![("flaky".to_owned(), "gave up after 2 attempts: card declined".to_owned())]
+    );
+    assert_eq!(c.stats().await.unwrap().dead, 1);
+}
+
+#[tokio::test]
+async fn a_crashed_consumers_delivery_is_reclaimed_and_its_late_ack_refused() {
+    let redis = TestRedis::new();
+    let queue = producer(&redis);
+    let crashed = consumer(&redis, "crashed").await;
+    let rescuer = consumer(&redis, "rescuer").await;
+    queue.enqueue(job("orphan", 5)).await.unwrap();
+
+    let lost = crashed.read(1, SHORT).await.unwrap().remove(0);
+    assert!(rescuer.reclaim(Duration::from_secs(60), 10).await.unwrap().is_empty(), "not idle long enough");
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    let reclaimed = rescuer.reclaim(Duration::from_millis(100), 10).await.unwrap();
+    assert_eq!(reclaimed.len(), 1);
+    assert_eq!((reclaimed[0].job.id.as_str(), reclaimed[0].job.attempt), ("orphan", 2));
+    assert!(!crashed.complete(&lost, None).await.unwrap(), "the crashed consumer's late ack is refused");
+    assert!(rescuer.complete(&reclaimed[0], None).await.unwrap());
+}
+
+#[tokio::test]
+async fn a_heartbeat_keeps_a_long_job_from_being_reclaimed() {
+    let redis = TestRedis::new();
+    let queue = producer(&redis);
+    let busy = consumer(&redis, "busy").await;
+    let other = consumer(&redis, "other").await;
+    queue.enqueue(job("long", 3)).await.unwrap();
+    let d = busy.read(1, SHORT).await.unwrap().remove(0);
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        busy.heartbeat(&d).await.unwrap();
+        assert!(other.reclaim(Duration::from_millis(150), 10).await.unwrap().is_empty());
+    }
+    assert!(busy.complete(&d, None).await.unwrap());
+}
+
+#[tokio::test]
+async fn flow_steps_run_in_order_even_when_a_middle_step_is_retried() {
+    let redis = TestRedis::new();
+    let queue = producer(&redis);
+    let c = consumer(&redis, "c1").await;
+    queue.enqueue(job("flow:save", 3)).await.unwrap();
+    let mut order = Vec::new();
+    let mut retried = false;
+    loop {
+        c.promote(10).await.unwrap();
+        let batch = c.read(10, Duration::from_millis(100)).await.unwrap();
+        if batch.is_empty() {
+            if c.stats().await.unwrap().delayed == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        }
+        assert_eq!(batch.len(), 1, "never two steps of one flow at once");
+        let d = &batch[0];
+        let id = d.job.id.as_str().to_owned();
+        if id == "flow:send" && !retried {
+            retried = true;
+            c.retry(d, Duration::from_millis(50), "publish failed").await.unwrap();
+            continue;
+        }
+        order.push(id.clone());
+        let next = match id.as_str() {
+            "flow:save" => Some(job("flow:send", 3)),
+            "flow:send" => Some(job("flow:update", 3)),
+            _ => None,
+        };
+        assert!(c.complete(d, next.as_ref()).await.unwrap());
+    }
+    assert_eq!(order, ["flow:save", "flow:send", "flow:update"]);
+}
+
+#[tokio::test]
+async fn a_scheduled_job_waits_for_its_time() {
+    let redis = TestRedis::new();
+    let queue = producer(&redis);
+    let c = consumer(&redis, "c1").await;
+    queue.enqueue_at(job("later", 1), chrono::Utc::now() + chrono::Duration::milliseconds(200)).await.unwrap();
+    assert_eq!(c.promote(10).await.unwrap(), 0);
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert_eq!(c.promote(10).await.unwrap(), 1);
+    assert_eq!(c.read(1, SHORT).await.unwrap()[0].job.id.as_str(), "later");
+}
