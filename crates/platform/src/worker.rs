@@ -2,7 +2,17 @@
 
 use std::time::Duration;
 
+use ecom_jobs::{HandlerRegistry, RuntimeSettings, WorkerRuntime};
+use ecom_kernel::jobs::QueueName;
+use ecom_redis::{ConsumerSettings, QueueConsumer};
+
 use crate::{shutdown, Config, Services};
+
+/// Every job kind this worker runs. The checkout saga, payment events and notifications
+/// register here as they arrive; a job of a kind nobody handles is dead-lettered, visibly.
+fn job_handlers() -> HandlerRegistry {
+    HandlerRegistry::default()
+}
 
 /// Runs the worker until SIGINT/SIGTERM. Waits (with backoff) for PostgreSQL and Redis at start,
 /// so that a worker started before its dependencies does not crash-loop.
@@ -25,7 +35,34 @@ pub async fn run_worker(config: &Config) -> anyhow::Result<()> {
         }
         delay = (delay * 2).min(Duration::from_secs(5));
     }
-    tracing::info!(concurrency = config.worker_concurrency, "worker started: postgres and redis reachable");
+    let consumer_name = format!("{}-{}", std::process::id(), uuid::Uuid::now_v7().simple());
+    let consumers = QueueName::ALL
+        .into_iter()
+        .map(|queue| {
+            QueueConsumer::new(
+                services.redis.clone(),
+                &config.redis_url,
+                &services.redis_keys,
+                queue,
+                consumer_name.clone(),
+                ConsumerSettings::default(),
+            )
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let runtime = WorkerRuntime::new(
+        consumers,
+        job_handlers(),
+        RuntimeSettings { concurrency: config.worker_concurrency, ..RuntimeSettings::default() },
+    );
+    tracing::info!(
+        concurrency = config.worker_concurrency,
+        consumer = %consumer_name,
+        "worker started: postgres and redis reachable"
+    );
+    let (stopped, mut stopping) = tokio::sync::watch::channel(false);
+    let jobs = tokio::spawn(runtime.run(async move {
+        let _ = stopping.changed().await;
+    }));
     let mut sweep = tokio::time::interval(config.reservation_sweep_interval);
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -33,6 +70,12 @@ pub async fn run_worker(config: &Config) -> anyhow::Result<()> {
             _ = sweep.tick() => expire_reservations(&services).await,
             () = &mut stop => break,
         }
+    }
+    let _ = stopped.send(true);
+    match jobs.await {
+        Ok(0) => {}
+        Ok(left) => tracing::warn!(left, "stopped with jobs still running; another worker will reclaim them"),
+        Err(err) => tracing::error!(error = %err, "the job runtime failed"),
     }
     services.pg.close();
     services.redis.close();

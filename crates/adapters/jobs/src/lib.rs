@@ -1,0 +1,9 @@
+//! The worker side of the job queue: handlers registered by job kind, and the runtime that
+//! feeds them from the queues with bounded concurrency, retries, dead letters and a drain on
+//! shutdown.
+
+mod registry;
+mod runtime;
+
+pub use registry::{HandlerRegistry, JobFailure, JobHandler};
+pub use runtime::{backoff, RuntimeSettings, WorkerRuntime};

@@ -1,0 +1,310 @@
+//! The worker runtime: per queue a reader that takes only as many deliveries as there are free
+//! handler slots, a promoter for due retries and a reclaimer for deliveries of crashed workers;
+//! one task per job with a tracing span, panics caught, a heartbeat while it runs.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ecom_kernel::jobs::JobOutcome;
+use ecom_redis::{Delivery, QueueConsumer};
+use futures_util::FutureExt;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tracing::Instrument;
+
+use crate::registry::{HandlerRegistry, JobFailure};
+
+#[derive(Debug, Clone)]
+pub struct RuntimeSettings {
+    /// Handler slots shared by every queue of this process.
+    pub concurrency: usize,
+    /// A delivery idle this long belongs to a crashed worker and is taken over.
+    pub reclaim_after: Duration,
+    /// How long a read waits for work.
+    pub block: Duration,
+    /// First retry delay; doubled per attempt, with jitter, up to `max_backoff`.
+    pub base_backoff: Duration,
+    pub max_backoff: Duration,
+    /// How long shutdown waits for in-flight jobs.
+    pub drain_timeout: Duration,
+}
+
+impl Default for RuntimeSettings {
+    fn default() -> Self {
+        Self {
+            concurrency: 16,
+            reclaim_after: Duration::from_secs(30),
+            block: Duration::from_secs(1),
+            base_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(300),
+            drain_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The delay before attempt `attempt + 1`: exponential from `base`, capped, with up to 25 %
+/// random jitter so that failed jobs do not all come back at once.
+pub fn backoff(attempt: u32, base: Duration, max: Duration) -> Duration {
+    let exp = base.saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
+    let capped = exp.min(max);
+    let mut byte = [0u8; 1];
+    let jitter = if getrandom::fill(&mut byte).is_ok() { u32::from(byte[0]) } else { 0 };
+    capped + capped.mul_f64(f64::from(jitter) / 1020.0)
+}
+
+pub struct WorkerRuntime {
+    consumers: Vec<Arc<QueueConsumer>>,
+    registry: HandlerRegistry,
+    settings: RuntimeSettings,
+}
+
+impl WorkerRuntime {
+    pub fn new(consumers: Vec<QueueConsumer>, registry: HandlerRegistry, settings: RuntimeSettings) -> Self {
+        Self { consumers: consumers.into_iter().map(Arc::new).collect(), registry, settings }
+    }
+
+    /// Runs until `stop` resolves; then stops reading and lets in-flight jobs finish (up to the
+    /// drain timeout). Returns how many jobs were still running when the drain gave up.
+    pub async fn run(self, stop: impl std::future::Future<Output = ()>) -> usize {
+        let slots = Arc::new(Semaphore::new(self.settings.concurrency.max(1)));
+        let stopping = Arc::new(AtomicBool::new(false));
+        let mut loops = JoinSet::new();
+        let jobs = Arc::new(tokio::sync::Mutex::new(JoinSet::new()));
+        for consumer in &self.consumers {
+            if let Err(err) = consumer.ensure_group().await {
+                tracing::warn!(queue = consumer.queue().as_str(), error = %err, "cannot create consumer group yet");
+            }
+            let ctx = LoopContext {
+                consumer: consumer.clone(),
+                registry: self.registry.clone(),
+                settings: self.settings.clone(),
+                slots: slots.clone(),
+                stopping: stopping.clone(),
+                jobs: jobs.clone(),
+            };
+            loops.spawn(ctx.clone().read_loop());
+            loops.spawn(ctx.maintenance_loop());
+        }
+        stop.await;
+        stopping.store(true, Ordering::SeqCst);
+        tracing::info!("stopping: no new jobs are read; waiting for the running ones");
+        loops.abort_all();
+        while loops.join_next().await.is_some() {}
+        let mut jobs = jobs.lock().await;
+        let drained =
+            tokio::time::timeout(self.settings.drain_timeout, async { while jobs.join_next().await.is_some() {} })
+                .await;
+        match drained {
+            Ok(()) => 0,
+            Err(_) => {
+                let left = jobs.len();
+                tracing::warn!(left, "drain timed out; those jobs will be reclaimed by another worker");
+                jobs.abort_all();
+                left
+            }
+        }
+    }
+}
+
+#[derive(Clone)]
+struct LoopContext {
+    consumer: Arc<QueueConsumer>,
+    registry: HandlerRegistry,
+    settings: RuntimeSettings,
+    slots: Arc<Semaphore>,
+    stopping: Arc<AtomicBool>,
+    jobs: Arc<tokio::sync::Mutex<JoinSet<()>>>,
+}
+
+impl LoopContext {
+    /// Reads only as many deliveries as there are free slots, and hands each to a task.
+    async fn read_loop(self) {
+        let mut failures = 0u32;
+        while !self.stopping.load(Ordering::SeqCst) {
+            // Wait for at least one free slot before reading.
+            let Ok(first) = self.slots.clone().acquire_owned().await else { return };
+            let free = self.slots.available_permits() + 1;
+            match self.consumer.read(free.min(100), self.settings.block).await {
+                Ok(batch) => {
+                    failures = 0;
+                    drop(first);
+                    self.dispatch(batch).await;
+                }
+                Err(err) => {
+                    drop(first);
+                    failures += 1;
+                    let wait = backoff(failures, Duration::from_millis(100), Duration::from_secs(5));
+                    tracing::warn!(queue = self.consumer.queue().as_str(), error = %err, "read failed; retrying");
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+    }
+
+    /// Promotes due retries and reclaims deliveries of crashed workers, periodically.
+    async fn maintenance_loop(self) {
+        let mut promote = tokio::time::interval(Duration::from_millis(200));
+        let mut reclaim = tokio::time::interval((self.settings.reclaim_after / 2).max(Duration::from_millis(50)));
+        loop {
+            tokio::select! {
+                _ = promote.tick() => {
+                    if let Err(err) = self.consumer.promote(500).await {
+                        tracing::warn!(queue = self.consumer.queue().as_str(), error = %err, "promote failed");
+                    }
+                }
+                _ = reclaim.tick() => {
+                    let free = self.slots.available_permits();
+                    if free == 0 || self.stopping.load(Ordering::SeqCst) {
+                        continue;
+                    }
+                    match self.consumer.reclaim(self.settings.reclaim_after, free.min(100)).await {
+                        Ok(batch) if !batch.is_empty() => {
+                            tracing::info!(queue = self.consumer.queue().as_str(), count = batch.len(), "reclaimed idle deliveries");
+                            self.dispatch(batch).await;
+                        }
+                        Ok(_) => {}
+                        Err(err) => tracing::warn!(queue = self.consumer.queue().as_str(), error = %err, "reclaim failed"),
+                    }
+                }
+            }
+        }
+    }
+
+    async fn dispatch(&self, batch: Vec<Delivery>) {
+        for delivery in batch {
+            let Ok(permit) = self.slots.clone().acquire_owned().await else { return };
+            let runner = JobRunner {
+                consumer: self.consumer.clone(),
+                registry: self.registry.clone(),
+                settings: self.settings.clone(),
+            };
+            let span = tracing::info_span!(
+                "job",
+                job_id = delivery.job.id.as_str(),
+                kind = delivery.job.kind.as_str(),
+                queue = delivery.job.queue.as_str(),
+                attempt = delivery.job.attempt,
+                trace_id = delivery.job.trace_id.as_deref().unwrap_or(""),
+            );
+            self.jobs.lock().await.spawn(
+                async move {
+                    runner.run_one(delivery).await;
+                    drop(permit);
+                }
+                .instrument(span),
+            );
+        }
+    }
+}
+
+/// What one job task needs (never the set of tasks itself, which would keep it alive).
+struct JobRunner {
+    consumer: Arc<QueueConsumer>,
+    registry: HandlerRegistry,
+    settings: RuntimeSettings,
+}
+
+impl JobRunner {
+    async fn run_one(&self, delivery: Delivery) {
+        let job = &delivery.job;
+        if job.attempt > job.max_attempts {
+            // Delivered more often than allowed (its workers kept crashing): a poison job.
+            self.settle(self.consumer.dead_letter(&delivery, "delivered too many times (worker crashes)").await);
+            return;
+        }
+        let Some(handler) = self.registry.handler(&job.kind) else {
+            let error = format!("no handler for job kind {:?}", job.kind);
+            self.settle(self.consumer.dead_letter(&delivery, &error).await);
+            return;
+        };
+        // The heartbeat runs inside this task, so it stops with it whatever happens.
+        let every = (self.settings.reclaim_after / 3).max(Duration::from_millis(20));
+        let heartbeat = async {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                if let Err(err) = self.consumer.heartbeat(&delivery).await {
+                    tracing::warn!(error = %err, "heartbeat failed");
+                }
+            }
+        };
+        let work = std::panic::AssertUnwindSafe(handler.handle(job)).catch_unwind();
+        tokio::pin!(work);
+        tokio::pin!(heartbeat);
+        let outcome = loop {
+            tokio::select! {
+                outcome = &mut work => break outcome,
+                () = &mut heartbeat => {}
+            }
+        };
+        let result = match outcome {
+            Ok(Ok(JobOutcome::Done)) => self.consumer.complete(&delivery, None).await,
+            Ok(Ok(JobOutcome::DoneThen(next))) => self.consumer.complete(&delivery, Some(&next)).await,
+            Ok(Ok(JobOutcome::RetryAfter(delay))) => {
+                self.retry_or_bury(&delivery, delay, "handler asked to retry").await
+            }
+            Ok(Ok(JobOutcome::Failed(reason))) | Ok(Err(JobFailure::Permanent(reason))) => {
+                tracing::warn!(%reason, "job failed permanently");
+                self.consumer.dead_letter(&delivery, &reason).await
+            }
+            Ok(Err(JobFailure::Retryable(reason))) => {
+                let delay = backoff(job.attempt, self.settings.base_backoff, self.settings.max_backoff);
+                tracing::warn!(%reason, retry_in_ms = delay.as_millis() as u64, "job failed; will retry");
+                self.retry_or_bury(&delivery, delay, &reason).await
+            }
+            Err(panic) => {
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".to_owned());
+                tracing::error!(panic = %message, "job handler panicked");
+                let delay = backoff(job.attempt, self.settings.base_backoff, self.settings.max_backoff);
+                self.retry_or_bury(&delivery, delay, &format!("panic: {message}")).await
+            }
+        };
+        self.settle(result);
+    }
+
+    async fn retry_or_bury(
+        &self,
+        delivery: &Delivery,
+        delay: Duration,
+        reason: &str,
+    ) -> Result<bool, ecom_kernel::InfraError> {
+        if delivery.job.attempt >= delivery.job.max_attempts {
+            let error = format!("gave up after {} attempts: {reason}", delivery.job.attempt);
+            tracing::warn!(%error, "job dead-lettered");
+            self.consumer.dead_letter(delivery, &error).await
+        } else {
+            self.consumer.retry(delivery, delay, reason).await
+        }
+    }
+
+    fn settle(&self, result: Result<bool, ecom_kernel::InfraError>) {
+        match result {
+            Ok(true) => tracing::debug!("job settled"),
+            Ok(false) => tracing::warn!("delivery was taken over by another worker; its outcome is theirs"),
+            // The delivery stays pending and is reclaimed later: at-least-once, never lost.
+            Err(err) => tracing::error!(error = %err, "could not record the job's outcome"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_per_attempt_with_bounded_jitter_and_a_cap() {
+        let (base, max) = (Duration::from_millis(100), Duration::from_secs(2));
+        for attempt in 1..=10u32 {
+            let d = backoff(attempt, base, max);
+            let floor = (base * 2u32.pow(attempt - 1)).min(max);
+            assert!(d >= floor && d <= floor.mul_f64(1.25), "attempt {attempt}: {d:?}");
+        }
+        assert!(backoff(1, base, max) < backoff(3, base, max));
+    }
+}

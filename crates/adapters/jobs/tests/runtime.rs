@@ -1,0 +1,292 @@
+//! The worker runtime against the real Redis.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use ecom_jobs::{HandlerRegistry, JobFailure, JobHandler, RuntimeSettings, WorkerRuntime};
+use ecom_kernel::jobs::{JobEnvelope, JobId, JobOutcome, JobQueue, NewJob, QueueName};
+use ecom_redis::{connect, ConsumerSettings, QueueConsumer, RedisJobQueue, RedisKeys, RedisSettings};
+use ecom_testkit::TestRedis;
+use tokio::sync::Notify;
+
+fn pool(redis: &TestRedis) -> deadpool_redis::Pool {
+    connect(&RedisSettings { url: redis.url().into(), max_connections: 8, timeout: Duration::from_secs(2) }).unwrap()
+}
+
+fn consumer(redis: &TestRedis, name: &str) -> QueueConsumer {
+    QueueConsumer::new(
+        pool(redis),
+        redis.url(),
+        &RedisKeys::new(redis.prefix()),
+        QueueName::Notifications,
+        name,
+        ConsumerSettings::default(),
+    )
+    .unwrap()
+}
+
+fn job(id: &str, kind: &str, max_attempts: u32) -> NewJob {
+    NewJob {
+        id: JobId::new(id),
+        queue: QueueName::Notifications,
+        kind: kind.into(),
+        payload: serde_json::json!({}),
+        schema_version: 1,
+        max_attempts,
+        trace_id: None,
+    }
+}
+
+fn fast() -> RuntimeSettings {
+    RuntimeSettings {
+        concurrency: 10,
+        reclaim_after: Duration::from_millis(300),
+        block: Duration::from_millis(100),
+        base_backoff: Duration::from_millis(50),
+        max_backoff: Duration::from_secs(1),
+        drain_timeout: Duration::from_secs(5),
+    }
+}
+
+/// Records every attempt of every job.
+#[derive(Default)]
+struct Recorder {
+    attempts: Mutex<HashMap<String, Vec<Instant>>>,
+    notify: Notify,
+}
+
+impl Recorder {
+    fn record(&self, id: &str) {
+        self.attempts.lock().unwrap().entry(id.to_owned()).or_default().push(Instant::now());
+        self.notify.notify_waiters();
+    }
+
+    fn count(&self) -> usize {
+        self.attempts.lock().unwrap().len()
+    }
+
+    async fn wait_for(&self, jobs: usize, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.count() < jobs {
+            assert!(Instant::now() < deadline, "only {} of {jobs} jobs ran", self.count());
+            let _ = tokio::time::timeout(Duration::from_millis(50), self.notify.notified()).await;
+        }
+    }
+}
+
+struct Succeed(Arc<Recorder>);
+
+#[async_trait]
+impl JobHandler for Succeed {
+    async fn handle(&self, job: &JobEnvelope) -> Result<JobOutcome, JobFailure> {
+        self.0.record(job.id.as_str());
+        Ok(JobOutcome::Done)
+    }
+}
+
+struct AlwaysFail(Arc<Recorder>, bool);
+
+#[async_trait]
+impl JobHandler for AlwaysFail {
+    async fn handle(&self, job: &JobEnvelope) -> Result<JobOutcome, JobFailure> {
+        self.0.record(job.id.as_str());
+        if self.1 {
+            panic!("handler bug");
+        }
+        Err(JobFailure::Retryable("gateway timeout".into()))
+    }
+}
+
+/// Blocks until released; records starts.
+struct Slow(Arc<Recorder>, Duration);
+
+#[async_trait]
+impl JobHandler for Slow {
+    async fn handle(&self, job: &JobEnvelope) -> Result<JobOutcome, JobFailure> {
+        self.0.record(job.id.as_str());
+        tokio::time::sleep(self.1).await;
+        Ok(JobOutcome::Done)
+    }
+}
+
+fn spawn(runtime: WorkerRuntime) -> (tokio::task::JoinHandle<usize>, Arc<Notify>) {
+    let stop = Arc::new(Notify::new());
+    let signal = stop.clone();
+    (tokio::spawn(async move { runtime.run(async move { signal.notified().await }).await }), stop)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_jobs_over_three_workers_each_complete_exactly_once() {
+    let redis = TestRedis::new();
+    let producer = RedisJobQueue::new(pool(&redis), RedisKeys::new(redis.prefix()));
+    let recorder = Arc::new(Recorder::default());
+    let mut workers = Vec::new();
+    for w in 0..3 {
+        let registry = HandlerRegistry::default().with("ok", Arc::new(Succeed(recorder.clone())));
+        workers.push(spawn(WorkerRuntime::new(vec![consumer(&redis, &format!("w{w}"))], registry, fast())));
+    }
+    for chunk in (0..10_000).collect::<Vec<_>>().chunks(500) {
+        futures_util::future::try_join_all(chunk.iter().map(|i| producer.enqueue(job(&format!("j{i}"), "ok", 3))))
+            .await
+            .unwrap();
+    }
+    recorder.wait_for(10_000, Duration::from_secs(60)).await;
+    for (handle, stop) in workers {
+        stop.notify_one();
+        assert_eq!(handle.await.unwrap(), 0);
+    }
+    let attempts = recorder.attempts.lock().unwrap();
+    assert_eq!(attempts.len(), 10_000);
+    assert!(attempts.values().all(|a| a.len() == 1), "a job ran twice");
+}
+
+#[tokio::test]
+async fn a_failing_job_is_retried_with_growing_delays_then_dead_lettered() {
+    for panics in [false, true] {
+        let redis = TestRedis::new();
+        let producer = RedisJobQueue::new(pool(&redis), RedisKeys::new(redis.prefix()));
+        let recorder = Arc::new(Recorder::default());
+        let registry = HandlerRegistry::default().with("fail", Arc::new(AlwaysFail(recorder.clone(), panics)));
+        let (handle, stop) = spawn(WorkerRuntime::new(vec![consumer(&redis, "w")], registry, fast()));
+        producer.enqueue(job("doomed", "fail", 4)).await.unwrap();
+
+        let inspector = consumer(&redis, "inspector");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while inspector.stats().await.unwrap().dead == 0 {
+            assert!(Instant::now() < deadline, "never dead-lettered");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        stop.notify_one();
+        handle.await.unwrap();
+        let times = recorder.attempts.lock().unwrap()["doomed"].clone();
+        assert_eq!(times.len(), 4, "max_attempts runs");
+        let gaps: Vec<Duration> = times.windows(2).map(|w| w[1] - w[0]).collect();
+        assert!(gaps[0] < gaps[2], "delays grow: {gaps:?}");
+        let (id, error) = inspector.dead_letters(1).await.unwrap().remove(0);
+        assert_eq!(id, "doomed");
+        let expected = if panics { "panic: handler bug" } else { "gateway timeout" };
+        assert!(error.starts_with("gave up after 4 attempts") && error.contains(expected), "{error}");
+    }
+}
+
+#[tokio::test]
+async fn a_job_of_an_unknown_kind_is_dead_lettered() {
+    let redis = TestRedis::new();
+    let producer = RedisJobQueue::new(pool(&redis), RedisKeys::new(redis.prefix()));
+    let (handle, stop) = spawn(WorkerRuntime::new(vec![consumer(&redis, "w")], HandlerRegistry::default(), fast()));
+    producer.enqueue(job("mystery", "nobody.handles.this", 3)).await.unwrap();
+    let inspector = consumer(&redis, "inspector");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while inspector.stats().await.unwrap().dead == 0 {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    stop.notify_one();
+    handle.await.unwrap();
+    assert!(inspector.dead_letters(1).await.unwrap()[0].1.contains("no handler"));
+}
+
+#[tokio::test]
+async fn stopping_lets_a_running_job_finish_and_it_never_runs_again() {
+    let redis = TestRedis::new();
+    let producer = RedisJobQueue::new(pool(&redis), RedisKeys::new(redis.prefix()));
+    let recorder = Arc::new(Recorder::default());
+    let registry =
+        HandlerRegistry::default().with("slow", Arc::new(Slow(recorder.clone(), Duration::from_millis(700))));
+    let (handle, stop) = spawn(WorkerRuntime::new(vec![consumer(&redis, "w1")], registry.clone(), fast()));
+    producer.enqueue(job("long", "slow", 3)).await.unwrap();
+    recorder.wait_for(1, Duration::from_secs(5)).await;
+    let asked = Instant::now();
+    stop.notify_one();
+    assert_eq!(handle.await.unwrap(), 0, "nothing left running");
+    assert!(asked.elapsed() >= Duration::from_millis(500), "it waited for the job");
+
+    // A new worker finds nothing to redo, even after the reclaim threshold.
+    let (handle, stop) = spawn(WorkerRuntime::new(vec![consumer(&redis, "w2")], registry, fast()));
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    stop.notify_one();
+    handle.await.unwrap();
+    assert_eq!(recorder.attempts.lock().unwrap()["long"].len(), 1);
+}
+
+#[tokio::test]
+async fn a_killed_workers_job_is_reclaimed_and_completed_by_another() {
+    let redis = TestRedis::new();
+    let producer = RedisJobQueue::new(pool(&redis), RedisKeys::new(redis.prefix()));
+    let recorder = Arc::new(Recorder::default());
+    let hanging = HandlerRegistry::default().with("work", Arc::new(Slow(recorder.clone(), Duration::from_secs(3600))));
+    let (killed, _stop) = spawn(WorkerRuntime::new(vec![consumer(&redis, "doomed")], hanging, fast()));
+    producer.enqueue(job("orphan", "work", 3)).await.unwrap();
+    recorder.wait_for(1, Duration::from_secs(5)).await;
+    killed.abort(); // no ack, no drain, no more heartbeats: as after SIGKILL
+    let _ = killed.await;
+
+    let finished = Arc::new(Recorder::default());
+    let registry = HandlerRegistry::default().with("work", Arc::new(Succeed(finished.clone())));
+    let (handle, stop) = spawn(WorkerRuntime::new(vec![consumer(&redis, "rescuer")], registry, fast()));
+    finished.wait_for(1, Duration::from_secs(10)).await;
+    stop.notify_one();
+    handle.await.unwrap();
+    let stats = consumer(&redis, "inspector").stats().await.unwrap();
+    assert_eq!((stats.waiting, stats.in_flight, stats.dead), (0, 0, 0));
+}
+
+/// A Redis server of this test's own, so that it can be restarted.
+struct OwnRedis(std::process::Child);
+
+impl OwnRedis {
+    fn start(port: u16) -> Self {
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed for this test");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self(child)
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn workers_reconnect_by_themselves_after_a_redis_restart() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("redis://127.0.0.1:{port}");
+    let server = OwnRedis::start(port);
+    let pool =
+        connect(&RedisSettings { url: url.clone(), max_connections: 4, timeout: Duration::from_millis(500) }).unwrap();
+    let keys = RedisKeys::new("restart:");
+    let producer = RedisJobQueue::new(pool.clone(), keys.clone());
+    let recorder = Arc::new(Recorder::default());
+    let registry = HandlerRegistry::default().with("ok", Arc::new(Succeed(recorder.clone())));
+    let consumer =
+        QueueConsumer::new(pool.clone(), &url, &keys, QueueName::Notifications, "w", ConsumerSettings::default())
+            .unwrap();
+    let (handle, stop) = spawn(WorkerRuntime::new(vec![consumer], registry, fast()));
+    producer.enqueue(job("before", "ok", 3)).await.unwrap();
+    recorder.wait_for(1, Duration::from_secs(5)).await;
+
+    drop(server); // Redis goes away (and, without persistence, comes back empty)
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _server = OwnRedis::start(port);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while producer.enqueue(job("after", "ok", 3)).await.is_err() {
+        assert!(Instant::now() < deadline, "the producer did not reconnect");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    recorder.wait_for(2, Duration::from_secs(15)).await;
+    stop.notify_one();
+    handle.await.unwrap();
+}
