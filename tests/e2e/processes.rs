@@ -21,6 +21,8 @@ fn binary(name: &str) -> PathBuf {
 struct Proc {
     child: Child,
     lines: mpsc::Receiver<String>,
+    /// Lines read while waiting for another one, so that the order of two awaited lines does not matter.
+    earlier: std::sync::Mutex<Vec<String>>,
 }
 
 impl Proc {
@@ -43,20 +45,23 @@ impl Proc {
                 }
             });
         }
-        Self { child, lines }
+        Self { child, lines, earlier: std::sync::Mutex::new(Vec::new()) }
     }
 
     fn wait_for_line(&self, needle: &str, timeout: Duration) -> String {
+        let mut earlier = self.earlier.lock().unwrap();
+        if let Some(i) = earlier.iter().position(|l| l.contains(needle)) {
+            return earlier.remove(i);
+        }
         let deadline = Instant::now() + timeout;
-        let mut seen = Vec::new();
         while let Some(left) = deadline.checked_duration_since(Instant::now()) {
             match self.lines.recv_timeout(left) {
                 Ok(line) if line.contains(needle) => return line,
-                Ok(line) => seen.push(line),
+                Ok(line) => earlier.push(line),
                 Err(_) => break,
             }
         }
-        panic!("no line containing {needle:?} within {timeout:?}; output:\n{}", seen.join("\n"));
+        panic!("no line containing {needle:?} within {timeout:?}; output:\n{}", earlier.join("\n"));
     }
 
     fn terminate(&mut self, timeout: Duration) -> std::process::ExitStatus {
@@ -165,5 +170,28 @@ async fn the_worker_expires_overdue_reservations_and_frees_their_stock() {
     assert_eq!((level.on_hand, level.reserved), (3, 0));
     let shown: serde_json::Value = app.get(&format!("/v1/products/{id}"), None).await.json().await.unwrap();
     assert_eq!(shown["available"], 3, "the cached detail was invalidated by the worker");
+    assert!(worker.terminate(Duration::from_secs(15)).success());
+}
+
+#[tokio::test]
+async fn the_worker_relays_jobs_left_in_the_outbox() {
+    use diesel_async::{AsyncConnection, AsyncPgConnection};
+    let (db, redis) = (TestDb::new().await, TestRedis::new());
+    let mut conn = AsyncPgConnection::establish(&db.url()).await.unwrap();
+    let job = ecom_kernel::jobs::NewJob {
+        id: ecom_kernel::jobs::JobId::new("left-behind"),
+        queue: ecom_kernel::jobs::QueueName::Notifications,
+        kind: "diagnostics.unhandled".into(),
+        payload: serde_json::json!({}),
+        schema_version: 1,
+        max_attempts: 1,
+        trace_id: None,
+    };
+    ecom_postgres::stage(&mut conn, &[job], None, chrono::Utc::now()).await.unwrap();
+    let mut worker = Proc::spawn("worker", &common_env(&db, &redis));
+    let line = worker.wait_for_line("outbox relay published leftover jobs", Duration::from_secs(30));
+    assert!(line.contains("\"published\":1"), "{line}");
+    // Nobody handles that kind yet: it is dead-lettered, visibly, not lost.
+    worker.wait_for_line("no handler for job kind", Duration::from_secs(5));
     assert!(worker.terminate(Duration::from_secs(15)).success());
 }

@@ -17,12 +17,12 @@ use ecom_identity::{IdentityPorts, IdentityService, TokenPolicy};
 use ecom_inventory::InventoryService;
 use ecom_kernel::{Clock, Email, HealthCheck, InfraError, SystemClock};
 use ecom_postgres::{
-    PgAddressRepository, PgCustomerRepository, PgHealth, PgPool, PgProductRepository, PgRefreshTokenRepository,
-    PgSettings, PgStockRepository,
+    PgAddressRepository, PgCustomerRepository, PgHealth, PgOutbox, PgPool, PgProductRepository,
+    PgRefreshTokenRepository, PgSettings, PgStockRepository,
 };
 use ecom_redis::{
-    CartTtl, RedisCartStore, RedisHealth, RedisKeys, RedisLoginThrottle, RedisPool, RedisProductCache, RedisSettings,
-    ThrottlePolicy,
+    CartTtl, RedisCartStore, RedisHealth, RedisJobQueue, RedisKeys, RedisLoginThrottle, RedisPool, RedisProductCache,
+    RedisSettings, ThrottlePolicy,
 };
 use ecom_security::{Argon2Hasher, HmacCartTokens, HmacTokenService};
 
@@ -42,6 +42,9 @@ pub struct Services {
     pub catalog: Arc<CatalogService>,
     pub inventory: Arc<InventoryService>,
     pub carts: Arc<CartService>,
+    /// The producer side of the job queue.
+    pub jobs: Arc<RedisJobQueue>,
+    pub outbox: Arc<PgOutbox>,
     pub health: Vec<Arc<dyn HealthCheck>>,
 }
 
@@ -126,11 +129,25 @@ impl Services {
             CartLimits::default(),
             config.shop_currency,
         ));
+        let jobs = Arc::new(RedisJobQueue::new(redis.clone(), redis_keys.clone()));
+        let outbox = Arc::new(PgOutbox::new(pg.clone()));
         let health: Vec<Arc<dyn HealthCheck>> = vec![
             Arc::new(PgHealth::new(pg.clone(), DEPENDENCY_TIMEOUT)),
             Arc::new(RedisHealth::new(redis.clone(), DEPENDENCY_TIMEOUT)),
         ];
-        Ok(Self { config: config.clone(), pg, redis, redis_keys, identity, catalog, inventory, carts, health })
+        Ok(Self {
+            config: config.clone(),
+            pg,
+            redis,
+            redis_keys,
+            identity,
+            catalog,
+            inventory,
+            carts,
+            jobs,
+            outbox,
+            health,
+        })
     }
 
     /// Creates or updates the admin account from `ADMIN_EMAIL` / `ADMIN_PASSWORD`.

@@ -65,9 +65,12 @@ pub async fn run_worker(config: &Config) -> anyhow::Result<()> {
     }));
     let mut sweep = tokio::time::interval(config.reservation_sweep_interval);
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut relay = tokio::time::interval(Duration::from_secs(1));
+    relay.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = sweep.tick() => expire_reservations(&services).await,
+            _ = relay.tick() => relay_outbox(&services).await,
             () = &mut stop => break,
         }
     }
@@ -96,6 +99,25 @@ async fn expire_reservations(services: &Services) {
             }
             Err(err) => {
                 tracing::warn!(error = %err, "reservation expiry sweep failed; retrying next tick");
+                return;
+            }
+        }
+    }
+}
+
+/// Publishes outbox rows that their writer did not (it crashed between commit and publish).
+async fn relay_outbox(services: &Services) {
+    loop {
+        match services.outbox.relay(services.jobs.as_ref(), 200).await {
+            Ok(n) if n > 0 => {
+                tracing::info!(published = n, "outbox relay published leftover jobs");
+                if n < 200 {
+                    return;
+                }
+            }
+            Ok(_) => return,
+            Err(err) => {
+                tracing::warn!(error = %err, "outbox relay failed; retrying next tick");
                 return;
             }
         }

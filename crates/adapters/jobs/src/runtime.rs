@@ -210,11 +210,13 @@ impl JobRunner {
         let job = &delivery.job;
         if job.attempt > job.max_attempts {
             // Delivered more often than allowed (its workers kept crashing): a poison job.
+            tracing::warn!("job dead-lettered: delivered too many times (its workers crashed)");
             self.settle(self.consumer.dead_letter(&delivery, "delivered too many times (worker crashes)").await);
             return;
         }
         let Some(handler) = self.registry.handler(&job.kind) else {
             let error = format!("no handler for job kind {:?}", job.kind);
+            tracing::warn!(%error, "job dead-lettered");
             self.settle(self.consumer.dead_letter(&delivery, &error).await);
             return;
         };

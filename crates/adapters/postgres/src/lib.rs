@@ -4,6 +4,7 @@ mod catalog;
 mod error;
 mod identity;
 mod inventory;
+mod outbox;
 mod pool;
 pub mod schema;
 mod sql;
@@ -12,6 +13,7 @@ pub use catalog::PgProductRepository;
 pub use error::{infra_from_diesel, infra_from_pool};
 pub use identity::{PgAddressRepository, PgCustomerRepository, PgRefreshTokenRepository};
 pub use inventory::PgStockRepository;
+pub use outbox::{stage, PgOutbox};
 pub use pool::{
     connect, drop_database, ensure_database_exists, redact_url, run_migrations, PgHealth, PgPool, PgSettings,
 };

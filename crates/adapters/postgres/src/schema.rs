@@ -112,3 +112,18 @@ diesel::joinable!(stock_levels -> products (product_id));
 diesel::joinable!(stock_movements -> products (product_id));
 diesel::joinable!(reservation_lines -> reservations (order_id));
 diesel::allow_tables_to_appear_in_same_query!(products, stock_levels, stock_movements, reservations, reservation_lines);
+
+diesel::table! {
+    outbox (id) {
+        id -> Text,
+        queue -> Text,
+        kind -> Text,
+        payload -> Jsonb,
+        schema_version -> Int4,
+        max_attempts -> Int4,
+        trace_id -> Nullable<Text>,
+        run_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+        published_at -> Nullable<Timestamptz>,
+    }
+}

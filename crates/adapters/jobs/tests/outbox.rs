@@ -1,0 +1,113 @@
+//! The transactional outbox against the real PostgreSQL and Redis.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::Duration;
+
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use ecom_kernel::jobs::{JobId, NewJob, QueueName};
+use ecom_postgres::{connect as pg_connect, stage, PgOutbox, PgSettings};
+use ecom_redis::{connect, ConsumerSettings, QueueConsumer, RedisJobQueue, RedisKeys, RedisSettings};
+use ecom_testkit::{TestDb, TestRedis};
+
+struct World {
+    db: TestDb,
+    _redis: TestRedis,
+    outbox: PgOutbox,
+    queue: RedisJobQueue,
+    consumer: QueueConsumer,
+}
+
+async fn world() -> World {
+    let db = TestDb::new().await;
+    let redis = TestRedis::new();
+    let pg = pg_connect(&PgSettings {
+        url: db.url(),
+        max_connections: 4,
+        acquire_timeout: Duration::from_secs(5),
+        statement_timeout: Duration::from_secs(5),
+        application_name: "outbox-test".into(),
+    })
+    .unwrap();
+    let pool = connect(&RedisSettings { url: redis.url().into(), max_connections: 4, timeout: Duration::from_secs(2) })
+        .unwrap();
+    let keys = RedisKeys::new(redis.prefix());
+    let consumer =
+        QueueConsumer::new(pool.clone(), redis.url(), &keys, QueueName::Checkout, "c", ConsumerSettings::default())
+            .unwrap();
+    consumer.ensure_group().await.unwrap();
+    World { outbox: PgOutbox::new(pg), queue: RedisJobQueue::new(pool, keys), consumer, db, _redis: redis }
+}
+
+fn job(id: &str) -> NewJob {
+    NewJob {
+        id: JobId::new(id),
+        queue: QueueName::Checkout,
+        kind: "checkout.start".into(),
+        payload: serde_json::json!({"orderId": id}),
+        schema_version: 1,
+        max_attempts: 5,
+        trace_id: Some("trace-1".into()),
+    }
+}
+
+async fn commit(w: &World, jobs: Vec<NewJob>, rollback: bool) {
+    let mut conn = AsyncPgConnection::establish(&w.db.url()).await.unwrap();
+    let result = conn
+        .transaction::<(), diesel::result::Error, _>(async move |conn| {
+            stage(conn, &jobs, None, chrono::Utc::now()).await?;
+            if rollback {
+                return Err(diesel::result::Error::RollbackTransaction);
+            }
+            Ok(())
+        })
+        .await;
+    assert_eq!(result.is_ok(), !rollback);
+}
+
+async fn ids(w: &World) -> Vec<String> {
+    let mut out = Vec::new();
+    for d in w.consumer.read(100, Duration::from_millis(100)).await.unwrap() {
+        out.push(d.job.id.as_str().to_owned());
+        assert!(w.consumer.complete(&d, None).await.unwrap());
+    }
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn a_job_committed_but_never_published_is_delivered_by_the_relay() {
+    let w = world().await;
+    commit(&w, vec![job("order-1"), job("order-2")], false).await; // then the writer "crashed"
+    assert_eq!(w.outbox.unpublished().await.unwrap(), 2);
+    assert!(ids(&w).await.is_empty());
+
+    assert_eq!(w.outbox.relay(&w.queue, 100).await.unwrap(), 2);
+    assert_eq!(ids(&w).await, ["order-1", "order-2"]);
+    assert_eq!(w.outbox.unpublished().await.unwrap(), 0);
+    assert_eq!(w.outbox.relay(&w.queue, 100).await.unwrap(), 0, "nothing twice");
+    let delivered = w.consumer.stats().await.unwrap();
+    assert_eq!((delivered.waiting, delivered.in_flight), (0, 0));
+}
+
+#[tokio::test]
+async fn nothing_is_published_for_a_rolled_back_transaction() {
+    let w = world().await;
+    commit(&w, vec![job("ghost")], true).await;
+    assert_eq!(w.outbox.unpublished().await.unwrap(), 0);
+    assert_eq!(w.outbox.relay(&w.queue, 100).await.unwrap(), 0);
+    assert!(ids(&w).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_job_published_twice_runs_once() {
+    let w = world().await;
+    commit(&w, vec![job("twice")], false).await;
+    // The writer publishes eagerly after its commit ...
+    assert_eq!(w.outbox.publish(&w.queue, &[JobId::new("twice")]).await.unwrap(), 1);
+    // ... and a relay that died before recording it publishes the same row again.
+    let mut conn = AsyncPgConnection::establish(&w.db.url()).await.unwrap();
+    conn.batch_execute("UPDATE outbox SET published_at = NULL").await.unwrap();
+    assert_eq!(w.outbox.relay(&w.queue, 100).await.unwrap(), 1);
+    assert_eq!(ids(&w).await, ["twice"]);
+    assert!(ids(&w).await.is_empty());
+}

@@ -1,0 +1,178 @@
+//! The transactional outbox: stage jobs inside a transaction; publish them after commit.
+//!
+//! A use case's repository calls [`stage`] inside its own transaction, so a job exists exactly
+//! when the rows that caused it were committed. After commit the writer publishes eagerly
+//! ([`PgOutbox::publish`]); the worker's relay ([`PgOutbox::relay`]) publishes whatever a crash
+//! left behind. Rows are locked with `FOR UPDATE SKIP LOCKED` (relays never wait on each other)
+//! and marked published in the same transaction as the enqueue; the enqueue is idempotent on the
+//! job id, so a relay that dies after enqueueing and before committing only causes a no-op
+//! enqueue next time.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use ecom_kernel::jobs::{JobId, JobQueue, NewJob, QueueName};
+use ecom_kernel::InfraError;
+
+use crate::error::{infra_from_diesel, infra_from_pool};
+use crate::schema::outbox;
+use crate::PgPool;
+
+/// Adds jobs to the outbox inside the caller's transaction (to run at `run_at`, or now).
+/// Staging an id that is already there does nothing.
+pub async fn stage(
+    conn: &mut AsyncPgConnection,
+    jobs: &[NewJob],
+    run_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Result<(), diesel::result::Error> {
+    for job in jobs {
+        diesel::insert_into(outbox::table)
+            .values((
+                outbox::id.eq(job.id.as_str()),
+                outbox::queue.eq(job.queue.as_str()),
+                outbox::kind.eq(&job.kind),
+                outbox::payload.eq(&job.payload),
+                outbox::schema_version.eq(i32::from(job.schema_version)),
+                outbox::max_attempts.eq(i32::try_from(job.max_attempts).unwrap_or(i32::MAX)),
+                outbox::trace_id.eq(job.trace_id.as_deref()),
+                outbox::run_at.eq(run_at),
+                outbox::created_at.eq(now),
+            ))
+            .on_conflict_do_nothing()
+            .execute(conn)
+            .await?;
+    }
+    Ok(())
+}
+
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = outbox, check_for_backend(diesel::pg::Pg))]
+struct OutboxRow {
+    id: String,
+    queue: String,
+    kind: String,
+    payload: serde_json::Value,
+    schema_version: i32,
+    max_attempts: i32,
+    trace_id: Option<String>,
+    run_at: Option<DateTime<Utc>>,
+}
+
+fn queue_named(name: &str) -> Option<QueueName> {
+    QueueName::ALL.into_iter().find(|q| q.as_str() == name)
+}
+
+pub struct PgOutbox {
+    pool: PgPool,
+}
+
+impl PgOutbox {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    /// Publishes these rows if they are still unpublished (the writer, right after its commit).
+    pub async fn publish(&self, queue: &dyn JobQueue, ids: &[JobId]) -> Result<usize, InfraError> {
+        let ids: Vec<String> = ids.iter().map(|id| id.as_str().to_owned()).collect();
+        let limit = i64::try_from(ids.len()).unwrap_or(i64::MAX);
+        self.publish_where(queue, Some(ids), limit).await
+    }
+
+    /// Publishes up to `limit` unpublished rows, oldest first (the worker's relay).
+    pub async fn relay(&self, queue: &dyn JobQueue, limit: i64) -> Result<usize, InfraError> {
+        self.publish_where(queue, None, limit).await
+    }
+
+    /// Rows not yet published (for operators and the invariant checks).
+    pub async fn unpublished(&self) -> Result<i64, InfraError> {
+        let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
+        outbox::table
+            .filter(outbox::published_at.is_null())
+            .count()
+            .get_result(&mut conn)
+            .await
+            .map_err(infra_from_diesel)
+    }
+
+    async fn publish_where(
+        &self,
+        queue: &dyn JobQueue,
+        ids: Option<Vec<String>>,
+        limit: i64,
+    ) -> Result<usize, InfraError> {
+        let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
+        let result = conn
+            .transaction::<usize, RelayError, _>(async move |conn| {
+                // Locking clauses cannot be boxed: one query per shape.
+                let unpublished = outbox::table.filter(outbox::published_at.is_null());
+                let rows: Vec<OutboxRow> = match ids {
+                    Some(ids) => {
+                        unpublished
+                            .filter(outbox::id.eq_any(ids))
+                            .select(OutboxRow::as_select())
+                            .order(outbox::created_at.asc())
+                            .limit(limit)
+                            .for_update()
+                            .skip_locked()
+                            .load(conn)
+                            .await?
+                    }
+                    None => {
+                        unpublished
+                            .select(OutboxRow::as_select())
+                            .order(outbox::created_at.asc())
+                            .limit(limit)
+                            .for_update()
+                            .skip_locked()
+                            .load(conn)
+                            .await?
+                    }
+                };
+                let mut published = Vec::with_capacity(rows.len());
+                for row in rows {
+                    let Some(queue_name) = queue_named(&row.queue) else {
+                        return Err(RelayError::Infra(InfraError::unexpected(format!(
+                            "outbox row {} names no queue",
+                            row.id
+                        ))));
+                    };
+                    let job = NewJob {
+                        id: JobId::new(row.id.clone()),
+                        queue: queue_name,
+                        kind: row.kind,
+                        payload: row.payload,
+                        schema_version: u16::try_from(row.schema_version).unwrap_or(1),
+                        max_attempts: u32::try_from(row.max_attempts).unwrap_or(1),
+                        trace_id: row.trace_id,
+                    };
+                    match row.run_at {
+                        Some(at) => queue.enqueue_at(job, at).await.map_err(RelayError::Infra)?,
+                        None => queue.enqueue(job).await.map_err(RelayError::Infra)?,
+                    };
+                    published.push(row.id);
+                }
+                diesel::update(outbox::table.filter(outbox::id.eq_any(&published)))
+                    .set(outbox::published_at.eq(Utc::now()))
+                    .execute(conn)
+                    .await?;
+                Ok(published.len())
+            })
+            .await;
+        result.map_err(|e| match e {
+            RelayError::Db(e) => infra_from_diesel(e),
+            RelayError::Infra(e) => e,
+        })
+    }
+}
+
+enum RelayError {
+    Db(diesel::result::Error),
+    Infra(InfraError),
+}
+
+impl From<diesel::result::Error> for RelayError {
+    fn from(e: diesel::result::Error) -> Self {
+        RelayError::Db(e)
+    }
+}
