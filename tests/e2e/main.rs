@@ -7,6 +7,7 @@ mod carts;
 mod catalog;
 mod customers;
 mod inventory;
+mod jobs;
 mod logs;
 mod operations;
 mod processes;

@@ -93,6 +93,8 @@ const DOCUMENTED: &[(&str, &str)] = &[
     ("PATCH", "/v1/carts/{id}/items/{productId}"),
     ("DELETE", "/v1/carts/{id}/items/{productId}"),
     ("POST", "/v1/carts/{guestCartId}/merge"),
+    ("GET", "/v1/admin/jobs"),
+    ("POST", "/v1/admin/jobs/dead/{id}/retry"),
 ];
 
 fn operations(spec: &Value) -> BTreeSet<(String, String)> {

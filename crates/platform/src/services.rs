@@ -21,8 +21,8 @@ use ecom_postgres::{
     PgRefreshTokenRepository, PgSettings, PgStockRepository,
 };
 use ecom_redis::{
-    CartTtl, RedisCartStore, RedisHealth, RedisJobQueue, RedisKeys, RedisLoginThrottle, RedisPool, RedisProductCache,
-    RedisSettings, ThrottlePolicy,
+    CartTtl, RedisCartStore, RedisHealth, RedisJobAdmin, RedisJobQueue, RedisKeys, RedisLoginThrottle, RedisPool,
+    RedisProductCache, RedisSettings, ThrottlePolicy,
 };
 use ecom_security::{Argon2Hasher, HmacCartTokens, HmacTokenService};
 
@@ -183,6 +183,7 @@ impl Services {
             catalog: self.catalog.clone(),
             inventory: self.inventory.clone(),
             carts: self.carts.clone(),
+            jobs: Arc::new(RedisJobAdmin::new(self.redis.clone(), self.redis_keys.clone())),
             health: self.health.clone(),
             metrics: Arc::new(HttpMetrics::new().context("registering metrics")?),
             settings: HttpSettings {

@@ -46,13 +46,14 @@ pub enum ProblemKind {
     InvalidTransition,
     CartNotFound,
     TooManyLines,
+    JobNotFound,
     DependencyUnavailable,
     ServiceUnavailable,
     Internal,
 }
 
 impl ProblemKind {
-    pub const ALL: [ProblemKind; 30] = [
+    pub const ALL: [ProblemKind; 31] = [
         ProblemKind::ValidationFailed,
         ProblemKind::MalformedJson,
         ProblemKind::UnknownField,
@@ -80,6 +81,7 @@ impl ProblemKind {
         ProblemKind::InvalidTransition,
         ProblemKind::CartNotFound,
         ProblemKind::TooManyLines,
+        ProblemKind::JobNotFound,
         ProblemKind::DependencyUnavailable,
         ProblemKind::ServiceUnavailable,
         ProblemKind::Internal,
@@ -120,6 +122,7 @@ impl ProblemKind {
             P::InvalidTransition => (StatusCode::CONFLICT, "INVALID_TRANSITION", "Invalid state transition"),
             P::CartNotFound => (StatusCode::NOT_FOUND, "CART_NOT_FOUND", "Cart not found"),
             P::TooManyLines => (StatusCode::UNPROCESSABLE_ENTITY, "TOO_MANY_LINES", "Too many products in the cart"),
+            P::JobNotFound => (StatusCode::NOT_FOUND, "JOB_NOT_FOUND", "No such dead-lettered job"),
             P::DependencyUnavailable => {
                 (StatusCode::SERVICE_UNAVAILABLE, "DEPENDENCY_UNAVAILABLE", "A dependency is unavailable")
             }

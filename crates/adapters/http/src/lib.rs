@@ -24,6 +24,7 @@ use ecom_carts::CartService;
 use ecom_catalog::CatalogService;
 use ecom_identity::IdentityService;
 use ecom_inventory::InventoryService;
+use ecom_kernel::jobs::JobAdmin;
 use ecom_kernel::HealthCheck;
 use utoipa::OpenApi as _;
 use utoipa_actix_web::{scope, AppExt};
@@ -56,6 +57,7 @@ pub struct AppState {
     pub catalog: Arc<CatalogService>,
     pub inventory: Arc<InventoryService>,
     pub carts: Arc<CartService>,
+    pub jobs: Arc<dyn JobAdmin>,
     pub health: Vec<Arc<dyn HealthCheck>>,
     pub metrics: Arc<HttpMetrics>,
     pub settings: HttpSettings,

@@ -71,6 +71,9 @@ impl QueueKeys {
     pub fn dead(&self) -> String {
         format!("{}:dead", self.base)
     }
+    pub fn stats(&self) -> String {
+        format!("{}:stats", self.base)
+    }
     pub fn job(&self, id: &str) -> String {
         format!("{}:job:{id}", self.base)
     }

@@ -13,6 +13,6 @@ pub use deadpool_redis::Pool as RedisPool;
 pub use keys::{QueueKeys, RedisKeys};
 pub use pool::{connect, infra_from_pool, infra_from_redis, RedisHealth, RedisSettings};
 pub use product_cache::RedisProductCache;
-pub use queue::{ConsumerSettings, Delivery, QueueConsumer, QueueStats, RedisJobQueue};
+pub use queue::{ConsumerSettings, Delivery, QueueConsumer, QueueStats, RedisJobAdmin, RedisJobQueue};
 pub use shared::SharedConnection;
 pub use throttle::{RedisLoginThrottle, ThrottlePolicy};

@@ -18,7 +18,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use deadpool_redis::redis::aio::MultiplexedConnection;
 use deadpool_redis::{redis, Pool};
-use ecom_kernel::jobs::{Enqueued, JobEnvelope, JobId, JobQueue, NewJob, QueueName};
+use ecom_kernel::jobs::{DeadLetter, Enqueued, JobAdmin, JobEnvelope, JobId, JobQueue, NewJob, QueueDepth, QueueName};
 use ecom_kernel::InfraError;
 use serde::{Deserialize, Serialize};
 
@@ -48,7 +48,7 @@ local attempt = redis.call('HINCRBY', KEYS[1], 'attempt', 1)
 redis.call('HSET', KEYS[1], 'state', 'active')
 return {data, attempt}";
 
-/// KEYS: stream, job, delayed, dead, next job. ARGV: consumer, entry, outcome (done | retry |
+/// KEYS: stream, job, delayed, dead, next job, stats. ARGV: consumer, entry, outcome (done | retry |
 /// dead | skip), due_ms, error, retention_ms, job id, next id ('' = none), next data.
 /// Returns -1 when the consumer no longer owns the delivery.
 const FINISH: &str = r"
@@ -57,6 +57,7 @@ if #owned == 0 then return -1 end
 redis.call('XACK', KEYS[1], 'workers', ARGV[2])
 redis.call('XDEL', KEYS[1], ARGV[2])
 if ARGV[3] == 'done' then
+  redis.call('HINCRBY', KEYS[6], 'completed', 1)
   redis.call('HSET', KEYS[2], 'state', 'done')
   redis.call('PEXPIRE', KEYS[2], ARGV[6])
   if ARGV[8] ~= '' and redis.call('EXISTS', KEYS[5]) == 0 then
@@ -64,9 +65,11 @@ if ARGV[3] == 'done' then
     redis.call('XADD', KEYS[1], '*', 'id', ARGV[8])
   end
 elseif ARGV[3] == 'retry' then
+  redis.call('HINCRBY', KEYS[6], 'retried', 1)
   redis.call('HSET', KEYS[2], 'state', 'delayed', 'error', ARGV[5])
   redis.call('ZADD', KEYS[3], ARGV[4], ARGV[7])
 elseif ARGV[3] == 'dead' then
+  redis.call('HINCRBY', KEYS[6], 'dead', 1)
   redis.call('HSET', KEYS[2], 'state', 'dead', 'error', ARGV[5])
   redis.call('XADD', KEYS[4], '*', 'id', ARGV[7], 'error', ARGV[5])
 end
@@ -367,6 +370,7 @@ impl QueueConsumer {
             .key(self.keys.delayed())
             .key(self.keys.dead())
             .key(next_key)
+            .key(self.keys.stats())
             .arg(&self.name)
             .arg(entry_id)
             .arg(outcome)
@@ -428,18 +432,8 @@ impl QueueConsumer {
     }
 
     pub async fn stats(&self) -> Result<QueueStats, InfraError> {
-        let mut pipe = redis::pipe();
-        pipe.cmd("XLEN").arg(self.keys.stream()).cmd("XPENDING").arg(self.keys.stream()).arg(GROUP);
-        pipe.cmd("ZCARD").arg(self.keys.delayed()).cmd("XLEN").arg(self.keys.dead());
-        let (len, pending, delayed, dead): (u64, redis::Value, u64, u64) = self.redis.pipe(&pipe).await?;
-        let in_flight = match pending {
-            redis::Value::Array(items) => match items.first() {
-                Some(redis::Value::Int(n)) => u64::try_from(*n).unwrap_or(0),
-                _ => 0,
-            },
-            _ => 0,
-        };
-        Ok(QueueStats { waiting: len.saturating_sub(in_flight), in_flight, delayed, dead })
+        let depth = depth_of(&self.redis, &self.keys, self.queue).await?;
+        Ok(QueueStats { waiting: depth.waiting, in_flight: depth.in_flight, delayed: depth.delayed, dead: depth.dead })
     }
 
     /// The dead letters: (job id, last error), oldest first.
@@ -452,4 +446,138 @@ impl QueueConsumer {
             .filter_map(|e| Some((e.get::<String>("id")?, e.get::<String>("error").unwrap_or_default())))
             .collect())
     }
+}
+
+/// The depth and counters of one queue.
+async fn depth_of(redis: &SharedConnection, keys: &QueueKeys, queue: QueueName) -> Result<QueueDepth, InfraError> {
+    let mut pipe = redis::pipe();
+    pipe.cmd("XLEN").arg(keys.stream()).cmd("XPENDING").arg(keys.stream()).arg(GROUP);
+    pipe.cmd("ZCARD").arg(keys.delayed()).cmd("XLEN").arg(keys.dead());
+    pipe.cmd("HMGET").arg(keys.stats()).arg("completed").arg("retried").arg("dead");
+    pipe.cmd("XRANGE").arg(keys.stream()).arg("-").arg("+").arg("COUNT").arg(1);
+    type Reply =
+        (u64, redis::Value, u64, u64, (Option<u64>, Option<u64>, Option<u64>), redis::streams::StreamRangeReply);
+    let reply: Result<Reply, InfraError> = redis.pipe(&pipe).await;
+    // XPENDING on a stream without the group yet is an error: an untouched queue is empty.
+    let (len, pending, delayed, dead, (completed, retried, dead_total), oldest) = match reply {
+        Ok(reply) => reply,
+        Err(err) if format!("{err:?}").contains("NOGROUP") => {
+            return Ok(QueueDepth {
+                queue,
+                waiting: 0,
+                in_flight: 0,
+                delayed: 0,
+                dead: 0,
+                completed_total: 0,
+                retried_total: 0,
+                dead_total: 0,
+                oldest_age_ms: 0,
+            })
+        }
+        Err(err) => return Err(err),
+    };
+    let in_flight = match pending {
+        redis::Value::Array(items) => match items.first() {
+            Some(redis::Value::Int(n)) => u64::try_from(*n).unwrap_or(0),
+            _ => 0,
+        },
+        _ => 0,
+    };
+    let oldest_ms = oldest.ids.first().and_then(|e| e.id.split_once('-')).and_then(|(ms, _)| ms.parse::<i64>().ok());
+    let oldest_age_ms =
+        oldest_ms.map_or(0, |ms| u64::try_from(Utc::now().timestamp_millis().saturating_sub(ms)).unwrap_or(0));
+    Ok(QueueDepth {
+        queue,
+        waiting: len.saturating_sub(in_flight),
+        in_flight,
+        delayed,
+        dead,
+        completed_total: completed.unwrap_or(0),
+        retried_total: retried.unwrap_or(0),
+        dead_total: dead_total.unwrap_or(0),
+        oldest_age_ms,
+    })
+}
+
+/// KEYS: dead stream, job, stream. ARGV: job id. Re-drives a dead job with fresh attempts.
+const REDRIVE: &str = r"
+local found = false
+for _, entry in ipairs(redis.call('XRANGE', KEYS[1], '-', '+')) do
+  local fields = entry[2]
+  for i = 1, #fields, 2 do
+    if fields[i] == 'id' and fields[i + 1] == ARGV[1] then
+      redis.call('XDEL', KEYS[1], entry[1])
+      found = true
+    end
+  end
+end
+if not found or redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
+redis.call('HSET', KEYS[2], 'attempt', 0, 'state', 'waiting')
+redis.call('HDEL', KEYS[2], 'error')
+redis.call('XADD', KEYS[3], '*', 'id', ARGV[1])
+return 1";
+
+/// Operators' view of every queue.
+pub struct RedisJobAdmin {
+    redis: SharedConnection,
+    keys: RedisKeys,
+    redrive: redis::Script,
+}
+
+impl RedisJobAdmin {
+    pub fn new(pool: Pool, keys: RedisKeys) -> Self {
+        Self { redis: SharedConnection::new(pool), keys, redrive: redis::Script::new(REDRIVE) }
+    }
+}
+
+#[async_trait]
+impl JobAdmin for RedisJobAdmin {
+    async fn depths(&self) -> Result<Vec<QueueDepth>, InfraError> {
+        let mut depths = Vec::with_capacity(QueueName::ALL.len());
+        for queue in QueueName::ALL {
+            depths.push(depth_of(&self.redis, &self.keys.queue(queue.as_str()), queue).await?);
+        }
+        Ok(depths)
+    }
+
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, InfraError> {
+        let mut letters = Vec::new();
+        for queue in QueueName::ALL {
+            let keys = self.keys.queue(queue.as_str());
+            let reply: redis::streams::StreamRangeReply = self
+                .redis
+                .cmd(redis::cmd("XREVRANGE").arg(keys.dead()).arg("+").arg("-").arg("COUNT").arg(limit))
+                .await?;
+            letters.extend(reply.ids.into_iter().filter_map(|e| {
+                Some((
+                    e.id.clone(),
+                    DeadLetter {
+                        queue,
+                        job_id: JobId::new(e.get::<String>("id")?),
+                        error: e.get::<String>("error").unwrap_or_default(),
+                    },
+                ))
+            }));
+        }
+        // Stream ids start with their time: newest first across queues.
+        letters.sort_by(|a, b| stream_id_key(&b.0).cmp(&stream_id_key(&a.0)));
+        Ok(letters.into_iter().take(limit).map(|(_, l)| l).collect())
+    }
+
+    async fn retry_dead(&self, job: &JobId) -> Result<Option<QueueName>, InfraError> {
+        for queue in QueueName::ALL {
+            let keys = self.keys.queue(queue.as_str());
+            let mut call = self.redrive.prepare_invoke();
+            call.key(keys.dead()).key(keys.job(job.as_str())).key(keys.stream()).arg(job.as_str());
+            if self.redis.script::<i64>(&call).await? == 1 {
+                return Ok(Some(queue));
+            }
+        }
+        Ok(None)
+    }
+}
+
+fn stream_id_key(id: &str) -> (u64, u64) {
+    let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
+    (ms.parse().unwrap_or(0), seq.parse().unwrap_or(0))
 }

@@ -108,3 +108,43 @@ pub trait JobQueue: Send + Sync {
     /// Enqueues a job to run at `at` (or now, if `at` is past). MUST be idempotent on the job id.
     async fn enqueue_at(&self, job: NewJob, at: DateTime<Utc>) -> Result<Enqueued, InfraError>;
 }
+
+/// How many jobs of one queue are in each state, and its throughput counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueDepth {
+    pub queue: QueueName,
+    /// Waiting to be picked up.
+    pub waiting: u64,
+    /// Picked up by a worker, not finished.
+    pub in_flight: u64,
+    /// Waiting for a retry or their scheduled time.
+    pub delayed: u64,
+    /// Dead-lettered, waiting for an operator.
+    pub dead: u64,
+    /// Totals since the queue was created.
+    pub completed_total: u64,
+    pub retried_total: u64,
+    pub dead_total: u64,
+    /// Age of the oldest job not yet finished, in milliseconds (0 when there is none).
+    pub oldest_age_ms: u64,
+}
+
+/// A job that gave up, with its last error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    pub queue: QueueName,
+    pub job_id: JobId,
+    pub error: String,
+}
+
+/// What operators can see and do with the queues.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait JobAdmin: Send + Sync {
+    async fn depths(&self) -> Result<Vec<QueueDepth>, InfraError>;
+    /// The most recent dead letters of every queue, newest first.
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, InfraError>;
+    /// Puts a dead-lettered job back on its queue with fresh attempts. `None` when no dead
+    /// letter has that id.
+    async fn retry_dead(&self, job: &JobId) -> Result<Option<QueueName>, InfraError>;
+}

@@ -2,6 +2,7 @@
 
 pub mod addresses;
 pub mod admin_customers;
+pub mod admin_jobs;
 pub mod auth;
 pub mod carts;
 pub mod customers;
@@ -18,6 +19,7 @@ pub fn configure_v1(cfg: &mut ServiceConfig) {
     customers::configure(cfg);
     addresses::configure(cfg);
     admin_customers::configure(cfg);
+    admin_jobs::configure(cfg);
     products::configure(cfg);
     inventory::configure(cfg);
     carts::configure(cfg);

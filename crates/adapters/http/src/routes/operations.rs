@@ -68,6 +68,11 @@ async fn ready(state: Data<AppState>) -> Result<HttpResponse, ApiError> {
 #[utoipa::path(tag = "operations", responses((status = 200, content_type = "text/plain", body = String)))]
 #[get("/metrics")]
 async fn metrics(state: Data<AppState>) -> Result<HttpResponse, ApiError> {
+    // Queue gauges are read at scrape time; with Redis down the other metrics still answer.
+    match state.jobs.depths().await {
+        Ok(depths) => state.metrics.observe_queues(&depths),
+        Err(err) => tracing::warn!(error = %err, "queue metrics unavailable"),
+    }
     let text = state
         .metrics
         .render()
