@@ -560,7 +560,7 @@ impl JobAdmin for RedisJobAdmin {
             }));
         }
         // Stream ids start with their time: newest first across queues.
-        letters.sort_by(|a, b| stream_id_key(&b.0).cmp(&stream_id_key(&a.0)));
+        letters.sort_by_key(|l| std::cmp::Reverse(stream_id_key(&l.0)));
         Ok(letters.into_iter().take(limit).map(|(_, l)| l).collect())
     }
 
