@@ -163,6 +163,32 @@ impl RedisJobQueue {
     }
 }
 
+impl RedisJobQueue {
+    /// Enqueues many jobs in one round trip, each idempotent on its id.
+    pub async fn enqueue_batch(&self, jobs: &[NewJob]) -> Result<Vec<Enqueued>, InfraError> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = Utc::now();
+        let mut pipe = redis::pipe();
+        pipe.load_script(&self.scripts.enqueue).ignore();
+        for job in jobs {
+            let keys = self.keys.queue(job.queue.as_str());
+            let mut call = self.scripts.enqueue.prepare_invoke();
+            call.key(keys.job(job.id.as_str()))
+                .key(keys.stream())
+                .key(keys.delayed())
+                .arg(job.id.as_str())
+                .arg(encode(job, now)?)
+                .arg(0)
+                .arg(now.timestamp_millis());
+            pipe.invoke_script(&call);
+        }
+        let created: Vec<i64> = self.redis.pipe(&pipe).await?;
+        Ok(created.into_iter().map(|c| if c == 1 { Enqueued::Created } else { Enqueued::AlreadyPresent }).collect())
+    }
+}
+
 #[async_trait]
 impl JobQueue for RedisJobQueue {
     async fn enqueue(&self, job: NewJob) -> Result<Enqueued, InfraError> {
@@ -325,11 +351,20 @@ impl QueueConsumer {
     /// Marks each delivery started (counting the attempt) and loads its envelope. Deliveries of
     /// jobs that no longer exist are acknowledged and skipped.
     async fn start(&self, entries: Vec<(String, String)>) -> Result<Vec<Delivery>, InfraError> {
-        let mut deliveries = Vec::with_capacity(entries.len());
-        for (entry_id, job_id) in entries {
+        if entries.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One round trip for the whole batch.
+        let mut pipe = redis::pipe();
+        pipe.load_script(&self.scripts.start).ignore();
+        for (_, job_id) in &entries {
             let mut call = self.scripts.start.prepare_invoke();
-            call.key(self.keys.job(&job_id));
-            let started: Vec<String> = self.redis.script(&call).await?;
+            call.key(self.keys.job(job_id));
+            pipe.invoke_script(&call);
+        }
+        let started: Vec<Vec<String>> = self.redis.pipe(&pipe).await?;
+        let mut deliveries = Vec::with_capacity(entries.len());
+        for ((entry_id, job_id), started) in entries.into_iter().zip(started) {
             let [data, attempt] = started.as_slice() else {
                 self.finish_raw(&entry_id, &job_id, "skip", 0, "", None).await?;
                 continue;
