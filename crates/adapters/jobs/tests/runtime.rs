@@ -150,11 +150,14 @@ async fn a_failing_job_is_retried_with_growing_delays_then_dead_lettered() {
         let producer = RedisJobQueue::new(pool(&redis), RedisKeys::new(redis.prefix()));
         let recorder = Arc::new(Recorder::default());
         let registry = HandlerRegistry::default().with("fail", Arc::new(AlwaysFail(recorder.clone(), panics)));
-        let (handle, stop) = spawn(WorkerRuntime::new(vec![consumer(&redis, "w")], registry, fast()));
+        // Delays of 300, 600, 1200 ms: growth well above the promoter's 200 ms tick and load noise.
+        let settings =
+            RuntimeSettings { base_backoff: Duration::from_millis(300), max_backoff: Duration::from_secs(5), ..fast() };
+        let (handle, stop) = spawn(WorkerRuntime::new(vec![consumer(&redis, "w")], registry, settings));
         producer.enqueue(job("doomed", "fail", 4)).await.unwrap();
 
         let inspector = consumer(&redis, "inspector");
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(20);
         while inspector.stats().await.unwrap().dead == 0 {
             assert!(Instant::now() < deadline, "never dead-lettered");
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -164,6 +167,7 @@ async fn a_failing_job_is_retried_with_growing_delays_then_dead_lettered() {
         let times = recorder.attempts.lock().unwrap()["doomed"].clone();
         assert_eq!(times.len(), 4, "max_attempts runs");
         let gaps: Vec<Duration> = times.windows(2).map(|w| w[1] - w[0]).collect();
+        assert!(gaps[0] >= Duration::from_millis(300) && gaps[2] >= Duration::from_millis(1200), "{gaps:?}");
         assert!(gaps[0] < gaps[2], "delays grow: {gaps:?}");
         let (id, error) = inspector.dead_letters(1).await.unwrap().remove(0);
         assert_eq!(id, "doomed");
@@ -202,7 +206,7 @@ async fn stopping_lets_a_running_job_finish_and_it_never_runs_again() {
     let asked = Instant::now();
     stop.notify_one();
     assert_eq!(handle.await.unwrap(), 0, "nothing left running");
-    assert!(asked.elapsed() >= Duration::from_millis(500), "it waited for the job");
+    assert!(asked.elapsed() >= Duration::from_millis(300), "it waited for the job");
 
     // A new worker finds nothing to redo, even after the reclaim threshold.
     let (handle, stop) = spawn(WorkerRuntime::new(vec![consumer(&redis, "w2")], registry, fast()));

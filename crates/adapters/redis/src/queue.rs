@@ -147,17 +147,27 @@ impl RedisJobQueue {
         Self { redis: SharedConnection::new(pool), keys, scripts: Scripts::new() }
     }
 
-    async fn put(&self, job: NewJob, due: Option<DateTime<Utc>>) -> Result<Enqueued, InfraError> {
-        let now = Utc::now();
+    /// The ENQUEUE script call for one job.
+    fn enqueue_call(
+        &self,
+        job: &NewJob,
+        due: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<redis::ScriptInvocation<'_>, InfraError> {
         let keys = self.keys.queue(job.queue.as_str());
         let mut call = self.scripts.enqueue.prepare_invoke();
         call.key(keys.job(job.id.as_str()))
             .key(keys.stream())
             .key(keys.delayed())
             .arg(job.id.as_str())
-            .arg(encode(&job, now)?)
+            .arg(encode(job, now)?)
             .arg(due.map_or(0, |d| d.timestamp_millis()))
             .arg(now.timestamp_millis());
+        Ok(call)
+    }
+
+    async fn put(&self, job: NewJob, due: Option<DateTime<Utc>>) -> Result<Enqueued, InfraError> {
+        let call = self.enqueue_call(&job, due, Utc::now())?;
         let created: i64 = self.redis.script(&call).await?;
         Ok(if created == 1 { Enqueued::Created } else { Enqueued::AlreadyPresent })
     }
@@ -173,16 +183,7 @@ impl RedisJobQueue {
         let mut pipe = redis::pipe();
         pipe.load_script(&self.scripts.enqueue).ignore();
         for job in jobs {
-            let keys = self.keys.queue(job.queue.as_str());
-            let mut call = self.scripts.enqueue.prepare_invoke();
-            call.key(keys.job(job.id.as_str()))
-                .key(keys.stream())
-                .key(keys.delayed())
-                .arg(job.id.as_str())
-                .arg(encode(job, now)?)
-                .arg(0)
-                .arg(now.timestamp_millis());
-            pipe.invoke_script(&call);
+            pipe.invoke_script(&self.enqueue_call(job, None, now)?);
         }
         let created: Vec<i64> = self.redis.pipe(&pipe).await?;
         Ok(created.into_iter().map(|c| if c == 1 { Enqueued::Created } else { Enqueued::AlreadyPresent }).collect())

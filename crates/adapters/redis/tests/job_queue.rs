@@ -110,11 +110,11 @@ async fn a_failing_job_is_retried_later_then_dead_lettered_with_its_error() {
     queue.enqueue(job("flaky", 2)).await.unwrap();
 
     let first = c.read(1, SHORT).await.unwrap().remove(0);
-    assert!(c.retry(&first, Duration::from_millis(300), "timeout talking to the gateway").await.unwrap());
+    assert!(c.retry(&first, Duration::from_millis(1000), "timeout talking to the gateway").await.unwrap());
     assert_eq!(c.promote(10).await.unwrap(), 0, "not due yet");
     assert!(c.read(1, SHORT).await.unwrap().is_empty());
     assert_eq!(c.stats().await.unwrap().delayed, 1);
-    tokio::time::sleep(Duration::from_millis(350)).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(c.promote(10).await.unwrap(), 1);
     let second = c.read(1, SHORT).await.unwrap().remove(0);
     assert_eq!(second.job.attempt, 2);
@@ -152,10 +152,11 @@ async fn a_heartbeat_keeps_a_long_job_from_being_reclaimed() {
     let other = consumer(&redis, "other").await;
     queue.enqueue(job("long", 3)).await.unwrap();
     let d = busy.read(1, SHORT).await.unwrap().remove(0);
-    for _ in 0..3 {
-        tokio::time::sleep(Duration::from_millis(80)).await;
+    // 2 s in all, well past the 1.5 s idle threshold, yet never idle more than ~0.4 s.
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(400)).await;
         busy.heartbeat(&d).await.unwrap();
-        assert!(other.reclaim(Duration::from_millis(150), 10).await.unwrap().is_empty());
+        assert!(other.reclaim(Duration::from_millis(1500), 10).await.unwrap().is_empty());
     }
     assert!(busy.complete(&d, None).await.unwrap());
 }
@@ -202,9 +203,9 @@ async fn a_scheduled_job_waits_for_its_time() {
     let redis = TestRedis::new();
     let queue = producer(&redis);
     let c = consumer(&redis, "c1").await;
-    queue.enqueue_at(job("later", 1), chrono::Utc::now() + chrono::Duration::milliseconds(200)).await.unwrap();
+    queue.enqueue_at(job("later", 1), chrono::Utc::now() + chrono::Duration::milliseconds(1000)).await.unwrap();
     assert_eq!(c.promote(10).await.unwrap(), 0);
-    tokio::time::sleep(Duration::from_millis(250)).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(c.promote(10).await.unwrap(), 1);
     assert_eq!(c.read(1, SHORT).await.unwrap()[0].job.id.as_str(), "later");
 }

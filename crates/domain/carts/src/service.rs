@@ -8,6 +8,13 @@ use crate::error::CartError;
 use crate::model::{Caller, CartId, CartLimits, CartLine, CartOwner, CartView, PricedLine, ProductInfo, StoredCart};
 use crate::ports::{CartStore, CartStoreError, CartTokens, ProductLookup, WriteScope};
 
+/// Whether a write adds to a line or sets it.
+#[derive(Debug, Clone, Copy)]
+enum LineWrite {
+    Add,
+    Set,
+}
+
 pub struct CartService {
     store: Arc<dyn CartStore>,
     products: Arc<dyn ProductLookup>,
@@ -56,16 +63,7 @@ impl CartService {
         product: ProductId,
         quantity: i64,
     ) -> Result<CartView, CartError> {
-        let quantity = self.check_quantity(quantity)?;
-        let scope = self.scope(caller, id)?;
-        let info = self.active_product(product).await?;
-        let line = CartLine { product_id: product, quantity };
-        let cart = self
-            .store
-            .add(&scope, line, info.available, self.limits)
-            .await
-            .map_err(|e| self.store_error(e, product))?;
-        self.price(cart).await
+        self.write_line(caller, id, product, quantity, LineWrite::Add).await
     }
 
     /// Sets the line's quantity; 0 removes it.
@@ -79,15 +77,26 @@ impl CartService {
         if quantity == 0 {
             return self.remove_item(caller, id, product).await;
         }
+        self.write_line(caller, id, product, quantity, LineWrite::Set).await
+    }
+
+    async fn write_line(
+        &self,
+        caller: &Caller,
+        id: CartId,
+        product: ProductId,
+        quantity: i64,
+        how: LineWrite,
+    ) -> Result<CartView, CartError> {
         let quantity = self.check_quantity(quantity)?;
         let scope = self.scope(caller, id)?;
         let info = self.active_product(product).await?;
         let line = CartLine { product_id: product, quantity };
-        let cart = self
-            .store
-            .set(&scope, line, info.available, self.limits)
-            .await
-            .map_err(|e| self.store_error(e, product))?;
+        let written = match how {
+            LineWrite::Add => self.store.add(&scope, line, info.available, self.limits).await,
+            LineWrite::Set => self.store.set(&scope, line, info.available, self.limits).await,
+        };
+        let cart = written.map_err(|e| self.store_error(e, product))?;
         self.price(cart).await
     }
 
