@@ -27,39 +27,56 @@ async fn an_email_is_blocked_after_its_failures_until_the_window_ends() {
     let t = throttle(&redis, POLICY);
     let a = attempt("ada@shop.test", "10.0.0.1");
     for _ in 0..3 {
-        assert_eq!(t.check(&a).await.unwrap(), ThrottleDecision::Allowed);
-        t.record_failure(&a).await.unwrap();
+        assert_eq!(t.begin(&a).await.unwrap(), ThrottleDecision::Allowed, "counted, then fails");
     }
-    match t.check(&a).await.unwrap() {
+    match t.begin(&a).await.unwrap() {
         ThrottleDecision::Blocked { retry_after } => {
             assert!(retry_after <= Duration::from_secs(60) && retry_after >= Duration::from_secs(58), "{retry_after:?}")
         }
         other => panic!("expected a block, got {other:?}"),
     }
     // Another e-mail from another client is unaffected.
-    assert_eq!(t.check(&attempt("bob@shop.test", "10.0.0.2")).await.unwrap(), ThrottleDecision::Allowed);
+    assert_eq!(t.begin(&attempt("bob@shop.test", "10.0.0.2")).await.unwrap(), ThrottleDecision::Allowed);
     // Every key lives under the test's prefix and holds no plain e-mail.
     let keys = redis.keys();
-    assert_eq!(keys.len(), 2, "{keys:?}");
+    assert_eq!(keys.len(), 4, "{keys:?}");
     assert!(keys.iter().all(|k| k.starts_with(redis.prefix()) && !k.contains("ada")));
 }
 
 #[tokio::test]
-async fn a_success_clears_the_emails_failures_but_not_the_clients() {
+async fn a_success_clears_the_emails_count_and_stops_counting_against_the_client() {
     let redis = TestRedis::new();
     let t = throttle(&redis, POLICY);
     let a = attempt("ada@shop.test", "10.0.0.1");
     for _ in 0..2 {
-        t.record_failure(&a).await.unwrap();
+        t.begin(&a).await.unwrap(); // two failures
     }
-    t.record_success(&a).await.unwrap();
-    for _ in 0..2 {
-        t.record_failure(&a).await.unwrap();
+    t.begin(&a).await.unwrap();
+    t.succeeded(&a).await.unwrap(); // the third succeeded
+    for _ in 0..3 {
+        assert_eq!(t.begin(&a).await.unwrap(), ThrottleDecision::Allowed, "e-mail count restarted at 0");
     }
-    assert_eq!(t.check(&a).await.unwrap(), ThrottleDecision::Allowed, "email count restarted at 0");
-    t.record_failure(&a).await.unwrap();
-    // Now the client has 5 failures: any e-mail from it is blocked.
-    assert!(matches!(t.check(&attempt("new@shop.test", "10.0.0.1")).await.unwrap(), ThrottleDecision::Blocked { .. }));
+    // The client now has 2 + 3 = 5 unsuccessful attempts: any e-mail from it is refused.
+    assert!(matches!(t.begin(&attempt("new@shop.test", "10.0.0.1")).await.unwrap(), ThrottleDecision::Blocked { .. }));
+}
+
+#[tokio::test]
+async fn a_burst_of_concurrent_guesses_never_exceeds_the_limit() {
+    let redis = TestRedis::new();
+    let t = std::sync::Arc::new(throttle(&redis, POLICY));
+    let tasks: Vec<_> = (0..40)
+        .map(|_| {
+            let t = t.clone();
+            tokio::spawn(async move { t.begin(&attempt("ada@shop.test", "10.0.0.9")).await.unwrap() })
+        })
+        .collect();
+    let mut allowed = 0;
+    for task in tasks {
+        if task.await.unwrap() == ThrottleDecision::Allowed {
+            allowed += 1;
+        }
+    }
+    assert_eq!(allowed, 3, "exactly the e-mail's limit");
 }
 
 #[tokio::test]
@@ -69,11 +86,11 @@ async fn the_window_expires() {
     let t = throttle(&redis, policy);
     let a = attempt("ada@shop.test", "10.0.0.1");
     for _ in 0..3 {
-        t.record_failure(&a).await.unwrap();
+        t.begin(&a).await.unwrap();
     }
-    assert!(matches!(t.check(&a).await.unwrap(), ThrottleDecision::Blocked { .. }));
+    assert!(matches!(t.begin(&a).await.unwrap(), ThrottleDecision::Blocked { .. }));
     tokio::time::sleep(Duration::from_millis(400)).await;
-    assert_eq!(t.check(&a).await.unwrap(), ThrottleDecision::Allowed);
+    assert_eq!(t.begin(&a).await.unwrap(), ThrottleDecision::Allowed);
 }
 
 #[tokio::test]
@@ -85,6 +102,6 @@ async fn an_unreachable_redis_is_an_unavailable_error_not_a_hang() {
     })
     .unwrap();
     let t = RedisLoginThrottle::new(pool, RedisKeys::new("x:"), POLICY);
-    let err = t.check(&attempt("ada@shop.test", "10.0.0.1")).await.unwrap_err();
+    let err = t.begin(&attempt("ada@shop.test", "10.0.0.1")).await.unwrap_err();
     assert!(err.is_unavailable(), "{err}");
 }

@@ -108,12 +108,16 @@ pub enum ThrottleDecision {
     Blocked { retry_after: Duration },
 }
 
-/// Counts failed logins per e-mail and per client address within a window.
+/// Counts login attempts per e-mail and per client address within a window. An attempt is
+/// counted *before* the password is checked, so a burst of concurrent guesses can never exceed
+/// the limits; a successful attempt is taken back.
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait LoginThrottle: Send + Sync {
-    async fn check(&self, attempt: &LoginAttempt) -> Result<ThrottleDecision, InfraError>;
-    async fn record_failure(&self, attempt: &LoginAttempt) -> Result<(), InfraError>;
-    /// A successful login clears the e-mail's failures (not the client's).
-    async fn record_success(&self, attempt: &LoginAttempt) -> Result<(), InfraError>;
+    /// Counts the attempt, or refuses it (counting nothing) when the e-mail or the client is
+    /// already at its limit. Each counter MUST be checked and incremented atomically.
+    async fn begin(&self, attempt: &LoginAttempt) -> Result<ThrottleDecision, InfraError>;
+    /// The attempt succeeded: it stops counting against the client, and the e-mail's count is
+    /// cleared.
+    async fn succeeded(&self, attempt: &LoginAttempt) -> Result<(), InfraError>;
 }

@@ -65,7 +65,8 @@ impl IdentityService {
         self.start_session(customer, TokenFamilyId::new()).await
     }
 
-    /// Checks e-mail and password, throttling repeated failures per e-mail and per client.
+    /// Checks e-mail and password, throttling attempts per e-mail and per client: an attempt
+    /// counts until it succeeds, so concurrent guesses cannot exceed the limits.
     pub async fn login(
         &self,
         email: &str,
@@ -77,7 +78,7 @@ impl IdentityService {
             return Err(IdentityError::InvalidCredentials);
         };
         let attempt = LoginAttempt { email, client };
-        if let ThrottleDecision::Blocked { retry_after } = self.ports.throttle.check(&attempt).await? {
+        if let ThrottleDecision::Blocked { retry_after } = self.ports.throttle.begin(&attempt).await? {
             return Err(IdentityError::TooManyAttempts { retry_after });
         }
         let verified = match self.ports.customers.find_credentials(&attempt.email).await? {
@@ -88,10 +89,9 @@ impl IdentityService {
             }
         };
         let Some(customer) = verified else {
-            self.ports.throttle.record_failure(&attempt).await?;
             return Err(IdentityError::InvalidCredentials);
         };
-        self.ports.throttle.record_success(&attempt).await?;
+        self.ports.throttle.succeeded(&attempt).await?;
         self.start_session(customer, TokenFamilyId::new()).await
     }
 

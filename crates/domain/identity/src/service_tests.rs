@@ -134,17 +134,16 @@ async fn registering_a_taken_email_fails_without_issuing_tokens() {
 #[tokio::test]
 async fn a_wrong_password_counts_as_a_failed_attempt() {
     let mut m = Mocks::default();
-    m.throttle.expect_check().returning(|_| Ok(ThrottleDecision::Allowed));
+    m.throttle
+        .expect_begin()
+        .withf(|a| a.email.as_str() == "ada@example.com" && a.client.as_deref() == Some("10.0.0.1"))
+        .times(1)
+        .returning(|_| Ok(ThrottleDecision::Allowed));
     m.customers
         .expect_find_credentials()
         .returning(|_| Ok(Some((customer(Role::Customer), PasswordHash::new("h".into())))));
     m.hasher.expect_verify().returning(|_, _| Ok(false));
-    m.throttle
-        .expect_record_failure()
-        .withf(|a| a.email.as_str() == "ada@example.com" && a.client.as_deref() == Some("10.0.0.1"))
-        .times(1)
-        .returning(|_| Ok(()));
-    m.throttle.expect_record_success().never();
+    m.throttle.expect_succeeded().never();
     m.refresh_tokens.expect_insert().never();
 
     let err = m.service().login("Ada@Example.com", "wrong password", Some("10.0.0.1".into())).await.unwrap_err();
@@ -154,10 +153,10 @@ async fn a_wrong_password_counts_as_a_failed_attempt() {
 #[tokio::test]
 async fn an_unknown_email_spends_a_verification_and_answers_like_a_wrong_password() {
     let mut m = Mocks::default();
-    m.throttle.expect_check().returning(|_| Ok(ThrottleDecision::Allowed));
+    m.throttle.expect_begin().times(1).returning(|_| Ok(ThrottleDecision::Allowed));
     m.customers.expect_find_credentials().returning(|_| Ok(None));
     m.hasher.expect_burn_verification_time().times(1).returning(|_| Ok(()));
-    m.throttle.expect_record_failure().times(1).returning(|_| Ok(()));
+    m.throttle.expect_succeeded().never();
 
     let err = m.service().login("nobody@example.com", "whatever123", None).await.unwrap_err();
     assert!(matches!(err, IdentityError::InvalidCredentials));
@@ -166,7 +165,7 @@ async fn an_unknown_email_spends_a_verification_and_answers_like_a_wrong_passwor
 #[tokio::test]
 async fn a_throttled_login_is_refused_before_any_password_check() {
     let mut m = Mocks::default();
-    m.throttle.expect_check().returning(|_| Ok(ThrottleDecision::Blocked { retry_after: Duration::from_secs(42) }));
+    m.throttle.expect_begin().returning(|_| Ok(ThrottleDecision::Blocked { retry_after: Duration::from_secs(42) }));
     m.customers.expect_find_credentials().never();
     m.hasher.expect_verify().never();
 
@@ -177,7 +176,7 @@ async fn a_throttled_login_is_refused_before_any_password_check() {
 #[tokio::test]
 async fn a_malformed_login_never_reaches_the_database() {
     let mut m = Mocks::default();
-    m.throttle.expect_check().never();
+    m.throttle.expect_begin().never();
     m.customers.expect_find_credentials().never();
     let err = m.service().login("not-an-email", "x", None).await.unwrap_err();
     assert!(matches!(err, IdentityError::InvalidCredentials));
@@ -186,13 +185,12 @@ async fn a_malformed_login_never_reaches_the_database() {
 #[tokio::test]
 async fn a_successful_login_clears_the_failures_and_opens_a_new_family() {
     let mut m = Mocks::default().with_token_issuing();
-    m.throttle.expect_check().returning(|_| Ok(ThrottleDecision::Allowed));
+    m.throttle.expect_begin().returning(|_| Ok(ThrottleDecision::Allowed));
     m.customers
         .expect_find_credentials()
         .returning(|_| Ok(Some((customer(Role::Customer), PasswordHash::new("h".into())))));
     m.hasher.expect_verify().returning(|_, _| Ok(true));
-    m.throttle.expect_record_success().times(1).returning(|_| Ok(()));
-    m.throttle.expect_record_failure().never();
+    m.throttle.expect_succeeded().times(1).returning(|_| Ok(()));
     m.refresh_tokens.expect_insert().times(1).returning(|_| Ok(()));
 
     let session = m.service().login("ada@example.com", "correct horse", None).await.unwrap();
