@@ -64,3 +64,50 @@ async fn admins_see_the_queues_and_re_drive_a_dead_job() {
     let res = app.post("/v1/admin/jobs/dead/notify:42/retry", &json!({}), token).await;
     assert_problem(res, StatusCode::NOT_FOUND, "JOB_NOT_FOUND").await;
 }
+
+#[tokio::test]
+async fn a_canary_is_accepted_pending_until_a_worker_runs_it_and_bad_input_is_refused() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    let token = Some(admin.access_token.as_str());
+    let customer = app.register_customer().await;
+    let res = app.post("/v1/admin/jobs/canary", &json!({}), Some(&customer.access_token)).await;
+    assert_problem(res, StatusCode::FORBIDDEN, "FORBIDDEN").await;
+    assert_problem(
+        app.post("/v1/admin/jobs/canary", &json!({"holdMs": 60_001}), token).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "VALIDATION_FAILED",
+    )
+    .await;
+    assert_problem(
+        app.post("/v1/admin/jobs/canary", &json!({"holdMs": -1}), token).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "VALIDATION_FAILED",
+    )
+    .await;
+    assert_problem(
+        app.post("/v1/admin/jobs/canary", &json!({"hold": 1}), token).await,
+        StatusCode::BAD_REQUEST,
+        "UNKNOWN_FIELD",
+    )
+    .await;
+
+    let res = app.post("/v1/admin/jobs/canary", &json!({"holdMs": 10}), token).await;
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let id = res.json::<Value>().await.unwrap()["jobId"].as_str().unwrap().to_owned();
+    assert!(id.starts_with("canary:"), "{id}");
+    let shown: Value = app.get(&format!("/v1/admin/jobs/canary/{id}"), token).await.json().await.unwrap();
+    assert_eq!(shown, json!({"jobId": id, "status": "PENDING", "runs": 0, "worker": null, "ranAt": null}));
+    // Published eagerly: it already waits on the queue, not in the outbox.
+    let overview: Value = app.get("/v1/admin/jobs", token).await.json().await.unwrap();
+    assert_eq!(overview["queues"][2]["waiting"], 1, "{overview}");
+
+    for bad in ["notify:42", "canary:not-a-uuid"] {
+        assert_problem(
+            app.get(&format!("/v1/admin/jobs/canary/{bad}"), token).await,
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+        )
+        .await;
+    }
+}

@@ -95,6 +95,8 @@ const DOCUMENTED: &[(&str, &str)] = &[
     ("POST", "/v1/carts/{guestCartId}/merge"),
     ("GET", "/v1/admin/jobs"),
     ("POST", "/v1/admin/jobs/dead/{id}/retry"),
+    ("POST", "/v1/admin/jobs/canary"),
+    ("GET", "/v1/admin/jobs/canary/{id}"),
 ];
 
 fn operations(spec: &Value) -> BTreeSet<(String, String)> {

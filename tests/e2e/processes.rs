@@ -195,3 +195,150 @@ async fn the_worker_relays_jobs_left_in_the_outbox() {
     worker.wait_for_line("no handler for job kind", Duration::from_secs(5));
     assert!(worker.terminate(Duration::from_secs(15)).success());
 }
+
+/// The test app's queue gauges for the notifications queue (where canaries run).
+async fn notifications_queue(app: &ecom_testkit::TestApp, token: &str) -> serde_json::Value {
+    let overview: serde_json::Value = app.get("/v1/admin/jobs", Some(token)).await.json().await.unwrap();
+    overview["queues"][2].clone()
+}
+
+/// Polls until `check` holds for the notifications queue, or panics after `timeout`.
+async fn wait_for_queue(
+    app: &ecom_testkit::TestApp,
+    token: &str,
+    timeout: Duration,
+    what: &str,
+    check: impl Fn(&serde_json::Value) -> bool,
+) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let queue = notifications_queue(app, token).await;
+        if check(&queue) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what} within {timeout:?}; queue: {queue}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn worker_env(app: &ecom_testkit::TestApp, extra: &[(&'static str, &str)]) -> Vec<(&'static str, String)> {
+    let mut env = vec![
+        ("DATABASE_URL", app.db.url()),
+        ("REDIS_URL", redis_url()),
+        ("REDIS_KEY_PREFIX", app.redis.prefix().to_owned()),
+        ("DATABASE_MAX_CONNECTIONS", "2".to_owned()),
+    ];
+    env.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
+    env
+}
+
+fn canary_job(n: usize) -> ecom_kernel::jobs::NewJob {
+    ecom_kernel::jobs::NewJob {
+        id: ecom_kernel::jobs::JobId::new(format!("{}{}", ecom_kernel::jobs::CANARY_ID_PREFIX, uuid::Uuid::now_v7())),
+        queue: ecom_kernel::jobs::QueueName::Notifications,
+        kind: ecom_kernel::jobs::CANARY_KIND.to_owned(),
+        payload: serde_json::json!({ "holdMs": n % 3 }),
+        schema_version: 1,
+        max_attempts: 3,
+        trace_id: None,
+    }
+}
+
+#[tokio::test]
+async fn ten_thousand_jobs_over_three_worker_processes_each_run_exactly_once() {
+    let app = ecom_testkit::TestApp::spawn().await;
+    let admin = app.admin().await;
+    let env = worker_env(&app, &[("WORKER_CONCURRENCY", "16")]);
+    let mut workers: Vec<Proc> = (0..3).map(|_| Proc::spawn("worker", &env)).collect();
+    for worker in &workers {
+        worker.wait_for_line("worker started", Duration::from_secs(30));
+    }
+    let jobs: Vec<_> = (0..10_000).map(canary_job).collect();
+    for chunk in jobs.chunks(1_000) {
+        app.services.jobs.enqueue_batch(chunk).await.unwrap();
+    }
+    wait_for_queue(&app, &admin.access_token, Duration::from_secs(300), "10,000 jobs completed", |q| {
+        q["completedTotal"] == 10_000 && q["waiting"] == 0 && q["inFlight"] == 0
+    })
+    .await;
+
+    let mut by_worker = std::collections::BTreeMap::<String, usize>::new();
+    for job in &jobs {
+        let run = app.services.canaries.read(job.id.as_str()).await.unwrap().expect("every job ran");
+        assert_eq!(run.runs, 1, "{} ran {} times", job.id.as_str(), run.runs);
+        *by_worker.entry(run.last_worker.split('-').next().unwrap().to_owned()).or_default() += 1;
+    }
+    let pids: std::collections::BTreeSet<String> = workers.iter().map(|w| w.child.id().to_string()).collect();
+    assert_eq!(
+        by_worker.keys().cloned().collect::<std::collections::BTreeSet<_>>(),
+        pids,
+        "all three took part: {by_worker:?}"
+    );
+    let queue = notifications_queue(&app, &admin.access_token).await;
+    assert_eq!((queue["dead"].as_u64(), queue["retriedTotal"].as_u64()), (Some(0), Some(0)), "{queue}");
+    for worker in &mut workers {
+        assert!(worker.terminate(Duration::from_secs(15)).success());
+    }
+}
+
+#[tokio::test]
+async fn a_job_whose_worker_process_is_killed_is_reclaimed_and_completed_by_another() {
+    let app = ecom_testkit::TestApp::spawn().await;
+    let admin = app.admin().await;
+    let env = worker_env(&app, &[("WORKER_RECLAIM_AFTER_SECS", "2")]);
+    let doomed = Proc::spawn("worker", &env);
+    doomed.wait_for_line("worker started", Duration::from_secs(30));
+    let res = app.post("/v1/admin/jobs/canary", &serde_json::json!({"holdMs": 4_000}), Some(&admin.access_token)).await;
+    let id = res.json::<serde_json::Value>().await.unwrap()["jobId"].as_str().unwrap().to_owned();
+    wait_for_queue(&app, &admin.access_token, Duration::from_secs(10), "the canary in flight", |q| q["inFlight"] == 1)
+        .await;
+    let doomed_pid = doomed.child.id().to_string();
+    drop(doomed); // SIGKILL, mid-job
+
+    let rescuer = Proc::spawn("worker", &env);
+    rescuer.wait_for_line("reclaimed idle deliveries", Duration::from_secs(30));
+    wait_for_queue(&app, &admin.access_token, Duration::from_secs(30), "the reclaimed canary completed", |q| {
+        q["completedTotal"] == 1 && q["inFlight"] == 0
+    })
+    .await;
+    let shown: serde_json::Value =
+        app.get(&format!("/v1/admin/jobs/canary/{id}"), Some(&admin.access_token)).await.json().await.unwrap();
+    assert_eq!((shown["status"].as_str(), shown["runs"].as_u64()), (Some("DONE"), Some(1)), "{shown}");
+    let ran_on = shown["worker"].as_str().unwrap();
+    assert!(ran_on.starts_with(&format!("{}-", rescuer.child.id())), "{ran_on} is the rescuer, not {doomed_pid}");
+    assert_eq!(notifications_queue(&app, &admin.access_token).await["dead"], 0);
+}
+
+#[tokio::test]
+async fn sigterm_during_a_long_job_lets_it_finish_exits_0_and_it_never_runs_again() {
+    let app = ecom_testkit::TestApp::spawn().await;
+    let admin = app.admin().await;
+    let env = worker_env(&app, &[("WORKER_RECLAIM_AFTER_SECS", "1")]);
+    let mut worker = Proc::spawn("worker", &env);
+    worker.wait_for_line("worker started", Duration::from_secs(30));
+    let res = app.post("/v1/admin/jobs/canary", &serde_json::json!({"holdMs": 3_000}), Some(&admin.access_token)).await;
+    let id = res.json::<serde_json::Value>().await.unwrap()["jobId"].as_str().unwrap().to_owned();
+    wait_for_queue(&app, &admin.access_token, Duration::from_secs(10), "the canary in flight", |q| q["inFlight"] == 1)
+        .await;
+
+    let status = worker.terminate(Duration::from_secs(20));
+    assert!(status.success(), "{status:?}");
+    let shown: serde_json::Value =
+        app.get(&format!("/v1/admin/jobs/canary/{id}"), Some(&admin.access_token)).await.json().await.unwrap();
+    assert_eq!(
+        (shown["status"].as_str(), shown["runs"].as_u64()),
+        (Some("DONE"), Some(1)),
+        "finished before exit: {shown}"
+    );
+    let queue = notifications_queue(&app, &admin.access_token).await;
+    assert_eq!((queue["completedTotal"].as_u64(), queue["inFlight"].as_u64()), (Some(1), Some(0)), "{queue}");
+
+    // A new worker, reclaiming anything idle for a second, finds nothing to run again.
+    let mut next = Proc::spawn("worker", &env);
+    next.wait_for_line("worker started", Duration::from_secs(30));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let shown: serde_json::Value =
+        app.get(&format!("/v1/admin/jobs/canary/{id}"), Some(&admin.access_token)).await.json().await.unwrap();
+    assert_eq!(shown["runs"], 1, "{shown}");
+    assert!(next.terminate(Duration::from_secs(15)).success());
+}

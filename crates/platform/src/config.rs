@@ -63,6 +63,7 @@ pub struct Config {
     pub paypal_client_id: Option<String>,
     pub paypal_client_secret: Option<Secret<String>>,
     pub worker_concurrency: usize,
+    pub worker_reclaim_after: Duration,
     pub shop_currency: ecom_kernel::Currency,
     pub product_cache_ttl: Duration,
     pub reservation_sweep_interval: Duration,
@@ -230,6 +231,7 @@ impl Config {
             paypal_client_id,
             paypal_client_secret,
             worker_concurrency: r.positive("WORKER_CONCURRENCY", 16) as usize,
+            worker_reclaim_after: Duration::from_secs(r.positive("WORKER_RECLAIM_AFTER_SECS", 30)),
             shop_currency,
             product_cache_ttl: Duration::from_secs(r.parsed("PRODUCT_CACHE_TTL_SECS", 300, "a number of seconds")),
             reservation_sweep_interval: Duration::from_secs(r.positive("RESERVATION_SWEEP_INTERVAL_SECS", 15)),
@@ -278,6 +280,7 @@ impl fmt::Debug for Config {
             .field("paypal_client_id", &self.paypal_client_id)
             .field("paypal_client_secret", &self.paypal_client_secret)
             .field("worker_concurrency", &self.worker_concurrency)
+            .field("worker_reclaim_after", &self.worker_reclaim_after)
             .field("shop_currency", &self.shop_currency)
             .field("product_cache_ttl", &self.product_cache_ttl)
             .field("reservation_sweep_interval", &self.reservation_sweep_interval)

@@ -2,6 +2,7 @@
 
 mod bridges;
 pub mod config;
+pub mod operator_jobs;
 pub mod shutdown;
 pub mod telemetry;
 

@@ -21,12 +21,13 @@ use ecom_postgres::{
     PgRefreshTokenRepository, PgSettings, PgStockRepository,
 };
 use ecom_redis::{
-    CartTtl, RedisCartStore, RedisHealth, RedisJobAdmin, RedisJobQueue, RedisKeys, RedisLoginThrottle, RedisPool,
-    RedisProductCache, RedisSettings, ThrottlePolicy,
+    CartTtl, RedisCanaryLog, RedisCartStore, RedisHealth, RedisJobAdmin, RedisJobQueue, RedisKeys, RedisLoginThrottle,
+    RedisPool, RedisProductCache, RedisSettings, ThrottlePolicy,
 };
 use ecom_security::{Argon2Hasher, HmacCartTokens, HmacTokenService};
 
 use crate::bridges::CatalogProducts;
+use crate::operator_jobs::OperatorJobs;
 use crate::Config;
 
 /// How long a readiness probe or a pool checkout may take before the dependency counts as down.
@@ -45,6 +46,7 @@ pub struct Services {
     /// The producer side of the job queue.
     pub jobs: Arc<RedisJobQueue>,
     pub outbox: Arc<PgOutbox>,
+    pub canaries: Arc<RedisCanaryLog>,
     pub health: Vec<Arc<dyn HealthCheck>>,
 }
 
@@ -131,6 +133,7 @@ impl Services {
         ));
         let jobs = Arc::new(RedisJobQueue::new(redis.clone(), redis_keys.clone()));
         let outbox = Arc::new(PgOutbox::new(pg.clone()));
+        let canaries = Arc::new(RedisCanaryLog::new(redis.clone(), redis_keys.clone()));
         let health: Vec<Arc<dyn HealthCheck>> = vec![
             Arc::new(PgHealth::new(pg.clone(), DEPENDENCY_TIMEOUT)),
             Arc::new(RedisHealth::new(redis.clone(), DEPENDENCY_TIMEOUT)),
@@ -146,6 +149,7 @@ impl Services {
             carts,
             jobs,
             outbox,
+            canaries,
             health,
         })
     }
@@ -183,7 +187,12 @@ impl Services {
             catalog: self.catalog.clone(),
             inventory: self.inventory.clone(),
             carts: self.carts.clone(),
-            jobs: Arc::new(RedisJobAdmin::new(self.redis.clone(), self.redis_keys.clone())),
+            jobs: Arc::new(OperatorJobs {
+                queues: RedisJobAdmin::new(self.redis.clone(), self.redis_keys.clone()),
+                queue: self.jobs.clone(),
+                outbox: self.outbox.clone(),
+                canaries: self.canaries.clone(),
+            }),
             health: self.health.clone(),
             metrics: Arc::new(HttpMetrics::new().context("registering metrics")?),
             settings: HttpSettings {

@@ -1,17 +1,20 @@
 //! The worker process: connects to its dependencies and runs until told to stop.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use ecom_jobs::{HandlerRegistry, RuntimeSettings, WorkerRuntime};
-use ecom_kernel::jobs::QueueName;
+use ecom_kernel::jobs::{QueueName, CANARY_KIND};
 use ecom_redis::{ConsumerSettings, QueueConsumer};
 
+use crate::operator_jobs::CanaryHandler;
 use crate::{shutdown, Config, Services};
 
 /// Every job kind this worker runs. The checkout saga, payment events and notifications
 /// register here as they arrive; a job of a kind nobody handles is dead-lettered, visibly.
-fn job_handlers() -> HandlerRegistry {
+fn job_handlers(services: &Services, worker: &str) -> HandlerRegistry {
     HandlerRegistry::default()
+        .with(CANARY_KIND, Arc::new(CanaryHandler { log: services.canaries.clone(), worker: worker.to_owned() }))
 }
 
 /// Runs the worker until SIGINT/SIGTERM. Waits (with backoff) for PostgreSQL and Redis at start,
@@ -51,8 +54,12 @@ pub async fn run_worker(config: &Config) -> anyhow::Result<()> {
         .collect::<Result<Vec<_>, _>>()?;
     let runtime = WorkerRuntime::new(
         consumers,
-        job_handlers(),
-        RuntimeSettings { concurrency: config.worker_concurrency, ..RuntimeSettings::default() },
+        job_handlers(&services, &consumer_name),
+        RuntimeSettings {
+            concurrency: config.worker_concurrency,
+            reclaim_after: config.worker_reclaim_after,
+            ..RuntimeSettings::default()
+        },
     );
     tracing::info!(
         concurrency = config.worker_concurrency,

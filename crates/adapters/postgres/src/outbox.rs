@@ -72,6 +72,24 @@ impl PgOutbox {
         Self { pool }
     }
 
+    /// Stages jobs in a transaction of their own and publishes them right after the commit: for
+    /// writers with no rows of their own to commit alongside.
+    pub async fn submit(&self, queue: &dyn JobQueue, jobs: &[NewJob]) -> Result<(), InfraError> {
+        let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
+        let staged = jobs.to_vec();
+        conn.transaction::<(), diesel::result::Error, _>(async move |conn| {
+            stage(conn, &staged, None, Utc::now()).await
+        })
+        .await
+        .map_err(infra_from_diesel)?;
+        let ids: Vec<JobId> = jobs.iter().map(|j| j.id.clone()).collect();
+        // A failed publish is not an error: the relay publishes it later.
+        if let Err(err) = self.publish(queue, &ids).await {
+            tracing::warn!(error = %err, "eager publish failed; the outbox relay will publish");
+        }
+        Ok(())
+    }
+
     /// Publishes these rows if they are still unpublished (the writer, right after its commit).
     pub async fn publish(&self, queue: &dyn JobQueue, ids: &[JobId]) -> Result<usize, InfraError> {
         let ids: Vec<String> = ids.iter().map(|id| id.as_str().to_owned()).collect();

@@ -38,6 +38,11 @@ impl RedisKeys {
         QueueKeys { base: self.key(&[&format!("{{jq:{queue}}}")]) }
     }
 
+    /// Where a canary job records its runs.
+    pub fn canary(&self, job_id: &str) -> String {
+        self.key(&["canary", job_id])
+    }
+
     fn key(&self, parts: &[&str]) -> String {
         let mut key = self.prefix.clone();
         key.push_str(&parts.join(":"));

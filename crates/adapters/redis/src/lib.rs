@@ -1,5 +1,6 @@
 //! Redis adapters: one key builder, the pool, and the stores that live in Redis.
 
+mod canary;
 mod carts;
 mod keys;
 mod pool;
@@ -8,6 +9,7 @@ mod queue;
 mod shared;
 mod throttle;
 
+pub use canary::RedisCanaryLog;
 pub use carts::{CartTtl, RedisCartStore};
 pub use deadpool_redis::Pool as RedisPool;
 pub use keys::{QueueKeys, RedisKeys};

@@ -18,7 +18,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use deadpool_redis::redis::aio::MultiplexedConnection;
 use deadpool_redis::{redis, Pool};
-use ecom_kernel::jobs::{DeadLetter, Enqueued, JobAdmin, JobEnvelope, JobId, JobQueue, NewJob, QueueDepth, QueueName};
+use ecom_kernel::jobs::{DeadLetter, Enqueued, JobEnvelope, JobId, JobQueue, NewJob, QueueDepth, QueueName};
 use ecom_kernel::InfraError;
 use serde::{Deserialize, Serialize};
 
@@ -487,29 +487,17 @@ impl QueueConsumer {
 /// The depth and counters of one queue.
 async fn depth_of(redis: &SharedConnection, keys: &QueueKeys, queue: QueueName) -> Result<QueueDepth, InfraError> {
     let mut pipe = redis::pipe();
-    pipe.cmd("XLEN").arg(keys.stream()).cmd("XPENDING").arg(keys.stream()).arg(GROUP);
+    pipe.cmd("XLEN").arg(keys.stream());
     pipe.cmd("ZCARD").arg(keys.delayed()).cmd("XLEN").arg(keys.dead());
     pipe.cmd("HMGET").arg(keys.stats()).arg("completed").arg("retried").arg("dead");
     pipe.cmd("XRANGE").arg(keys.stream()).arg("-").arg("+").arg("COUNT").arg(1);
-    type Reply =
-        (u64, redis::Value, u64, u64, (Option<u64>, Option<u64>, Option<u64>), redis::streams::StreamRangeReply);
-    let reply: Result<Reply, InfraError> = redis.pipe(&pipe).await;
-    // XPENDING on a stream without the group yet is an error: an untouched queue is empty.
-    let (len, pending, delayed, dead, (completed, retried, dead_total), oldest) = match reply {
-        Ok(reply) => reply,
-        Err(err) if format!("{err:?}").contains("NOGROUP") => {
-            return Ok(QueueDepth {
-                queue,
-                waiting: 0,
-                in_flight: 0,
-                delayed: 0,
-                dead: 0,
-                completed_total: 0,
-                retried_total: 0,
-                dead_total: 0,
-                oldest_age_ms: 0,
-            })
-        }
+    type Reply = (u64, u64, u64, (Option<u64>, Option<u64>, Option<u64>), redis::streams::StreamRangeReply);
+    let (len, delayed, dead, (completed, retried, dead_total), oldest): Reply = redis.pipe(&pipe).await?;
+    // XPENDING before any worker created the group is an error: nothing is in flight then, but
+    // jobs may already wait in the stream.
+    let pending = match redis.cmd::<redis::Value>(redis::cmd("XPENDING").arg(keys.stream()).arg(GROUP)).await {
+        Ok(pending) => pending,
+        Err(err) if format!("{err:?}").contains("NOGROUP") => redis::Value::Nil,
         Err(err) => return Err(err),
     };
     let in_flight = match pending {
@@ -566,9 +554,9 @@ impl RedisJobAdmin {
     }
 }
 
-#[async_trait]
-impl JobAdmin for RedisJobAdmin {
-    async fn depths(&self) -> Result<Vec<QueueDepth>, InfraError> {
+/// The queue side of `JobAdmin` (the platform adds canaries, which also need the outbox).
+impl RedisJobAdmin {
+    pub async fn depths(&self) -> Result<Vec<QueueDepth>, InfraError> {
         let mut depths = Vec::with_capacity(QueueName::ALL.len());
         for queue in QueueName::ALL {
             depths.push(depth_of(&self.redis, &self.keys.queue(queue.as_str()), queue).await?);
@@ -576,7 +564,7 @@ impl JobAdmin for RedisJobAdmin {
         Ok(depths)
     }
 
-    async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, InfraError> {
+    pub async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, InfraError> {
         let mut letters = Vec::new();
         for queue in QueueName::ALL {
             let keys = self.keys.queue(queue.as_str());
@@ -600,7 +588,7 @@ impl JobAdmin for RedisJobAdmin {
         Ok(letters.into_iter().take(limit).map(|(_, l)| l).collect())
     }
 
-    async fn retry_dead(&self, job: &JobId) -> Result<Option<QueueName>, InfraError> {
+    pub async fn retry_dead(&self, job: &JobId) -> Result<Option<QueueName>, InfraError> {
         for queue in QueueName::ALL {
             let keys = self.keys.queue(queue.as_str());
             let mut call = self.redrive.prepare_invoke();

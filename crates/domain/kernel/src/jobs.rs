@@ -147,4 +147,22 @@ pub trait JobAdmin: Send + Sync {
     /// Puts a dead-lettered job back on its queue with fresh attempts. `None` when no dead
     /// letter has that id.
     async fn retry_dead(&self, job: &JobId) -> Result<Option<QueueName>, InfraError>;
+    /// Sends a canary job through the whole pipeline (outbox, queue, a worker); it holds its
+    /// worker for `hold` (to watch drains during deploys) and records where it ran.
+    async fn send_canary(&self, hold: Duration) -> Result<JobId, InfraError>;
+    /// What became of a canary: `None` until a worker has run it.
+    async fn canary(&self, job: &JobId) -> Result<Option<CanaryRun>, InfraError>;
+}
+
+/// The job kind of canaries.
+pub const CANARY_KIND: &str = "system.canary";
+/// Every canary's job id is this prefix and a UUID.
+pub const CANARY_ID_PREFIX: &str = "canary:";
+
+/// Where and how often a canary ran (more than once only if its worker died mid-run).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CanaryRun {
+    pub runs: u64,
+    pub last_worker: String,
+    pub last_run_at: DateTime<Utc>,
 }

@@ -1,18 +1,22 @@
 //! Back-office view of the job queues: depths, dead letters, and re-driving a dead job.
 
+use std::time::Duration;
+
 use actix_web::web::{Data, Path};
 use actix_web::{get, post, HttpResponse};
+use chrono::{DateTime, Utc};
 use ecom_kernel::jobs::JobId;
-use serde::Serialize;
+use ecom_kernel::ValidationErrors;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use crate::error::{ApiError, Problem, ProblemKind};
-use crate::extract::Admin;
+use crate::extract::{Admin, JsonBody};
 use crate::AppState;
 
 pub fn configure(cfg: &mut ServiceConfig) {
-    cfg.service(queues).service(retry_dead);
+    cfg.service(queues).service(retry_dead).service(send_canary).service(canary);
 }
 
 #[derive(Serialize, ToSchema)]
@@ -103,4 +107,93 @@ async fn retry_dead(state: Data<AppState>, _admin: Admin, id: Path<String>) -> R
         }
         None => Err(ApiError::new(ProblemKind::JobNotFound, format!("No dead-lettered job {:?}.", job.as_str()))),
     }
+}
+
+/// Longest a canary may hold its worker, in milliseconds.
+const MAX_CANARY_HOLD_MS: u64 = 60_000;
+
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CanaryRequest {
+    /// How long the canary holds its worker, 0 to 60000 ms (default 0): a long canary shows
+    /// a deploy's drain at work.
+    #[serde(default)]
+    hold_ms: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CanarySent {
+    job_id: String,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CanaryDto {
+    job_id: String,
+    /// `PENDING` until a worker has run it, then `DONE`.
+    status: &'static str,
+    /// How many times it ran: more than 1 only if a worker died mid-run and another took over.
+    runs: u64,
+    /// The worker (consumer name) that ran it last.
+    worker: Option<String>,
+    ran_at: Option<DateTime<Utc>>,
+}
+
+/// Sends a canary job through the whole pipeline (outbox, queue, a worker) to prove it works
+/// end to end; poll `GET /admin/jobs/canary/{id}` for its run. ADMIN only.
+#[utoipa::path(
+    tag = "admin",
+    security(("bearer" = [])),
+    request_body = CanaryRequest,
+    responses(
+        (status = 202, body = CanarySent),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/admin/jobs/canary")]
+async fn send_canary(
+    state: Data<AppState>,
+    _admin: Admin,
+    body: JsonBody<CanaryRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let CanaryRequest { hold_ms } = body.into_inner();
+    if hold_ms > MAX_CANARY_HOLD_MS {
+        return Err(ValidationErrors::single("holdMs", format!("must be at most {MAX_CANARY_HOLD_MS}")).into());
+    }
+    let id = state.jobs.send_canary(Duration::from_millis(hold_ms)).await?;
+    tracing::info!(job_id = id.as_str(), hold_ms, "canary sent");
+    Ok(HttpResponse::Accepted().json(CanarySent { job_id: id.as_str().to_owned() }))
+}
+
+/// What became of a canary. ADMIN only.
+#[utoipa::path(
+    tag = "admin",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The canary's job id")),
+    responses(
+        (status = 200, body = CanaryDto),
+        (status = 404, description = "NOT_FOUND: not a canary id", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/admin/jobs/canary/{id}")]
+async fn canary(state: Data<AppState>, _admin: Admin, id: Path<String>) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    if !is_canary_id(&id) {
+        return Err(ApiError::new(ProblemKind::ResourceNotFound, format!("{id:?} is not a canary job id.")));
+    }
+    let job = JobId::new(id);
+    let run = state.jobs.canary(&job).await?;
+    Ok(HttpResponse::Ok().json(CanaryDto {
+        job_id: job.as_str().to_owned(),
+        status: if run.is_some() { "DONE" } else { "PENDING" },
+        runs: run.as_ref().map_or(0, |r| r.runs),
+        worker: run.as_ref().map(|r| r.last_worker.clone()),
+        ran_at: run.map(|r| r.last_run_at),
+    }))
+}
+
+fn is_canary_id(id: &str) -> bool {
+    id.strip_prefix(ecom_kernel::jobs::CANARY_ID_PREFIX).is_some_and(|rest| uuid::Uuid::parse_str(rest).is_ok())
 }
