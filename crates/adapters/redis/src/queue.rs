@@ -19,7 +19,7 @@ use chrono::{DateTime, Utc};
 use deadpool_redis::redis::aio::MultiplexedConnection;
 use deadpool_redis::{redis, Pool};
 use ecom_kernel::jobs::{DeadLetter, Enqueued, JobEnvelope, JobId, JobQueue, NewJob, QueueDepth, QueueName};
-use ecom_kernel::InfraError;
+use ecom_kernel::{InfraError, InfraErrorKind};
 use serde::{Deserialize, Serialize};
 
 use crate::keys::QueueKeys;
@@ -75,6 +75,33 @@ elseif ARGV[3] == 'dead' then
 end
 return 1";
 
+/// KEYS: stream, stats, job 1..n. ARGV: consumer, retention_ms, entry 1..n. Completes many
+/// deliveries at once (a group commit): one XACK, one XDEL and one counter update for all.
+/// Returns, per delivery, 1 if acknowledged or 0 if this consumer no longer owned it.
+const COMPLETE_MANY: &str = r"
+local owned = {}
+local result = {}
+for i = 3, #KEYS do
+  local entry = ARGV[i]
+  if #redis.call('XPENDING', KEYS[1], 'workers', entry, entry, 1, ARGV[1]) == 0 then
+    result[#result + 1] = 0
+  else
+    result[#result + 1] = 1
+    owned[#owned + 1] = entry
+    redis.call('HSET', KEYS[i], 'state', 'done')
+    redis.call('PEXPIRE', KEYS[i], ARGV[2])
+  end
+end
+if #owned > 0 then
+  redis.call('XACK', KEYS[1], 'workers', unpack(owned))
+  redis.call('XDEL', KEYS[1], unpack(owned))
+  redis.call('HINCRBY', KEYS[2], 'completed', #owned)
+end
+return result";
+
+/// Most deliveries one group commit acknowledges (Lua's `unpack` has a stack limit).
+const MAX_GROUP_COMMIT: usize = 500;
+
 /// KEYS: delayed, stream. ARGV: now_ms, limit. Moves due jobs to the stream; returns how many.
 const PROMOTE: &str = r"
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
@@ -121,6 +148,7 @@ struct Scripts {
     enqueue: redis::Script,
     start: redis::Script,
     finish: redis::Script,
+    complete_many: redis::Script,
     promote: redis::Script,
 }
 
@@ -130,6 +158,7 @@ impl Scripts {
             enqueue: redis::Script::new(ENQUEUE),
             start: redis::Script::new(START),
             finish: redis::Script::new(FINISH),
+            complete_many: redis::Script::new(COMPLETE_MANY),
             promote: redis::Script::new(PROMOTE),
         }
     }
@@ -243,6 +272,23 @@ pub struct QueueConsumer {
     reader: tokio::sync::Mutex<Option<MultiplexedConnection>>,
     scripts: Scripts,
     settings: ConsumerSettings,
+    acks: GroupCommit,
+}
+
+/// Completions waiting for the next group commit. Whoever gets the flush lock acknowledges
+/// everything waiting, its own completion included unless an earlier flush took it: while one
+/// commit runs the next batch gathers, so a busy consumer acks many jobs per round trip and an
+/// idle one waits for nobody.
+#[derive(Default)]
+struct GroupCommit {
+    waiting: std::sync::Mutex<Vec<WaitingAck>>,
+    flush: tokio::sync::Mutex<()>,
+}
+
+struct WaitingAck {
+    entry_id: String,
+    job_id: String,
+    reply: tokio::sync::oneshot::Sender<Result<bool, (InfraErrorKind, String)>>,
 }
 
 impl QueueConsumer {
@@ -263,6 +309,7 @@ impl QueueConsumer {
             reader: tokio::sync::Mutex::new(None),
             scripts: Scripts::new(),
             settings,
+            acks: GroupCommit::default(),
         })
     }
 
@@ -429,7 +476,60 @@ impl QueueConsumer {
         if next.is_some_and(|n| n.queue != self.queue) {
             return Err(InfraError::unexpected("a flow's next step must be on the same queue"));
         }
-        self.finish_raw(&delivery.entry_id, delivery.job.id.as_str(), "done", 0, "", next).await
+        if next.is_some() {
+            return self.finish_raw(&delivery.entry_id, delivery.job.id.as_str(), "done", 0, "", next).await;
+        }
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        if let Ok(mut waiting) = self.acks.waiting.lock() {
+            waiting.push(WaitingAck {
+                entry_id: delivery.entry_id.clone(),
+                job_id: delivery.job.id.as_str().to_owned(),
+                reply,
+            });
+        }
+        {
+            let _flushing = self.acks.flush.lock().await;
+            loop {
+                let batch: Vec<WaitingAck> = match self.acks.waiting.lock() {
+                    Ok(mut waiting) => {
+                        let take = waiting.len().min(MAX_GROUP_COMMIT);
+                        waiting.drain(..take).collect()
+                    }
+                    Err(_) => Vec::new(),
+                };
+                if batch.is_empty() {
+                    break;
+                }
+                self.commit_group(batch).await;
+            }
+        }
+        match answer.await {
+            Ok(Ok(owned)) => Ok(owned),
+            Ok(Err((InfraErrorKind::Unavailable, message))) => Err(InfraError::unavailable(message)),
+            Ok(Err((_, message))) => Err(InfraError::unexpected(message)),
+            Err(_) => Err(InfraError::unexpected("group commit dropped a completion")),
+        }
+    }
+
+    async fn commit_group(&self, batch: Vec<WaitingAck>) {
+        let mut call = self.scripts.complete_many.prepare_invoke();
+        call.key(self.keys.stream()).key(self.keys.stats()).arg(&self.name).arg(millis(self.settings.retention));
+        for ack in &batch {
+            call.key(self.keys.job(&ack.job_id)).arg(&ack.entry_id);
+        }
+        match self.redis.script::<Vec<i64>>(&call).await {
+            Ok(owned) => {
+                for (ack, owned) in batch.into_iter().zip(owned) {
+                    let _ = ack.reply.send(Ok(owned == 1));
+                }
+            }
+            Err(err) => {
+                let (kind, message) = (err.kind(), err.to_string());
+                for ack in batch {
+                    let _ = ack.reply.send(Err((kind, message.clone())));
+                }
+            }
+        }
     }
 
     /// Schedules another attempt at `now + delay`.

@@ -209,3 +209,47 @@ async fn a_scheduled_job_waits_for_its_time() {
     assert_eq!(c.promote(10).await.unwrap(), 1);
     assert_eq!(c.read(1, SHORT).await.unwrap()[0].job.id.as_str(), "later");
 }
+
+#[tokio::test]
+async fn concurrent_completions_share_group_commits_and_each_gets_its_own_answer() {
+    let redis = TestRedis::new();
+    let queue = producer(&redis);
+    let jobs: Vec<NewJob> = (0..300).map(|i| job(&format!("group-{i}"), 3)).collect();
+    queue.enqueue_batch(&jobs).await.unwrap();
+    let slow = Arc::new(consumer(&redis, "slow").await);
+    let rescuer = consumer(&redis, "rescuer").await;
+    let deliveries = slow.read(300, SHORT).await.unwrap();
+    assert_eq!(deliveries.len(), 300);
+    // A third of them go idle and are taken over before the slow consumer acks.
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    for d in deliveries.iter().filter(|d| d.job.id.as_str().ends_with('0') || d.job.id.as_str().ends_with('5')) {
+        slow.heartbeat(d).await.unwrap();
+    }
+    let mut taken = Vec::new();
+    loop {
+        let batch = rescuer.reclaim(Duration::from_millis(100), 100).await.unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        taken.extend(batch);
+    }
+    assert_eq!(taken.len(), 240, "all but the 60 that got a heartbeat");
+
+    let mut acks = tokio::task::JoinSet::new();
+    for d in deliveries {
+        let slow = slow.clone();
+        acks.spawn(async move { (d.job.id.as_str().to_owned(), slow.complete(&d, None).await.unwrap()) });
+    }
+    let mut owned_count = 0;
+    while let Some(answer) = acks.join_next().await {
+        let (id, owned) = answer.unwrap();
+        assert_eq!(owned, id.ends_with('0') || id.ends_with('5'), "{id}");
+        owned_count += usize::from(owned);
+    }
+    assert_eq!(owned_count, 60);
+    for d in &taken {
+        assert!(rescuer.complete(d, None).await.unwrap());
+    }
+    let stats = slow.stats().await.unwrap();
+    assert_eq!((stats.waiting, stats.in_flight, stats.delayed, stats.dead), (0, 0, 0, 0));
+}

@@ -17,7 +17,7 @@ pub mod validation;
 
 pub use clock::{Clock, SystemClock};
 pub use email::{Email, EmailError};
-pub use error::InfraError;
+pub use error::{InfraError, InfraErrorKind};
 pub use health::HealthCheck;
 pub use ids::{CustomerId, OrderId, ProductId};
 pub use money::{Currency, Money, MoneyError};
