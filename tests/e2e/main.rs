@@ -10,6 +10,7 @@ mod inventory;
 mod jobs;
 mod logs;
 mod operations;
+mod payments;
 mod processes;
 mod readiness;
 

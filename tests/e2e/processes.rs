@@ -342,3 +342,30 @@ async fn sigterm_during_a_long_job_lets_it_finish_exits_0_and_it_never_runs_agai
     assert_eq!(shown["runs"], 1, "{shown}");
     assert!(next.terminate(Duration::from_secs(15)).success());
 }
+
+#[tokio::test]
+async fn the_worker_applies_the_simulated_providers_capture_event_and_the_payment_becomes_paid() {
+    use ecom_payments::model::{PaymentStatus, Provider};
+    let app = ecom_testkit::TestApp::spawn_with(&[("SIMULATED_CAPTURE_DELAY_MS", "200")]).await;
+    let customer = app.register_customer().await;
+    let payment = app
+        .services
+        .payments
+        .open_online(
+            ecom_kernel::OrderId::new(),
+            customer.customer_id.parse().unwrap(),
+            Provider::Simulated,
+            ecom_kernel::Money::new(2500, ecom_kernel::Currency::USD),
+        )
+        .await
+        .unwrap();
+    let mut worker = Proc::spawn("worker", &worker_env(&app, &[]));
+    worker.wait_for_line("worker started", Duration::from_secs(30));
+    let charged = app.services.payments.charge(payment.id, "pm_card_visa").await.unwrap();
+    assert_eq!(charged.status, PaymentStatus::Authorized);
+    worker.wait_for_line("payment updated from its provider", Duration::from_secs(15));
+    let shown: serde_json::Value =
+        app.get(&format!("/v1/payments/{}", payment.id), Some(&customer.access_token)).await.json().await.unwrap();
+    assert_eq!(shown["status"], "PAID", "{shown}");
+    assert!(worker.terminate(Duration::from_secs(15)).success());
+}

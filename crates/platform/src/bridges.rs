@@ -40,3 +40,20 @@ impl ProductLookup for CatalogProducts {
         .await
     }
 }
+
+/// Publishes outbox jobs right after their commit (payments' eager publish).
+pub struct OutboxPublisher {
+    pub outbox: Arc<ecom_postgres::PgOutbox>,
+    pub queue: Arc<dyn ecom_kernel::jobs::JobQueue>,
+}
+
+#[async_trait]
+impl ecom_payments::ports::JobPublisher for OutboxPublisher {
+    async fn publish(&self, jobs: &[ecom_kernel::jobs::NewJob]) {
+        let ids: Vec<_> = jobs.iter().map(|j| j.id.clone()).collect();
+        // Not an error: the worker's relay publishes whatever is left in the outbox.
+        if let Err(err) = self.outbox.publish(self.queue.as_ref(), &ids).await {
+            tracing::warn!(error = %err, "eager publish failed; the outbox relay will publish");
+        }
+    }
+}

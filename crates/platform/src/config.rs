@@ -62,6 +62,13 @@ pub struct Config {
     pub paypal_api_base: String,
     pub paypal_client_id: Option<String>,
     pub paypal_client_secret: Option<Secret<String>>,
+    /// PayPal's id of our webhook, needed to verify its webhooks (none: all are refused).
+    pub paypal_webhook_id: Option<String>,
+    /// Timeout of one call to a payment provider.
+    pub payment_provider_timeout: Duration,
+    /// The simulated provider captures an authorized charge this long after it (then emits
+    /// its "payment succeeded" event).
+    pub simulated_capture_delay: Duration,
     pub worker_concurrency: usize,
     pub worker_reclaim_after: Duration,
     pub shop_currency: ecom_kernel::Currency,
@@ -230,6 +237,13 @@ impl Config {
             paypal_api_base: r.string("PAYPAL_API_BASE", "https://api-m.sandbox.paypal.com"),
             paypal_client_id,
             paypal_client_secret,
+            paypal_webhook_id: r.raw("PAYPAL_WEBHOOK_ID"),
+            payment_provider_timeout: Duration::from_secs(r.positive("PAYMENT_PROVIDER_TIMEOUT_SECS", 10)),
+            simulated_capture_delay: Duration::from_millis(r.parsed(
+                "SIMULATED_CAPTURE_DELAY_MS",
+                1000,
+                "a number of milliseconds",
+            )),
             worker_concurrency: r.positive("WORKER_CONCURRENCY", 16) as usize,
             worker_reclaim_after: Duration::from_secs(r.positive("WORKER_RECLAIM_AFTER_SECS", 30)),
             shop_currency,
@@ -279,6 +293,9 @@ impl fmt::Debug for Config {
             .field("paypal_api_base", &self.paypal_api_base)
             .field("paypal_client_id", &self.paypal_client_id)
             .field("paypal_client_secret", &self.paypal_client_secret)
+            .field("paypal_webhook_id", &self.paypal_webhook_id)
+            .field("payment_provider_timeout", &self.payment_provider_timeout)
+            .field("simulated_capture_delay", &self.simulated_capture_delay)
             .field("worker_concurrency", &self.worker_concurrency)
             .field("worker_reclaim_after", &self.worker_reclaim_after)
             .field("shop_currency", &self.shop_currency)

@@ -10,14 +10,20 @@ use ecom_carts::CartService;
 use ecom_catalog::model::ProductView;
 use ecom_catalog::ports::{CacheLookup, CacheToken, ProductCache};
 use ecom_catalog::CatalogService;
+use ecom_gateways::{
+    GatewayRegistry, PayPalClient, PayPalConfig, PayPalGateway, PayPalWebhookVerifier, SimulatedGateway, StripeConfig,
+    StripeGateway, StripeWebhookVerifier,
+};
 use ecom_http::metrics::HttpMetrics;
 use ecom_http::{AppState, HttpSettings};
 use ecom_identity::model::Password;
 use ecom_identity::{IdentityPorts, IdentityService, TokenPolicy};
 use ecom_inventory::InventoryService;
 use ecom_kernel::{Clock, Email, HealthCheck, InfraError, SystemClock};
+use ecom_payments::ports::{PaymentGateway, WebhookVerifier};
+use ecom_payments::PaymentService;
 use ecom_postgres::{
-    PgAddressRepository, PgCustomerRepository, PgHealth, PgOutbox, PgPool, PgProductRepository,
+    PgAddressRepository, PgCustomerRepository, PgHealth, PgOutbox, PgPaymentRepository, PgPool, PgProductRepository,
     PgRefreshTokenRepository, PgSettings, PgStockRepository,
 };
 use ecom_redis::{
@@ -26,7 +32,7 @@ use ecom_redis::{
 };
 use ecom_security::{Argon2Hasher, HmacCartTokens, HmacTokenService};
 
-use crate::bridges::CatalogProducts;
+use crate::bridges::{CatalogProducts, OutboxPublisher};
 use crate::operator_jobs::OperatorJobs;
 use crate::Config;
 
@@ -47,6 +53,12 @@ pub struct Services {
     pub jobs: Arc<RedisJobQueue>,
     pub outbox: Arc<PgOutbox>,
     pub canaries: Arc<RedisCanaryLog>,
+    pub payments: Arc<PaymentService>,
+    /// Every configured payment provider (the simulator always; Stripe and PayPal when their
+    /// credentials are set).
+    pub gateways: Arc<GatewayRegistry>,
+    pub stripe_webhooks: Arc<dyn WebhookVerifier>,
+    pub paypal_webhooks: Arc<dyn WebhookVerifier>,
     pub health: Vec<Arc<dyn HealthCheck>>,
 }
 
@@ -134,6 +146,13 @@ impl Services {
         let jobs = Arc::new(RedisJobQueue::new(redis.clone(), redis_keys.clone()));
         let outbox = Arc::new(PgOutbox::new(pg.clone()));
         let canaries = Arc::new(RedisCanaryLog::new(redis.clone(), redis_keys.clone()));
+        let payment_gateways = PaymentGateways::build(config, redis.clone(), jobs.clone())?;
+        let payments = Arc::new(PaymentService::new(
+            Arc::new(PgPaymentRepository::new(pg.clone())),
+            payment_gateways.registry.clone(),
+            Arc::new(OutboxPublisher { outbox: outbox.clone(), queue: jobs.clone() }),
+            Arc::new(SystemClock),
+        ));
         let health: Vec<Arc<dyn HealthCheck>> = vec![
             Arc::new(PgHealth::new(pg.clone(), DEPENDENCY_TIMEOUT)),
             Arc::new(RedisHealth::new(redis.clone(), DEPENDENCY_TIMEOUT)),
@@ -150,6 +169,10 @@ impl Services {
             jobs,
             outbox,
             canaries,
+            payments,
+            gateways: payment_gateways.registry,
+            stripe_webhooks: payment_gateways.stripe_webhooks,
+            paypal_webhooks: payment_gateways.paypal_webhooks,
             health,
         })
     }
@@ -193,6 +216,9 @@ impl Services {
                 outbox: self.outbox.clone(),
                 canaries: self.canaries.clone(),
             }),
+            payments: self.payments.clone(),
+            stripe_webhooks: self.stripe_webhooks.clone(),
+            paypal_webhooks: self.paypal_webhooks.clone(),
             health: self.health.clone(),
             metrics: Arc::new(HttpMetrics::new().context("registering metrics")?),
             settings: HttpSettings {
@@ -242,4 +268,69 @@ pub async fn start_api(config: &Config) -> anyhow::Result<RunningApi> {
     let server = ecom_http::serve(services.http_state()?, listener, config.http_workers, config.shutdown_timeout)?;
     tracing::info!(%local_addr, "api listening");
     Ok(RunningApi { server, local_addr, services })
+}
+
+/// The payment providers this process can talk to, and the webhook verifiers.
+struct PaymentGateways {
+    registry: Arc<GatewayRegistry>,
+    stripe_webhooks: Arc<dyn WebhookVerifier>,
+    paypal_webhooks: Arc<dyn WebhookVerifier>,
+}
+
+impl PaymentGateways {
+    fn build(config: &Config, redis: RedisPool, queue: Arc<RedisJobQueue>) -> anyhow::Result<Self> {
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let mut gateways: Vec<Arc<dyn PaymentGateway>> = vec![Arc::new(SimulatedGateway::new(
+            redis,
+            config.redis_key_prefix.clone(),
+            queue,
+            clock.clone(),
+            config.simulated_capture_delay,
+        ))];
+        if let Some(secret_key) = &config.stripe_secret_key {
+            let stripe = StripeConfig {
+                api_base: config.stripe_api_base.clone(),
+                timeout: config.payment_provider_timeout,
+                ..StripeConfig::new(secret_key.clone())
+            };
+            gateways.push(Arc::new(StripeGateway::new(stripe).context("stripe client")?));
+        }
+        // Without PayPal credentials the verifier still exists and refuses every webhook.
+        let paypal_client = match (&config.paypal_client_id, &config.paypal_client_secret) {
+            (Some(id), Some(secret)) => Some(Arc::new(
+                PayPalClient::new(PayPalConfig {
+                    api_base: config.paypal_api_base.clone(),
+                    timeout: config.payment_provider_timeout,
+                    ..PayPalConfig::sandbox(id.clone(), secret.clone())
+                })
+                .context("paypal client")?,
+            )),
+            _ => None,
+        };
+        if let Some(client) = &paypal_client {
+            gateways.push(Arc::new(PayPalGateway::new(client.clone())));
+        }
+        let paypal_webhooks: Arc<dyn WebhookVerifier> = match paypal_client {
+            Some(client) => Arc::new(PayPalWebhookVerifier::new(client, config.paypal_webhook_id.clone())),
+            None => Arc::new(RefuseAll("PayPal is not configured (PAYPAL_CLIENT_ID, PAYPAL_CLIENT_SECRET)")),
+        };
+        Ok(Self {
+            registry: Arc::new(GatewayRegistry::new(gateways)),
+            stripe_webhooks: Arc::new(StripeWebhookVerifier::new(config.stripe_webhook_secret.clone(), clock)),
+            paypal_webhooks,
+        })
+    }
+}
+
+/// The verifier of a provider that is not configured: fails closed.
+struct RefuseAll(&'static str);
+
+#[async_trait::async_trait]
+impl WebhookVerifier for RefuseAll {
+    async fn verify(
+        &self,
+        _request: &ecom_payments::ports::WebhookRequest,
+    ) -> Result<ecom_payments::model::GatewayEvent, ecom_payments::ports::WebhookError> {
+        Err(ecom_payments::ports::WebhookError::BadSignature(self.0.to_owned()))
+    }
 }

@@ -3,8 +3,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use ecom_jobs::payments::{PaymentEventHandler, RefundHandler};
 use ecom_jobs::{HandlerRegistry, RuntimeSettings, WorkerRuntime};
 use ecom_kernel::jobs::{QueueName, CANARY_KIND};
+use ecom_payments::service::{PAYMENT_EVENT_KIND, REFUND_KIND};
 use ecom_redis::{ConsumerSettings, QueueConsumer};
 
 use crate::operator_jobs::CanaryHandler;
@@ -15,6 +17,8 @@ use crate::{shutdown, Config, Services};
 fn job_handlers(services: &Services, worker: &str) -> HandlerRegistry {
     HandlerRegistry::default()
         .with(CANARY_KIND, Arc::new(CanaryHandler { log: services.canaries.clone(), worker: worker.to_owned() }))
+        .with(PAYMENT_EVENT_KIND, Arc::new(PaymentEventHandler { payments: services.payments.clone() }))
+        .with(REFUND_KIND, Arc::new(RefundHandler { payments: services.payments.clone() }))
 }
 
 /// Runs the worker until SIGINT/SIGTERM. Waits (with backoff) for PostgreSQL and Redis at start,

@@ -11,6 +11,9 @@ use ecom_catalog::CatalogError;
 use ecom_identity::IdentityError;
 use ecom_inventory::InventoryError;
 use ecom_kernel::{FieldError, InfraError, ValidationErrors};
+use ecom_payments::model::PaymentRuleError;
+use ecom_payments::ports::WebhookError;
+use ecom_payments::PaymentError;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -47,13 +50,22 @@ pub enum ProblemKind {
     CartNotFound,
     TooManyLines,
     JobNotFound,
+    PaymentNotFound,
+    RefundExceedsPaid,
+    AmountMismatch,
+    PaymentDeclined,
+    ProviderRejected,
+    PaymentProviderUnavailable,
+    ConcurrentModification,
+    WebhookSignatureInvalid,
+    MalformedWebhook,
     DependencyUnavailable,
     ServiceUnavailable,
     Internal,
 }
 
 impl ProblemKind {
-    pub const ALL: [ProblemKind; 31] = [
+    pub const ALL: [ProblemKind; 40] = [
         ProblemKind::ValidationFailed,
         ProblemKind::MalformedJson,
         ProblemKind::UnknownField,
@@ -82,6 +94,15 @@ impl ProblemKind {
         ProblemKind::CartNotFound,
         ProblemKind::TooManyLines,
         ProblemKind::JobNotFound,
+        ProblemKind::PaymentNotFound,
+        ProblemKind::RefundExceedsPaid,
+        ProblemKind::AmountMismatch,
+        ProblemKind::PaymentDeclined,
+        ProblemKind::ProviderRejected,
+        ProblemKind::PaymentProviderUnavailable,
+        ProblemKind::ConcurrentModification,
+        ProblemKind::WebhookSignatureInvalid,
+        ProblemKind::MalformedWebhook,
         ProblemKind::DependencyUnavailable,
         ProblemKind::ServiceUnavailable,
         ProblemKind::Internal,
@@ -123,6 +144,27 @@ impl ProblemKind {
             P::CartNotFound => (StatusCode::NOT_FOUND, "CART_NOT_FOUND", "Cart not found"),
             P::TooManyLines => (StatusCode::UNPROCESSABLE_ENTITY, "TOO_MANY_LINES", "Too many products in the cart"),
             P::JobNotFound => (StatusCode::NOT_FOUND, "JOB_NOT_FOUND", "No such dead-lettered job"),
+            P::PaymentNotFound => (StatusCode::NOT_FOUND, "PAYMENT_NOT_FOUND", "Payment not found"),
+            P::RefundExceedsPaid => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "REFUND_EXCEEDS_PAID", "Refund exceeds what was paid")
+            }
+            P::AmountMismatch => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "AMOUNT_MISMATCH", "Amount does not match the payment")
+            }
+            P::PaymentDeclined => (StatusCode::PAYMENT_REQUIRED, "PAYMENT_DECLINED", "Payment declined"),
+            P::ProviderRejected => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "PROVIDER_REJECTED", "The payment provider refused the request")
+            }
+            P::PaymentProviderUnavailable => {
+                (StatusCode::SERVICE_UNAVAILABLE, "PAYMENT_PROVIDER_UNAVAILABLE", "The payment provider is unavailable")
+            }
+            P::ConcurrentModification => {
+                (StatusCode::CONFLICT, "CONCURRENT_MODIFICATION", "Changed concurrently; retry")
+            }
+            P::WebhookSignatureInvalid => {
+                (StatusCode::BAD_REQUEST, "WEBHOOK_SIGNATURE_INVALID", "Webhook signature rejected")
+            }
+            P::MalformedWebhook => (StatusCode::BAD_REQUEST, "MALFORMED_WEBHOOK", "Malformed webhook event"),
             P::DependencyUnavailable => {
                 (StatusCode::SERVICE_UNAVAILABLE, "DEPENDENCY_UNAVAILABLE", "A dependency is unavailable")
             }
@@ -420,6 +462,47 @@ impl From<CartError> for ApiError {
             CartError::TooManyLines { .. } => ApiError::field(P::TooManyLines, "productId", detail),
             CartError::CustomerRequired => ApiError::new(P::Unauthenticated, detail),
             CartError::Infrastructure(e) => ApiError::from_infra(e),
+        }
+    }
+}
+
+impl From<PaymentError> for ApiError {
+    fn from(err: PaymentError) -> Self {
+        use ProblemKind as P;
+        let detail = err.to_string();
+        match err {
+            PaymentError::NotFound(_) | PaymentError::NoCashPayment(_) => ApiError::new(P::PaymentNotFound, detail),
+            PaymentError::Rule(PaymentRuleError::OverRefund { .. }) => {
+                ApiError::field(P::RefundExceedsPaid, "amount", detail)
+            }
+            PaymentError::Rule(PaymentRuleError::InvalidRefundAmount) => {
+                ApiError::field(P::ValidationFailed, "amount", detail)
+            }
+            PaymentError::Rule(PaymentRuleError::AmountMismatch { .. }) => {
+                ApiError::field(P::AmountMismatch, "amountCollected", detail)
+            }
+            PaymentError::Rule(PaymentRuleError::InvalidTransition { .. }) => {
+                ApiError::new(P::InvalidTransition, detail)
+            }
+            PaymentError::Declined(_) => ApiError::new(P::PaymentDeclined, detail),
+            PaymentError::ProviderRejected(_) => ApiError::new(P::ProviderRejected, detail),
+            PaymentError::ProviderUnavailable(_) | PaymentError::ProviderNotConfigured(_) => {
+                ApiError::new(P::PaymentProviderUnavailable, detail).with_retry_after(Duration::from_secs(5))
+            }
+            PaymentError::Conflict => ApiError::new(P::ConcurrentModification, detail),
+            PaymentError::Infrastructure(e) => ApiError::from_infra(e),
+        }
+    }
+}
+
+impl From<WebhookError> for ApiError {
+    fn from(err: WebhookError) -> Self {
+        use ProblemKind as P;
+        let detail = err.to_string();
+        match err {
+            WebhookError::BadSignature(_) => ApiError::new(P::WebhookSignatureInvalid, detail),
+            WebhookError::Malformed(_) => ApiError::new(P::MalformedWebhook, detail),
+            WebhookError::Infrastructure(e) => ApiError::from_infra(e),
         }
     }
 }

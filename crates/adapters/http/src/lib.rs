@@ -26,6 +26,8 @@ use ecom_identity::IdentityService;
 use ecom_inventory::InventoryService;
 use ecom_kernel::jobs::JobAdmin;
 use ecom_kernel::HealthCheck;
+use ecom_payments::ports::WebhookVerifier;
+use ecom_payments::PaymentService;
 use utoipa::OpenApi as _;
 use utoipa_actix_web::{scope, AppExt};
 use utoipa_swagger_ui::SwaggerUi;
@@ -58,6 +60,9 @@ pub struct AppState {
     pub inventory: Arc<InventoryService>,
     pub carts: Arc<CartService>,
     pub jobs: Arc<dyn JobAdmin>,
+    pub payments: Arc<PaymentService>,
+    pub stripe_webhooks: Arc<dyn WebhookVerifier>,
+    pub paypal_webhooks: Arc<dyn WebhookVerifier>,
     pub health: Vec<Arc<dyn HealthCheck>>,
     pub metrics: Arc<HttpMetrics>,
     pub settings: HttpSettings,

@@ -5,6 +5,7 @@ mod error;
 mod identity;
 mod inventory;
 mod outbox;
+mod payments;
 mod pool;
 pub mod schema;
 mod sql;
@@ -14,6 +15,7 @@ pub use error::{infra_from_diesel, infra_from_pool};
 pub use identity::{PgAddressRepository, PgCustomerRepository, PgRefreshTokenRepository};
 pub use inventory::PgStockRepository;
 pub use outbox::{stage, PgOutbox};
+pub use payments::PgPaymentRepository;
 pub use pool::{
     connect, drop_database, ensure_database_exists, redact_url, run_migrations, PgHealth, PgPool, PgSettings,
 };

@@ -127,3 +127,47 @@ diesel::table! {
         published_at -> Nullable<Timestamptz>,
     }
 }
+
+diesel::table! {
+    payments (id) {
+        id -> Uuid,
+        order_id -> Uuid,
+        customer_id -> Uuid,
+        provider -> Text,
+        provider_reference -> Nullable<Text>,
+        amount -> Int8,
+        currency -> Bpchar,
+        status -> Text,
+        refunded_amount -> Int8,
+        failure_reason -> Nullable<Text>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    refunds (id) {
+        id -> Uuid,
+        payment_id -> Uuid,
+        amount -> Int8,
+        currency -> Bpchar,
+        reason -> Nullable<Text>,
+        provider_reference -> Nullable<Text>,
+        status -> Text,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    payment_events (provider, event_id) {
+        provider -> Text,
+        event_id -> Text,
+        event_type -> Text,
+        reference -> Nullable<Text>,
+        received_at -> Timestamptz,
+    }
+}
+
+diesel::joinable!(refunds -> payments (payment_id));
+diesel::allow_tables_to_appear_in_same_query!(payments, refunds);

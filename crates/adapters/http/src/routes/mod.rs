@@ -8,6 +8,7 @@ pub mod carts;
 pub mod customers;
 pub mod inventory;
 pub mod operations;
+pub mod payments;
 pub mod products;
 
 use serde::{Deserialize, Deserializer};
@@ -23,6 +24,7 @@ pub fn configure_v1(cfg: &mut ServiceConfig) {
     products::configure(cfg);
     inventory::configure(cfg);
     carts::configure(cfg);
+    payments::configure(cfg);
 }
 
 /// Tells an absent field (`None`) from an explicit `null` (`Some(None)`) in PATCH bodies.

@@ -1,0 +1,89 @@
+//! Payment jobs: provider events (re-read the payment from the provider, then apply it) and
+//! refunds waiting for the provider's answer.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use ecom_kernel::jobs::{JobEnvelope, JobOutcome};
+use ecom_payments::model::Provider;
+use ecom_payments::service::{EventApplied, PaymentEventJob, RefundJob};
+use ecom_payments::{PaymentError, PaymentService};
+
+use crate::{JobFailure, JobHandler};
+
+/// How many times an event about a payment this shop does not know (yet) is retried: the
+/// provider's event can overtake the write that stores the payment's reference.
+const UNKNOWN_PAYMENT_ATTEMPTS: u32 = 4;
+
+/// Infrastructure and the provider's availability are worth retrying; the rest is final.
+fn classify(err: PaymentError) -> JobFailure {
+    match err {
+        PaymentError::ProviderUnavailable(_) | PaymentError::Conflict | PaymentError::Infrastructure(_) => {
+            JobFailure::Retryable(err.to_string())
+        }
+        other => JobFailure::Permanent(other.to_string()),
+    }
+}
+
+fn payload<T: serde::de::DeserializeOwned>(job: &JobEnvelope) -> Result<T, JobFailure> {
+    serde_json::from_value(job.payload.clone()).map_err(|e| JobFailure::Permanent(format!("bad payload: {e}")))
+}
+
+/// `payments.event`.
+pub struct PaymentEventHandler {
+    pub payments: Arc<PaymentService>,
+}
+
+#[async_trait]
+impl JobHandler for PaymentEventHandler {
+    async fn handle(&self, job: &JobEnvelope) -> Result<JobOutcome, JobFailure> {
+        let event: PaymentEventJob = payload(job)?;
+        let provider = Provider::parse(&event.provider)
+            .ok_or_else(|| JobFailure::Permanent(format!("unknown provider {:?}", event.provider)))?;
+        match self.payments.apply_event(provider, &event.reference).await.map_err(classify)? {
+            EventApplied::Changed(payment) => {
+                tracing::info!(
+                    payment_id = %payment.id,
+                    order_id = %payment.order_id,
+                    status = payment.status.as_str(),
+                    event_id = %event.event_id,
+                    "payment updated from its provider"
+                );
+            }
+            EventApplied::Unchanged(payment) => {
+                tracing::debug!(payment_id = %payment.id, event_id = %event.event_id, "event changed nothing");
+            }
+            EventApplied::UnknownPayment if job.attempt < UNKNOWN_PAYMENT_ATTEMPTS => {
+                return Err(JobFailure::Retryable(format!("no payment with reference {:?} yet", event.reference)));
+            }
+            EventApplied::UnknownPayment => {
+                tracing::warn!(reference = %event.reference, event_id = %event.event_id, "event for an unknown payment dropped");
+            }
+        }
+        Ok(JobOutcome::Done)
+    }
+}
+
+/// `payments.refund`.
+pub struct RefundHandler {
+    pub payments: Arc<PaymentService>,
+}
+
+#[async_trait]
+impl JobHandler for RefundHandler {
+    async fn handle(&self, job: &JobEnvelope) -> Result<JobOutcome, JobFailure> {
+        let RefundJob { refund_id } = payload(job)?;
+        match self.payments.settle_refund(refund_id).await {
+            Ok(result) => {
+                tracing::info!(refund_id = %refund_id, status = result.refund.status.as_str(), "refund settled");
+                Ok(JobOutcome::Done)
+            }
+            // The refusal is recorded and the amount given back: nothing left to do.
+            Err(PaymentError::ProviderRejected(reason)) => {
+                tracing::warn!(refund_id = %refund_id, %reason, "refund refused by the provider");
+                Ok(JobOutcome::Done)
+            }
+            Err(err) => Err(classify(err)),
+        }
+    }
+}

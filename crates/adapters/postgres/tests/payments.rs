@@ -1,0 +1,151 @@
+//! The payment repository against the real PostgreSQL, one database per test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use ecom_identity::model::*;
+use ecom_identity::ports::CustomerRepository;
+use ecom_kernel::jobs::{JobId, NewJob, QueueName};
+use ecom_kernel::{Currency, Email, Money, OrderId};
+use ecom_payments::model::*;
+use ecom_payments::ports::{PaymentChange, PaymentRepository, SaveError};
+use ecom_postgres::{connect, PgCustomerRepository, PgPaymentRepository, PgPool, PgSettings};
+use ecom_testkit::TestDb;
+
+fn pool(db: &TestDb) -> PgPool {
+    connect(&PgSettings {
+        url: db.url(),
+        max_connections: 8,
+        acquire_timeout: Duration::from_secs(5),
+        statement_timeout: Duration::from_secs(5),
+        application_name: "adapter-test".into(),
+    })
+    .unwrap()
+}
+
+fn now() -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(Utc::now().timestamp_micros()).unwrap()
+}
+
+fn usd(amount: i64) -> Money {
+    Money::new(amount, Currency::USD)
+}
+
+async fn customer(pool: &PgPool) -> CustomerId {
+    let text = |s: &str| BoundedText::parse(s, 200).unwrap();
+    let c = Customer::restore(
+        CustomerId::new(),
+        Email::parse(&format!("{}@shop.test", uuid::Uuid::now_v7().simple())).unwrap(),
+        text("Ada"),
+        text("Lovelace"),
+        None,
+        Role::Customer,
+        now(),
+        now(),
+    );
+    PgCustomerRepository::new(pool.clone()).insert(&c, &PasswordHash::new("h".into())).await.unwrap();
+    c.id()
+}
+
+fn job(id: &str) -> NewJob {
+    NewJob {
+        id: JobId::new(id),
+        queue: QueueName::PaymentEvents,
+        kind: "payments.event".into(),
+        payload: serde_json::json!({}),
+        schema_version: 1,
+        max_attempts: 3,
+        trace_id: None,
+    }
+}
+
+#[tokio::test]
+async fn payments_round_trip_and_a_stale_update_is_a_conflict() {
+    let db = TestDb::new().await;
+    let pool = pool(&db);
+    let repo = PgPaymentRepository::new(pool.clone());
+    let payment = Payment::online(OrderId::new(), customer(&pool).await, Provider::Stripe, usd(5000), now());
+    repo.insert(&payment).await.unwrap();
+    repo.insert(&payment).await.unwrap();
+    assert_eq!(repo.get(payment.id).await.unwrap(), Some(payment.clone()));
+    assert_eq!(repo.of_order(payment.order_id).await.unwrap(), vec![payment.clone()]);
+
+    let mut paid = payment.clone();
+    paid.succeed("pi_1", now() + chrono::Duration::seconds(1)).unwrap();
+    repo.update(&payment, &paid, &[]).await.unwrap();
+    assert_eq!(repo.by_reference(Provider::Stripe, "pi_1").await.unwrap(), Some(paid.clone()));
+    assert_eq!(repo.by_reference(Provider::PayPal, "pi_1").await.unwrap(), None);
+
+    let mut failed = payment.clone();
+    failed.fail(&DeclineReason::CardDeclined, now()).unwrap();
+    assert!(matches!(repo.update(&payment, &failed, &[]).await, Err(SaveError::Conflict)), "read before the change");
+    assert_eq!(repo.get(payment.id).await.unwrap().unwrap().status, PaymentStatus::Paid);
+}
+
+#[tokio::test]
+async fn a_refund_is_booked_with_its_payment_and_settled_once() {
+    let db = TestDb::new().await;
+    let pool = pool(&db);
+    let repo = PgPaymentRepository::new(pool.clone());
+    let mut payment = Payment::online(OrderId::new(), customer(&pool).await, Provider::Stripe, usd(5000), now());
+    payment.succeed("pi_1", now()).unwrap();
+    repo.insert(&payment).await.unwrap();
+
+    let mut next = payment.clone();
+    next.refund(usd(2000), now() + chrono::Duration::seconds(1)).unwrap();
+    let refund = Refund {
+        id: RefundId::new(),
+        payment_id: payment.id,
+        amount: usd(2000),
+        reason: Some("damaged".into()),
+        provider_reference: None,
+        status: RefundStatus::Requested,
+        created_at: now(),
+    };
+    repo.book_refund(&payment, &next, &refund, &[job("refund:1")]).await.unwrap();
+    // A second booking from the same stale read is refused: no double refund.
+    let other = Refund { id: RefundId::new(), ..refund.clone() };
+    assert!(matches!(repo.book_refund(&payment, &next, &other, &[]).await, Err(SaveError::Conflict)));
+    assert_eq!(repo.refunds(payment.id).await.unwrap(), vec![refund.clone()]);
+
+    let done = Refund { status: RefundStatus::Succeeded, provider_reference: Some("re_1".into()), ..refund.clone() };
+    assert!(repo.settle_refund(&done, None).await.unwrap());
+    let failed = Refund { status: RefundStatus::Failed, ..refund.clone() };
+    let mut restored = next.clone();
+    restored.revert_refund(usd(2000), now() + chrono::Duration::seconds(2)).unwrap();
+    let change = PaymentChange { expected: next.clone(), payment: restored };
+    assert!(!repo.settle_refund(&failed, Some(change)).await.unwrap(), "settled already: nothing changes");
+    assert_eq!(repo.refund(refund.id).await.unwrap(), Some(done));
+    assert_eq!(repo.get(payment.id).await.unwrap(), Some(next));
+}
+
+#[tokio::test]
+async fn the_database_refuses_a_refund_above_the_amount_paid() {
+    let db = TestDb::new().await;
+    let pool = pool(&db);
+    let repo = PgPaymentRepository::new(pool.clone());
+    let mut payment = Payment::online(OrderId::new(), customer(&pool).await, Provider::Stripe, usd(5000), now());
+    payment.succeed("pi_1", now()).unwrap();
+    repo.insert(&payment).await.unwrap();
+    let mut forged = payment.clone();
+    forged.refunded = usd(5001);
+    assert!(matches!(repo.update(&payment, &forged, &[]).await, Err(SaveError::Infrastructure(_))));
+}
+
+#[tokio::test]
+async fn a_provider_event_is_recorded_once() {
+    let db = TestDb::new().await;
+    let repo = PgPaymentRepository::new(pool(&db));
+    let event = GatewayEvent {
+        provider: Provider::Stripe,
+        event_id: "evt_1".into(),
+        kind: EventKind::PaymentSucceeded,
+        provider_type: "payment_intent.succeeded".into(),
+        reference: Some("pi_1".into()),
+    };
+    assert!(repo.record_event(&event, &job("payment-event:stripe:evt_1")).await.unwrap());
+    assert!(!repo.record_event(&event, &job("payment-event:stripe:evt_1")).await.unwrap());
+    let paypal = GatewayEvent { provider: Provider::PayPal, ..event };
+    assert!(repo.record_event(&paypal, &job("payment-event:paypal:evt_1")).await.unwrap(), "ids are per provider");
+}

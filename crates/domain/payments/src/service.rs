@@ -1,0 +1,437 @@
+//! The payment use cases: charging (for the checkout saga), refunds, cash on delivery, provider
+//! webhooks and the provider events they enqueue.
+
+use std::sync::Arc;
+
+use ecom_kernel::jobs::{JobId, NewJob, QueueName};
+use ecom_kernel::{Clock, CustomerId, Money, OrderId};
+use serde::{Deserialize, Serialize};
+
+use crate::error::PaymentError;
+use crate::model::{
+    Change, DeclineReason, EventKind, GatewayEvent, Payment, PaymentId, PaymentStatus, Provider, ProviderPayment,
+    ProviderState, Refund, RefundId, RefundStatus,
+};
+use crate::ports::{
+    ChargeRequest, GatewayError, Gateways, JobPublisher, PaymentChange, PaymentGateway, PaymentRepository,
+    RefundRequest, SaveError, WebhookError, WebhookRequest, WebhookVerifier,
+};
+
+/// Job kind: re-read a payment from its provider and apply what it says.
+pub const PAYMENT_EVENT_KIND: &str = "payments.event";
+/// Job kind: ask the provider for a booked refund until it answers.
+pub const REFUND_KIND: &str = "payments.refund";
+
+/// Payload of a `payments.event` job (schema version 1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentEventJob {
+    pub provider: String,
+    pub reference: String,
+    pub event_id: String,
+    pub kind: String,
+}
+
+/// Payload of a `payments.refund` job (schema version 1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RefundJob {
+    pub refund_id: RefundId,
+}
+
+/// The job that applies a provider event (deterministic id: one job per event).
+pub fn payment_event_job(provider: Provider, event_id: &str, reference: &str, kind: EventKind) -> NewJob {
+    NewJob {
+        id: JobId::new(format!("payment-event:{}:{event_id}", provider.as_str())),
+        queue: QueueName::PaymentEvents,
+        kind: PAYMENT_EVENT_KIND.to_owned(),
+        payload: serde_json::json!(PaymentEventJob {
+            provider: provider.as_str().to_owned(),
+            reference: reference.to_owned(),
+            event_id: event_id.to_owned(),
+            kind: kind.as_str().to_owned(),
+        }),
+        schema_version: 1,
+        max_attempts: 8,
+        trace_id: None,
+    }
+}
+
+fn refund_job(refund: RefundId) -> NewJob {
+    NewJob {
+        id: JobId::new(format!("refund:{refund}")),
+        queue: QueueName::PaymentEvents,
+        kind: REFUND_KIND.to_owned(),
+        payload: serde_json::json!(RefundJob { refund_id: refund }),
+        schema_version: 1,
+        max_attempts: 10,
+        trace_id: None,
+    }
+}
+
+/// Who is looking (owners see their own payments, admins all).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Viewer {
+    pub customer_id: CustomerId,
+    pub admin: bool,
+}
+
+impl Viewer {
+    fn may_see(&self, payment: &Payment) -> bool {
+        self.admin || payment.customer_id == self.customer_id
+    }
+}
+
+/// What became of a webhook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WebhookOutcome {
+    /// New: recorded, and its job queued (unless the shop ignores that event type).
+    Accepted(GatewayEvent),
+    /// Seen before: nothing happened.
+    Duplicate(GatewayEvent),
+}
+
+/// What applying a provider event did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventApplied {
+    Changed(Payment),
+    Unchanged(Payment),
+    /// No payment of this shop has that reference.
+    UnknownPayment,
+}
+
+/// A refund together with the payment it belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefundResult {
+    pub payment: Payment,
+    pub refund: Refund,
+}
+
+pub struct PaymentService {
+    payments: Arc<dyn PaymentRepository>,
+    gateways: Arc<dyn Gateways>,
+    publisher: Arc<dyn JobPublisher>,
+    clock: Arc<dyn Clock>,
+}
+
+impl PaymentService {
+    pub fn new(
+        payments: Arc<dyn PaymentRepository>,
+        gateways: Arc<dyn Gateways>,
+        publisher: Arc<dyn JobPublisher>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self { payments, gateways, publisher, clock }
+    }
+
+    fn gateway(&self, provider: Provider) -> Result<Arc<dyn PaymentGateway>, PaymentError> {
+        self.gateways.get(provider).ok_or(PaymentError::ProviderNotConfigured(provider))
+    }
+
+    async fn load(&self, id: PaymentId) -> Result<Payment, PaymentError> {
+        self.payments.get(id).await?.ok_or(PaymentError::NotFound(id))
+    }
+
+    async fn save(&self, expected: &Payment, payment: &Payment) -> Result<(), PaymentError> {
+        self.payments.update(expected, payment, &[]).await.map_err(|e| match e {
+            SaveError::Conflict => PaymentError::Conflict,
+            SaveError::Infrastructure(e) => PaymentError::Infrastructure(e),
+        })
+    }
+
+    /// A payment as its owner or an admin sees it; others are told it does not exist.
+    pub async fn view(&self, id: PaymentId, viewer: Viewer) -> Result<Payment, PaymentError> {
+        let payment = self.load(id).await?;
+        if viewer.may_see(&payment) {
+            Ok(payment)
+        } else {
+            Err(PaymentError::NotFound(id))
+        }
+    }
+
+    /// The payments of an order, oldest first (empty for an order the viewer may not see).
+    pub async fn of_order(&self, order: OrderId, viewer: Viewer) -> Result<Vec<Payment>, PaymentError> {
+        let payments = self.payments.of_order(order).await?;
+        Ok(payments.into_iter().filter(|p| viewer.may_see(p)).collect())
+    }
+
+    pub async fn refunds(&self, id: PaymentId) -> Result<Vec<Refund>, PaymentError> {
+        Ok(self.payments.refunds(id).await?)
+    }
+
+    /// Opens the online payment of an order (PENDING), before the provider is asked.
+    pub async fn open_online(
+        &self,
+        order: OrderId,
+        customer: CustomerId,
+        provider: Provider,
+        amount: Money,
+    ) -> Result<Payment, PaymentError> {
+        let payment = Payment::online(order, customer, provider, amount, self.clock.now());
+        self.payments.insert(&payment).await?;
+        Ok(payment)
+    }
+
+    /// Opens the cash-on-delivery payment of an order (COLLECT_ON_DELIVERY).
+    pub async fn open_cash_on_delivery(
+        &self,
+        order: OrderId,
+        customer: CustomerId,
+        amount: Money,
+    ) -> Result<Payment, PaymentError> {
+        let payment = Payment::cash_on_delivery(order, customer, amount, self.clock.now());
+        self.payments.insert(&payment).await?;
+        Ok(payment)
+    }
+
+    /// Charges a PENDING payment with the client's token. The idempotency key is the order's,
+    /// so a retry (after a timeout, a crash) never charges twice. A payment that already left
+    /// PENDING is returned as it is. A decline ends FAILED (returned, not an error); an
+    /// unreachable provider is `ProviderUnavailable` (retry later: same key).
+    pub async fn charge(&self, id: PaymentId, token: &str) -> Result<Payment, PaymentError> {
+        let payment = self.load(id).await?;
+        if payment.status != PaymentStatus::Pending {
+            return Ok(payment);
+        }
+        let gateway = self.gateway(payment.provider)?;
+        let request = ChargeRequest {
+            idempotency_key: format!("order-{}-charge", payment.order_id),
+            payment_id: payment.id,
+            order_id: payment.order_id,
+            amount: payment.amount,
+            token: token.to_owned(),
+        };
+        let mut next = payment.clone();
+        let now = self.clock.now();
+        match gateway.charge(&request).await {
+            Ok(seen) => {
+                apply_state(&mut next, &seen, now)?;
+            }
+            Err(GatewayError::Declined(reason)) => {
+                next.fail(&reason, now)?;
+            }
+            Err(GatewayError::Rejected(message)) => {
+                next.fail(&DeclineReason::Other(format!("rejected: {message}")), now)?;
+            }
+            Err(GatewayError::Unavailable(message)) => return Err(PaymentError::ProviderUnavailable(message)),
+            Err(GatewayError::NotConfigured(_)) => return Err(PaymentError::ProviderNotConfigured(payment.provider)),
+        }
+        self.save(&payment, &next).await?;
+        Ok(next)
+    }
+
+    /// An admin's refund of `amount` (everything still refundable when `None`). The refund is
+    /// booked first (so concurrent refunds can never exceed what was paid) with a job that keeps
+    /// asking the provider, then the provider is asked right away with the refund's own key.
+    pub async fn refund(
+        &self,
+        id: PaymentId,
+        amount: Option<Money>,
+        reason: Option<String>,
+    ) -> Result<RefundResult, PaymentError> {
+        let payment = self.load(id).await?;
+        if payment.provider == Provider::CashOnDelivery {
+            // Cash goes back by hand; the booking is the whole refund.
+            let amount = payment.check_refund(amount)?;
+            let mut next = payment.clone();
+            let now = self.clock.now();
+            next.refund(amount, now)?;
+            let refund = Refund {
+                id: RefundId::new(),
+                payment_id: payment.id,
+                amount,
+                reason,
+                provider_reference: None,
+                status: RefundStatus::Succeeded,
+                created_at: now,
+            };
+            self.book(&payment, &next, &refund, &[]).await?;
+            return Ok(RefundResult { payment: next, refund });
+        }
+        let amount = payment.check_refund(amount)?;
+        let mut next = payment.clone();
+        let now = self.clock.now();
+        next.refund(amount, now)?;
+        let refund = Refund {
+            id: RefundId::new(),
+            payment_id: payment.id,
+            amount,
+            reason,
+            provider_reference: None,
+            status: RefundStatus::Requested,
+            created_at: now,
+        };
+        let job = refund_job(refund.id);
+        self.book(&payment, &next, &refund, std::slice::from_ref(&job)).await?;
+        self.publisher.publish(std::slice::from_ref(&job)).await;
+        match self.settle_refund(refund.id).await {
+            Ok(result) => Ok(result),
+            // Booked and queued: the job finishes it with the same key.
+            Err(PaymentError::ProviderUnavailable(_)) => Ok(RefundResult { payment: next, refund }),
+            Err(err) => Err(err),
+        }
+    }
+
+    async fn book(
+        &self,
+        expected: &Payment,
+        next: &Payment,
+        refund: &Refund,
+        jobs: &[NewJob],
+    ) -> Result<(), PaymentError> {
+        self.payments.book_refund(expected, next, refund, jobs).await.map_err(|e| match e {
+            SaveError::Conflict => PaymentError::Conflict,
+            SaveError::Infrastructure(e) => PaymentError::Infrastructure(e),
+        })
+    }
+
+    /// Asks the provider for a REQUESTED refund (same key every time) and records its answer; a
+    /// refusal gives the amount back to the payment. Done by the admin request and by the
+    /// refund job; whoever records first wins, the other changes nothing.
+    pub async fn settle_refund(&self, id: RefundId) -> Result<RefundResult, PaymentError> {
+        let refund =
+            self.payments.refund(id).await?.ok_or(PaymentError::ProviderRejected(format!("no refund {id}")))?;
+        let payment = self.load(refund.payment_id).await?;
+        if refund.status != RefundStatus::Requested {
+            return Ok(RefundResult { payment, refund });
+        }
+        let reference = payment
+            .provider_reference
+            .clone()
+            .ok_or_else(|| PaymentError::ProviderRejected("the payment has no provider reference".into()))?;
+        let request = RefundRequest {
+            idempotency_key: format!("refund-{}", refund.id),
+            reference,
+            amount: refund.amount,
+            reason: refund.reason.clone(),
+        };
+        let answer = self.gateway(payment.provider)?.refund(&request).await;
+        let mut settled = refund.clone();
+        match answer {
+            Ok(done) => {
+                settled.status = done.status;
+                settled.provider_reference = Some(done.reference);
+                self.record_settlement(&settled, None).await?;
+                Ok(RefundResult { payment: self.load(payment.id).await?, refund: settled })
+            }
+            Err(GatewayError::Unavailable(message)) => Err(PaymentError::ProviderUnavailable(message)),
+            Err(GatewayError::NotConfigured(_)) => Err(PaymentError::ProviderNotConfigured(payment.provider)),
+            Err(refused @ (GatewayError::Declined(_) | GatewayError::Rejected(_))) => {
+                settled.status = RefundStatus::Failed;
+                let mut restored = payment.clone();
+                restored.revert_refund(refund.amount, self.clock.now())?;
+                let change = PaymentChange { expected: payment, payment: restored };
+                self.record_settlement(&settled, Some(change)).await?;
+                Err(PaymentError::ProviderRejected(refused.to_string()))
+            }
+        }
+    }
+
+    async fn record_settlement(&self, refund: &Refund, restored: Option<PaymentChange>) -> Result<bool, PaymentError> {
+        self.payments.settle_refund(refund, restored).await.map_err(|e| match e {
+            SaveError::Conflict => PaymentError::Conflict,
+            SaveError::Infrastructure(e) => PaymentError::Infrastructure(e),
+        })
+    }
+
+    /// Cash collected on delivery: the order's COD payment becomes PAID. Recording the same
+    /// amount again changes nothing.
+    pub async fn record_cash(&self, order: OrderId, collected: Money) -> Result<Payment, PaymentError> {
+        let payment = self
+            .payments
+            .of_order(order)
+            .await?
+            .into_iter()
+            .find(|p| p.provider == Provider::CashOnDelivery)
+            .ok_or(PaymentError::NoCashPayment(order))?;
+        let mut next = payment.clone();
+        if next.record_cash(collected, self.clock.now())? == Change::Applied {
+            self.save(&payment, &next).await?;
+        }
+        Ok(next)
+    }
+
+    /// A provider's webhook: verified (fails closed), recorded once by event id, and answered
+    /// fast; the work happens in a `payments.event` job.
+    pub async fn receive_webhook(
+        &self,
+        verifier: &dyn WebhookVerifier,
+        request: &WebhookRequest,
+    ) -> Result<WebhookOutcome, WebhookError> {
+        let event = verifier.verify(request).await?;
+        if event.event_id.is_empty() || event.event_id.len() > 255 {
+            return Err(WebhookError::Malformed("the event id must be 1 to 255 characters".into()));
+        }
+        let reference = event.reference.clone().unwrap_or_default();
+        let job = payment_event_job(event.provider, &event.event_id, &reference, event.kind);
+        if !self.payments.record_event(&event, &job).await? {
+            return Ok(WebhookOutcome::Duplicate(event));
+        }
+        if event.kind != EventKind::Ignored && event.reference.is_some() {
+            self.publisher.publish(std::slice::from_ref(&job)).await;
+        }
+        Ok(WebhookOutcome::Accepted(event))
+    }
+
+    /// Applies a provider event: re-reads the payment from the provider (a webhook body is
+    /// never trusted) and moves the payment to what the provider says. Idempotent.
+    pub async fn apply_event(&self, provider: Provider, reference: &str) -> Result<EventApplied, PaymentError> {
+        let Some(payment) = self.payments.by_reference(provider, reference).await? else {
+            return Ok(EventApplied::UnknownPayment);
+        };
+        let seen = match self.gateway(provider)?.retrieve(reference).await {
+            Ok(seen) => seen,
+            Err(GatewayError::Unavailable(message)) => return Err(PaymentError::ProviderUnavailable(message)),
+            Err(GatewayError::Rejected(message)) => return Err(PaymentError::ProviderRejected(message)),
+            Err(GatewayError::Declined(reason)) => return Err(PaymentError::Declined(reason)),
+            Err(GatewayError::NotConfigured(_)) => return Err(PaymentError::ProviderNotConfigured(provider)),
+        };
+        let mut next = payment.clone();
+        let changed = apply_state(&mut next, &seen, self.clock.now())?;
+        if changed == Change::Unchanged {
+            return Ok(EventApplied::Unchanged(payment));
+        }
+        self.save(&payment, &next).await?;
+        Ok(EventApplied::Changed(next))
+    }
+}
+
+/// Moves a payment to what its provider reports (state, then refunds made at the provider).
+fn apply_state(
+    payment: &mut Payment,
+    seen: &ProviderPayment,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Change, PaymentError> {
+    let state_change = match &seen.state {
+        ProviderState::Processing => {
+            if payment.provider_reference.as_deref() == Some(seen.reference.as_str()) {
+                Change::Unchanged
+            } else {
+                payment.provider_reference = Some(seen.reference.clone());
+                payment.updated_at = now;
+                Change::Applied
+            }
+        }
+        ProviderState::Authorized => payment.authorize(&seen.reference, now)?,
+        ProviderState::Succeeded => payment.succeed(&seen.reference, now)?,
+        ProviderState::Failed(reason) => {
+            if payment.provider_reference.is_none() {
+                payment.provider_reference = Some(seen.reference.clone());
+            }
+            payment.fail(reason, now)?
+        }
+        ProviderState::Canceled => {
+            if payment.provider_reference.is_none() {
+                payment.provider_reference = Some(seen.reference.clone());
+            }
+            payment.fail(&DeclineReason::Canceled, now)?
+        }
+    };
+    let refund_change =
+        if seen.refunded.is_positive() { payment.sync_refunded(seen.refunded, now)? } else { Change::Unchanged };
+    Ok(if state_change == Change::Applied || refund_change == Change::Applied {
+        Change::Applied
+    } else {
+        Change::Unchanged
+    })
+}

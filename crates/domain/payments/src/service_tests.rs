@@ -1,0 +1,302 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use ecom_kernel::clock::MockClock;
+use ecom_kernel::{Currency, CustomerId, Money, OrderId};
+use mockall::predicate::eq;
+use mockall::Sequence;
+
+use crate::model::{
+    DeclineReason, EventKind, GatewayEvent, Payment, PaymentStatus, Provider, ProviderPayment, ProviderState,
+    RefundStatus,
+};
+use crate::ports::{
+    GatewayError, MockGateways, MockJobPublisher, MockPaymentGateway, MockPaymentRepository, MockWebhookVerifier,
+    ProviderRefund, WebhookRequest,
+};
+use crate::service::{EventApplied, PaymentService, WebhookOutcome, PAYMENT_EVENT_KIND, REFUND_KIND};
+use crate::PaymentError;
+
+fn usd(amount: i64) -> Money {
+    Money::new(amount, Currency::USD)
+}
+
+fn now() -> DateTime<Utc> {
+    DateTime::from_timestamp(1_800_000_000, 0).unwrap()
+}
+
+fn clock() -> Arc<MockClock> {
+    let mut clock = MockClock::new();
+    clock.expect_now().returning(now);
+    Arc::new(clock)
+}
+
+fn gateways(gateway: MockPaymentGateway) -> Arc<MockGateways> {
+    let gateway: Arc<dyn crate::ports::PaymentGateway> = Arc::new(gateway);
+    let mut gateways = MockGateways::new();
+    gateways.expect_get().returning(move |_| Some(gateway.clone()));
+    Arc::new(gateways)
+}
+
+fn service(repo: MockPaymentRepository, gateway: MockPaymentGateway, publisher: MockJobPublisher) -> PaymentService {
+    PaymentService::new(Arc::new(repo), gateways(gateway), Arc::new(publisher), clock())
+}
+
+fn pending() -> Payment {
+    Payment::online(OrderId::new(), CustomerId::new(), Provider::Stripe, usd(5000), now())
+}
+
+fn paid() -> Payment {
+    let mut p = pending();
+    p.succeed("pi_1", now()).unwrap();
+    p
+}
+
+#[tokio::test]
+async fn a_charge_uses_the_orders_idempotency_key_and_records_what_the_provider_says() {
+    let payment = pending();
+    let mut repo = MockPaymentRepository::new();
+    let stored = payment.clone();
+    repo.expect_get().returning(move |_| Ok(Some(stored.clone())));
+    let key = format!("order-{}-charge", payment.order_id);
+    let mut gateway = MockPaymentGateway::new();
+    gateway
+        .expect_charge()
+        .withf(move |r| r.idempotency_key == key && r.amount == usd(5000) && r.token == "pm_card_visa")
+        .times(1)
+        .returning(|_| {
+            Ok(ProviderPayment {
+                reference: "pi_9".into(),
+                state: ProviderState::Authorized,
+                amount: usd(5000),
+                refunded: usd(0),
+            })
+        });
+    repo.expect_update()
+        .withf(|expected, next, jobs| {
+            expected.status == PaymentStatus::Pending && next.status == PaymentStatus::Authorized && jobs.is_empty()
+        })
+        .times(1)
+        .returning(|_, _, _| Ok(()));
+    let charged = service(repo, gateway, MockJobPublisher::new()).charge(payment.id, "pm_card_visa").await.unwrap();
+    assert_eq!((charged.status, charged.provider_reference.as_deref()), (PaymentStatus::Authorized, Some("pi_9")));
+}
+
+#[tokio::test]
+async fn a_declined_charge_ends_failed_and_an_unreachable_provider_changes_nothing() {
+    let payment = pending();
+    let mut repo = MockPaymentRepository::new();
+    let stored = payment.clone();
+    repo.expect_get().returning(move |_| Ok(Some(stored.clone())));
+    let mut gateway = MockPaymentGateway::new();
+    gateway.expect_charge().times(1).returning(|_| Err(GatewayError::Declined(DeclineReason::InsufficientFunds)));
+    repo.expect_update().withf(|_, next, _| next.status == PaymentStatus::Failed).times(1).returning(|_, _, _| Ok(()));
+    let failed = service(repo, gateway, MockJobPublisher::new()).charge(payment.id, "pm_x").await.unwrap();
+    assert_eq!(failed.failure_reason.as_deref(), Some("insufficient_funds"));
+
+    let mut repo = MockPaymentRepository::new();
+    let stored = payment.clone();
+    repo.expect_get().returning(move |_| Ok(Some(stored.clone())));
+    repo.expect_update().never();
+    let mut gateway = MockPaymentGateway::new();
+    gateway.expect_charge().times(1).returning(|_| Err(GatewayError::Unavailable("timeout".into())));
+    let err = service(repo, gateway, MockJobPublisher::new()).charge(payment.id, "pm_card_visa").await.unwrap_err();
+    assert!(matches!(err, PaymentError::ProviderUnavailable(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_payment_that_left_pending_is_never_charged_again() {
+    let payment = paid();
+    let mut repo = MockPaymentRepository::new();
+    let stored = payment.clone();
+    repo.expect_get().returning(move |_| Ok(Some(stored.clone())));
+    let mut gateway = MockPaymentGateway::new();
+    gateway.expect_charge().never();
+    let again = service(repo, gateway, MockJobPublisher::new()).charge(payment.id, "pm_card_visa").await.unwrap();
+    assert_eq!(again, payment);
+}
+
+#[tokio::test]
+async fn a_refund_is_booked_with_its_job_before_the_provider_is_asked() {
+    let payment = paid();
+    let mut seq = Sequence::new();
+    let mut repo = MockPaymentRepository::new();
+    let mut gateway = MockPaymentGateway::new();
+    let mut publisher = MockJobPublisher::new();
+    let stored = payment.clone();
+    repo.expect_get().returning(move |_| Ok(Some(stored.clone())));
+    let booked = Arc::new(std::sync::Mutex::new(None));
+    let keep = booked.clone();
+    repo.expect_book_refund()
+        .withf(|_, next, refund, jobs| {
+            next.refunded == usd(2000)
+                && next.status == PaymentStatus::PartiallyRefunded
+                && refund.status == RefundStatus::Requested
+                && jobs.len() == 1
+                && jobs[0].kind == REFUND_KIND
+        })
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(move |_, _, refund, _| {
+            *keep.lock().unwrap() = Some(refund.clone());
+            Ok(())
+        });
+    publisher.expect_publish().times(1).in_sequence(&mut seq).returning(|_| ());
+    let read = booked.clone();
+    repo.expect_refund().returning(move |_| Ok(read.lock().unwrap().clone()));
+    gateway
+        .expect_refund()
+        .withf(|r| r.reference == "pi_1" && r.amount == usd(2000) && r.idempotency_key.starts_with("refund-"))
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_| Ok(ProviderRefund { reference: "re_1".into(), status: RefundStatus::Succeeded }));
+    repo.expect_settle_refund()
+        .withf(|refund, restored| refund.status == RefundStatus::Succeeded && restored.is_none())
+        .times(1)
+        .returning(|_, _| Ok(true));
+    let result =
+        service(repo, gateway, publisher).refund(payment.id, Some(usd(2000)), Some("damaged".into())).await.unwrap();
+    assert_eq!(
+        (result.refund.status, result.refund.provider_reference.as_deref()),
+        (RefundStatus::Succeeded, Some("re_1"))
+    );
+}
+
+#[tokio::test]
+async fn an_over_refund_is_refused_before_anything_is_booked_or_asked() {
+    let payment = paid();
+    let mut repo = MockPaymentRepository::new();
+    let stored = payment.clone();
+    repo.expect_get().returning(move |_| Ok(Some(stored.clone())));
+    repo.expect_book_refund().never();
+    let mut gateway = MockPaymentGateway::new();
+    gateway.expect_refund().never();
+    let err =
+        service(repo, gateway, MockJobPublisher::new()).refund(payment.id, Some(usd(5001)), None).await.unwrap_err();
+    assert!(matches!(err, PaymentError::Rule(crate::model::PaymentRuleError::OverRefund { .. })), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_refund_the_provider_refuses_is_given_back_to_the_payment() {
+    let payment = paid();
+    let mut repo = MockPaymentRepository::new();
+    let stored = payment.clone();
+    let after = Arc::new(std::sync::Mutex::new(payment.clone()));
+    let booked = Arc::new(std::sync::Mutex::new(None));
+    let (keep_payment, keep_refund) = (after.clone(), booked.clone());
+    let _ = stored;
+    let read_payment = after.clone();
+    repo.expect_get().returning(move |_| Ok(Some(read_payment.lock().unwrap().clone())));
+    repo.expect_book_refund().times(1).returning(move |_, next, refund, _| {
+        *keep_payment.lock().unwrap() = next.clone();
+        *keep_refund.lock().unwrap() = Some(refund.clone());
+        Ok(())
+    });
+    let read = booked.clone();
+    repo.expect_refund().returning(move |_| Ok(read.lock().unwrap().clone()));
+    let mut publisher = MockJobPublisher::new();
+    publisher.expect_publish().returning(|_| ());
+    let mut gateway = MockPaymentGateway::new();
+    gateway.expect_refund().times(1).returning(|_| Err(GatewayError::Rejected("charge disputed".into())));
+    repo.expect_settle_refund()
+        .withf(|refund, restored| {
+            refund.status == RefundStatus::Failed
+                && restored
+                    .as_ref()
+                    .is_some_and(|c| c.payment.refunded == usd(0) && c.payment.status == PaymentStatus::Paid)
+        })
+        .times(1)
+        .returning(|_, _| Ok(true));
+    let err = service(repo, gateway, publisher).refund(payment.id, None, None).await.unwrap_err();
+    assert!(matches!(err, PaymentError::ProviderRejected(_)), "{err:?}");
+}
+
+fn event(id: &str) -> GatewayEvent {
+    GatewayEvent {
+        provider: Provider::Stripe,
+        event_id: id.into(),
+        kind: EventKind::PaymentSucceeded,
+        provider_type: "payment_intent.succeeded".into(),
+        reference: Some("pi_1".into()),
+    }
+}
+
+#[tokio::test]
+async fn a_webhook_is_recorded_once_and_only_a_new_one_queues_its_job() {
+    let mut verifier = MockWebhookVerifier::new();
+    verifier.expect_verify().returning(|_| Ok(event("evt_1")));
+    let mut repo = MockPaymentRepository::new();
+    let mut first = true;
+    repo.expect_record_event()
+        .withf(|e, job| {
+            e.event_id == "evt_1" && job.kind == PAYMENT_EVENT_KIND && job.id.as_str() == "payment-event:stripe:evt_1"
+        })
+        .times(2)
+        .returning(move |_, _| Ok(std::mem::replace(&mut first, false)));
+    let mut publisher = MockJobPublisher::new();
+    publisher.expect_publish().times(1).returning(|_| ());
+    let service = service(repo, MockPaymentGateway::new(), publisher);
+    let request = WebhookRequest::default();
+    assert!(matches!(service.receive_webhook(&verifier, &request).await.unwrap(), WebhookOutcome::Accepted(_)));
+    assert!(matches!(service.receive_webhook(&verifier, &request).await.unwrap(), WebhookOutcome::Duplicate(_)));
+}
+
+#[tokio::test]
+async fn an_event_is_applied_from_what_the_provider_says_not_from_the_webhook() {
+    let mut payment = pending();
+    payment.authorize("pi_1", now()).unwrap();
+    let mut repo = MockPaymentRepository::new();
+    let stored = payment.clone();
+    repo.expect_by_reference().with(eq(Provider::Stripe), eq("pi_1")).returning(move |_, _| Ok(Some(stored.clone())));
+    let mut gateway = MockPaymentGateway::new();
+    gateway.expect_retrieve().with(eq("pi_1")).times(1).returning(|_| {
+        Ok(ProviderPayment {
+            reference: "pi_1".into(),
+            state: ProviderState::Succeeded,
+            amount: usd(5000),
+            refunded: usd(0),
+        })
+    });
+    repo.expect_update().withf(|_, next, _| next.status == PaymentStatus::Paid).times(1).returning(|_, _, _| Ok(()));
+    let applied = service(repo, gateway, MockJobPublisher::new()).apply_event(Provider::Stripe, "pi_1").await.unwrap();
+    assert!(matches!(applied, EventApplied::Changed(p) if p.status == PaymentStatus::Paid));
+}
+
+#[tokio::test]
+async fn a_failure_event_fails_a_pending_payment_and_a_repeat_changes_nothing() {
+    let mut payment = pending();
+    payment.authorize("pi_1", now()).unwrap();
+    payment.fail(&DeclineReason::CardDeclined, now()).unwrap();
+    let mut repo = MockPaymentRepository::new();
+    let stored = payment.clone();
+    repo.expect_by_reference().returning(move |_, _| Ok(Some(stored.clone())));
+    repo.expect_update().never();
+    let mut gateway = MockPaymentGateway::new();
+    gateway.expect_retrieve().returning(|_| {
+        Ok(ProviderPayment {
+            reference: "pi_1".into(),
+            state: ProviderState::Failed(DeclineReason::CardDeclined),
+            amount: usd(5000),
+            refunded: usd(0),
+        })
+    });
+    let applied = service(repo, gateway, MockJobPublisher::new()).apply_event(Provider::Stripe, "pi_1").await.unwrap();
+    assert!(matches!(applied, EventApplied::Unchanged(_)));
+}
+
+#[tokio::test]
+async fn cash_is_recorded_on_the_orders_cash_payment_only() {
+    let order = OrderId::new();
+    let cod = Payment::cash_on_delivery(order, CustomerId::new(), usd(4200), now());
+    let mut repo = MockPaymentRepository::new();
+    let stored = cod.clone();
+    repo.expect_of_order().with(eq(order)).returning(move |_| Ok(vec![stored.clone()]));
+    repo.expect_of_order().returning(|_| Ok(vec![]));
+    repo.expect_update().withf(|_, next, _| next.status == PaymentStatus::Paid).times(1).returning(|_, _, _| Ok(()));
+    let service = service(repo, MockPaymentGateway::new(), MockJobPublisher::new());
+    assert_eq!(service.record_cash(order, usd(4200)).await.unwrap().status, PaymentStatus::Paid);
+    let err = service.record_cash(OrderId::new(), usd(4200)).await.unwrap_err();
+    assert!(matches!(err, PaymentError::NoCashPayment(_)), "{err:?}");
+}

@@ -1,0 +1,3 @@
+DROP TABLE payment_events;
+DROP TABLE refunds;
+DROP TABLE payments;
