@@ -318,6 +318,14 @@ async fn cash_on_delivery_is_paid_once_the_exact_amount_is_recorded() {
         let body: Value = res.json().await.unwrap();
         assert_eq!((body["status"].as_str(), body["provider"].as_str()), (Some("PAID"), Some("cash_on_delivery")));
     }
+    // Cash goes back by hand: the refund is booked as done at once.
+    let res = app.post(&format!("/v1/payments/{}/refund", cod.id), &json!({"reason": "returned"}), token).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(
+        (body["payment"]["status"].as_str(), body["refund"]["status"].as_str()),
+        (Some("REFUNDED"), Some("SUCCEEDED"))
+    );
 }
 
 /// Stripe's side of a flaky network: it charges once per idempotency key and replays the charge
@@ -374,4 +382,94 @@ async fn a_charge_retried_after_a_timeout_charges_the_card_once() {
     assert_eq!(keys[0], keys[1], "the retry reuses the key");
     assert_eq!(keys[0], format!("order-{}-charge", payment.order_id));
     assert_eq!(stripe_side.charges.lock().unwrap().len(), 1, "exactly one charge at the provider");
+}
+
+#[tokio::test]
+async fn a_refund_while_the_provider_is_down_is_booked_202_and_finished_by_its_job() {
+    let stripe = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/payment_intents"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "id": "pi_r", "object": "payment_intent", "status": "succeeded",
+            "amount": 5000, "currency": "usd", "amount_received": 5000
+        })))
+        .mount(&stripe)
+        .await;
+    let down = Mock::given(method("POST"))
+        .and(path("/v1/refunds"))
+        .respond_with(ResponseTemplate::new(503))
+        .mount_as_scoped(&stripe)
+        .await;
+    let app = TestApp::spawn_with(&[
+        ("PAYMENT_PROVIDER", "stripe"),
+        ("STRIPE_SECRET_KEY", "sk_test_e2e"),
+        ("STRIPE_API_BASE", &stripe.uri()),
+    ])
+    .await;
+    let admin = app.admin().await;
+    let token = Some(admin.access_token.as_str());
+    let (_customer, payment) = customer_payment(&app, Provider::Stripe).await;
+    assert_eq!(app.services.payments.charge(payment.id, "pm_card_visa").await.unwrap().status, PaymentStatus::Paid);
+
+    let res = app
+        .post(
+            &format!("/v1/payments/{}/refund", payment.id),
+            &json!({"amount": {"amount": 1500, "currency": "USD"}}),
+            token,
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(
+        (body["refund"]["status"].as_str(), body["payment"]["refundedAmount"]["amount"].as_i64()),
+        (Some("REQUESTED"), Some(1500))
+    );
+    // Booked: a second refund cannot take the same money.
+    let res = app
+        .post(
+            &format!("/v1/payments/{}/refund", payment.id),
+            &json!({"amount": {"amount": 3501, "currency": "USD"}}),
+            token,
+        )
+        .await;
+    assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "REFUND_EXCEEDS_PAID").await;
+
+    drop(down);
+    Mock::given(method("POST"))
+        .and(path("/v1/refunds"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"id": "re_late", "object": "refund", "status": "succeeded", "amount": 1500, "currency": "usd"}),
+        ))
+        .mount(&stripe)
+        .await;
+    let consumer = QueueConsumer::new(
+        app.services.redis.clone(),
+        &app.config.redis_url,
+        &app.services.redis_keys,
+        QueueName::PaymentEvents,
+        "e2e",
+        ConsumerSettings::default(),
+    )
+    .unwrap();
+    consumer.ensure_group().await.unwrap();
+    let handler = ecom_jobs::payments::RefundHandler { payments: app.services.payments.clone() };
+    let delivery = consumer.read(1, Duration::from_millis(200)).await.unwrap().remove(0);
+    handler.handle(&delivery.job).await.unwrap();
+    assert!(consumer.complete(&delivery, None).await.unwrap());
+
+    let shown: Value = app.get(&format!("/v1/payments/{}", payment.id), token).await.json().await.unwrap();
+    assert_eq!(shown["status"], "PARTIALLY_REFUNDED");
+    assert_eq!(
+        (shown["refunds"][0]["status"].as_str(), shown["refunds"][0]["providerReference"].as_str()),
+        (Some("SUCCEEDED"), Some("re_late"))
+    );
+    let keys: Vec<String> = stripe
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.url.path() == "/v1/refunds")
+        .map(|r| r.headers.get("idempotency-key").unwrap().to_str().unwrap().to_owned())
+        .collect();
+    assert!(keys.len() >= 2 && keys.iter().all(|k| *k == keys[0]), "every try carries the refund's key: {keys:?}");
 }

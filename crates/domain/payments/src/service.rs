@@ -230,37 +230,25 @@ impl PaymentService {
         reason: Option<String>,
     ) -> Result<RefundResult, PaymentError> {
         let payment = self.load(id).await?;
-        if payment.provider == Provider::CashOnDelivery {
-            // Cash goes back by hand; the booking is the whole refund.
-            let amount = payment.check_refund(amount)?;
-            let mut next = payment.clone();
-            let now = self.clock.now();
-            next.refund(amount, now)?;
-            let refund = Refund {
-                id: RefundId::new(),
-                payment_id: payment.id,
-                amount,
-                reason,
-                provider_reference: None,
-                status: RefundStatus::Succeeded,
-                created_at: now,
-            };
-            self.book(&payment, &next, &refund, &[]).await?;
-            return Ok(RefundResult { payment: next, refund });
-        }
         let amount = payment.check_refund(amount)?;
         let mut next = payment.clone();
         let now = self.clock.now();
         next.refund(amount, now)?;
+        // Cash goes back by hand: the booking is the whole refund. Online, the provider is asked.
+        let cash = payment.provider == Provider::CashOnDelivery;
         let refund = Refund {
             id: RefundId::new(),
             payment_id: payment.id,
             amount,
             reason,
             provider_reference: None,
-            status: RefundStatus::Requested,
+            status: if cash { RefundStatus::Succeeded } else { RefundStatus::Requested },
             created_at: now,
         };
+        if cash {
+            self.book(&payment, &next, &refund, &[]).await?;
+            return Ok(RefundResult { payment: next, refund });
+        }
         let job = refund_job(refund.id);
         self.book(&payment, &next, &refund, std::slice::from_ref(&job)).await?;
         self.publisher.publish(std::slice::from_ref(&job)).await;
