@@ -6,6 +6,7 @@ mod auth;
 mod carts;
 mod catalog;
 mod customers;
+mod idempotency;
 mod inventory;
 mod jobs;
 mod logs;

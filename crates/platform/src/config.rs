@@ -69,6 +69,10 @@ pub struct Config {
     /// The simulated provider captures an authorized charge this long after it (then emits
     /// its "payment succeeded" event).
     pub simulated_capture_delay: Duration,
+    /// How long finished idempotent requests are replayed.
+    pub idempotency_ttl: Duration,
+    /// How long the first request with a key holds it (after a crash, a retry runs it again).
+    pub idempotency_lease: Duration,
     pub worker_concurrency: usize,
     pub worker_reclaim_after: Duration,
     pub shop_currency: ecom_kernel::Currency,
@@ -244,6 +248,8 @@ impl Config {
                 1000,
                 "a number of milliseconds",
             )),
+            idempotency_ttl: Duration::from_secs(r.positive("IDEMPOTENCY_TTL_SECS", 24 * 3600)),
+            idempotency_lease: Duration::from_secs(r.positive("IDEMPOTENCY_LEASE_SECS", 120)),
             worker_concurrency: r.positive("WORKER_CONCURRENCY", 16) as usize,
             worker_reclaim_after: Duration::from_secs(r.positive("WORKER_RECLAIM_AFTER_SECS", 30)),
             shop_currency,
@@ -296,6 +302,8 @@ impl fmt::Debug for Config {
             .field("paypal_webhook_id", &self.paypal_webhook_id)
             .field("payment_provider_timeout", &self.payment_provider_timeout)
             .field("simulated_capture_delay", &self.simulated_capture_delay)
+            .field("idempotency_ttl", &self.idempotency_ttl)
+            .field("idempotency_lease", &self.idempotency_lease)
             .field("worker_concurrency", &self.worker_concurrency)
             .field("worker_reclaim_after", &self.worker_reclaim_after)
             .field("shop_currency", &self.shop_currency)

@@ -14,6 +14,7 @@ use ecom_gateways::{
     GatewayRegistry, PayPalClient, PayPalConfig, PayPalGateway, PayPalWebhookVerifier, SimulatedGateway, StripeConfig,
     StripeGateway, StripeWebhookVerifier,
 };
+use ecom_http::idempotency::IdempotencySettings;
 use ecom_http::metrics::HttpMetrics;
 use ecom_http::{AppState, HttpSettings};
 use ecom_identity::model::Password;
@@ -27,8 +28,8 @@ use ecom_postgres::{
     PgRefreshTokenRepository, PgSettings, PgStockRepository,
 };
 use ecom_redis::{
-    CartTtl, RedisCanaryLog, RedisCartStore, RedisHealth, RedisJobAdmin, RedisJobQueue, RedisKeys, RedisLoginThrottle,
-    RedisPool, RedisProductCache, RedisSettings, ThrottlePolicy,
+    CartTtl, RedisCanaryLog, RedisCartStore, RedisHealth, RedisIdempotencyStore, RedisJobAdmin, RedisJobQueue,
+    RedisKeys, RedisLoginThrottle, RedisPool, RedisProductCache, RedisSettings, ThrottlePolicy,
 };
 use ecom_security::{Argon2Hasher, HmacCartTokens, HmacTokenService};
 
@@ -217,6 +218,7 @@ impl Services {
                 canaries: self.canaries.clone(),
             }),
             payments: self.payments.clone(),
+            idempotency: Arc::new(RedisIdempotencyStore::new(self.redis.clone(), self.redis_keys.clone())),
             stripe_webhooks: self.stripe_webhooks.clone(),
             paypal_webhooks: self.paypal_webhooks.clone(),
             health: self.health.clone(),
@@ -225,6 +227,10 @@ impl Services {
                 body_limit: self.config.http_body_limit,
                 cors_allowed_origins: self.config.cors_allowed_origins.clone(),
                 trust_forwarded_for: self.config.trust_forwarded_for,
+                idempotency: IdempotencySettings {
+                    ttl: self.config.idempotency_ttl,
+                    lease: self.config.idempotency_lease,
+                },
             },
         })
     }

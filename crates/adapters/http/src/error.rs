@@ -59,13 +59,17 @@ pub enum ProblemKind {
     ConcurrentModification,
     WebhookSignatureInvalid,
     MalformedWebhook,
+    InvalidIdempotencyKey,
+    IdempotencyKeyRequired,
+    IdempotencyKeyReused,
+    IdempotencyRequestInProgress,
     DependencyUnavailable,
     ServiceUnavailable,
     Internal,
 }
 
 impl ProblemKind {
-    pub const ALL: [ProblemKind; 40] = [
+    pub const ALL: [ProblemKind; 44] = [
         ProblemKind::ValidationFailed,
         ProblemKind::MalformedJson,
         ProblemKind::UnknownField,
@@ -103,6 +107,10 @@ impl ProblemKind {
         ProblemKind::ConcurrentModification,
         ProblemKind::WebhookSignatureInvalid,
         ProblemKind::MalformedWebhook,
+        ProblemKind::InvalidIdempotencyKey,
+        ProblemKind::IdempotencyKeyRequired,
+        ProblemKind::IdempotencyKeyReused,
+        ProblemKind::IdempotencyRequestInProgress,
         ProblemKind::DependencyUnavailable,
         ProblemKind::ServiceUnavailable,
         ProblemKind::Internal,
@@ -165,6 +173,18 @@ impl ProblemKind {
                 (StatusCode::BAD_REQUEST, "WEBHOOK_SIGNATURE_INVALID", "Webhook signature rejected")
             }
             P::MalformedWebhook => (StatusCode::BAD_REQUEST, "MALFORMED_WEBHOOK", "Malformed webhook event"),
+            P::InvalidIdempotencyKey => (StatusCode::BAD_REQUEST, "INVALID_IDEMPOTENCY_KEY", "Invalid Idempotency-Key"),
+            P::IdempotencyKeyRequired => {
+                (StatusCode::BAD_REQUEST, "IDEMPOTENCY_KEY_REQUIRED", "Idempotency-Key required")
+            }
+            P::IdempotencyKeyReused => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "IDEMPOTENCY_KEY_REUSED", "Idempotency-Key reused with another body")
+            }
+            P::IdempotencyRequestInProgress => (
+                StatusCode::CONFLICT,
+                "IDEMPOTENCY_REQUEST_IN_PROGRESS",
+                "The first request with this key is still running",
+            ),
             P::DependencyUnavailable => {
                 (StatusCode::SERVICE_UNAVAILABLE, "DEPENDENCY_UNAVAILABLE", "A dependency is unavailable")
             }

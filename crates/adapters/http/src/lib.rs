@@ -4,6 +4,7 @@
 
 pub mod error;
 pub mod extract;
+pub mod idempotency;
 pub mod metrics;
 pub mod middleware;
 pub mod openapi;
@@ -24,6 +25,7 @@ use ecom_carts::CartService;
 use ecom_catalog::CatalogService;
 use ecom_identity::IdentityService;
 use ecom_inventory::InventoryService;
+use ecom_kernel::idempotency::IdempotencyStore;
 use ecom_kernel::jobs::JobAdmin;
 use ecom_kernel::HealthCheck;
 use ecom_payments::ports::WebhookVerifier;
@@ -33,6 +35,7 @@ use utoipa_actix_web::{scope, AppExt};
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::error::{ApiError, ProblemKind};
+use crate::idempotency::IdempotencySettings;
 use crate::metrics::HttpMetrics;
 use crate::openapi::{ApiDoc, RouteTable};
 
@@ -45,11 +48,17 @@ pub struct HttpSettings {
     pub cors_allowed_origins: Vec<String>,
     /// Take the client address from `Forwarded`/`X-Forwarded-For` (only behind a trusted proxy).
     pub trust_forwarded_for: bool,
+    pub idempotency: IdempotencySettings,
 }
 
 impl Default for HttpSettings {
     fn default() -> Self {
-        Self { body_limit: 64 * 1024, cors_allowed_origins: Vec::new(), trust_forwarded_for: false }
+        Self {
+            body_limit: 64 * 1024,
+            cors_allowed_origins: Vec::new(),
+            trust_forwarded_for: false,
+            idempotency: IdempotencySettings::default(),
+        }
     }
 }
 
@@ -61,6 +70,7 @@ pub struct AppState {
     pub carts: Arc<CartService>,
     pub jobs: Arc<dyn JobAdmin>,
     pub payments: Arc<PaymentService>,
+    pub idempotency: Arc<dyn IdempotencyStore>,
     pub stripe_webhooks: Arc<dyn WebhookVerifier>,
     pub paypal_webhooks: Arc<dyn WebhookVerifier>,
     pub health: Vec<Arc<dyn HealthCheck>>,
@@ -95,7 +105,8 @@ fn cors(settings: &HttpSettings) -> Cors {
 
 /// The OpenAPI document of every route, as served at `/openapi.json`.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    let (_, api) = routed_app().split_for_parts();
+    let (_, mut api) = routed_app().split_for_parts();
+    openapi::document_idempotency(&mut api);
     api
 }
 
@@ -121,7 +132,8 @@ pub fn build_app(
         InitError = (),
     >,
 > {
-    let (app, api) = routed_app().split_for_parts();
+    let (app, mut api) = routed_app().split_for_parts();
+    openapi::document_idempotency(&mut api);
     let route_table = Data::new(RouteTable::from_openapi(&api));
     let settings = state.settings.clone();
     app.app_data(state)
@@ -140,6 +152,7 @@ pub fn build_app(
             }),
         )
         .default_service(web::to(middleware::fallback))
+        .wrap(from_fn(idempotency::idempotent))
         .wrap(Condition::new(!settings.cors_allowed_origins.is_empty(), cors(&settings)))
         .wrap(DefaultHeaders::new().add((header::X_CONTENT_TYPE_OPTIONS, "nosniff")))
         .wrap(from_fn(middleware::request_context))

@@ -38,6 +38,33 @@ impl Modify for BearerAuth {
     }
 }
 
+/// Documents the `Idempotency-Key` header on every POST and PATCH (the middleware serves them
+/// all), required where the middleware requires it.
+pub fn document_idempotency(api: &mut OpenApiDoc) {
+    use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
+    use utoipa::openapi::{ObjectBuilder, Required, Type};
+    for (path, item) in api.paths.paths.iter_mut() {
+        for (method, op) in [("POST", item.post.as_mut()), ("PATCH", item.patch.as_mut())] {
+            let Some(op) = op else { continue };
+            let required = crate::idempotency::is_required(method, path);
+            let param: Parameter = ParameterBuilder::new()
+                .name("Idempotency-Key")
+                .parameter_in(ParameterIn::Header)
+                .required(if required { Required::True } else { Required::False })
+                .description(Some(
+                    "1-255 visible ASCII characters (or an RFC 8941 quoted string). The first response is \
+                     replayed to retries with the same body for 24 h (`Idempotent-Replayed: true`); \
+                     another body gives 422 IDEMPOTENCY_KEY_REUSED, a retry while the first runs 409 \
+                     IDEMPOTENCY_REQUEST_IN_PROGRESS. Scoped to the caller. `X-Idempotency-Key` is \
+                     accepted too.",
+                ))
+                .schema(Some(ObjectBuilder::new().schema_type(Type::String).min_length(Some(1)).max_length(Some(255))))
+                .build();
+            op.parameters.get_or_insert_with(Vec::new).push(param);
+        }
+    }
+}
+
 /// The documented routes: used to tell 405 (path exists, other method) from 404.
 #[derive(Debug, Clone)]
 pub struct RouteTable {

@@ -43,6 +43,11 @@ impl RedisKeys {
         self.key(&["canary", job_id])
     }
 
+    /// An idempotent request's record; the scope (caller, method, route, key) is hashed.
+    pub fn idempotency(&self, scope: &str) -> String {
+        self.key(&["idempotency", &hex_sha256(scope)])
+    }
+
     fn key(&self, parts: &[&str]) -> String {
         let mut key = self.prefix.clone();
         key.push_str(&parts.join(":"));

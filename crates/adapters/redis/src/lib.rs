@@ -2,6 +2,7 @@
 
 mod canary;
 mod carts;
+mod idempotency;
 mod keys;
 mod pool;
 mod product_cache;
@@ -12,6 +13,7 @@ mod throttle;
 pub use canary::RedisCanaryLog;
 pub use carts::{CartTtl, RedisCartStore};
 pub use deadpool_redis::Pool as RedisPool;
+pub use idempotency::RedisIdempotencyStore;
 pub use keys::{QueueKeys, RedisKeys};
 pub use pool::{connect, infra_from_pool, infra_from_redis, RedisHealth, RedisSettings};
 pub use product_cache::RedisProductCache;

@@ -6,6 +6,7 @@ pub mod clock;
 pub mod email;
 pub mod error;
 pub mod health;
+pub mod idempotency;
 pub mod ids;
 pub mod jobs;
 pub mod money;
