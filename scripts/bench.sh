@@ -103,14 +103,19 @@ echo "idempotency overhead ..."
   done
   echo "}"
   cat <<'LUA'
+-- Each wrk thread has a Lua state of its own: setup() numbers them so that keys never repeat.
+local threads = 0
+function setup(thread)
+  threads = threads + 1
+  thread:set("tid", threads)
+end
 local i = 0
 local with_key = os.getenv("WITH_KEY") == "1"
-local run = tostring(math.random(1, 1000000000))
 request = function()
   i = i + 1
   local cart = carts[(i % #carts) + 1]
   local headers = {["Content-Type"] = "application/json", ["X-Cart-Token"] = cart[2]}
-  if with_key then headers["Idempotency-Key"] = "bench-" .. run .. "-" .. i end
+  if with_key then headers["Idempotency-Key"] = "bench-" .. os.time() .. "-" .. tostring(tid) .. "-" .. i end
   return wrk.format("PATCH", "/v1/carts/" .. cart[1] .. "/items/" .. product, headers, '{"quantity": 1}')
 end
 LUA
