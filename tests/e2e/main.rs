@@ -11,6 +11,7 @@ mod inventory;
 mod jobs;
 mod logs;
 mod operations;
+mod orders;
 mod payments;
 mod processes;
 mod readiness;

@@ -97,6 +97,21 @@ const DOCUMENTED: &[(&str, &str)] = &[
     ("POST", "/v1/admin/jobs/dead/{id}/retry"),
     ("POST", "/v1/admin/jobs/canary"),
     ("GET", "/v1/admin/jobs/canary/{id}"),
+    ("POST", "/v1/orders/checkout"),
+    ("GET", "/v1/orders"),
+    ("GET", "/v1/orders/{id}"),
+    ("POST", "/v1/orders/{id}/cancel"),
+    ("PATCH", "/v1/orders/{id}/confirm"),
+    ("PATCH", "/v1/orders/{id}/process"),
+    ("PATCH", "/v1/orders/{id}/ship"),
+    ("PATCH", "/v1/orders/{id}/deliver"),
+    ("PATCH", "/v1/orders/{id}/cancel"),
+    ("GET", "/v1/payments/{id}"),
+    ("GET", "/v1/orders/{id}/payments"),
+    ("POST", "/v1/payments/{id}/refund"),
+    ("POST", "/v1/payments/cod/record"),
+    ("POST", "/v1/payments/webhooks/stripe"),
+    ("POST", "/v1/payments/webhooks/paypal"),
 ];
 
 fn operations(spec: &Value) -> BTreeSet<(String, String)> {

@@ -18,7 +18,7 @@ fn binary(name: &str) -> PathBuf {
 }
 
 /// A child process whose output lines arrive on a channel.
-struct Proc {
+pub(crate) struct Proc {
     child: Child,
     lines: mpsc::Receiver<String>,
     /// Lines read while waiting for another one, so that the order of two awaited lines does not matter.
@@ -26,7 +26,7 @@ struct Proc {
 }
 
 impl Proc {
-    fn spawn(name: &str, env: &[(&str, String)]) -> Self {
+    pub(crate) fn spawn(name: &str, env: &[(&str, String)]) -> Self {
         let mut cmd = Command::new(binary(name));
         cmd.env_clear().env("LOG_FORMAT", "json").env("RUST_LOG", "info").stdout(Stdio::piped()).stderr(Stdio::piped());
         for (k, v) in env {
@@ -48,7 +48,7 @@ impl Proc {
         Self { child, lines, earlier: std::sync::Mutex::new(Vec::new()) }
     }
 
-    fn wait_for_line(&self, needle: &str, timeout: Duration) -> String {
+    pub(crate) fn wait_for_line(&self, needle: &str, timeout: Duration) -> String {
         let mut earlier = self.earlier.lock().unwrap();
         if let Some(i) = earlier.iter().position(|l| l.contains(needle)) {
             return earlier.remove(i);
@@ -64,7 +64,7 @@ impl Proc {
         panic!("no line containing {needle:?} within {timeout:?}; output:\n{}", earlier.join("\n"));
     }
 
-    fn terminate(&mut self, timeout: Duration) -> std::process::ExitStatus {
+    pub(crate) fn terminate(&mut self, timeout: Duration) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
         assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
         let deadline = Instant::now() + timeout;
@@ -221,7 +221,7 @@ async fn wait_for_queue(
     }
 }
 
-fn worker_env(app: &ecom_testkit::TestApp, extra: &[(&'static str, &str)]) -> Vec<(&'static str, String)> {
+pub(crate) fn worker_env(app: &ecom_testkit::TestApp, extra: &[(&'static str, &str)]) -> Vec<(&'static str, String)> {
     let mut env = vec![
         ("DATABASE_URL", app.db.url()),
         ("REDIS_URL", redis_url()),

@@ -73,6 +73,14 @@ pub struct Config {
     pub idempotency_ttl: Duration,
     /// How long the first request with a key holds it (after a crash, a retry runs it again).
     pub idempotency_lease: Duration,
+    /// Shipping: a flat rate (minor units of the shop currency), free from a subtotal on.
+    pub shipping_flat_rate: i64,
+    /// `0`: shipping is never free.
+    pub free_shipping_from: i64,
+    /// Unpaid online orders are cancelled after this.
+    pub order_payment_window: Duration,
+    /// Unconfirmed cash-on-delivery orders are cancelled after this.
+    pub cod_confirmation_window: Duration,
     pub worker_concurrency: usize,
     pub worker_reclaim_after: Duration,
     pub shop_currency: ecom_kernel::Currency,
@@ -250,6 +258,10 @@ impl Config {
             )),
             idempotency_ttl: Duration::from_secs(r.positive("IDEMPOTENCY_TTL_SECS", 24 * 3600)),
             idempotency_lease: Duration::from_secs(r.positive("IDEMPOTENCY_LEASE_SECS", 120)),
+            shipping_flat_rate: r.parsed("SHIPPING_FLAT_RATE", 500, "an amount in minor units"),
+            free_shipping_from: r.parsed("FREE_SHIPPING_FROM", 10_000, "an amount in minor units"),
+            order_payment_window: Duration::from_secs(r.positive("ORDER_PAYMENT_WINDOW_SECS", 30 * 60)),
+            cod_confirmation_window: Duration::from_secs(r.positive("COD_CONFIRMATION_WINDOW_SECS", 48 * 3600)),
             worker_concurrency: r.positive("WORKER_CONCURRENCY", 16) as usize,
             worker_reclaim_after: Duration::from_secs(r.positive("WORKER_RECLAIM_AFTER_SECS", 30)),
             shop_currency,
@@ -304,6 +316,10 @@ impl fmt::Debug for Config {
             .field("simulated_capture_delay", &self.simulated_capture_delay)
             .field("idempotency_ttl", &self.idempotency_ttl)
             .field("idempotency_lease", &self.idempotency_lease)
+            .field("shipping_flat_rate", &self.shipping_flat_rate)
+            .field("free_shipping_from", &self.free_shipping_from)
+            .field("order_payment_window", &self.order_payment_window)
+            .field("cod_confirmation_window", &self.cod_confirmation_window)
             .field("worker_concurrency", &self.worker_concurrency)
             .field("worker_reclaim_after", &self.worker_reclaim_after)
             .field("shop_currency", &self.shop_currency)

@@ -3,6 +3,7 @@
 mod bridges;
 pub mod config;
 pub mod operator_jobs;
+mod order_bridges;
 pub mod shutdown;
 pub mod telemetry;
 

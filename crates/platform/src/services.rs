@@ -35,7 +35,14 @@ use ecom_security::{Argon2Hasher, HmacCartTokens, HmacTokenService};
 
 use crate::bridges::{CatalogProducts, OutboxPublisher};
 use crate::operator_jobs::OperatorJobs;
+use crate::order_bridges::{OrderAddresses, OrderCarts, OrderCatalog, OrderPaymentsBridge, OrderStock};
 use crate::Config;
+use ecom_kernel::Money;
+use ecom_orders::model::ShippingPolicy;
+use ecom_orders::service::{OrderPorts, OrderSettings};
+use ecom_orders::OrderService;
+use ecom_payments::model::Provider;
+use ecom_postgres::PgOrderRepository;
 
 /// How long a readiness probe or a pool checkout may take before the dependency counts as down.
 const DEPENDENCY_TIMEOUT: Duration = Duration::from_secs(2);
@@ -55,6 +62,7 @@ pub struct Services {
     pub outbox: Arc<PgOutbox>,
     pub canaries: Arc<RedisCanaryLog>,
     pub payments: Arc<PaymentService>,
+    pub orders: Arc<OrderService>,
     /// Every configured payment provider (the simulator always; Stripe and PayPal when their
     /// credentials are set).
     pub gateways: Arc<GatewayRegistry>,
@@ -147,12 +155,47 @@ impl Services {
         let jobs = Arc::new(RedisJobQueue::new(redis.clone(), redis_keys.clone()));
         let outbox = Arc::new(PgOutbox::new(pg.clone()));
         let canaries = Arc::new(RedisCanaryLog::new(redis.clone(), redis_keys.clone()));
+        let publisher: Arc<OutboxPublisher> = Arc::new(OutboxPublisher { outbox: outbox.clone(), queue: jobs.clone() });
         let payment_gateways = PaymentGateways::build(config, redis.clone(), jobs.clone())?;
         let payments = Arc::new(PaymentService::new(
             Arc::new(PgPaymentRepository::new(pg.clone())),
             payment_gateways.registry.clone(),
-            Arc::new(OutboxPublisher { outbox: outbox.clone(), queue: jobs.clone() }),
+            publisher.clone(),
             Arc::new(SystemClock),
+        ));
+        let orders = Arc::new(OrderService::new(
+            OrderPorts {
+                orders: Arc::new(PgOrderRepository::new(pg.clone())),
+                carts: Arc::new(OrderCarts(carts.clone())),
+                catalog: Arc::new(OrderCatalog(catalog.clone())),
+                addresses: Arc::new(OrderAddresses(identity.clone())),
+                stock: Arc::new(OrderStock(inventory.clone())),
+                payments: Arc::new(OrderPaymentsBridge {
+                    payments: payments.clone(),
+                    card_provider: match config.payment_provider {
+                        crate::config::PaymentProvider::Simulated => Provider::Simulated,
+                        crate::config::PaymentProvider::Stripe => Provider::Stripe,
+                    },
+                    paypal_provider: if config.paypal_client_id.is_some() {
+                        Provider::PayPal
+                    } else {
+                        Provider::Simulated
+                    },
+                }),
+                publisher,
+                clock: Arc::new(SystemClock),
+            },
+            OrderSettings {
+                shipping: ShippingPolicy {
+                    flat_rate: Money::new(config.shipping_flat_rate, config.shop_currency),
+                    free_from: (config.free_shipping_from > 0)
+                        .then(|| Money::new(config.free_shipping_from, config.shop_currency)),
+                },
+                payment_window: chrono::Duration::from_std(config.order_payment_window)
+                    .context("ORDER_PAYMENT_WINDOW_SECS")?,
+                confirmation_window: chrono::Duration::from_std(config.cod_confirmation_window)
+                    .context("COD_CONFIRMATION_WINDOW_SECS")?,
+            },
         ));
         let health: Vec<Arc<dyn HealthCheck>> = vec![
             Arc::new(PgHealth::new(pg.clone(), DEPENDENCY_TIMEOUT)),
@@ -171,6 +214,7 @@ impl Services {
             outbox,
             canaries,
             payments,
+            orders,
             gateways: payment_gateways.registry,
             stripe_webhooks: payment_gateways.stripe_webhooks,
             paypal_webhooks: payment_gateways.paypal_webhooks,
@@ -218,6 +262,7 @@ impl Services {
                 canaries: self.canaries.clone(),
             }),
             payments: self.payments.clone(),
+            orders: self.orders.clone(),
             idempotency: Arc::new(RedisIdempotencyStore::new(self.redis.clone(), self.redis_keys.clone())),
             stripe_webhooks: self.stripe_webhooks.clone(),
             paypal_webhooks: self.paypal_webhooks.clone(),

@@ -3,9 +3,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use ecom_jobs::orders::SagaHandler;
 use ecom_jobs::payments::{PaymentEventHandler, RefundHandler};
 use ecom_jobs::{HandlerRegistry, RuntimeSettings, WorkerRuntime};
 use ecom_kernel::jobs::{QueueName, CANARY_KIND};
+use ecom_orders::service::SAGA_KIND;
 use ecom_payments::service::{PAYMENT_EVENT_KIND, REFUND_KIND};
 use ecom_redis::{ConsumerSettings, QueueConsumer};
 
@@ -17,8 +19,18 @@ use crate::{shutdown, Config, Services};
 fn job_handlers(services: &Services, worker: &str) -> HandlerRegistry {
     HandlerRegistry::default()
         .with(CANARY_KIND, Arc::new(CanaryHandler { log: services.canaries.clone(), worker: worker.to_owned() }))
-        .with(PAYMENT_EVENT_KIND, Arc::new(PaymentEventHandler { payments: services.payments.clone() }))
-        .with(REFUND_KIND, Arc::new(RefundHandler { payments: services.payments.clone() }))
+        .with(
+            PAYMENT_EVENT_KIND,
+            Arc::new(PaymentEventHandler {
+                payments: services.payments.clone(),
+                orders: Some(services.orders.clone()),
+            }),
+        )
+        .with(
+            REFUND_KIND,
+            Arc::new(RefundHandler { payments: services.payments.clone(), orders: Some(services.orders.clone()) }),
+        )
+        .with(SAGA_KIND, Arc::new(SagaHandler { orders: services.orders.clone() }))
 }
 
 /// Runs the worker until SIGINT/SIGTERM. Waits (with backoff) for PostgreSQL and Redis at start,
@@ -80,7 +92,10 @@ pub async fn run_worker(config: &Config) -> anyhow::Result<()> {
     relay.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = sweep.tick() => expire_reservations(&services).await,
+            _ = sweep.tick() => {
+                expire_reservations(&services).await;
+                expire_orders(&services).await;
+            }
             _ = relay.tick() => relay_outbox(&services).await,
             () = &mut stop => break,
         }
@@ -113,6 +128,15 @@ async fn expire_reservations(services: &Services) {
                 return;
             }
         }
+    }
+}
+
+/// Cancels unpaid online orders and unconfirmed cash orders past their windows.
+async fn expire_orders(services: &Services) {
+    match services.orders.expire_overdue(100).await {
+        Ok(0) => {}
+        Ok(count) => tracing::info!(count, "overdue orders cancelled"),
+        Err(err) => tracing::warn!(error = %err, "order expiry sweep failed; retrying next tick"),
     }
 }
 

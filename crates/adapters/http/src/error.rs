@@ -11,6 +11,8 @@ use ecom_catalog::CatalogError;
 use ecom_identity::IdentityError;
 use ecom_inventory::InventoryError;
 use ecom_kernel::{FieldError, InfraError, ValidationErrors};
+use ecom_orders::model::OrderRuleError;
+use ecom_orders::OrderError;
 use ecom_payments::model::PaymentRuleError;
 use ecom_payments::ports::WebhookError;
 use ecom_payments::PaymentError;
@@ -63,13 +65,16 @@ pub enum ProblemKind {
     IdempotencyKeyRequired,
     IdempotencyKeyReused,
     IdempotencyRequestInProgress,
+    OrderNotFound,
+    CartEmpty,
+    ProductUnavailable,
     DependencyUnavailable,
     ServiceUnavailable,
     Internal,
 }
 
 impl ProblemKind {
-    pub const ALL: [ProblemKind; 44] = [
+    pub const ALL: [ProblemKind; 47] = [
         ProblemKind::ValidationFailed,
         ProblemKind::MalformedJson,
         ProblemKind::UnknownField,
@@ -111,6 +116,9 @@ impl ProblemKind {
         ProblemKind::IdempotencyKeyRequired,
         ProblemKind::IdempotencyKeyReused,
         ProblemKind::IdempotencyRequestInProgress,
+        ProblemKind::OrderNotFound,
+        ProblemKind::CartEmpty,
+        ProblemKind::ProductUnavailable,
         ProblemKind::DependencyUnavailable,
         ProblemKind::ServiceUnavailable,
         ProblemKind::Internal,
@@ -185,6 +193,11 @@ impl ProblemKind {
                 "IDEMPOTENCY_REQUEST_IN_PROGRESS",
                 "The first request with this key is still running",
             ),
+            P::OrderNotFound => (StatusCode::NOT_FOUND, "ORDER_NOT_FOUND", "Order not found"),
+            P::CartEmpty => (StatusCode::UNPROCESSABLE_ENTITY, "CART_EMPTY", "The cart is empty"),
+            P::ProductUnavailable => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "PRODUCT_UNAVAILABLE", "A product is no longer available")
+            }
             P::DependencyUnavailable => {
                 (StatusCode::SERVICE_UNAVAILABLE, "DEPENDENCY_UNAVAILABLE", "A dependency is unavailable")
             }
@@ -511,6 +524,28 @@ impl From<PaymentError> for ApiError {
             }
             PaymentError::Conflict => ApiError::new(P::ConcurrentModification, detail),
             PaymentError::Infrastructure(e) => ApiError::from_infra(e),
+        }
+    }
+}
+
+impl From<OrderError> for ApiError {
+    fn from(err: OrderError) -> Self {
+        use ProblemKind as P;
+        let detail = err.to_string();
+        match err {
+            OrderError::NotFound(_) => ApiError::new(P::OrderNotFound, detail),
+            OrderError::CartNotFound => ApiError::field(P::CartNotFound, "cartId", detail),
+            OrderError::CartEmpty => ApiError::field(P::CartEmpty, "cartId", detail),
+            OrderError::ProductUnavailable(_) => ApiError::field(P::ProductUnavailable, "cartId", detail),
+            OrderError::AddressNotFound => ApiError::field(P::AddressNotFound, "shippingAddressId", detail),
+            OrderError::AddressRequired => ApiError::field(P::ValidationFailed, "shippingAddressId", detail),
+            OrderError::PaymentTokenRequired | OrderError::RawCardNumber => {
+                ApiError::field(P::ValidationFailed, "paymentToken", detail)
+            }
+            OrderError::Rule(OrderRuleError::InvalidTransition { .. }) => ApiError::new(P::InvalidTransition, detail),
+            OrderError::Rule(_) => ApiError::new(P::ValidationFailed, detail),
+            OrderError::Conflict => ApiError::new(P::ConcurrentModification, detail),
+            OrderError::Infrastructure(e) => ApiError::from_infra(e),
         }
     }
 }

@@ -70,6 +70,7 @@ pub struct AppState {
     pub carts: Arc<CartService>,
     pub jobs: Arc<dyn JobAdmin>,
     pub payments: Arc<PaymentService>,
+    pub orders: Arc<ecom_orders::OrderService>,
     pub idempotency: Arc<dyn IdempotencyStore>,
     pub stripe_webhooks: Arc<dyn WebhookVerifier>,
     pub paypal_webhooks: Arc<dyn WebhookVerifier>,

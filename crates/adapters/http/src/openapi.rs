@@ -23,6 +23,7 @@ use crate::error::{Problem, ProblemFieldError};
         (name = "catalog", description = "Products: listing, search, detail; admin create, update, archive"),
         (name = "inventory", description = "Stock levels, adjustments, low stock"),
         (name = "carts", description = "Guest and customer carts, merge on sign-in"),
+        (name = "orders", description = "Checkout, orders, cancellation, the admin lifecycle"),
         (name = "payments", description = "Payments, refunds, cash on delivery, provider webhooks"),
         (name = "admin", description = "Back-office endpoints (ADMIN role)"),
     )

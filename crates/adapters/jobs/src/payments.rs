@@ -32,6 +32,21 @@ fn payload<T: serde::de::DeserializeOwned>(job: &JobEnvelope) -> Result<T, JobFa
 /// `payments.event`.
 pub struct PaymentEventHandler {
     pub payments: Arc<PaymentService>,
+    /// Told when a payment changed, so that its order shows it.
+    pub orders: Option<Arc<ecom_orders::OrderService>>,
+}
+
+async fn sync_order(
+    orders: Option<&Arc<ecom_orders::OrderService>>,
+    payment: &ecom_payments::model::Payment,
+) -> Result<(), JobFailure> {
+    if let Some(orders) = orders {
+        orders
+            .payment_changed(payment.order_id, payment.status)
+            .await
+            .map_err(|e| JobFailure::Retryable(format!("order not updated: {e}")))?;
+    }
+    Ok(())
 }
 
 #[async_trait]
@@ -42,6 +57,7 @@ impl JobHandler for PaymentEventHandler {
             .ok_or_else(|| JobFailure::Permanent(format!("unknown provider {:?}", event.provider)))?;
         match self.payments.apply_event(provider, &event.reference).await.map_err(classify)? {
             EventApplied::Changed(payment) => {
+                sync_order(self.orders.as_ref(), &payment).await?;
                 tracing::info!(
                     payment_id = %payment.id,
                     order_id = %payment.order_id,
@@ -51,6 +67,8 @@ impl JobHandler for PaymentEventHandler {
                 );
             }
             EventApplied::Unchanged(payment) => {
+                // A retry after the order update failed: bring the order along.
+                sync_order(self.orders.as_ref(), &payment).await?;
                 tracing::debug!(payment_id = %payment.id, event_id = %event.event_id, "event changed nothing");
             }
             EventApplied::UnknownPayment if job.attempt < UNKNOWN_PAYMENT_ATTEMPTS => {
@@ -67,6 +85,7 @@ impl JobHandler for PaymentEventHandler {
 /// `payments.refund`.
 pub struct RefundHandler {
     pub payments: Arc<PaymentService>,
+    pub orders: Option<Arc<ecom_orders::OrderService>>,
 }
 
 #[async_trait]
@@ -75,6 +94,7 @@ impl JobHandler for RefundHandler {
         let RefundJob { refund_id } = payload(job)?;
         match self.payments.settle_refund(refund_id).await {
             Ok(result) => {
+                sync_order(self.orders.as_ref(), &result.payment).await?;
                 tracing::info!(refund_id = %refund_id, status = result.refund.status.as_str(), "refund settled");
                 Ok(JobOutcome::Done)
             }

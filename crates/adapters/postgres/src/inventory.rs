@@ -350,12 +350,17 @@ impl StockRepository for PgStockRepository {
         let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
         let order_id = order.as_uuid();
         conn.transaction::<Transition, diesel::result::Error, _>(async move |conn| {
-            let moved = diesel::update(
-                reservations::table.find(order_id).filter(reservations::status.eq(ReservationStatus::Active.as_str())),
-            )
-            .set((reservations::status.eq(to.as_str()), reservations::updated_at.eq(now)))
-            .execute(conn)
-            .await?;
+            // RETURNED comes from CONFIRMED; every other end from ACTIVE.
+            let from = if to == ReservationStatus::Returned {
+                ReservationStatus::Confirmed
+            } else {
+                ReservationStatus::Active
+            };
+            let moved =
+                diesel::update(reservations::table.find(order_id).filter(reservations::status.eq(from.as_str())))
+                    .set((reservations::status.eq(to.as_str()), reservations::updated_at.eq(now)))
+                    .execute(conn)
+                    .await?;
             if moved == 0 {
                 let status: Option<String> =
                     reservations::table.find(order_id).select(reservations::status).first(conn).await.optional()?;
@@ -366,11 +371,15 @@ impl StockRepository for PgStockRepository {
             }
             let reference = format!("order:{order_id}");
             for (product_id, q) in load_lines(conn, order_id).await? {
-                let on_hand_delta = if to == ReservationStatus::Confirmed { -q } else { 0 };
+                let (on_hand_delta, reserved_delta) = match to {
+                    ReservationStatus::Confirmed => (-q, -q),
+                    ReservationStatus::Returned => (q, 0),
+                    _ => (0, -q),
+                };
                 let (on_hand_after, reserved_after): (i32, i32) = diesel::update(stock_levels::table.find(product_id))
                     .set((
                         stock_levels::on_hand.eq(stock_levels::on_hand + on_hand_delta),
-                        stock_levels::reserved.eq(stock_levels::reserved - q),
+                        stock_levels::reserved.eq(stock_levels::reserved + reserved_delta),
                         stock_levels::updated_at.eq(now),
                     ))
                     .returning((stock_levels::on_hand, stock_levels::reserved))
@@ -382,7 +391,7 @@ impl StockRepository for PgStockRepository {
                         product_id,
                         kind: to.movement_kind(),
                         on_hand_delta,
-                        reserved_delta: -q,
+                        reserved_delta,
                         on_hand_after,
                         reserved_after,
                         reason: None,

@@ -4,6 +4,7 @@ mod catalog;
 mod error;
 mod identity;
 mod inventory;
+mod orders;
 mod outbox;
 mod payments;
 mod pool;
@@ -14,6 +15,7 @@ pub use catalog::PgProductRepository;
 pub use error::{infra_from_diesel, infra_from_pool};
 pub use identity::{PgAddressRepository, PgCustomerRepository, PgRefreshTokenRepository};
 pub use inventory::PgStockRepository;
+pub use orders::PgOrderRepository;
 pub use outbox::{stage, PgOutbox};
 pub use payments::PgPaymentRepository;
 pub use pool::{

@@ -171,3 +171,51 @@ diesel::table! {
 
 diesel::joinable!(refunds -> payments (payment_id));
 diesel::allow_tables_to_appear_in_same_query!(payments, refunds);
+
+diesel::table! {
+    orders (id) {
+        id -> Uuid,
+        customer_id -> Uuid,
+        status -> Text,
+        payment_status -> Text,
+        payment_method -> Text,
+        subtotal -> Int8,
+        shipping_cost -> Int8,
+        total -> Int8,
+        currency -> Bpchar,
+        shipping_address -> Jsonb,
+        customer_notes -> Nullable<Text>,
+        cancellation_reason -> Nullable<Text>,
+        timeline -> Jsonb,
+        cart_id -> Uuid,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+// `orders` has 17 columns, one more than diesel's default `table!` limit: `payment_token` is
+// reached through this second view of the same table.
+diesel::table! {
+    #[sql_name = "orders"]
+    order_checkouts (id) {
+        id -> Uuid,
+        cart_id -> Uuid,
+        payment_token -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    order_lines (order_id, position) {
+        order_id -> Uuid,
+        position -> Int4,
+        product_id -> Uuid,
+        sku -> Text,
+        name -> Text,
+        unit_price -> Int8,
+        quantity -> Int4,
+        line_total -> Int8,
+    }
+}
+
+diesel::joinable!(order_lines -> orders (order_id));
+diesel::allow_tables_to_appear_in_same_query!(orders, order_lines);

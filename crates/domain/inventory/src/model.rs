@@ -94,6 +94,8 @@ pub enum ReservationStatus {
     Confirmed,
     Released,
     Expired,
+    /// Confirmed, then its order was cancelled before shipping: the units are back on hand.
+    Returned,
 }
 
 impl ReservationStatus {
@@ -103,6 +105,7 @@ impl ReservationStatus {
             ReservationStatus::Confirmed => "CONFIRMED",
             ReservationStatus::Released => "RELEASED",
             ReservationStatus::Expired => "EXPIRED",
+            ReservationStatus::Returned => "RETURNED",
         }
     }
 
@@ -112,6 +115,7 @@ impl ReservationStatus {
             "CONFIRMED" => Some(ReservationStatus::Confirmed),
             "RELEASED" => Some(ReservationStatus::Released),
             "EXPIRED" => Some(ReservationStatus::Expired),
+            "RETURNED" => Some(ReservationStatus::Returned),
             _ => None,
         }
     }
@@ -123,6 +127,7 @@ impl ReservationStatus {
             ReservationStatus::Confirmed => "CONFIRM",
             ReservationStatus::Released => "RELEASE",
             ReservationStatus::Expired => "EXPIRE",
+            ReservationStatus::Returned => "RETURN",
         }
     }
 }

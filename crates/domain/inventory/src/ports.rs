@@ -62,7 +62,8 @@ pub trait StockRepository: Send + Sync {
     ) -> Result<Reservation, ReserveError>;
     async fn reservation(&self, order: OrderId) -> Result<Option<Reservation>, InfraError>;
     /// Moves an ACTIVE reservation to `to` (CONFIRMED: on hand and reserved drop; RELEASED or
-    /// EXPIRED: reserved drops) with its ledger entries, in one transaction.
+    /// EXPIRED: reserved drops), or a CONFIRMED one to RETURNED (on hand goes back up), with its
+    /// ledger entries, in one transaction.
     async fn finish(&self, order: OrderId, to: ReservationStatus, now: DateTime<Utc>)
         -> Result<Transition, InfraError>;
     /// Orders whose ACTIVE reservation expired at `now`, oldest first.

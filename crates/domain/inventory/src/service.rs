@@ -101,6 +101,17 @@ impl InventoryService {
         }
     }
 
+    /// Undoes a reservation whatever its stage, for a cancelled order: ACTIVE → RELEASED,
+    /// CONFIRMED → RETURNED (the units go back on hand). Idempotent; nothing reserved is fine.
+    pub async fn give_back(&self, order: OrderId) -> Result<(), InventoryError> {
+        match self.finish(order, ReservationStatus::Released).await? {
+            Transition::AlreadyFinished(ReservationStatus::Confirmed) => {
+                self.finish(order, ReservationStatus::Returned).await.map(|_| ())
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Expires up to `limit` ACTIVE reservations past their time; returns their orders.
     pub async fn expire_due(&self, limit: i64) -> Result<Vec<OrderId>, InventoryError> {
         let now = self.clock.now();

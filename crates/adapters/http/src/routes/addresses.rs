@@ -72,7 +72,7 @@ fn postal_code(raw: &str) -> Result<BoundedText, ecom_identity::model::TextError
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct CreateAddressRequest {
+pub(crate) struct CreateAddressRequest {
     full_name: String,
     line1: String,
     line2: Option<String>,
@@ -88,7 +88,7 @@ pub struct CreateAddressRequest {
 }
 
 impl CreateAddressRequest {
-    fn into_command(self) -> Result<NewAddress, ApiError> {
+    pub(crate) fn into_command(self) -> Result<NewAddress, ApiError> {
         let full_name = line(&self.full_name);
         let line1 = line(&self.line1);
         let line2 = self.line2.as_deref().map(line).transpose();

@@ -8,6 +8,7 @@ pub mod carts;
 pub mod customers;
 pub mod inventory;
 pub mod operations;
+pub mod orders;
 pub mod payments;
 pub mod products;
 
@@ -25,6 +26,7 @@ pub fn configure_v1(cfg: &mut ServiceConfig) {
     inventory::configure(cfg);
     carts::configure(cfg);
     payments::configure(cfg);
+    orders::configure(cfg);
 }
 
 /// Tells an absent field (`None`) from an explicit `null` (`Some(None)`) in PATCH bodies.

@@ -103,6 +103,18 @@ pub struct PaymentList {
     data: Vec<PaymentDto>,
 }
 
+/// The order shows its payment's status. The payment is what counts: a failed update is logged,
+/// and the next payment event or refund settlement brings the order along.
+async fn sync_order(state: &AppState, payment: &Payment) {
+    if let Err(err) = state.orders.payment_changed(payment.order_id, payment.status).await {
+        tracing::warn!(order_id = %payment.order_id, error = %err, "order payment status not updated");
+    }
+}
+
+fn orders_viewer(auth: &Authenticated) -> ecom_orders::service::Viewer {
+    ecom_orders::service::Viewer { customer_id: auth.0.customer_id, admin: auth.0.role == Role::Admin }
+}
+
 fn viewer(auth: &Authenticated) -> Viewer {
     Viewer { customer_id: auth.0.customer_id, admin: auth.0.role == Role::Admin }
 }
@@ -127,16 +139,22 @@ async fn get_payment(state: Data<AppState>, auth: Authenticated, id: Path<Uuid>)
     }))
 }
 
-/// The payments of an order, oldest first. Its owner or an admin (others see an empty list).
+/// The payments of an order, oldest first. Its owner or an admin; anyone else gets 404.
 #[utoipa::path(
     tag = "payments",
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Order id")),
-    responses((status = 200, body = PaymentList))
+    responses(
+        (status = 200, body = PaymentList),
+        (status = 404, description = "ORDER_NOT_FOUND", body = Problem, content_type = "application/problem+json"),
+    )
 )]
 #[get("/orders/{id}/payments")]
 async fn order_payments(state: Data<AppState>, auth: Authenticated, id: Path<Uuid>) -> Result<HttpResponse, ApiError> {
-    let payments = state.payments.of_order(OrderId::from_uuid(*id), viewer(&auth)).await?;
+    let order = OrderId::from_uuid(*id);
+    // Someone else's order does not exist for this caller.
+    state.orders.view(order, orders_viewer(&auth)).await?;
+    let payments = state.payments.of_order(order, viewer(&auth)).await?;
     Ok(HttpResponse::Ok().json(PaymentList { data: payments.iter().map(PaymentDto::from).collect() }))
 }
 
@@ -188,6 +206,7 @@ async fn refund(
         return Err(ValidationErrors::single("reason", "must be at most 500 characters").into());
     }
     let result = state.payments.refund(PaymentId::from_uuid(*id), amount, reason).await?;
+    sync_order(&state, &result.payment).await;
     tracing::info!(
         payment_id = %result.payment.id,
         refund_id = %result.refund.id,
@@ -234,6 +253,7 @@ async fn record_cash(
     let collected =
         amount_collected.parse().map_err(|e| ValidationErrors::single("amountCollected.currency", e.to_string()))?;
     let payment = state.payments.record_cash(OrderId::from_uuid(order_id), collected).await?;
+    sync_order(&state, &payment).await;
     tracing::info!(payment_id = %payment.id, order_id = %order_id, actor = %admin.0.customer_id, "cash recorded");
     Ok(HttpResponse::Ok().json(PaymentDto::from(&payment)))
 }

@@ -1,0 +1,446 @@
+//! Orders and their lines.
+//!
+//! An order is written once with its lines and its checkout context; afterwards only its
+//! status, payment status, cancellation reason, timeline and `updated_at` change, and only while
+//! the row is still as it was read (id, status, updated_at), so two writers can never both act on
+//! one state. Jobs caused by a write are staged in the outbox in the same transaction.
+//!
+//! Money columns hold minor units; the order's one `currency` column applies to its lines too.
+//! The shipping address and the timeline are JSONB documents with camelCase fields.
+//! `payment_token` is read and written through `order_checkouts`, a second diesel view of
+//! `orders` (the table has one column more than diesel's default `table!` limit of 16).
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, RunQueryDsl};
+use ecom_kernel::jobs::NewJob;
+use ecom_kernel::{Currency, Cursor, CustomerId, InfraError, Money, OrderId, Page, PageRequest, ProductId};
+use ecom_orders::model::{
+    CancellationReason, Order, OrderLine, OrderStatus, PaymentMethod, ShippingAddress, TimelineEntry,
+};
+use ecom_orders::ports::{CheckoutContext, OrderFilter, OrderRepository, OrderSaveError};
+use ecom_payments::model::PaymentStatus;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::error::{infra_from_diesel, infra_from_pool};
+use crate::outbox::stage;
+use crate::schema::{order_checkouts, order_lines, orders};
+use crate::PgPool;
+
+pub struct PgOrderRepository {
+    pool: PgPool,
+}
+
+impl PgOrderRepository {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+}
+
+fn corrupt(what: &str) -> InfraError {
+    InfraError::unexpected(format!("corrupt order row: {what}"))
+}
+
+/// The shipping address as stored in `orders.shipping_address`.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AddressJson {
+    full_name: String,
+    line1: String,
+    #[serde(default)]
+    line2: Option<String>,
+    city: String,
+    #[serde(default)]
+    state: Option<String>,
+    postal_code: String,
+    country: String,
+    #[serde(default)]
+    phone: Option<String>,
+}
+
+impl AddressJson {
+    fn of(a: &ShippingAddress) -> Self {
+        Self {
+            full_name: a.full_name.clone(),
+            line1: a.line1.clone(),
+            line2: a.line2.clone(),
+            city: a.city.clone(),
+            state: a.state.clone(),
+            postal_code: a.postal_code.clone(),
+            country: a.country.clone(),
+            phone: a.phone.clone(),
+        }
+    }
+
+    fn into_domain(self) -> ShippingAddress {
+        ShippingAddress {
+            full_name: self.full_name,
+            line1: self.line1,
+            line2: self.line2,
+            city: self.city,
+            state: self.state,
+            postal_code: self.postal_code,
+            country: self.country,
+            phone: self.phone,
+        }
+    }
+}
+
+/// One timeline entry as stored in the `orders.timeline` array.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TimelineJson {
+    status: String,
+    at: DateTime<Utc>,
+    #[serde(default)]
+    note: Option<String>,
+}
+
+fn address_json(a: &ShippingAddress) -> Result<serde_json::Value, InfraError> {
+    serde_json::to_value(AddressJson::of(a))
+        .map_err(|e| InfraError::unexpected("cannot encode a shipping address").with_source(e))
+}
+
+fn timeline_json(timeline: &[TimelineEntry]) -> Result<serde_json::Value, InfraError> {
+    let entries: Vec<TimelineJson> = timeline
+        .iter()
+        .map(|t| TimelineJson { status: t.status.as_str().to_owned(), at: t.at, note: t.note.clone() })
+        .collect();
+    serde_json::to_value(entries).map_err(|e| InfraError::unexpected("cannot encode a timeline").with_source(e))
+}
+
+fn timeline_of(value: serde_json::Value) -> Result<Vec<TimelineEntry>, InfraError> {
+    let entries: Vec<TimelineJson> = serde_json::from_value(value).map_err(|_| corrupt("timeline"))?;
+    entries
+        .into_iter()
+        .map(|t| {
+            Ok(TimelineEntry {
+                status: OrderStatus::parse(&t.status).ok_or_else(|| corrupt("timeline status"))?,
+                at: t.at,
+                note: t.note,
+            })
+        })
+        .collect()
+}
+
+#[derive(Queryable, Selectable, Insertable)]
+#[diesel(table_name = orders, check_for_backend(diesel::pg::Pg))]
+struct OrderRow {
+    id: Uuid,
+    customer_id: Uuid,
+    status: String,
+    payment_status: String,
+    payment_method: String,
+    subtotal: i64,
+    shipping_cost: i64,
+    total: i64,
+    currency: String,
+    shipping_address: serde_json::Value,
+    customer_notes: Option<String>,
+    cancellation_reason: Option<String>,
+    timeline: serde_json::Value,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+/// A new order row: the order and its cart (the payment token is written through
+/// `order_checkouts`, see the schema).
+#[derive(Insertable)]
+#[diesel(table_name = orders, check_for_backend(diesel::pg::Pg))]
+struct NewOrderRow {
+    #[diesel(embed)]
+    order: OrderRow,
+    cart_id: Uuid,
+}
+
+#[derive(Queryable, Selectable, Insertable)]
+#[diesel(table_name = order_lines, check_for_backend(diesel::pg::Pg))]
+struct LineRow {
+    order_id: Uuid,
+    position: i32,
+    product_id: Uuid,
+    sku: String,
+    name: String,
+    unit_price: i64,
+    quantity: i32,
+    line_total: i64,
+}
+
+impl OrderRow {
+    fn of(o: &Order) -> Result<Self, InfraError> {
+        Ok(Self {
+            id: o.id.as_uuid(),
+            customer_id: o.customer_id.as_uuid(),
+            status: o.status.as_str().to_owned(),
+            payment_status: o.payment_status.as_str().to_owned(),
+            payment_method: o.payment_method.as_str().to_owned(),
+            subtotal: o.subtotal.amount(),
+            shipping_cost: o.shipping_cost.amount(),
+            total: o.total.amount(),
+            currency: o.total.currency().code().to_owned(),
+            shipping_address: address_json(&o.shipping_address)?,
+            customer_notes: o.customer_notes.clone(),
+            cancellation_reason: o.cancellation_reason.as_ref().map(|r| r.as_str().to_owned()),
+            timeline: timeline_json(&o.timeline)?,
+            created_at: o.created_at,
+            updated_at: o.updated_at,
+        })
+    }
+
+    /// The order with `lines` (its lines, by position).
+    fn into_domain(self, lines: Vec<LineRow>) -> Result<Order, InfraError> {
+        let currency = Currency::parse(self.currency.trim()).map_err(|_| corrupt("currency"))?;
+        if lines.is_empty() {
+            return Err(corrupt("order without lines"));
+        }
+        let lines = lines.into_iter().map(|l| l.into_domain(currency)).collect::<Result<Vec<_>, _>>()?;
+        let address: AddressJson =
+            serde_json::from_value(self.shipping_address).map_err(|_| corrupt("shipping address"))?;
+        Ok(Order {
+            id: OrderId::from_uuid(self.id),
+            customer_id: CustomerId::from_uuid(self.customer_id),
+            status: OrderStatus::parse(&self.status).ok_or_else(|| corrupt("status"))?,
+            payment_status: PaymentStatus::parse(&self.payment_status).ok_or_else(|| corrupt("payment status"))?,
+            payment_method: PaymentMethod::parse(&self.payment_method).ok_or_else(|| corrupt("payment method"))?,
+            lines,
+            subtotal: Money::new(self.subtotal, currency),
+            shipping_cost: Money::new(self.shipping_cost, currency),
+            total: Money::new(self.total, currency),
+            shipping_address: address.into_domain(),
+            customer_notes: self.customer_notes,
+            cancellation_reason: self
+                .cancellation_reason
+                .as_deref()
+                .map(|r| CancellationReason::parse(r).ok_or_else(|| corrupt("cancellation reason")))
+                .transpose()?,
+            timeline: timeline_of(self.timeline)?,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        })
+    }
+}
+
+impl LineRow {
+    fn of(order: &Order, position: usize, line: &OrderLine) -> Result<Self, InfraError> {
+        let refuse = |what: &str| InfraError::unexpected(format!("cannot store order {}: {what}", order.id));
+        if line.unit_price.currency() != order.total.currency() || line.line_total.currency() != order.total.currency()
+        {
+            return Err(refuse("a line in another currency than the order"));
+        }
+        Ok(Self {
+            order_id: order.id.as_uuid(),
+            position: i32::try_from(position).map_err(|_| refuse("too many lines"))?,
+            product_id: line.product_id.as_uuid(),
+            sku: line.sku.clone(),
+            name: line.name.clone(),
+            unit_price: line.unit_price.amount(),
+            quantity: i32::try_from(line.quantity).map_err(|_| refuse("line quantity out of range"))?,
+            line_total: line.line_total.amount(),
+        })
+    }
+
+    fn into_domain(self, currency: Currency) -> Result<OrderLine, InfraError> {
+        Ok(OrderLine {
+            product_id: ProductId::from_uuid(self.product_id),
+            sku: self.sku,
+            name: self.name,
+            unit_price: Money::new(self.unit_price, currency),
+            quantity: u32::try_from(self.quantity).map_err(|_| corrupt("line quantity"))?,
+            line_total: Money::new(self.line_total, currency),
+        })
+    }
+}
+
+/// The list cursor: the last order's `created_at` (microseconds since the epoch) and its id.
+fn cursor_of(row: &OrderRow) -> Cursor {
+    Cursor::after_key(row.created_at.timestamp_micros().to_string(), row.id)
+}
+
+fn cursor_time(cursor: &Cursor) -> Result<DateTime<Utc>, InfraError> {
+    cursor
+        .key()
+        .and_then(|key| key.parse::<i64>().ok())
+        .and_then(DateTime::from_timestamp_micros)
+        .ok_or_else(|| InfraError::unexpected("cursor of another list"))
+}
+
+enum TxError {
+    Db(diesel::result::Error),
+    Conflict,
+}
+
+impl From<diesel::result::Error> for TxError {
+    fn from(e: diesel::result::Error) -> Self {
+        TxError::Db(e)
+    }
+}
+
+impl From<TxError> for OrderSaveError {
+    fn from(e: TxError) -> Self {
+        match e {
+            TxError::Conflict => OrderSaveError::Conflict,
+            TxError::Db(e) => OrderSaveError::Infrastructure(infra_from_diesel(e)),
+        }
+    }
+}
+
+#[async_trait]
+impl OrderRepository for PgOrderRepository {
+    async fn create(&self, order: &Order, context: &CheckoutContext, jobs: &[NewJob]) -> Result<(), InfraError> {
+        let row = NewOrderRow { order: OrderRow::of(order)?, cart_id: context.cart_id };
+        let token = context.payment_token.clone();
+        let lines =
+            order.lines.iter().enumerate().map(|(i, l)| LineRow::of(order, i, l)).collect::<Result<Vec<_>, _>>()?;
+        let (jobs, now) = (jobs.to_vec(), order.created_at);
+        let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
+        conn.transaction::<(), diesel::result::Error, _>(async move |conn| {
+            diesel::insert_into(orders::table).values(&row).execute(conn).await?;
+            if token.is_some() {
+                diesel::update(order_checkouts::table.find(row.order.id))
+                    .set(order_checkouts::payment_token.eq(&token))
+                    .execute(conn)
+                    .await?;
+            }
+            diesel::insert_into(order_lines::table).values(&lines).execute(conn).await?;
+            stage(conn, &jobs, None, now).await?;
+            Ok(())
+        })
+        .await
+        .map_err(infra_from_diesel)
+    }
+
+    async fn get(&self, id: OrderId) -> Result<Option<Order>, InfraError> {
+        let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
+        let row: Option<OrderRow> = orders::table
+            .find(id.as_uuid())
+            .select(OrderRow::as_select())
+            .first(&mut conn)
+            .await
+            .optional()
+            .map_err(infra_from_diesel)?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let lines: Vec<LineRow> = order_lines::table
+            .filter(order_lines::order_id.eq(row.id))
+            .order(order_lines::position.asc())
+            .select(LineRow::as_select())
+            .load(&mut conn)
+            .await
+            .map_err(infra_from_diesel)?;
+        row.into_domain(lines).map(Some)
+    }
+
+    async fn context(&self, id: OrderId) -> Result<Option<CheckoutContext>, InfraError> {
+        let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
+        let row: Option<(Uuid, Option<String>)> = order_checkouts::table
+            .find(id.as_uuid())
+            .select((order_checkouts::cart_id, order_checkouts::payment_token))
+            .first(&mut conn)
+            .await
+            .optional()
+            .map_err(infra_from_diesel)?;
+        Ok(row.map(|(cart_id, payment_token)| CheckoutContext { cart_id, payment_token }))
+    }
+
+    async fn list(&self, filter: &OrderFilter, page: &PageRequest) -> Result<Page<Order>, InfraError> {
+        let mut query = orders::table.select(OrderRow::as_select()).into_boxed();
+        if let Some(customer) = filter.customer_id {
+            query = query.filter(orders::customer_id.eq(customer.as_uuid()));
+        }
+        if let Some(status) = filter.status {
+            query = query.filter(orders::status.eq(status.as_str()));
+        }
+        if let Some(after) = page.after() {
+            let at = cursor_time(after)?;
+            // (created_at, id) < (at, id), with the bound on created_at alone for the index.
+            query =
+                query.filter(orders::created_at.le(at)).filter(orders::created_at.lt(at).or(orders::id.lt(after.id())));
+        }
+        let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
+        let rows: Vec<OrderRow> = query
+            .order((orders::created_at.desc(), orders::id.desc()))
+            .limit(page.fetch_limit())
+            .load(&mut conn)
+            .await
+            .map_err(infra_from_diesel)?;
+        let rows = Page::from_overfetch(rows, page, cursor_of);
+        let ids: Vec<Uuid> = rows.items.iter().map(|r| r.id).collect();
+        let line_rows: Vec<LineRow> = if ids.is_empty() {
+            Vec::new()
+        } else {
+            order_lines::table
+                .filter(order_lines::order_id.eq_any(&ids))
+                .order((order_lines::order_id.asc(), order_lines::position.asc()))
+                .select(LineRow::as_select())
+                .load(&mut conn)
+                .await
+                .map_err(infra_from_diesel)?
+        };
+        let mut lines: HashMap<Uuid, Vec<LineRow>> = HashMap::with_capacity(ids.len());
+        for line in line_rows {
+            lines.entry(line.order_id).or_default().push(line);
+        }
+        let items = rows
+            .items
+            .into_iter()
+            .map(|row| {
+                let own = lines.remove(&row.id).unwrap_or_default();
+                row.into_domain(own)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Page { items, next: rows.next })
+    }
+
+    async fn update(&self, expected: &Order, order: &Order, jobs: &[NewJob]) -> Result<(), OrderSaveError> {
+        let timeline = timeline_json(&order.timeline)?;
+        let (id, status, updated_at) = (expected.id.as_uuid(), expected.status.as_str(), expected.updated_at);
+        let next_status = order.status.as_str();
+        let payment_status = order.payment_status.as_str();
+        let reason = order.cancellation_reason.as_ref().map(CancellationReason::as_str);
+        let (jobs, now) = (jobs.to_vec(), order.updated_at);
+        let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
+        conn.transaction::<(), TxError, _>(async move |conn| {
+            let updated = diesel::update(
+                orders::table
+                    .filter(orders::id.eq(id))
+                    .filter(orders::status.eq(status))
+                    .filter(orders::updated_at.eq(updated_at)),
+            )
+            .set((
+                orders::status.eq(next_status),
+                orders::payment_status.eq(payment_status),
+                orders::cancellation_reason.eq(reason),
+                orders::timeline.eq(&timeline),
+                orders::updated_at.eq(now),
+            ))
+            .execute(conn)
+            .await?;
+            if updated != 1 {
+                return Err(TxError::Conflict);
+            }
+            stage(conn, &jobs, None, now).await?;
+            Ok(())
+        })
+        .await
+        .map_err(OrderSaveError::from)
+    }
+
+    async fn stale(&self, status: OrderStatus, before: DateTime<Utc>, limit: i64) -> Result<Vec<OrderId>, InfraError> {
+        let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
+        let ids: Vec<Uuid> = orders::table
+            .filter(orders::status.eq(status.as_str()))
+            .filter(orders::created_at.lt(before))
+            .order((orders::created_at.asc(), orders::id.asc()))
+            .limit(limit)
+            .select(orders::id)
+            .load(&mut conn)
+            .await
+            .map_err(infra_from_diesel)?;
+        Ok(ids.into_iter().map(OrderId::from_uuid).collect())
+    }
+}

@@ -1,0 +1,291 @@
+//! The order repository against the real PostgreSQL, one database per test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use ecom_identity::model::*;
+use ecom_identity::ports::CustomerRepository;
+use ecom_kernel::jobs::{JobId, NewJob, QueueName};
+use ecom_kernel::{Currency, Email, Money, OrderId, PageRequest, ProductId};
+use ecom_orders::model::{
+    CancellationReason, NewOrder, Order, OrderLine, OrderStatus, PaymentMethod, ShippingAddress, ShippingPolicy,
+};
+use ecom_orders::ports::{CheckoutContext, OrderFilter, OrderRepository, OrderSaveError};
+use ecom_payments::model::PaymentStatus;
+use ecom_postgres::schema::{orders, outbox};
+use ecom_postgres::{connect, PgCustomerRepository, PgOrderRepository, PgPool, PgSettings};
+use ecom_testkit::TestDb;
+use uuid::Uuid;
+
+fn pool(db: &TestDb) -> PgPool {
+    connect(&PgSettings {
+        url: db.url(),
+        max_connections: 8,
+        acquire_timeout: Duration::from_secs(5),
+        statement_timeout: Duration::from_secs(5),
+        application_name: "adapter-test".into(),
+    })
+    .unwrap()
+}
+
+/// A fixed instant plus `secs`, at microsecond precision (what PostgreSQL keeps).
+fn at(secs: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(1_800_000_000 + secs, 123_456_000).unwrap()
+}
+
+fn usd(amount: i64) -> Money {
+    Money::new(amount, Currency::USD)
+}
+
+async fn customer(pool: &PgPool) -> CustomerId {
+    let text = |s: &str| BoundedText::parse(s, 200).unwrap();
+    let c = Customer::restore(
+        CustomerId::new(),
+        Email::parse(&format!("{}@shop.test", Uuid::now_v7().simple())).unwrap(),
+        text("Ada"),
+        text("Lovelace"),
+        None,
+        Role::Customer,
+        at(0),
+        at(0),
+    );
+    PgCustomerRepository::new(pool.clone()).insert(&c, &PasswordHash::new("h".into())).await.unwrap();
+    c.id()
+}
+
+fn job(id: &str) -> NewJob {
+    NewJob {
+        id: JobId::new(id),
+        queue: QueueName::Checkout,
+        kind: "checkout.step".into(),
+        payload: serde_json::json!({"step": "reserve"}),
+        schema_version: 1,
+        max_attempts: 10,
+        trace_id: None,
+    }
+}
+
+fn address() -> ShippingAddress {
+    ShippingAddress {
+        full_name: "Ada Lovelace".into(),
+        line1: "1 Infinite Loop".into(),
+        line2: None,
+        city: "Cupertino".into(),
+        state: Some("CA".into()),
+        postal_code: "95014".into(),
+        country: "US".into(),
+        phone: Some("+14155550100".into()),
+    }
+}
+
+fn line(sku: &str, price: i64, quantity: u32) -> OrderLine {
+    OrderLine::new(ProductId::new(), sku.into(), format!("Product {sku}"), usd(price), quantity).unwrap()
+}
+
+fn order(customer: CustomerId, method: PaymentMethod, created: DateTime<Utc>) -> Order {
+    let new = NewOrder {
+        customer_id: customer,
+        payment_method: method,
+        lines: vec![line("SKU-A", 1999, 2), line("SKU-B", 500, 1)],
+        shipping_address: address(),
+        customer_notes: Some("leave at the door".into()),
+    };
+    let policy = ShippingPolicy { flat_rate: usd(500), free_from: Some(usd(10_000)) };
+    Order::place(new, &policy, created).unwrap()
+}
+
+fn context() -> CheckoutContext {
+    CheckoutContext { cart_id: Uuid::now_v7(), payment_token: Some("tok_visa".into()) }
+}
+
+async fn outbox_ids(pool: &PgPool) -> Vec<String> {
+    let mut conn = pool.get().await.unwrap();
+    outbox::table.select(outbox::id).order(outbox::id.asc()).load(&mut conn).await.unwrap()
+}
+
+#[tokio::test]
+async fn an_order_round_trips_with_its_lines_and_checkout_context() {
+    let db = TestDb::new().await;
+    let pool = pool(&db);
+    let repo = PgOrderRepository::new(pool.clone());
+    let online = order(customer(&pool).await, PaymentMethod::CreditCard, at(0));
+    let ctx = context();
+    repo.create(&online, &ctx, &[]).await.unwrap();
+
+    let stored = repo.get(online.id).await.unwrap().unwrap();
+    assert_eq!(stored, online);
+    assert_eq!(stored.lines.iter().map(|l| l.sku.as_str()).collect::<Vec<_>>(), ["SKU-A", "SKU-B"]);
+    assert_eq!((stored.subtotal, stored.shipping_cost, stored.total), (usd(4498), usd(500), usd(4998)));
+    assert_eq!(repo.context(online.id).await.unwrap(), Some(ctx));
+
+    let mut cash = order(online.customer_id, PaymentMethod::CashOnDelivery, at(1));
+    cash.shipping_address.line2 = Some("Apt 2".into());
+    cash.customer_notes = None;
+    let cash_ctx = CheckoutContext { cart_id: Uuid::now_v7(), payment_token: None };
+    repo.create(&cash, &cash_ctx, &[]).await.unwrap();
+    assert_eq!(repo.get(cash.id).await.unwrap(), Some(cash.clone()));
+    assert_eq!(repo.context(cash.id).await.unwrap(), Some(cash_ctx));
+
+    assert_eq!(repo.get(OrderId::new()).await.unwrap(), None);
+    assert_eq!(repo.context(OrderId::new()).await.unwrap(), None);
+
+    // A corrupt row is an error, never a panic.
+    let mut conn = pool.get().await.unwrap();
+    diesel::update(orders::table.find(cash.id.as_uuid()))
+        .set(orders::payment_status.eq("BOGUS"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    assert!(repo.get(cash.id).await.is_err());
+    assert!(repo.list(&OrderFilter::default(), &PageRequest::first(10)).await.is_err());
+    assert!(repo.get(online.id).await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn an_update_applies_once_and_a_stale_read_is_a_conflict() {
+    let db = TestDb::new().await;
+    let pool = pool(&db);
+    let repo = PgOrderRepository::new(pool.clone());
+    let placed = order(customer(&pool).await, PaymentMethod::CreditCard, at(0));
+    repo.create(&placed, &context(), &[]).await.unwrap();
+
+    let mut confirmed = placed.clone();
+    confirmed.set_payment_status(PaymentStatus::Paid, at(1));
+    confirmed.transition(OrderStatus::Confirmed, Some("payment authorized".into()), at(1)).unwrap();
+    repo.update(&placed, &confirmed, &[]).await.unwrap();
+    assert_eq!(repo.get(placed.id).await.unwrap(), Some(confirmed.clone()));
+    assert!(
+        matches!(repo.update(&placed, &confirmed, &[]).await, Err(OrderSaveError::Conflict)),
+        "the same change twice"
+    );
+
+    let mut cancelled = placed.clone();
+    cancelled.cancel(CancellationReason::PaymentExpired, at(2)).unwrap();
+    assert!(
+        matches!(repo.update(&placed, &cancelled, &[]).await, Err(OrderSaveError::Conflict)),
+        "read before the confirmation"
+    );
+    assert_eq!(repo.get(placed.id).await.unwrap(), Some(confirmed.clone()));
+
+    // Same status, newer updated_at: a timeline-only step is guarded as well.
+    let mut noted = confirmed.clone();
+    noted.record("stock confirmed", at(3));
+    repo.update(&confirmed, &noted, &[]).await.unwrap();
+    let mut other = confirmed.clone();
+    other.record("cart cleared", at(3));
+    assert!(matches!(repo.update(&confirmed, &other, &[]).await, Err(OrderSaveError::Conflict)));
+
+    let mut cancelled = noted.clone();
+    cancelled.cancel(CancellationReason::CustomerRequest, at(4)).unwrap();
+    repo.update(&noted, &cancelled, &[]).await.unwrap();
+    let stored = repo.get(placed.id).await.unwrap().unwrap();
+    assert_eq!(stored, cancelled);
+    assert_eq!(stored.cancellation_reason, Some(CancellationReason::CustomerRequest));
+    assert_eq!(stored.timeline.len(), 4);
+}
+
+#[tokio::test]
+async fn jobs_are_staged_with_the_create_and_the_update_but_not_with_a_conflict() {
+    let db = TestDb::new().await;
+    let pool = pool(&db);
+    let repo = PgOrderRepository::new(pool.clone());
+    let placed = order(customer(&pool).await, PaymentMethod::CreditCard, at(0));
+    repo.create(&placed, &context(), &[job("checkout:1:reserve")]).await.unwrap();
+    assert_eq!(outbox_ids(&pool).await, ["checkout:1:reserve"]);
+
+    let mut confirmed = placed.clone();
+    confirmed.transition(OrderStatus::Confirmed, None, at(1)).unwrap();
+    repo.update(&placed, &confirmed, &[job("checkout:1:finalize"), job("checkout:1:notify")]).await.unwrap();
+    assert!(matches!(
+        repo.update(&placed, &confirmed, &[job("checkout:1:compensate")]).await,
+        Err(OrderSaveError::Conflict)
+    ));
+    assert_eq!(outbox_ids(&pool).await, ["checkout:1:finalize", "checkout:1:notify", "checkout:1:reserve"]);
+
+    let mut conn = pool.get().await.unwrap();
+    let (queue, kind, payload, run_at): (String, String, serde_json::Value, Option<DateTime<Utc>>) = outbox::table
+        .find("checkout:1:finalize")
+        .select((outbox::queue, outbox::kind, outbox::payload, outbox::run_at))
+        .first(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!((queue.as_str(), kind.as_str(), run_at), (QueueName::Checkout.as_str(), "checkout.step", None));
+    assert_eq!(payload, serde_json::json!({"step": "reserve"}));
+}
+
+#[tokio::test]
+async fn orders_are_listed_newest_first_across_pages_and_filtered_by_status() {
+    let db = TestDb::new().await;
+    let pool = pool(&db);
+    let repo = PgOrderRepository::new(pool.clone());
+    let ada = customer(&pool).await;
+    let other = customer(&pool).await;
+    // Two orders share a creation time, and the first page ends between them: the id breaks the
+    // tie and the cursor carries both.
+    let mut mine = Vec::new();
+    for secs in [0, 1, 1, 2] {
+        let o = order(ada, PaymentMethod::CreditCard, at(secs));
+        repo.create(&o, &context(), &[]).await.unwrap();
+        mine.push(o);
+    }
+    let theirs = order(other, PaymentMethod::CashOnDelivery, at(5));
+    repo.create(&theirs, &context(), &[]).await.unwrap();
+    mine.sort_by_key(|o| std::cmp::Reverse((o.created_at, o.id.as_uuid())));
+
+    let filter = OrderFilter { customer_id: Some(ada), status: None };
+    let first = repo.list(&filter, &PageRequest::first(2)).await.unwrap();
+    assert_eq!(first.items, mine[..2]);
+    assert_eq!(first.items[1].created_at, mine[2].created_at);
+    assert!(first.items.iter().all(|o| o.lines.len() == 2), "lines come with the page");
+    let next = first.next.clone().unwrap();
+    // A cursor survives its wire form.
+    let next = ecom_kernel::Cursor::decode(&next.encode()).unwrap();
+    let second = repo.list(&filter, &PageRequest::first(2).with_after(Some(next))).await.unwrap();
+    assert_eq!(second.items, mine[2..]);
+    assert_eq!(second.next, None);
+
+    let everyone = repo.list(&OrderFilter::default(), &PageRequest::first(10)).await.unwrap();
+    assert_eq!(everyone.items.len(), 5);
+    assert_eq!(everyone.items[0], theirs);
+
+    let mut cancelled = mine[1].clone();
+    cancelled.cancel(CancellationReason::CustomerRequest, at(10)).unwrap();
+    repo.update(&mine[1], &cancelled, &[]).await.unwrap();
+    let only = OrderFilter { customer_id: Some(ada), status: Some(OrderStatus::Cancelled) };
+    let page = repo.list(&only, &PageRequest::first(10)).await.unwrap();
+    assert_eq!((page.items, page.next), (vec![cancelled], None));
+    let pending = OrderFilter { customer_id: None, status: Some(OrderStatus::PendingConfirmation) };
+    assert_eq!(repo.list(&pending, &PageRequest::first(10)).await.unwrap().items, vec![theirs]);
+    let none = OrderFilter { customer_id: Some(other), status: Some(OrderStatus::Cancelled) };
+    assert!(repo.list(&none, &PageRequest::first(10)).await.unwrap().items.is_empty());
+}
+
+#[tokio::test]
+async fn stale_finds_only_old_orders_in_that_status_oldest_first() {
+    let db = TestDb::new().await;
+    let pool = pool(&db);
+    let repo = PgOrderRepository::new(pool.clone());
+    let ada = customer(&pool).await;
+    let oldest = order(ada, PaymentMethod::CreditCard, at(0));
+    let old = order(ada, PaymentMethod::PayPal, at(10));
+    let cash = order(ada, PaymentMethod::CashOnDelivery, at(5));
+    let fresh = order(ada, PaymentMethod::CreditCard, at(100));
+    let mut paid = order(ada, PaymentMethod::CreditCard, at(1));
+    // Created in reverse, so that insertion order is not what is being tested.
+    for o in [&fresh, &cash, &old, &oldest, &paid] {
+        repo.create(o, &context(), &[]).await.unwrap();
+    }
+    let placed = paid.clone();
+    paid.transition(OrderStatus::Confirmed, None, at(2)).unwrap();
+    repo.update(&placed, &paid, &[]).await.unwrap();
+
+    let cutoff = at(50);
+    assert_eq!(repo.stale(OrderStatus::PendingPayment, cutoff, 10).await.unwrap(), vec![oldest.id, old.id]);
+    assert_eq!(repo.stale(OrderStatus::PendingPayment, cutoff, 1).await.unwrap(), vec![oldest.id]);
+    assert_eq!(repo.stale(OrderStatus::PendingConfirmation, cutoff, 10).await.unwrap(), vec![cash.id]);
+    assert_eq!(repo.stale(OrderStatus::PendingConfirmation, at(5), 10).await.unwrap(), vec![], "strictly before");
+    assert_eq!(repo.stale(OrderStatus::Confirmed, at(200), 10).await.unwrap(), vec![paid.id]);
+}

@@ -1,0 +1,29 @@
+use ecom_kernel::{InfraError, OrderId, ProductId};
+
+use crate::model::OrderRuleError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OrderError {
+    #[error("no order {0}")]
+    NotFound(OrderId),
+    #[error("no such cart")]
+    CartNotFound,
+    #[error("the cart is empty")]
+    CartEmpty,
+    #[error("product {0} is no longer available")]
+    ProductUnavailable(ProductId),
+    #[error("no such address")]
+    AddressNotFound,
+    #[error("a shipping address is required: shippingAddressId or shippingAddress")]
+    AddressRequired,
+    #[error("online payments need a paymentToken")]
+    PaymentTokenRequired,
+    #[error("raw card numbers are never accepted; send a provider token")]
+    RawCardNumber,
+    #[error(transparent)]
+    Rule(#[from] OrderRuleError),
+    #[error("the order changed concurrently; try again")]
+    Conflict,
+    #[error(transparent)]
+    Infrastructure(#[from] InfraError),
+}

@@ -1,0 +1,150 @@
+//! What orders need from the outside world: storage, and the other contexts (through their
+//! public services, bridged by the composition root).
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use ecom_kernel::jobs::NewJob;
+use ecom_kernel::{CustomerId, InfraError, Money, OrderId, Page, PageRequest, ProductId};
+use uuid::Uuid;
+
+use crate::model::{Order, OrderStatus, ShippingAddress};
+
+/// A cart line as checkout sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CartItem {
+    pub product_id: ProductId,
+    pub quantity: u32,
+}
+
+/// A product as the catalog prices it now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PricedProduct {
+    pub product_id: ProductId,
+    pub sku: String,
+    pub name: String,
+    pub unit_price: Money,
+    pub active: bool,
+}
+
+/// The customer's cart, read for checkout and cleared once the order is confirmed.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait Carts: Send + Sync {
+    /// The lines of the customer's cart `cart_id`; `None` when it is not theirs or is gone.
+    async fn items(&self, customer: CustomerId, cart_id: Uuid) -> Result<Option<Vec<CartItem>>, InfraError>;
+    /// Empties the cart (idempotent; a cart already gone is fine).
+    async fn clear(&self, customer: CustomerId, cart_id: Uuid) -> Result<(), InfraError>;
+}
+
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait Catalog: Send + Sync {
+    /// Each product as priced now, in the order asked; `None` for a product that does not exist.
+    async fn products(&self, ids: &[ProductId]) -> Result<Vec<Option<PricedProduct>>, InfraError>;
+}
+
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait AddressBook: Send + Sync {
+    /// The customer's saved address; `None` when it is not theirs.
+    async fn address(&self, customer: CustomerId, id: Uuid) -> Result<Option<ShippingAddress>, InfraError>;
+}
+
+/// Filters of the order list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OrderFilter {
+    pub customer_id: Option<CustomerId>,
+    pub status: Option<OrderStatus>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OrderSaveError {
+    /// The order changed since it was read.
+    #[error("order changed concurrently")]
+    Conflict,
+    #[error(transparent)]
+    Infrastructure(#[from] InfraError),
+}
+
+/// What the saga needs to remember about an order besides the order itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckoutContext {
+    pub cart_id: Uuid,
+    /// The client's payment token (online orders).
+    pub payment_token: Option<String>,
+}
+
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait OrderRepository: Send + Sync {
+    /// Inserts the order, its checkout context and `jobs` (the saga's first step) in one
+    /// transaction.
+    async fn create(&self, order: &Order, context: &CheckoutContext, jobs: &[NewJob]) -> Result<(), InfraError>;
+    async fn get(&self, id: OrderId) -> Result<Option<Order>, InfraError>;
+    async fn context(&self, id: OrderId) -> Result<Option<CheckoutContext>, InfraError>;
+    /// Newest first.
+    async fn list(&self, filter: &OrderFilter, page: &PageRequest) -> Result<Page<Order>, InfraError>;
+    /// Stores `order` when the stored one is still `expected` (same `updated_at` and status),
+    /// with `jobs` staged in the outbox, in one transaction.
+    async fn update(&self, expected: &Order, order: &Order, jobs: &[NewJob]) -> Result<(), OrderSaveError>;
+    /// Orders in `status` created before `before` (expiry), oldest first.
+    async fn stale(&self, status: OrderStatus, before: DateTime<Utc>, limit: i64) -> Result<Vec<OrderId>, InfraError>;
+}
+
+/// How a reservation went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reserved {
+    Done,
+    OutOfStock { product_id: ProductId },
+}
+
+/// Stock, through the inventory context. Every call is idempotent per order.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait Stock: Send + Sync {
+    async fn reserve(
+        &self,
+        order: OrderId,
+        items: &[CartItem],
+        expires_at: DateTime<Utc>,
+    ) -> Result<Reserved, InfraError>;
+    /// The reserved units leave the shelf (on hand and reserved both go down).
+    async fn confirm(&self, order: OrderId) -> Result<(), InfraError>;
+    /// The reserved units go back on sale. Nothing to release is fine.
+    async fn release(&self, order: OrderId) -> Result<(), InfraError>;
+}
+
+/// What a charge came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Charged {
+    /// The provider holds or took the money (AUTHORIZED, PAID or still processing).
+    Accepted(ecom_payments::model::PaymentStatus),
+    Declined {
+        reason: String,
+    },
+    /// The provider could not be reached: try again later (same idempotency key).
+    Unavailable,
+}
+
+/// Where giving the money back stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefundState {
+    /// Nothing was taken (no payment, declined, cash not collected).
+    NothingToRefund,
+    /// Refunded, or booked and on its way (a job finishes it).
+    Refunded,
+    /// Authorized but not captured yet: ask again once it is.
+    NotYetCapturable,
+}
+
+/// Payments, through the payments context.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait OrderPayments: Send + Sync {
+    /// Opens (once per order) and charges the order's online payment for `order.total`.
+    async fn charge(&self, order: &Order, token: &str) -> Result<Charged, InfraError>;
+    /// Opens (once per order) the cash-on-delivery payment.
+    async fn open_cash(&self, order: &Order) -> Result<(), InfraError>;
+    /// Gives back everything taken for the order.
+    async fn refund_all(&self, order: OrderId, reason: &str) -> Result<RefundState, InfraError>;
+}

@@ -1,0 +1,466 @@
+//! The order use cases: checkout, the saga's steps (run by the worker, one job per step with a
+//! deterministic id), compensation, cancellation, the admin lifecycle and expiry.
+//!
+//! Every step re-reads the order and does nothing when the order has moved on, so a redelivered
+//! job changes nothing; a step's result and the next step's job are written in one transaction.
+
+use std::sync::Arc;
+
+use chrono::Duration;
+use ecom_kernel::jobs::{JobId, NewJob, QueueName};
+use ecom_kernel::{Clock, CustomerId, OrderId, Page, PageRequest, ProductId};
+use ecom_payments::model::PaymentStatus;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::error::OrderError;
+use crate::model::{
+    CancellationReason, NewOrder, Order, OrderLine, OrderStatus, PaymentMethod, ShippingAddress, ShippingPolicy,
+};
+use crate::ports::{
+    AddressBook, CartItem, Carts, Catalog, Charged, CheckoutContext, OrderFilter, OrderPayments, OrderRepository,
+    OrderSaveError, RefundState, Reserved, Stock,
+};
+
+/// Job kind of every saga step.
+pub const SAGA_KIND: &str = "checkout.step";
+
+/// The saga's steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Step {
+    /// Reserve the stock (online: then charge; cash: then wait for the admin).
+    Reserve,
+    /// Charge the payment (online); accepted → CONFIRMED.
+    Charge,
+    /// Confirm the reservation and clear the cart (after CONFIRMED).
+    Finalize,
+    /// Give back what was taken and cancel.
+    Compensate,
+}
+
+impl Step {
+    fn as_str(self) -> &'static str {
+        match self {
+            Step::Reserve => "reserve",
+            Step::Charge => "charge",
+            Step::Finalize => "finalize",
+            Step::Compensate => "compensate",
+        }
+    }
+}
+
+/// Payload of a saga job (schema version 1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SagaJob {
+    pub order_id: OrderId,
+    pub step: Step,
+    /// Why, for `Compensate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+pub fn saga_job(order: OrderId, step: Step, reason: Option<&CancellationReason>) -> NewJob {
+    NewJob {
+        id: JobId::new(format!("checkout:{order}:{}", step.as_str())),
+        queue: QueueName::Checkout,
+        kind: SAGA_KIND.to_owned(),
+        payload: serde_json::json!(SagaJob { order_id: order, step, reason: reason.map(|r| r.as_str().to_owned()) }),
+        schema_version: 1,
+        max_attempts: 10,
+        trace_id: None,
+    }
+}
+
+/// How a saga step ended, for the job runtime.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    /// Try the step again later (a dependency is down, a race was lost).
+    #[error("retry: {0}")]
+    Retry(String),
+    #[error(transparent)]
+    Failed(#[from] OrderError),
+}
+
+impl From<ecom_kernel::InfraError> for StepError {
+    fn from(e: ecom_kernel::InfraError) -> Self {
+        StepError::Retry(e.to_string())
+    }
+}
+
+impl From<OrderSaveError> for StepError {
+    fn from(e: OrderSaveError) -> Self {
+        match e {
+            OrderSaveError::Conflict => StepError::Retry("order changed concurrently".into()),
+            OrderSaveError::Infrastructure(e) => StepError::Retry(e.to_string()),
+        }
+    }
+}
+
+/// Order settings.
+#[derive(Debug, Clone, Copy)]
+pub struct OrderSettings {
+    pub shipping: ShippingPolicy,
+    /// An online order not paid within this is cancelled (stock released).
+    pub payment_window: Duration,
+    /// A cash-on-delivery order not confirmed within this is cancelled.
+    pub confirmation_window: Duration,
+}
+
+/// Where the order ships to.
+#[derive(Debug, Clone)]
+pub enum ShippingChoice {
+    Saved(Uuid),
+    New(ShippingAddress),
+}
+
+#[derive(Debug, Clone)]
+pub struct CheckoutRequest {
+    pub cart_id: Uuid,
+    pub payment_method: PaymentMethod,
+    pub shipping: Option<ShippingChoice>,
+    pub payment_token: Option<String>,
+    pub customer_notes: Option<String>,
+}
+
+/// Who is looking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Viewer {
+    pub customer_id: CustomerId,
+    pub admin: bool,
+}
+
+/// Every port of the order service.
+pub struct OrderPorts {
+    pub orders: Arc<dyn OrderRepository>,
+    pub carts: Arc<dyn Carts>,
+    pub catalog: Arc<dyn Catalog>,
+    pub addresses: Arc<dyn AddressBook>,
+    pub stock: Arc<dyn Stock>,
+    pub payments: Arc<dyn OrderPayments>,
+    pub publisher: Arc<dyn ecom_payments::ports::JobPublisher>,
+    pub clock: Arc<dyn Clock>,
+}
+
+pub struct OrderService {
+    ports: OrderPorts,
+    settings: OrderSettings,
+}
+
+/// Raw card numbers (12 to 19 digits, spaces and dashes aside) are refused outright.
+fn looks_like_card_number(token: &str) -> bool {
+    let digits: Vec<char> = token.chars().filter(|c| !matches!(c, ' ' | '-')).collect();
+    (12..=19).contains(&digits.len()) && digits.iter().all(char::is_ascii_digit)
+}
+
+impl OrderService {
+    pub fn new(ports: OrderPorts, settings: OrderSettings) -> Self {
+        Self { ports, settings }
+    }
+
+    async fn load(&self, id: OrderId) -> Result<Order, OrderError> {
+        self.ports.orders.get(id).await?.ok_or(OrderError::NotFound(id))
+    }
+
+    async fn save(&self, expected: &Order, order: &Order, jobs: &[NewJob]) -> Result<(), StepError> {
+        self.ports.orders.update(expected, order, jobs).await?;
+        self.ports.publisher.publish(jobs).await;
+        Ok(())
+    }
+
+    /// An order as its owner or an admin sees it; others are told it does not exist.
+    pub async fn view(&self, id: OrderId, viewer: Viewer) -> Result<Order, OrderError> {
+        let order = self.load(id).await?;
+        if viewer.admin || order.customer_id == viewer.customer_id {
+            Ok(order)
+        } else {
+            Err(OrderError::NotFound(id))
+        }
+    }
+
+    /// Customers see their own orders; admins all, filtered.
+    pub async fn list(
+        &self,
+        viewer: Viewer,
+        mut filter: OrderFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Order>, OrderError> {
+        if !viewer.admin {
+            filter.customer_id = Some(viewer.customer_id);
+        }
+        Ok(self.ports.orders.list(&filter, page).await?)
+    }
+
+    /// Places an order from the customer's cart, priced from the catalog (never from the
+    /// client), with the saga's first step in the same transaction.
+    pub async fn checkout(&self, customer: CustomerId, request: CheckoutRequest) -> Result<Order, OrderError> {
+        let token = request.payment_token.as_deref().map(str::trim).filter(|t| !t.is_empty());
+        if request.payment_method.is_online() {
+            match token {
+                None => return Err(OrderError::PaymentTokenRequired),
+                Some(t) if looks_like_card_number(t) => return Err(OrderError::RawCardNumber),
+                Some(_) => {}
+            }
+        }
+        let address = match request.shipping {
+            None => return Err(OrderError::AddressRequired),
+            Some(ShippingChoice::New(address)) => address,
+            Some(ShippingChoice::Saved(id)) => {
+                self.ports.addresses.address(customer, id).await?.ok_or(OrderError::AddressNotFound)?
+            }
+        };
+        let items = self.ports.carts.items(customer, request.cart_id).await?.ok_or(OrderError::CartNotFound)?;
+        if items.is_empty() {
+            return Err(OrderError::CartEmpty);
+        }
+        let ids: Vec<ProductId> = items.iter().map(|i| i.product_id).collect();
+        let products = self.ports.catalog.products(&ids).await?;
+        let mut lines = Vec::with_capacity(items.len());
+        for (item, product) in items.iter().zip(products) {
+            let product = product.filter(|p| p.active).ok_or(OrderError::ProductUnavailable(item.product_id))?;
+            lines.push(OrderLine::new(
+                product.product_id,
+                product.sku,
+                product.name,
+                product.unit_price,
+                item.quantity,
+            )?);
+        }
+        let new = NewOrder {
+            customer_id: customer,
+            payment_method: request.payment_method,
+            lines,
+            shipping_address: address,
+            customer_notes: request.customer_notes,
+        };
+        let order = Order::place(new, &self.settings.shipping, self.ports.clock.now())?;
+        let context = CheckoutContext {
+            cart_id: request.cart_id,
+            payment_token: if request.payment_method.is_online() { token.map(str::to_owned) } else { None },
+        };
+        let job = saga_job(order.id, Step::Reserve, None);
+        self.ports.orders.create(&order, &context, std::slice::from_ref(&job)).await?;
+        self.ports.publisher.publish(std::slice::from_ref(&job)).await;
+        Ok(order)
+    }
+
+    /// Runs one saga step. Idempotent: a step whose work is done already changes nothing.
+    pub async fn run_step(&self, job: &SagaJob) -> Result<(), StepError> {
+        match job.step {
+            Step::Reserve => self.reserve(job.order_id).await,
+            Step::Charge => self.charge(job.order_id).await,
+            Step::Finalize => self.finalize(job.order_id).await,
+            Step::Compensate => {
+                let reason = job
+                    .reason
+                    .as_deref()
+                    .and_then(CancellationReason::parse)
+                    .unwrap_or(CancellationReason::CheckoutFailed);
+                self.compensate(job.order_id, reason).await
+            }
+        }
+    }
+
+    fn items(order: &Order) -> Vec<CartItem> {
+        order.lines.iter().map(|l| CartItem { product_id: l.product_id, quantity: l.quantity }).collect()
+    }
+
+    async fn reserve(&self, id: OrderId) -> Result<(), StepError> {
+        let order = self.load(id).await?;
+        if !matches!(order.status, OrderStatus::PendingPayment | OrderStatus::PendingConfirmation) {
+            return Ok(());
+        }
+        let now = self.ports.clock.now();
+        let window = if order.payment_method.is_online() {
+            self.settings.payment_window
+        } else {
+            self.settings.confirmation_window
+        };
+        match self.ports.stock.reserve(id, &Self::items(&order), order.created_at + window).await? {
+            Reserved::OutOfStock { .. } => self.compensate(id, CancellationReason::OutOfStock).await,
+            Reserved::Done => {
+                if order.timeline.iter().any(|t| t.note.as_deref() == Some("stock reserved")) {
+                    return Ok(());
+                }
+                let mut next = order.clone();
+                next.record("stock reserved", now);
+                if order.payment_method.is_online() {
+                    self.save(&order, &next, &[saga_job(id, Step::Charge, None)]).await
+                } else {
+                    self.ports.payments.open_cash(&order).await?;
+                    self.save(&order, &next, &[]).await
+                }
+            }
+        }
+    }
+
+    async fn charge(&self, id: OrderId) -> Result<(), StepError> {
+        let order = self.load(id).await?;
+        match order.status {
+            OrderStatus::PendingPayment => {}
+            // Cancelled while the charge was under way (expiry, the customer): whatever was
+            // taken goes back.
+            OrderStatus::Cancelled => return self.refund_after_cancel(&order).await,
+            _ => return Ok(()),
+        }
+        let context = self.ports.orders.context(id).await?;
+        let Some(token) = context.and_then(|c| c.payment_token) else {
+            return self.compensate(id, CancellationReason::PaymentDeclined).await;
+        };
+        match self.ports.payments.charge(&order, &token).await? {
+            Charged::Unavailable => Err(StepError::Retry("payment provider unavailable".into())),
+            Charged::Declined { reason } => {
+                let mut next = order.clone();
+                let now = self.ports.clock.now();
+                next.set_payment_status(PaymentStatus::Failed, now);
+                next.record(format!("payment declined: {reason}"), now);
+                self.save(&order, &next, &[saga_job(id, Step::Compensate, Some(&CancellationReason::PaymentDeclined))])
+                    .await
+            }
+            Charged::Accepted(status) => {
+                let mut next = order.clone();
+                let now = self.ports.clock.now();
+                next.set_payment_status(status, now);
+                next.transition(OrderStatus::Confirmed, Some("payment accepted".into()), now)
+                    .map_err(OrderError::from)?;
+                self.save(&order, &next, &[saga_job(id, Step::Finalize, None)]).await
+            }
+        }
+    }
+
+    async fn refund_after_cancel(&self, order: &Order) -> Result<(), StepError> {
+        match self.ports.payments.refund_all(order.id, "order cancelled").await? {
+            RefundState::NotYetCapturable => Err(StepError::Retry("payment not captured yet".into())),
+            RefundState::NothingToRefund | RefundState::Refunded => Ok(()),
+        }
+    }
+
+    /// After CONFIRMED: the reserved units leave the shelf and the cart is emptied.
+    async fn finalize(&self, id: OrderId) -> Result<(), StepError> {
+        let order = self.load(id).await?;
+        if order.status != OrderStatus::Confirmed
+            || order.timeline.iter().any(|t| t.note.as_deref() == Some("stock confirmed, cart cleared"))
+        {
+            return Ok(());
+        }
+        self.ports.stock.confirm(id).await?;
+        if let Some(context) = self.ports.orders.context(id).await? {
+            self.ports.carts.clear(order.customer_id, context.cart_id).await?;
+        }
+        let mut next = order.clone();
+        next.record("stock confirmed, cart cleared", self.ports.clock.now());
+        self.save(&order, &next, &[]).await
+    }
+
+    /// Gives back what was taken (refund, reservation) and cancels with `reason`. Runs again
+    /// safely: each part is idempotent, and an order cancelled already keeps its first reason.
+    pub async fn compensate(&self, id: OrderId, reason: CancellationReason) -> Result<(), StepError> {
+        let order = self.load(id).await?;
+        if !order.status.is_final() && !order.status.can_become(OrderStatus::Cancelled) {
+            // Shipped or delivered: nothing to compensate automatically.
+            return Ok(());
+        }
+        let refund = self.ports.payments.refund_all(id, reason.as_str()).await?;
+        if refund == RefundState::NotYetCapturable {
+            return Err(StepError::Retry("payment not captured yet; refund after the capture".into()));
+        }
+        self.ports.stock.release(id).await?;
+        let now = self.ports.clock.now();
+        let mut next = order.clone();
+        if next.status != OrderStatus::Cancelled {
+            next.cancel(reason, now).map_err(OrderError::from)?;
+        }
+        if refund == RefundState::Refunded {
+            next.set_payment_status(PaymentStatus::Refunded, now);
+        }
+        if next == order {
+            return Ok(());
+        }
+        self.save(&order, &next, &[]).await
+    }
+
+    /// Cancels an order before it ships (the customer, or an admin): the order is CANCELLED at
+    /// once; the refund and the release follow in a compensation job.
+    pub async fn cancel(&self, id: OrderId, viewer: Viewer) -> Result<Order, OrderError> {
+        self.retry_on_conflict(|| async {
+            let order = self.view(id, viewer).await?;
+            let reason = if viewer.admin && order.customer_id != viewer.customer_id {
+                CancellationReason::AdminRequest
+            } else {
+                CancellationReason::CustomerRequest
+            };
+            let mut next = order.clone();
+            next.cancel(reason.clone(), self.ports.clock.now())?;
+            let jobs = vec![saga_job(id, Step::Compensate, Some(&reason))];
+            Ok((order, next, jobs))
+        })
+        .await
+    }
+
+    /// Applies a change built from a fresh read; when a background step (the saga, a payment
+    /// event) wrote the order in between, reads again and retries, a few times.
+    async fn retry_on_conflict<F, Fut>(&self, change: F) -> Result<Order, OrderError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<(Order, Order, Vec<NewJob>), OrderError>>,
+    {
+        let mut attempts = 0;
+        loop {
+            let (order, next, jobs) = change().await?;
+            match self.ports.orders.update(&order, &next, &jobs).await {
+                Ok(()) => {
+                    self.ports.publisher.publish(&jobs).await;
+                    return Ok(next);
+                }
+                Err(OrderSaveError::Conflict) if attempts < 5 => attempts += 1,
+                Err(OrderSaveError::Conflict) => return Err(OrderError::Conflict),
+                Err(OrderSaveError::Infrastructure(e)) => return Err(OrderError::Infrastructure(e)),
+            }
+        }
+    }
+
+    /// An admin moves an order along: CONFIRMED (cash on delivery; then the finalize job),
+    /// PROCESSING, SHIPPED, DELIVERED.
+    pub async fn advance(&self, id: OrderId, to: OrderStatus) -> Result<Order, OrderError> {
+        self.retry_on_conflict(|| async {
+            let order = self.load(id).await?;
+            let mut next = order.clone();
+            next.transition(to, Some("by an admin".into()), self.ports.clock.now())?;
+            let jobs = if to == OrderStatus::Confirmed { vec![saga_job(id, Step::Finalize, None)] } else { vec![] };
+            Ok((order, next, jobs))
+        })
+        .await
+    }
+
+    /// The payment of an order changed (a provider event, a refund, cash recorded).
+    pub async fn payment_changed(&self, id: OrderId, status: PaymentStatus) -> Result<(), StepError> {
+        let Some(order) = self.ports.orders.get(id).await? else { return Ok(()) };
+        let mut next = order.clone();
+        if !next.set_payment_status(status, self.ports.clock.now()) {
+            return Ok(());
+        }
+        self.save(&order, &next, &[]).await
+    }
+
+    /// Cancels online orders left unpaid past the payment window and cash orders left
+    /// unconfirmed past theirs (their stock goes back on sale). Returns how many.
+    pub async fn expire_overdue(&self, limit: i64) -> Result<usize, StepError> {
+        let now = self.ports.clock.now();
+        let mut expired = 0;
+        for (status, window, reason) in [
+            (OrderStatus::PendingPayment, self.settings.payment_window, CancellationReason::PaymentExpired),
+            (
+                OrderStatus::PendingConfirmation,
+                self.settings.confirmation_window,
+                CancellationReason::ConfirmationExpired,
+            ),
+        ] {
+            for id in self.ports.orders.stale(status, now - window, limit).await? {
+                self.compensate(id, reason.clone()).await?;
+                expired += 1;
+            }
+        }
+        Ok(expired)
+    }
+}

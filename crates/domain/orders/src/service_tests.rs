@@ -1,0 +1,243 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Duration, Utc};
+use ecom_kernel::clock::MockClock;
+use ecom_kernel::{Currency, CustomerId, Money, ProductId};
+use ecom_payments::model::PaymentStatus;
+use ecom_payments::ports::MockJobPublisher;
+
+use crate::model::{CancellationReason, Order, OrderStatus, PaymentMethod, ShippingAddress, ShippingPolicy};
+use crate::ports::*;
+use crate::service::{
+    CheckoutRequest, OrderPorts, OrderService, OrderSettings, SagaJob, ShippingChoice, Step, StepError, SAGA_KIND,
+};
+use crate::OrderError;
+
+fn usd(amount: i64) -> Money {
+    Money::new(amount, Currency::USD)
+}
+
+fn now() -> DateTime<Utc> {
+    DateTime::from_timestamp(1_800_000_000, 0).unwrap()
+}
+
+fn address() -> ShippingAddress {
+    ShippingAddress {
+        full_name: "Ada".into(),
+        line1: "1 Loop".into(),
+        line2: None,
+        city: "Cupertino".into(),
+        state: None,
+        postal_code: "95014".into(),
+        country: "US".into(),
+        phone: None,
+    }
+}
+
+/// Mocks with sensible defaults; each test sets what it is about.
+struct Mocks {
+    orders: MockOrderRepository,
+    carts: MockCarts,
+    catalog: MockCatalog,
+    addresses: MockAddressBook,
+    stock: MockStock,
+    payments: MockOrderPayments,
+    publisher: MockJobPublisher,
+}
+
+impl Mocks {
+    fn new() -> Self {
+        let mut publisher = MockJobPublisher::new();
+        publisher.expect_publish().returning(|_| ());
+        Self {
+            orders: MockOrderRepository::new(),
+            carts: MockCarts::new(),
+            catalog: MockCatalog::new(),
+            addresses: MockAddressBook::new(),
+            stock: MockStock::new(),
+            payments: MockOrderPayments::new(),
+            publisher,
+        }
+    }
+
+    fn service(self) -> OrderService {
+        let mut clock = MockClock::new();
+        clock.expect_now().returning(now);
+        OrderService::new(
+            OrderPorts {
+                orders: Arc::new(self.orders),
+                carts: Arc::new(self.carts),
+                catalog: Arc::new(self.catalog),
+                addresses: Arc::new(self.addresses),
+                stock: Arc::new(self.stock),
+                payments: Arc::new(self.payments),
+                publisher: Arc::new(self.publisher),
+                clock: Arc::new(clock),
+            },
+            OrderSettings {
+                shipping: ShippingPolicy { flat_rate: usd(500), free_from: None },
+                payment_window: Duration::minutes(30),
+                confirmation_window: Duration::hours(48),
+            },
+        )
+    }
+}
+
+fn request(method: PaymentMethod, token: Option<&str>) -> CheckoutRequest {
+    CheckoutRequest {
+        cart_id: uuid::Uuid::now_v7(),
+        payment_method: method,
+        shipping: Some(ShippingChoice::New(address())),
+        payment_token: token.map(str::to_owned),
+        customer_notes: None,
+    }
+}
+
+fn placed(method: PaymentMethod) -> Order {
+    let line = crate::model::OrderLine::new(ProductId::new(), "SKU".into(), "Lamp".into(), usd(1000), 2).unwrap();
+    let new = crate::model::NewOrder {
+        customer_id: CustomerId::new(),
+        payment_method: method,
+        lines: vec![line],
+        shipping_address: address(),
+        customer_notes: None,
+    };
+    Order::place(new, &ShippingPolicy { flat_rate: usd(500), free_from: None }, now()).unwrap()
+}
+
+#[tokio::test]
+async fn checkout_prices_from_the_catalog_and_stages_the_first_saga_step_with_the_order() {
+    let product = ProductId::new();
+    let mut m = Mocks::new();
+    m.carts.expect_items().returning(move |_, _| Ok(Some(vec![CartItem { product_id: product, quantity: 3 }])));
+    m.catalog.expect_products().returning(move |_| {
+        Ok(vec![Some(PricedProduct {
+            product_id: product,
+            sku: "LAMP-1".into(),
+            name: "Lamp".into(),
+            unit_price: usd(1250),
+            active: true,
+        })])
+    });
+    m.orders
+        .expect_create()
+        .withf(|order, context, jobs| {
+            order.total == usd(4250)
+                && order.status == OrderStatus::PendingPayment
+                && context.payment_token.as_deref() == Some("pm_card_visa")
+                && jobs.len() == 1
+                && jobs[0].kind == SAGA_KIND
+                && jobs[0].id.as_str() == format!("checkout:{}:reserve", order.id)
+        })
+        .times(1)
+        .returning(|_, _, _| Ok(()));
+    let order = m
+        .service()
+        .checkout(CustomerId::new(), request(PaymentMethod::CreditCard, Some("pm_card_visa")))
+        .await
+        .unwrap();
+    assert_eq!((order.subtotal, order.lines[0].sku.as_str()), (usd(3750), "LAMP-1"));
+}
+
+#[tokio::test]
+async fn checkout_refuses_raw_card_numbers_missing_tokens_empty_carts_and_archived_products() {
+    let customer = CustomerId::new();
+    let err = Mocks::new()
+        .service()
+        .checkout(customer, request(PaymentMethod::CreditCard, Some("4242 4242 4242 4242")))
+        .await;
+    assert!(matches!(err, Err(OrderError::RawCardNumber)), "{err:?}");
+    let err = Mocks::new().service().checkout(customer, request(PaymentMethod::PayPal, None)).await;
+    assert!(matches!(err, Err(OrderError::PaymentTokenRequired)), "{err:?}");
+
+    let mut m = Mocks::new();
+    m.carts.expect_items().returning(|_, _| Ok(Some(vec![])));
+    let err = m.service().checkout(customer, request(PaymentMethod::CashOnDelivery, None)).await;
+    assert!(matches!(err, Err(OrderError::CartEmpty)), "{err:?}");
+
+    let product = ProductId::new();
+    let mut m = Mocks::new();
+    m.carts.expect_items().returning(move |_, _| Ok(Some(vec![CartItem { product_id: product, quantity: 1 }])));
+    m.catalog.expect_products().returning(move |_| {
+        Ok(vec![Some(PricedProduct {
+            product_id: product,
+            sku: "S".into(),
+            name: "N".into(),
+            unit_price: usd(1),
+            active: false,
+        })])
+    });
+    m.orders.expect_create().never();
+    let err = m.service().checkout(customer, request(PaymentMethod::CashOnDelivery, None)).await;
+    assert!(matches!(err, Err(OrderError::ProductUnavailable(p)) if p == product), "{err:?}");
+}
+
+fn stored(m: &mut Mocks, order: Order) -> Arc<Mutex<Order>> {
+    let cell = Arc::new(Mutex::new(order));
+    let read = cell.clone();
+    m.orders.expect_get().returning(move |_| Ok(Some(read.lock().unwrap().clone())));
+    let write = cell.clone();
+    m.orders.expect_update().returning(move |_, next, _| {
+        *write.lock().unwrap() = next.clone();
+        Ok(())
+    });
+    m.orders.expect_context().returning(|_| {
+        Ok(Some(CheckoutContext { cart_id: uuid::Uuid::nil(), payment_token: Some("pm_card_chargeDeclined".into()) }))
+    });
+    cell
+}
+
+#[tokio::test]
+async fn a_declined_charge_records_failed_and_queues_the_compensation() {
+    let order = placed(PaymentMethod::CreditCard);
+    let id = order.id;
+    let mut m = Mocks::new();
+    m.payments.expect_charge().times(1).returning(|_, _| Ok(Charged::Declined { reason: "card_declined".into() }));
+    let cell = stored(&mut m, order);
+    let service = m.service();
+    service.run_step(&SagaJob { order_id: id, step: Step::Charge, reason: None }).await.unwrap();
+    let after = cell.lock().unwrap().clone();
+    assert_eq!((after.status, after.payment_status), (OrderStatus::PendingPayment, PaymentStatus::Failed));
+}
+
+#[tokio::test]
+async fn out_of_stock_at_reservation_releases_and_cancels_without_charging() {
+    let order = placed(PaymentMethod::CreditCard);
+    let id = order.id;
+    let mut m = Mocks::new();
+    m.stock.expect_reserve().returning(|_, _, _| Ok(Reserved::OutOfStock { product_id: ProductId::new() }));
+    m.payments.expect_charge().never();
+    m.payments.expect_refund_all().returning(|_, _| Ok(RefundState::NothingToRefund));
+    m.stock.expect_release().times(1).returning(|_| Ok(()));
+    let cell = stored(&mut m, order);
+    m.service().run_step(&SagaJob { order_id: id, step: Step::Reserve, reason: None }).await.unwrap();
+    let after = cell.lock().unwrap().clone();
+    assert_eq!(
+        (after.status, after.cancellation_reason),
+        (OrderStatus::Cancelled, Some(CancellationReason::OutOfStock))
+    );
+}
+
+#[tokio::test]
+async fn compensation_waits_for_an_uncaptured_payment_then_refunds_releases_and_cancels_once() {
+    let order = placed(PaymentMethod::CreditCard);
+    let id = order.id;
+    let mut m = Mocks::new();
+    let mut seq = mockall::Sequence::new();
+    m.payments.expect_refund_all().times(1).in_sequence(&mut seq).returning(|_, _| Ok(RefundState::NotYetCapturable));
+    m.payments.expect_refund_all().times(2).in_sequence(&mut seq).returning(|_, _| Ok(RefundState::Refunded));
+    m.stock.expect_release().times(2).returning(|_| Ok(()));
+    let cell = stored(&mut m, order);
+    let service = m.service();
+    let job = SagaJob { order_id: id, step: Step::Compensate, reason: Some("CHECKOUT_FAILED".into()) };
+    assert!(matches!(service.run_step(&job).await, Err(StepError::Retry(_))), "not captured yet: retried");
+    assert_eq!(cell.lock().unwrap().status, OrderStatus::PendingPayment, "nothing changed yet");
+    service.run_step(&job).await.unwrap();
+    let after = cell.lock().unwrap().clone();
+    assert_eq!((after.status, after.payment_status), (OrderStatus::Cancelled, PaymentStatus::Refunded));
+    assert_eq!(after.cancellation_reason, Some(CancellationReason::CheckoutFailed));
+    service.run_step(&job).await.unwrap();
+    assert_eq!(cell.lock().unwrap().timeline.len(), after.timeline.len(), "running it again changes nothing");
+}

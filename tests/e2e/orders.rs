@@ -1,0 +1,447 @@
+//! Checkout end to end: the api in this process, a real `worker` process running the saga.
+
+use std::time::{Duration, Instant};
+
+use ecom_testkit::{Session, TestApp};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::assert_problem;
+use crate::processes::{worker_env, Proc};
+
+struct Shop {
+    app: TestApp,
+    admin: Session,
+    _worker: Proc,
+}
+
+async fn shop() -> Shop {
+    let app = TestApp::spawn_with(&[("SIMULATED_CAPTURE_DELAY_MS", "200")]).await;
+    let worker = Proc::spawn("worker", &worker_env(&app, &[("SIMULATED_CAPTURE_DELAY_MS", "200")]));
+    worker.wait_for_line("worker started", Duration::from_secs(30));
+    let admin = app.admin().await;
+    Shop { app, admin, _worker: worker }
+}
+
+impl Shop {
+    async fn product(&self, stock: u32, price: i64) -> String {
+        let body = json!({"sku": format!("ORD-{}", uuid::Uuid::now_v7().simple()), "name": "Lamp",
+                          "price": {"amount": price, "currency": "USD"}, "initialStock": stock});
+        let res = self.app.post("/v1/products", &body, Some(&self.admin.access_token)).await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+        res.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned()
+    }
+
+    async fn cart_with(&self, customer: &Session, product: &str, quantity: u32) -> String {
+        let cart: Value =
+            self.app.post("/v1/carts", &json!({}), Some(&customer.access_token)).await.json().await.unwrap();
+        let id = cart["id"].as_str().unwrap().to_owned();
+        let res = self
+            .app
+            .post(
+                &format!("/v1/carts/{id}/items"),
+                &json!({"productId": product, "quantity": quantity}),
+                Some(&customer.access_token),
+            )
+            .await;
+        assert!(res.status().is_success(), "{}", res.status());
+        id
+    }
+
+    async fn checkout(&self, customer: &Session, cart: &str, method: &str, token: Option<&str>) -> reqwest::Response {
+        let mut body = json!({"cartId": cart, "paymentMethod": method, "shippingAddress": {
+            "fullName": "Ada Lovelace", "line1": "1 Infinite Loop", "city": "Cupertino", "state": "CA",
+            "postalCode": "95014", "country": "US"}});
+        if let Some(token) = token {
+            body["paymentToken"] = json!(token);
+        }
+        self.app
+            .request(reqwest::Method::POST, "/v1/orders/checkout", Some(&customer.access_token))
+            .header("Idempotency-Key", uuid::Uuid::now_v7().to_string())
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn order(&self, customer: &Session, id: &str) -> Value {
+        self.app.get(&format!("/v1/orders/{id}"), Some(&customer.access_token)).await.json().await.unwrap()
+    }
+
+    /// Polls the order until `done` holds.
+    async fn wait(&self, customer: &Session, id: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let order = self.order(customer, id).await;
+            if done(&order) {
+                return order;
+            }
+            assert!(Instant::now() < deadline, "{what}: {order}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn stock(&self, product: &str) -> (u64, u64) {
+        let level: Value = self
+            .app
+            .get(&format!("/v1/inventory/products/{product}"), Some(&self.admin.access_token))
+            .await
+            .json()
+            .await
+            .unwrap();
+        (level["onHand"].as_u64().unwrap(), level["reserved"].as_u64().unwrap())
+    }
+
+    async fn cart_items(&self, customer: &Session, cart: &str) -> usize {
+        let cart: Value =
+            self.app.get(&format!("/v1/carts/{cart}"), Some(&customer.access_token)).await.json().await.unwrap();
+        cart["items"].as_array().map_or(0, Vec::len)
+    }
+
+    async fn payments(&self, customer: &Session, order: &str) -> Vec<Value> {
+        let list: Value = self
+            .app
+            .get(&format!("/v1/orders/{order}/payments"), Some(&customer.access_token))
+            .await
+            .json()
+            .await
+            .unwrap();
+        list["data"].as_array().unwrap().clone()
+    }
+}
+
+#[tokio::test]
+async fn an_online_checkout_is_confirmed_then_paid_with_stock_taken_and_the_cart_emptied() {
+    let shop = shop().await;
+    let customer = shop.app.register_customer().await;
+    let product = shop.product(10, 1999).await;
+    let cart = shop.cart_with(&customer, &product, 2).await;
+
+    // Checkout needs a key.
+    let res = shop
+        .app
+        .post(
+            "/v1/orders/checkout",
+            &json!({"cartId": cart, "paymentMethod": "CREDIT_CARD"}),
+            Some(&customer.access_token),
+        )
+        .await;
+    assert_problem(res, StatusCode::BAD_REQUEST, "IDEMPOTENCY_KEY_REQUIRED").await;
+
+    let res = shop.checkout(&customer, &cart, "CREDIT_CARD", Some("pm_card_visa")).await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let location = res.headers()["location"].to_str().unwrap().to_owned();
+    let placed: Value = res.json().await.unwrap();
+    let id = placed["id"].as_str().unwrap().to_owned();
+    assert_eq!(location, format!("/v1/orders/{id}"));
+    assert_eq!(
+        (placed["status"].as_str(), placed["paymentStatus"].as_str()),
+        (Some("PENDING_PAYMENT"), Some("PENDING"))
+    );
+    assert_eq!(placed["subtotal"], json!({"amount": 3998, "currency": "USD"}));
+    assert_eq!(placed["shippingCost"], json!({"amount": 500, "currency": "USD"}));
+    assert_eq!(placed["total"], json!({"amount": 4498, "currency": "USD"}));
+    assert_eq!(placed["items"][0]["unitPrice"], json!({"amount": 1999, "currency": "USD"}));
+
+    let paid = shop
+        .wait(&customer, &id, "confirmed and paid", |o| o["status"] == "CONFIRMED" && o["paymentStatus"] == "PAID")
+        .await;
+    assert!(paid["timeline"].as_array().unwrap().len() >= 3, "{paid}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while shop.stock(&product).await != (8, 0) {
+        assert!(Instant::now() < deadline, "stock {:?}", shop.stock(&product).await);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(shop.cart_items(&customer, &cart).await, 0, "cart emptied");
+    let payments = shop.payments(&customer, &id).await;
+    assert_eq!(payments.len(), 1);
+    assert_eq!((payments[0]["status"].as_str(), payments[0]["amount"]["amount"].as_i64()), (Some("PAID"), Some(4498)));
+}
+
+#[tokio::test]
+async fn a_declined_card_cancels_the_order_and_leaves_the_stock_as_it_was() {
+    let shop = shop().await;
+    let customer = shop.app.register_customer().await;
+    let product = shop.product(10, 1000).await;
+    let cart = shop.cart_with(&customer, &product, 3).await;
+    let id = shop
+        .checkout(&customer, &cart, "CREDIT_CARD", Some("pm_card_chargeDeclined"))
+        .await
+        .json::<Value>()
+        .await
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let order = shop.wait(&customer, &id, "cancelled", |o| o["status"] == "CANCELLED").await;
+    assert_eq!(
+        (order["cancellationReason"].as_str(), order["paymentStatus"].as_str()),
+        (Some("PAYMENT_DECLINED"), Some("FAILED"))
+    );
+    assert_eq!(shop.stock(&product).await, (10, 0));
+    assert_eq!(shop.cart_items(&customer, &cart).await, 1, "the cart is kept for another try");
+    let payments = shop.payments(&customer, &id).await;
+    assert_eq!((payments.len(), payments[0]["status"].as_str()), (1, Some("FAILED")), "no charge");
+}
+
+#[tokio::test]
+async fn stock_gone_before_the_reservation_cancels_without_charging() {
+    let shop = shop().await;
+    let customer = shop.app.register_customer().await;
+    let product = shop.product(2, 1000).await;
+    let cart = shop.cart_with(&customer, &product, 2).await;
+    let res = shop
+        .app
+        .post(
+            &format!("/v1/inventory/products/{product}/adjust"),
+            &json!({"type": "SUBTRACT", "quantity": 1}),
+            Some(&shop.admin.access_token),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let id = shop.checkout(&customer, &cart, "CREDIT_CARD", Some("pm_card_visa")).await.json::<Value>().await.unwrap()
+        ["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let order = shop.wait(&customer, &id, "cancelled", |o| o["status"] == "CANCELLED").await;
+    assert_eq!(order["cancellationReason"], "OUT_OF_STOCK");
+    assert_eq!(shop.payments(&customer, &id).await.len(), 0, "never charged");
+    assert_eq!(shop.stock(&product).await, (1, 0));
+}
+
+#[tokio::test]
+async fn cash_on_delivery_waits_for_the_admin_and_confirming_twice_is_refused() {
+    let shop = shop().await;
+    let customer = shop.app.register_customer().await;
+    let product = shop.product(10, 1000).await;
+    let cart = shop.cart_with(&customer, &product, 2).await;
+    let res = shop.checkout(&customer, &cart, "CASH_ON_DELIVERY", None).await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let placed: Value = res.json().await.unwrap();
+    let id = placed["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        (placed["status"].as_str(), placed["paymentStatus"].as_str()),
+        (Some("PENDING_CONFIRMATION"), Some("COLLECT_ON_DELIVERY"))
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while shop.stock(&product).await != (10, 2) {
+        assert!(Instant::now() < deadline, "not reserved: {:?}", shop.stock(&product).await);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let admin = Some(shop.admin.access_token.as_str());
+    assert_problem(
+        shop.app.patch(&format!("/v1/orders/{id}/confirm"), &json!({}), Some(&customer.access_token)).await,
+        StatusCode::FORBIDDEN,
+        "FORBIDDEN",
+    )
+    .await;
+    let res = shop.app.patch(&format!("/v1/orders/{id}/confirm"), &json!({}), admin).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.json::<Value>().await.unwrap()["status"], "CONFIRMED");
+    assert_problem(
+        shop.app.patch(&format!("/v1/orders/{id}/confirm"), &json!({}), admin).await,
+        StatusCode::CONFLICT,
+        "INVALID_TRANSITION",
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while shop.stock(&product).await != (8, 0) || shop.cart_items(&customer, &cart).await != 0 {
+        assert!(Instant::now() < deadline, "not finalized: {:?}", shop.stock(&product).await);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The courier brings the cash.
+    let res = shop
+        .app
+        .post(
+            "/v1/payments/cod/record",
+            &json!({"orderId": id, "amountCollected": {"amount": 2500, "currency": "USD"}}),
+            admin,
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(shop.order(&customer, &id).await["paymentStatus"], "PAID");
+}
+
+#[tokio::test]
+async fn a_customer_cancels_a_paid_order_for_a_refund_and_cannot_cancel_a_shipped_one() {
+    let shop = shop().await;
+    let customer = shop.app.register_customer().await;
+    let product = shop.product(10, 1000).await;
+    let admin = Some(shop.admin.access_token.as_str());
+
+    let cart = shop.cart_with(&customer, &product, 1).await;
+    let id = shop.checkout(&customer, &cart, "CREDIT_CARD", Some("pm_card_visa")).await.json::<Value>().await.unwrap()
+        ["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    shop.wait(&customer, &id, "paid", |o| o["status"] == "CONFIRMED" && o["paymentStatus"] == "PAID").await;
+    let res = shop.app.post(&format!("/v1/orders/{id}/cancel"), &json!({}), Some(&customer.access_token)).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.json::<Value>().await.unwrap()["status"], "CANCELLED");
+    let order = shop.wait(&customer, &id, "refunded", |o| o["paymentStatus"] == "REFUNDED").await;
+    assert_eq!(order["cancellationReason"], "CUSTOMER_REQUEST");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while shop.stock(&product).await != (10, 0) {
+        assert!(Instant::now() < deadline, "stock not back: {:?}", shop.stock(&product).await);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let cart = shop.cart_with(&customer, &product, 1).await;
+    let shipped =
+        shop.checkout(&customer, &cart, "CREDIT_CARD", Some("pm_card_visa")).await.json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    shop.wait(&customer, &shipped, "confirmed", |o| o["status"] == "CONFIRMED").await;
+    for step in ["process", "ship"] {
+        assert_eq!(
+            shop.app.patch(&format!("/v1/orders/{shipped}/{step}"), &json!({}), admin).await.status(),
+            StatusCode::OK
+        );
+    }
+    let res = shop.app.post(&format!("/v1/orders/{shipped}/cancel"), &json!({}), Some(&customer.access_token)).await;
+    assert_problem(res, StatusCode::CONFLICT, "INVALID_TRANSITION").await;
+    assert_eq!(
+        shop.app.patch(&format!("/v1/orders/{shipped}/deliver"), &json!({}), admin).await.status(),
+        StatusCode::OK
+    );
+
+    // Someone else's order does not exist for another customer, on every route.
+    let stranger = shop.app.register_customer().await;
+    let token = Some(stranger.access_token.as_str());
+    assert_problem(shop.app.get(&format!("/v1/orders/{id}"), token).await, StatusCode::NOT_FOUND, "ORDER_NOT_FOUND")
+        .await;
+    assert_problem(
+        shop.app.get(&format!("/v1/orders/{id}/payments"), token).await,
+        StatusCode::NOT_FOUND,
+        "ORDER_NOT_FOUND",
+    )
+    .await;
+    assert_problem(
+        shop.app.post(&format!("/v1/orders/{id}/cancel"), &json!({}), token).await,
+        StatusCode::NOT_FOUND,
+        "ORDER_NOT_FOUND",
+    )
+    .await;
+    let payment_id = shop.payments(&customer, &id).await[0]["id"].as_str().unwrap().to_owned();
+    assert_problem(
+        shop.app.get(&format!("/v1/payments/{payment_id}"), token).await,
+        StatusCode::NOT_FOUND,
+        "PAYMENT_NOT_FOUND",
+    )
+    .await;
+    let mine: Value = shop.app.get("/v1/orders", token).await.json().await.unwrap();
+    assert_eq!(mine["data"], json!([]));
+    let theirs: Value = shop.app.get("/v1/orders", Some(&customer.access_token)).await.json().await.unwrap();
+    assert_eq!(theirs["data"].as_array().unwrap().len(), 2);
+    let all: Value = shop.app.get("/v1/orders?status=DELIVERED", admin).await.json().await.unwrap();
+    assert_eq!(all["data"][0]["id"], shipped.as_str());
+}
+
+#[tokio::test]
+async fn an_unconfirmed_cash_order_expires_and_its_stock_goes_back_on_sale() {
+    let windows = [("COD_CONFIRMATION_WINDOW_SECS", "1"), ("RESERVATION_SWEEP_INTERVAL_SECS", "1")];
+    let app = TestApp::spawn_with(&windows).await;
+    let worker = Proc::spawn("worker", &worker_env(&app, &windows));
+    worker.wait_for_line("worker started", Duration::from_secs(30));
+    let admin = app.admin().await;
+    let shop = Shop { app, admin, _worker: worker };
+    let customer = shop.app.register_customer().await;
+    let product = shop.product(5, 1000).await;
+    let cart = shop.cart_with(&customer, &product, 2).await;
+    let id = shop.checkout(&customer, &cart, "CASH_ON_DELIVERY", None).await.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let order = shop.wait(&customer, &id, "expired", |o| o["status"] == "CANCELLED").await;
+    assert_eq!(order["cancellationReason"], "CONFIRMATION_EXPIRED");
+    assert_eq!(shop.stock(&product).await, (5, 0));
+    assert_problem(
+        shop.app.patch(&format!("/v1/orders/{id}/confirm"), &json!({}), Some(&shop.admin.access_token)).await,
+        StatusCode::CONFLICT,
+        "INVALID_TRANSITION",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn twenty_concurrent_checkouts_with_one_key_make_one_order_and_one_charge() {
+    let shop = shop().await;
+    let customer = shop.app.register_customer().await;
+    let product = shop.product(10, 1000).await;
+    let cart = shop.cart_with(&customer, &product, 1).await;
+    let body = json!({"cartId": cart, "paymentMethod": "CREDIT_CARD", "paymentToken": "pm_card_visa", "shippingAddress": {
+        "fullName": "Ada Lovelace", "line1": "1 Infinite Loop", "city": "Cupertino", "postalCode": "95014", "country": "US"}});
+    let answers = futures_util::future::join_all((0..20).map(|_| {
+        shop.app
+            .request(reqwest::Method::POST, "/v1/orders/checkout", Some(&customer.access_token))
+            .header("Idempotency-Key", "one-checkout")
+            .json(&body)
+            .send()
+    }))
+    .await;
+    let mut ids = std::collections::BTreeSet::new();
+    for res in answers {
+        let res = res.unwrap();
+        match res.status() {
+            StatusCode::CREATED => {
+                ids.insert(res.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned());
+            }
+            StatusCode::CONFLICT => {
+                assert_problem(res, StatusCode::CONFLICT, "IDEMPOTENCY_REQUEST_IN_PROGRESS").await;
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!(ids.len(), 1, "one order");
+    let id = ids.into_iter().next().unwrap();
+    shop.wait(&customer, &id, "paid", |o| o["paymentStatus"] == "PAID").await;
+    let orders: Value = shop.app.get("/v1/orders", Some(&customer.access_token)).await.json().await.unwrap();
+    assert_eq!(orders["data"].as_array().unwrap().len(), 1);
+    assert_eq!(shop.payments(&customer, &id).await.len(), 1, "one charge");
+}
+
+#[tokio::test]
+async fn two_hundred_customers_race_for_fifty_units_and_exactly_fifty_win() {
+    let shop = shop().await;
+    let product = shop.product(50, 1000).await;
+    // Accounts and carts in batches (password hashing is deliberately slow); then the race.
+    let mut customers = Vec::new();
+    let mut carts = Vec::new();
+    for _ in 0..20 {
+        let batch = futures_util::future::join_all((0..10).map(|_| shop.app.register_customer())).await;
+        carts.extend(futures_util::future::join_all(batch.iter().map(|c| shop.cart_with(c, &product, 1))).await);
+        customers.extend(batch);
+    }
+    let placed = futures_util::future::join_all(
+        customers.iter().zip(&carts).map(|(c, cart)| shop.checkout(c, cart, "CREDIT_CARD", Some("pm_card_visa"))),
+    )
+    .await;
+    let mut orders = Vec::new();
+    for (res, customer) in placed.into_iter().zip(&customers) {
+        assert_eq!(res.status(), StatusCode::CREATED);
+        orders.push((customer, res.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned()));
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let (mut confirmed, mut out_of_stock) = (0, 0);
+    for (customer, id) in &orders {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(!left.is_zero(), "the sagas did not finish in time");
+        let order =
+            shop.wait(customer, id, "settled", |o| o["status"] == "CONFIRMED" || o["status"] == "CANCELLED").await;
+        if order["status"] == "CONFIRMED" {
+            confirmed += 1;
+        } else {
+            assert_eq!(order["cancellationReason"], "OUT_OF_STOCK", "{order}");
+            out_of_stock += 1;
+        }
+    }
+    assert_eq!((confirmed, out_of_stock), (50, 150));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while shop.stock(&product).await != (0, 0) {
+        assert!(Instant::now() < deadline, "stock {:?}", shop.stock(&product).await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
