@@ -445,3 +445,114 @@ async fn two_hundred_customers_race_for_fifty_units_and_exactly_fifty_win() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test]
+async fn a_step_failing_for_good_after_the_charge_refunds_gives_the_stock_back_and_cancels() {
+    let shop = shop().await;
+    let customer = shop.app.register_customer().await;
+    let product = shop.product(10, 1000).await;
+    let cart = shop.cart_with(&customer, &product, 2).await;
+    let id = shop.checkout(&customer, &cart, "CREDIT_CARD", Some("pm_card_visa")).await.json::<Value>().await.unwrap()
+        ["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    shop.wait(&customer, &id, "paid and finalized", |o| {
+        o["paymentStatus"] == "PAID"
+            && o["timeline"].as_array().is_some_and(|t| t.iter().any(|e| e["note"] == "stock confirmed, cart cleared"))
+    })
+    .await;
+    assert_eq!(shop.stock(&product).await, (8, 0));
+    // What the saga handler does when a step gives up after the charge (retries exhausted).
+    let order_id: ecom_kernel::OrderId = id.parse().unwrap();
+    shop.app
+        .services
+        .orders
+        .compensate(order_id, ecom_orders::model::CancellationReason::CheckoutFailed)
+        .await
+        .unwrap();
+    let order = shop.order(&customer, &id).await;
+    assert_eq!(
+        (order["status"].as_str(), order["cancellationReason"].as_str(), order["paymentStatus"].as_str()),
+        (Some("CANCELLED"), Some("CHECKOUT_FAILED"), Some("REFUNDED"))
+    );
+    let payments = shop.payments(&customer, &id).await;
+    assert_eq!((payments.len(), payments[0]["status"].as_str()), (1, Some("REFUNDED")), "refund issued");
+    assert_eq!(shop.stock(&product).await, (10, 0), "stock given back");
+    // Compensating again changes nothing.
+    shop.app
+        .services
+        .orders
+        .compensate(order_id, ecom_orders::model::CancellationReason::CheckoutFailed)
+        .await
+        .unwrap();
+    assert_eq!(shop.stock(&product).await, (10, 0));
+}
+
+#[tokio::test]
+async fn a_worker_killed_in_the_middle_of_a_hundred_sagas_leaves_every_order_consistent() {
+    let settings =
+        [("SIMULATED_CAPTURE_DELAY_MS", "100"), ("WORKER_RECLAIM_AFTER_SECS", "1"), ("WORKER_CONCURRENCY", "4")];
+    let app = TestApp::spawn_with(&settings).await;
+    let doomed = Proc::spawn("worker", &worker_env(&app, &settings));
+    doomed.wait_for_line("worker started", Duration::from_secs(30));
+    let admin = app.admin().await;
+    let shop = Shop { app, admin, _worker: doomed };
+    let product = shop.product(60, 1000).await;
+    let mut customers = Vec::new();
+    let mut carts = Vec::new();
+    for _ in 0..10 {
+        let batch = futures_util::future::join_all((0..10).map(|_| shop.app.register_customer())).await;
+        carts.extend(futures_util::future::join_all(batch.iter().map(|c| shop.cart_with(c, &product, 1))).await);
+        customers.extend(batch);
+    }
+    let placed = futures_util::future::join_all(
+        customers.iter().zip(&carts).map(|(c, cart)| shop.checkout(c, cart, "CREDIT_CARD", Some("pm_card_visa"))),
+    )
+    .await;
+    let mut orders = Vec::new();
+    for (res, customer) in placed.into_iter().zip(&customers) {
+        assert_eq!(res.status(), StatusCode::CREATED);
+        orders.push((customer, res.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned()));
+    }
+    // Kill the worker while sagas are running, then start another one.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let pending: Value = shop
+        .app
+        .get("/v1/orders?status=PENDING_PAYMENT&limit=100", Some(&shop.admin.access_token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(!pending["data"].as_array().unwrap().is_empty(), "the worker must die with sagas under way");
+    let Shop { app, admin, _worker: doomed } = shop;
+    drop(doomed);
+    let rescuer = Proc::spawn("worker", &worker_env(&app, &settings));
+    rescuer.wait_for_line("worker started", Duration::from_secs(30));
+    let shop = Shop { app, admin, _worker: rescuer };
+
+    let (mut paid, mut out_of_stock) = (0, 0);
+    for (customer, id) in &orders {
+        let order = shop
+            .wait(customer, id, "settled", |o| {
+                (o["status"] == "CONFIRMED" && o["paymentStatus"] == "PAID") || o["status"] == "CANCELLED"
+            })
+            .await;
+        let payments = shop.payments(customer, id).await;
+        if order["status"] == "CONFIRMED" {
+            paid += 1;
+            assert_eq!(payments.len(), 1, "one payment: {order}");
+            assert_eq!(payments[0]["status"], "PAID");
+        } else {
+            out_of_stock += 1;
+            assert_eq!(order["cancellationReason"], "OUT_OF_STOCK", "{order}");
+            assert!(payments.is_empty(), "never charged: {order}");
+        }
+    }
+    assert_eq!((paid, out_of_stock), (60, 40));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while shop.stock(&product).await != (0, 0) {
+        assert!(Instant::now() < deadline, "leaked reservation: {:?}", shop.stock(&product).await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

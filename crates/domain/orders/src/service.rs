@@ -366,18 +366,28 @@ impl OrderService {
             return Err(StepError::Retry("payment not captured yet; refund after the capture".into()));
         }
         self.ports.stock.release(id).await?;
-        let now = self.ports.clock.now();
-        let mut next = order.clone();
-        if next.status != OrderStatus::Cancelled {
-            next.cancel(reason, now).map_err(OrderError::from)?;
+        // The refund's own updates (its settlement, the payment's status) may write the order
+        // meanwhile: read it again and retry on a conflict; everything above is idempotent.
+        let mut attempts = 0;
+        loop {
+            let order = self.load(id).await?;
+            let now = self.ports.clock.now();
+            let mut next = order.clone();
+            if next.status != OrderStatus::Cancelled {
+                next.cancel(reason.clone(), now).map_err(OrderError::from)?;
+            }
+            if refund == RefundState::Refunded {
+                next.set_payment_status(PaymentStatus::Refunded, now);
+            }
+            if next == order {
+                return Ok(());
+            }
+            match self.ports.orders.update(&order, &next, &[]).await {
+                Ok(()) => return Ok(()),
+                Err(OrderSaveError::Conflict) if attempts < 5 => attempts += 1,
+                Err(e) => return Err(e.into()),
+            }
         }
-        if refund == RefundState::Refunded {
-            next.set_payment_status(PaymentStatus::Refunded, now);
-        }
-        if next == order {
-            return Ok(());
-        }
-        self.save(&order, &next, &[]).await
     }
 
     /// Cancels an order before it ships (the customer, or an admin): the order is CANCELLED at
