@@ -11,7 +11,7 @@ SERVER=${DATABASE_SERVER_URL:-postgres://postgres@127.0.0.1:5432}
 export DATABASE_URL="$SERVER/ecom_bench" REDIS_KEY_PREFIX="bench:" HTTP_PORT=$PORT HTTP_WORKERS=2 \
        RUST_LOG=warn LOG_FORMAT=json RUN_MIGRATIONS=true DATABASE_MAX_CONNECTIONS=16
 out=docs/BENCHMARKS.md
-work=$(mktemp -d); trap 'rm -rf "$work"; [ -n "${api:-}" ] && kill $api 2>/dev/null || true' EXIT
+work=$(mktemp -d); trap 'rm -rf "$work"; [ -n "${api:-}" ] && kill $api 2>/dev/null; [ -n "${worker:-}" ] && kill $worker 2>/dev/null; true' EXIT
 
 if ! command -v wrk >/dev/null 2>&1; then
   echo "installing wrk (Debian package)"
@@ -19,7 +19,7 @@ if ! command -v wrk >/dev/null 2>&1; then
   else sudo apt-get install -y -qq wrk >/dev/null; fi
 fi
 
-cargo build --release --quiet --bin api
+cargo build --release --quiet --bin api --bin worker
 bin=target/release/api
 redis-cli -p 6379 --scan --pattern 'bench:*' | xargs -r redis-cli -p 6379 del >/dev/null
 $bin db-reset >/dev/null
@@ -136,6 +136,13 @@ echo "GET /v1/products/{id} (cache off) ..."
 read -r nocache_rps nocache_p50 nocache_p99 nocache_err < <(run detail-nocache 64 "$base/v1/products/$id")
 stop_api
 
+echo "checkout end to end ..."
+start_api ADMIN_EMAIL=admin@bench.test ADMIN_PASSWORD=bench-admin-password
+env WORKER_CONCURRENCY=32 target/release/worker >"$work/worker.log" 2>&1 & worker=$!
+checkout_table=$(BENCH_BASE_URL="$base" BENCH_SECONDS=${DURATION%s} cargo bench --quiet -p ecom-e2e --bench checkout 2>/dev/null)
+kill -TERM $worker; wait $worker 2>/dev/null || true; worker=
+stop_api
+
 echo "job queue ..."
 jobs_table=$(cargo bench --quiet -p ecom-jobs --bench queue 2>/dev/null)
 
@@ -174,6 +181,17 @@ Reference points from the issues: a trivial actix-web handler reaches about 90,0
 machine; the original NestJS service served about 460 req/s on the product route and about 150
 cart add/remove operations/s. Every cart operation answers with the whole cart priced fresh (a
 catalog lookup per line, served from the product cache).
+
+## Checkout
+
+\`cargo bench -p ecom-e2e --bench checkout\` against the release api and one release worker
+(\`WORKER_CONCURRENCY=32\`), simulated card provider: 64 customers over 20 products, each in a loop (add to cart,
+\`POST /v1/orders/checkout\`, wait for the saga to empty the cart), for $DURATION; then every order is
+followed to CONFIRMED. "completed/s" is confirmed orders over the whole run. Goal: at least 500
+completed checkouts/s; the original NestJS service accepted about 100 card checkouts/s and never
+completed one.
+
+$checkout_table
 
 ## Job queue
 
