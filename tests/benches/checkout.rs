@@ -149,7 +149,8 @@ async fn main() {
                     if cart["items"].as_array().is_some_and(Vec::is_empty) || Instant::now() > deadline {
                         break;
                     }
-                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    // Polling is load too: not more often than a client would.
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             }
         })
