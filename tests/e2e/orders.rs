@@ -48,6 +48,39 @@ impl Shop {
         id
     }
 
+    /// `n` customers with one unit of `product` in their carts, made in batches (password
+    /// hashing is deliberately slow).
+    async fn customers_with_carts(&self, n: usize, product: &str) -> Vec<(Session, String)> {
+        let mut made = Vec::with_capacity(n);
+        for _ in 0..n / 10 {
+            let batch = futures_util::future::join_all((0..10).map(|_| self.app.register_customer())).await;
+            let carts = futures_util::future::join_all(batch.iter().map(|c| self.cart_with(c, product, 1))).await;
+            made.extend(batch.into_iter().zip(carts));
+        }
+        made
+    }
+
+    /// Every customer checks out at once (card, `pm_card_visa`); returns the order ids.
+    async fn checkout_all<'a>(&self, customers: &'a [(Session, String)]) -> Vec<(&'a Session, String)> {
+        let placed = futures_util::future::join_all(
+            customers.iter().map(|(c, cart)| self.checkout(c, cart, "CREDIT_CARD", Some("pm_card_visa"))),
+        )
+        .await;
+        let mut orders = Vec::with_capacity(customers.len());
+        for (res, (customer, _)) in placed.into_iter().zip(customers) {
+            assert_eq!(res.status(), StatusCode::CREATED);
+            orders.push((customer, res.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned()));
+        }
+        orders
+    }
+
+    /// Places an order and returns its id.
+    async fn place(&self, customer: &Session, cart: &str, method: &str, token: Option<&str>) -> String {
+        let res = self.checkout(customer, cart, method, token).await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+        res.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned()
+    }
+
     async fn checkout(&self, customer: &Session, cart: &str, method: &str, token: Option<&str>) -> reqwest::Response {
         let mut body = json!({"cartId": cart, "paymentMethod": method, "shippingAddress": {
             "fullName": "Ada Lovelace", "line1": "1 Infinite Loop", "city": "Cupertino", "state": "CA",
@@ -164,15 +197,7 @@ async fn a_declined_card_cancels_the_order_and_leaves_the_stock_as_it_was() {
     let customer = shop.app.register_customer().await;
     let product = shop.product(10, 1000).await;
     let cart = shop.cart_with(&customer, &product, 3).await;
-    let id = shop
-        .checkout(&customer, &cart, "CREDIT_CARD", Some("pm_card_chargeDeclined"))
-        .await
-        .json::<Value>()
-        .await
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = shop.place(&customer, &cart, "CREDIT_CARD", Some("pm_card_chargeDeclined")).await;
     let order = shop.wait(&customer, &id, "cancelled", |o| o["status"] == "CANCELLED").await;
     assert_eq!(
         (order["cancellationReason"].as_str(), order["paymentStatus"].as_str()),
@@ -199,11 +224,7 @@ async fn stock_gone_before_the_reservation_cancels_without_charging() {
         )
         .await;
     assert_eq!(res.status(), StatusCode::OK);
-    let id = shop.checkout(&customer, &cart, "CREDIT_CARD", Some("pm_card_visa")).await.json::<Value>().await.unwrap()
-        ["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = shop.place(&customer, &cart, "CREDIT_CARD", Some("pm_card_visa")).await;
     let order = shop.wait(&customer, &id, "cancelled", |o| o["status"] == "CANCELLED").await;
     assert_eq!(order["cancellationReason"], "OUT_OF_STOCK");
     assert_eq!(shop.payments(&customer, &id).await.len(), 0, "never charged");
@@ -271,11 +292,7 @@ async fn a_customer_cancels_a_paid_order_for_a_refund_and_cannot_cancel_a_shippe
     let admin = Some(shop.admin.access_token.as_str());
 
     let cart = shop.cart_with(&customer, &product, 1).await;
-    let id = shop.checkout(&customer, &cart, "CREDIT_CARD", Some("pm_card_visa")).await.json::<Value>().await.unwrap()
-        ["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = shop.place(&customer, &cart, "CREDIT_CARD", Some("pm_card_visa")).await;
     shop.wait(&customer, &id, "paid", |o| o["status"] == "CONFIRMED" && o["paymentStatus"] == "PAID").await;
     let res = shop.app.post(&format!("/v1/orders/{id}/cancel"), &json!({}), Some(&customer.access_token)).await;
     assert_eq!(res.status(), StatusCode::OK);
@@ -289,11 +306,7 @@ async fn a_customer_cancels_a_paid_order_for_a_refund_and_cannot_cancel_a_shippe
     }
 
     let cart = shop.cart_with(&customer, &product, 1).await;
-    let shipped =
-        shop.checkout(&customer, &cart, "CREDIT_CARD", Some("pm_card_visa")).await.json::<Value>().await.unwrap()["id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+    let shipped = shop.place(&customer, &cart, "CREDIT_CARD", Some("pm_card_visa")).await;
     shop.wait(&customer, &shipped, "confirmed", |o| o["status"] == "CONFIRMED").await;
     for step in ["process", "ship"] {
         assert_eq!(
@@ -351,10 +364,7 @@ async fn an_unconfirmed_cash_order_expires_and_its_stock_goes_back_on_sale() {
     let customer = shop.app.register_customer().await;
     let product = shop.product(5, 1000).await;
     let cart = shop.cart_with(&customer, &product, 2).await;
-    let id = shop.checkout(&customer, &cart, "CASH_ON_DELIVERY", None).await.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = shop.place(&customer, &cart, "CASH_ON_DELIVERY", None).await;
     let order = shop.wait(&customer, &id, "expired", |o| o["status"] == "CANCELLED").await;
     assert_eq!(order["cancellationReason"], "CONFIRMATION_EXPIRED");
     assert_eq!(shop.stock(&product).await, (5, 0));
@@ -407,23 +417,8 @@ async fn twenty_concurrent_checkouts_with_one_key_make_one_order_and_one_charge(
 async fn two_hundred_customers_race_for_fifty_units_and_exactly_fifty_win() {
     let shop = shop().await;
     let product = shop.product(50, 1000).await;
-    // Accounts and carts in batches (password hashing is deliberately slow); then the race.
-    let mut customers = Vec::new();
-    let mut carts = Vec::new();
-    for _ in 0..20 {
-        let batch = futures_util::future::join_all((0..10).map(|_| shop.app.register_customer())).await;
-        carts.extend(futures_util::future::join_all(batch.iter().map(|c| shop.cart_with(c, &product, 1))).await);
-        customers.extend(batch);
-    }
-    let placed = futures_util::future::join_all(
-        customers.iter().zip(&carts).map(|(c, cart)| shop.checkout(c, cart, "CREDIT_CARD", Some("pm_card_visa"))),
-    )
-    .await;
-    let mut orders = Vec::new();
-    for (res, customer) in placed.into_iter().zip(&customers) {
-        assert_eq!(res.status(), StatusCode::CREATED);
-        orders.push((customer, res.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned()));
-    }
+    let customers = shop.customers_with_carts(200, &product).await;
+    let orders = shop.checkout_all(&customers).await;
     let deadline = Instant::now() + Duration::from_secs(120);
     let (mut confirmed, mut out_of_stock) = (0, 0);
     for (customer, id) in &orders {
@@ -452,11 +447,7 @@ async fn a_step_failing_for_good_after_the_charge_refunds_gives_the_stock_back_a
     let customer = shop.app.register_customer().await;
     let product = shop.product(10, 1000).await;
     let cart = shop.cart_with(&customer, &product, 2).await;
-    let id = shop.checkout(&customer, &cart, "CREDIT_CARD", Some("pm_card_visa")).await.json::<Value>().await.unwrap()
-        ["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = shop.place(&customer, &cart, "CREDIT_CARD", Some("pm_card_visa")).await;
     shop.wait(&customer, &id, "paid and finalized", |o| {
         o["paymentStatus"] == "PAID"
             && o["timeline"].as_array().is_some_and(|t| t.iter().any(|e| e["note"] == "stock confirmed, cart cleared"))
@@ -499,22 +490,8 @@ async fn a_worker_killed_in_the_middle_of_a_hundred_sagas_leaves_every_order_con
     let admin = app.admin().await;
     let shop = Shop { app, admin, _worker: doomed };
     let product = shop.product(60, 1000).await;
-    let mut customers = Vec::new();
-    let mut carts = Vec::new();
-    for _ in 0..10 {
-        let batch = futures_util::future::join_all((0..10).map(|_| shop.app.register_customer())).await;
-        carts.extend(futures_util::future::join_all(batch.iter().map(|c| shop.cart_with(c, &product, 1))).await);
-        customers.extend(batch);
-    }
-    let placed = futures_util::future::join_all(
-        customers.iter().zip(&carts).map(|(c, cart)| shop.checkout(c, cart, "CREDIT_CARD", Some("pm_card_visa"))),
-    )
-    .await;
-    let mut orders = Vec::new();
-    for (res, customer) in placed.into_iter().zip(&customers) {
-        assert_eq!(res.status(), StatusCode::CREATED);
-        orders.push((customer, res.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned()));
-    }
+    let customers = shop.customers_with_carts(100, &product).await;
+    let orders = shop.checkout_all(&customers).await;
     // Kill the worker while sagas are running, then start another one.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let pending: Value = shop

@@ -67,8 +67,8 @@ async fn waiting(app: &TestApp, token: &str) -> u64 {
     overview["queues"][1]["waiting"].as_u64().unwrap()
 }
 
-/// Runs the payment-events jobs waiting on the queue, as the worker would.
-async fn run_payment_events(app: &TestApp) -> usize {
+/// A consumer of the payment-events queue, as the worker has.
+async fn payment_events(app: &TestApp) -> QueueConsumer {
     let consumer = QueueConsumer::new(
         app.services.redis.clone(),
         &app.config.redis_url,
@@ -79,6 +79,12 @@ async fn run_payment_events(app: &TestApp) -> usize {
     )
     .unwrap();
     consumer.ensure_group().await.unwrap();
+    consumer
+}
+
+/// Runs the payment-events jobs waiting on the queue, as the worker would.
+async fn run_payment_events(app: &TestApp) -> usize {
+    let consumer = payment_events(app).await;
     // Scheduled jobs (the simulator's capture events) wait in the delayed set until promoted.
     consumer.promote(100).await.unwrap();
     let handler =
@@ -434,16 +440,7 @@ async fn a_refund_while_the_provider_is_down_is_booked_202_and_finished_by_its_j
         ))
         .mount(&stripe)
         .await;
-    let consumer = QueueConsumer::new(
-        app.services.redis.clone(),
-        &app.config.redis_url,
-        &app.services.redis_keys,
-        QueueName::PaymentEvents,
-        "e2e",
-        ConsumerSettings::default(),
-    )
-    .unwrap();
-    consumer.ensure_group().await.unwrap();
+    let consumer = payment_events(&app).await;
     let handler = ecom_jobs::payments::RefundHandler {
         payments: app.services.payments.clone(),
         orders: Some(app.services.orders.clone()),
