@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Proves that check-arch catches a transitive I/O dependency and passes a clean workspace.
+# Proves that check-arch catches a transitive or test-only I/O dependency and passes a clean workspace.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
@@ -22,7 +22,17 @@ if out=$("$here/check-arch.sh" "$tmp" 2>&1); then
 fi
 grep -q "domain crate leaky depends on I/O crate tokio" <<<"$out" || { echo "unexpected output: $out"; exit 1; }
 
+# Tokio only for tests (a dev-dependency) is refused too.
 rm -rf "$tmp/crates/domain/leaky" "$tmp/Cargo.lock"
+crate crates/domain/testonly testonly
+printf '\n[dev-dependencies]\ntokio = { path = "../../../vendor/tokio" }\n' >> "$tmp/crates/domain/testonly/Cargo.toml"
+workspace '"crates/domain/pure", "crates/domain/testonly", "crates/adapters/middle", "vendor/tokio"'
+if out=$("$here/check-arch.sh" "$tmp" 2>&1); then
+  echo "check-arch self-test FAILED: a domain crate with tokio as a dev-dependency passed:"; echo "$out"; exit 1
+fi
+grep -q "domain crate testonly depends on I/O crate tokio" <<<"$out" || { echo "unexpected output: $out"; exit 1; }
+
+rm -rf "$tmp/crates/domain/testonly" "$tmp/Cargo.lock"
 workspace '"crates/domain/pure", "crates/adapters/middle", "vendor/tokio"'
 "$here/check-arch.sh" "$tmp" >/dev/null || { echo "check-arch self-test FAILED: a clean workspace failed"; exit 1; }
-echo "check-arch self-test: a transitive I/O dependency fails, a clean workspace passes"
+echo "check-arch self-test: a transitive or test-only I/O dependency fails, a clean workspace passes"

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Fails when a domain crate (crates/domain/*) depends, even transitively, on an I/O crate:
+# Fails when a domain crate (crates/domain/*) depends, even transitively and even only for its
+# tests (dev-dependencies), on an I/O crate:
 # diesel, redis, deadpool, actix, reqwest, tokio, hyper (any crate of those families).
 # Usage: scripts/check-arch.sh [workspace-dir]
 set -euo pipefail
@@ -12,14 +13,14 @@ for manifest in "$root"/crates/domain/*/Cargo.toml; do
   [ -f "$manifest" ] || continue
   name=$(sed -n 's/^name *= *"\(.*\)"/\1/p' "$manifest" | head -n 1)
   checked=$((checked + 1))
-  deps=$(cargo tree --manifest-path "$root/Cargo.toml" -p "$name" -e normal,build --all-features \
+  deps=$(cargo tree --manifest-path "$root/Cargo.toml" -p "$name" -e normal,build,dev --all-features \
            --prefix none --format '{p}' | awk '{print $1}' | sort -u)
   bad=$(grep -E "$forbidden" <<<"$deps" || true)
   if [ -n "$bad" ]; then
     status=1
     for crate in $bad; do
       echo "check-arch: domain crate $name depends on I/O crate $crate:"
-      cargo tree --manifest-path "$root/Cargo.toml" -p "$name" -e normal,build --all-features -i "$crate" | sed 's/^/    /'
+      cargo tree --manifest-path "$root/Cargo.toml" -p "$name" -e normal,build,dev --all-features -i "$crate" | sed 's/^/    /'
     done
   fi
 done

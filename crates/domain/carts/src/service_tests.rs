@@ -59,7 +59,7 @@ fn guest_caller(id: CartId) -> Caller {
     Caller { customer: None, cart_token: Some(format!("token-{id}")) }
 }
 
-#[tokio::test]
+#[pollster::test]
 async fn a_guest_gets_a_new_cart_and_its_token() {
     let mut m = Mocks::new();
     m.store.expect_create_guest().times(1).returning(|_, _| Ok(()));
@@ -70,7 +70,7 @@ async fn a_guest_gets_a_new_cart_and_its_token() {
     assert_eq!((view.item_count, view.subtotal), (0, Money::zero(Currency::USD)));
 }
 
-#[tokio::test]
+#[pollster::test]
 async fn a_customer_gets_their_one_active_cart_and_no_token() {
     let customer = CustomerId::new();
     let existing = CartId::new();
@@ -83,7 +83,7 @@ async fn a_customer_gets_their_one_active_cart_and_no_token() {
     assert_eq!((view.id, token), (existing, None));
 }
 
-#[tokio::test]
+#[pollster::test]
 async fn someone_elses_cart_is_not_found() {
     let (owner, intruder) = (CustomerId::new(), CustomerId::new());
     let (customer_cart, guest_cart) = (CartId::new(), CartId::new());
@@ -103,7 +103,7 @@ async fn someone_elses_cart_is_not_found() {
     assert!(matches!(svc.view(&wrong_token, guest_cart).await, Err(CartError::CartNotFound)), "another cart's token");
 }
 
-#[tokio::test]
+#[pollster::test]
 async fn out_of_range_quantities_never_reach_the_store() {
     let id = CartId::new();
     let mut m = Mocks::new();
@@ -115,7 +115,7 @@ async fn out_of_range_quantities_never_reach_the_store() {
     }
 }
 
-#[tokio::test]
+#[pollster::test]
 async fn archived_products_cannot_be_added_and_short_stock_is_out_of_stock() {
     let id = CartId::new();
     let (archived, scarce) = (ProductId::new(), ProductId::new());
@@ -136,7 +136,7 @@ async fn archived_products_cannot_be_added_and_short_stock_is_out_of_stock() {
     assert!(matches!(err, CartError::OutOfStock { requested: 3, available: 2, .. }));
 }
 
-#[tokio::test]
+#[pollster::test]
 async fn a_cart_is_priced_fresh_and_flags_what_cannot_be_bought() {
     let id = CartId::new();
     let (fine, archived, short, deleted) = (ProductId::new(), ProductId::new(), ProductId::new(), ProductId::new());
@@ -166,7 +166,7 @@ async fn a_cart_is_priced_fresh_and_flags_what_cannot_be_bought() {
     assert_eq!(view.item_count, 8);
 }
 
-#[tokio::test]
+#[pollster::test]
 async fn merging_needs_the_guest_token_then_seals_folds_and_deletes() {
     let customer = CustomerId::new();
     let (guest, target) = (CartId::new(), CartId::new());

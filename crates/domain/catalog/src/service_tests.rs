@@ -47,7 +47,7 @@ fn view(status: ProductStatus) -> ProductView {
     }
 }
 
-#[tokio::test]
+#[pollster::test]
 async fn creating_a_product_stores_it_with_its_initial_stock() {
     let mut repo = MockProductRepository::new();
     repo.expect_create()
@@ -62,7 +62,7 @@ async fn creating_a_product_stores_it_with_its_initial_stock() {
     assert!(created.product.is_active());
 }
 
-#[tokio::test]
+#[pollster::test]
 async fn prices_must_be_positive_and_in_the_shop_currency() {
     for (price, expected) in
         [(Money::new(0, Currency::USD), "greater than zero"), (Money::new(100, Currency::EUR), "in USD")]
@@ -74,7 +74,7 @@ async fn prices_must_be_positive_and_in_the_shop_currency() {
     }
 }
 
-#[tokio::test]
+#[pollster::test]
 async fn a_taken_sku_is_reported_with_the_sku() {
     let mut repo = MockProductRepository::new();
     repo.expect_create().returning(|_, _, _| Err(CreateProductError::SkuTaken));
@@ -85,7 +85,7 @@ async fn a_taken_sku_is_reported_with_the_sku() {
     assert!(matches!(err, CatalogError::SkuTaken(sku) if sku == "MUG-1"));
 }
 
-#[tokio::test]
+#[pollster::test]
 async fn a_cache_hit_skips_the_database() {
     let cached = view(ProductStatus::Active);
     let id = cached.product.id;
@@ -96,7 +96,7 @@ async fn a_cache_hit_skips_the_database() {
     assert_eq!(service(repo, cache).get_product(id).await.unwrap().product.id, id);
 }
 
-#[tokio::test]
+#[pollster::test]
 async fn a_miss_reads_the_database_and_fills_with_the_lookup_token() {
     let stored = view(ProductStatus::Active);
     let id = stored.product.id;
@@ -109,7 +109,7 @@ async fn a_miss_reads_the_database_and_fills_with_the_lookup_token() {
     assert_eq!(service(repo, cache).get_product(id).await.unwrap(), stored);
 }
 
-#[tokio::test]
+#[pollster::test]
 async fn a_broken_cache_falls_back_to_the_database() {
     let stored = view(ProductStatus::Active);
     let id = stored.product.id;
@@ -121,7 +121,7 @@ async fn a_broken_cache_falls_back_to_the_database() {
     assert!(service(repo, cache).get_product(id).await.is_ok());
 }
 
-#[tokio::test]
+#[pollster::test]
 async fn archived_products_are_not_found_publicly() {
     let archived = view(ProductStatus::Archived);
     let id = archived.product.id;
@@ -131,7 +131,7 @@ async fn archived_products_are_not_found_publicly() {
     assert!(matches!(err, CatalogError::ProductNotFound(_)));
 }
 
-#[tokio::test]
+#[pollster::test]
 async fn an_update_is_saved_then_the_cache_invalidated() {
     let stored = view(ProductStatus::Active);
     let id = stored.product.id;
@@ -150,7 +150,7 @@ async fn an_update_is_saved_then_the_cache_invalidated() {
     assert_eq!(updated.product.price.amount(), 999);
 }
 
-#[tokio::test]
+#[pollster::test]
 async fn an_inverted_price_range_is_refused() {
     let query = ProductQuery {
         text: None,

@@ -95,7 +95,7 @@ fn record(customer_id: CustomerId) -> RefreshTokenRecord {
     }
 }
 
-#[tokio::test]
+#[pollster::test]
 async fn registering_hashes_the_password_then_stores_the_customer_then_its_refresh_token() {
     let mut m = Mocks::default().with_token_issuing();
     let mut seq = Sequence::new();
@@ -120,7 +120,7 @@ async fn registering_hashes_the_password_then_stores_the_customer_then_its_refre
     assert_eq!(session.access.expires_in_secs, 900);
 }
 
-#[tokio::test]
+#[pollster::test]
 async fn registering_a_taken_email_fails_without_issuing_tokens() {
     let mut m = Mocks::default();
     m.hasher.expect_hash().returning(|_| Ok(PasswordHash::new("h".into())));
@@ -131,7 +131,7 @@ async fn registering_a_taken_email_fails_without_issuing_tokens() {
     assert!(matches!(err, IdentityError::EmailTaken));
 }
 
-#[tokio::test]
+#[pollster::test]
 async fn a_wrong_password_counts_as_a_failed_attempt() {
     let mut m = Mocks::default();
     m.throttle
@@ -150,7 +150,7 @@ async fn a_wrong_password_counts_as_a_failed_attempt() {
     assert!(matches!(err, IdentityError::InvalidCredentials));
 }
 
-#[tokio::test]
+#[pollster::test]
 async fn an_unknown_email_spends_a_verification_and_answers_like_a_wrong_password() {
     let mut m = Mocks::default();
     m.throttle.expect_begin().times(1).returning(|_| Ok(ThrottleDecision::Allowed));
@@ -162,7 +162,7 @@ async fn an_unknown_email_spends_a_verification_and_answers_like_a_wrong_passwor
     assert!(matches!(err, IdentityError::InvalidCredentials));
 }
 
-#[tokio::test]
+#[pollster::test]
 async fn a_throttled_login_is_refused_before_any_password_check() {
     let mut m = Mocks::default();
     m.throttle.expect_begin().returning(|_| Ok(ThrottleDecision::Blocked { retry_after: Duration::from_secs(42) }));
@@ -173,7 +173,7 @@ async fn a_throttled_login_is_refused_before_any_password_check() {
     assert!(matches!(err, IdentityError::TooManyAttempts { retry_after } if retry_after.as_secs() == 42));
 }
 
-#[tokio::test]
+#[pollster::test]
 async fn a_malformed_login_never_reaches_the_database() {
     let mut m = Mocks::default();
     m.throttle.expect_begin().never();
@@ -182,7 +182,7 @@ async fn a_malformed_login_never_reaches_the_database() {
     assert!(matches!(err, IdentityError::InvalidCredentials));
 }
 
-#[tokio::test]
+#[pollster::test]
 async fn a_successful_login_clears_the_failures_and_opens_a_new_family() {
     let mut m = Mocks::default().with_token_issuing();
     m.throttle.expect_begin().returning(|_| Ok(ThrottleDecision::Allowed));
@@ -197,7 +197,7 @@ async fn a_successful_login_clears_the_failures_and_opens_a_new_family() {
     assert_eq!(session.access.token.expose(), "access-jwt");
 }
 
-#[tokio::test]
+#[pollster::test]
 async fn refreshing_rotates_the_token_within_its_family() {
     let mut m = Mocks::default().with_token_issuing();
     let owner = customer(Role::Customer);
@@ -217,7 +217,7 @@ async fn refreshing_rotates_the_token_within_its_family() {
     assert_eq!(session.refresh.expose(), "refresh-plain");
 }
 
-#[tokio::test]
+#[pollster::test]
 async fn presenting_a_rotated_token_revokes_the_whole_family() {
     let mut m = Mocks::default();
     let mut rec = record(CustomerId::new());
@@ -232,7 +232,7 @@ async fn presenting_a_rotated_token_revokes_the_whole_family() {
     assert!(matches!(err, IdentityError::RefreshTokenReused));
 }
 
-#[tokio::test]
+#[pollster::test]
 async fn losing_a_rotation_race_is_reuse_and_revokes_the_family() {
     let mut m = Mocks::default().with_token_issuing();
     let owner = customer(Role::Customer);
@@ -248,7 +248,7 @@ async fn losing_a_rotation_race_is_reuse_and_revokes_the_family() {
     assert!(matches!(err, IdentityError::RefreshTokenReused));
 }
 
-#[tokio::test]
+#[pollster::test]
 async fn expired_revoked_and_unknown_refresh_tokens_are_refused() {
     for case in ["expired", "revoked", "unknown"] {
         let mut m = Mocks::default();
@@ -268,7 +268,7 @@ async fn expired_revoked_and_unknown_refresh_tokens_are_refused() {
     }
 }
 
-#[tokio::test]
+#[pollster::test]
 async fn logging_out_with_another_customers_token_changes_nothing() {
     let mut m = Mocks::default();
     let rec = record(CustomerId::new());
@@ -280,7 +280,7 @@ async fn logging_out_with_another_customers_token_changes_nothing() {
     m.service().logout(caller, "someone-elses").await.unwrap();
 }
 
-#[tokio::test]
+#[pollster::test]
 async fn logging_out_revokes_the_callers_family() {
     let mut m = Mocks::default();
     let caller = Principal { customer_id: CustomerId::new(), role: Role::Customer };
@@ -307,7 +307,7 @@ fn new_address(is_default: bool) -> NewAddress {
     }
 }
 
-#[tokio::test]
+#[pollster::test]
 async fn a_customers_first_address_becomes_the_default() {
     let mut m = Mocks::default();
     m.addresses.expect_count().returning(|_| Ok(0));
@@ -319,7 +319,7 @@ async fn a_customers_first_address_becomes_the_default() {
     assert_eq!(address.customer_id, caller.customer_id);
 }
 
-#[tokio::test]
+#[pollster::test]
 async fn a_later_address_is_default_only_when_asked() {
     let mut m = Mocks::default();
     m.addresses.expect_count().returning(|_| Ok(3));
@@ -329,7 +329,7 @@ async fn a_later_address_is_default_only_when_asked() {
     assert!(!address.is_default);
 }
 
-#[tokio::test]
+#[pollster::test]
 async fn the_address_book_is_bounded() {
     let mut m = Mocks::default();
     m.addresses.expect_count().returning(|_| Ok(Address::MAX_PER_CUSTOMER));
@@ -339,7 +339,7 @@ async fn the_address_book_is_bounded() {
     assert!(matches!(err, IdentityError::AddressLimitReached { max: 20 }));
 }
 
-#[tokio::test]
+#[pollster::test]
 async fn another_customers_address_is_not_found() {
     let mut m = Mocks::default();
     m.addresses.expect_find().returning(|_, _| Ok(None));
@@ -349,7 +349,7 @@ async fn another_customers_address_is_not_found() {
     assert!(matches!(err, IdentityError::AddressNotFound));
 }
 
-#[tokio::test]
+#[pollster::test]
 async fn bootstrapping_an_existing_account_promotes_it_and_resets_its_password() {
     let mut m = Mocks::default();
     let existing = customer(Role::Customer);

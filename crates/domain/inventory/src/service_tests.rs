@@ -29,7 +29,7 @@ fn quiet_observer() -> MockStockObserver {
     observer
 }
 
-#[tokio::test]
+#[pollster::test]
 async fn a_reservation_needs_lines_each_product_once() {
     let mut stock = MockStockRepository::new();
     stock.expect_reserve().never();
@@ -40,7 +40,7 @@ async fn a_reservation_needs_lines_each_product_once() {
     assert!(matches!(svc.reserve(OrderId::new(), &twice, now()).await, Err(InventoryError::InvalidLines)));
 }
 
-#[tokio::test]
+#[pollster::test]
 async fn insufficient_stock_is_out_of_stock_with_the_numbers() {
     let p = ProductId::new();
     let mut stock = MockStockRepository::new();
@@ -53,7 +53,7 @@ async fn insufficient_stock_is_out_of_stock_with_the_numbers() {
     assert!(matches!(err, InventoryError::OutOfStock { requested: 3, available: 1, .. }));
 }
 
-#[tokio::test]
+#[pollster::test]
 async fn a_successful_reservation_tells_the_observer_which_products_changed() {
     let (p, q) = (ProductId::new(), ProductId::new());
     let order = OrderId::new();
@@ -68,7 +68,7 @@ async fn a_successful_reservation_tells_the_observer_which_products_changed() {
     assert_eq!(reservation.status, ReservationStatus::Active);
 }
 
-#[tokio::test]
+#[pollster::test]
 async fn confirming_twice_is_fine_but_confirming_a_released_reservation_is_not() {
     let order = OrderId::new();
     let mut stock = MockStockRepository::new();
@@ -84,7 +84,7 @@ async fn confirming_twice_is_fine_but_confirming_a_released_reservation_is_not()
     assert!(matches!(err, InventoryError::InvalidTransition { from: ReservationStatus::Released, .. }));
 }
 
-#[tokio::test]
+#[pollster::test]
 async fn releasing_is_idempotent_and_safe_for_unknown_orders() {
     for outcome in [
         Transition::NotFound,
@@ -101,7 +101,7 @@ async fn releasing_is_idempotent_and_safe_for_unknown_orders() {
     assert!(service(stock, MockStockObserver::new()).release(OrderId::new()).await.is_err());
 }
 
-#[tokio::test]
+#[pollster::test]
 async fn the_sweep_expires_only_what_it_moved() {
     let (a, b) = (OrderId::new(), OrderId::new());
     let mut stock = MockStockRepository::new();
@@ -121,7 +121,7 @@ async fn the_sweep_expires_only_what_it_moved() {
     assert_eq!(service(stock, quiet_observer()).expire_due(100).await.unwrap(), vec![a]);
 }
 
-#[tokio::test]
+#[pollster::test]
 async fn an_adjustment_below_reserved_is_refused() {
     let mut stock = MockStockRepository::new();
     stock.expect_adjust().returning(|_, _, _| Err(AdjustError::BelowReserved { reserved: 4 }));

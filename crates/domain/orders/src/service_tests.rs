@@ -107,7 +107,7 @@ fn placed(method: PaymentMethod) -> Order {
     Order::place(new, &ShippingPolicy { flat_rate: usd(500), free_from: None }, now()).unwrap()
 }
 
-#[tokio::test]
+#[pollster::test]
 async fn checkout_prices_from_the_catalog_and_stages_the_first_saga_step_with_the_order() {
     let product = ProductId::new();
     let mut m = Mocks::new();
@@ -141,7 +141,7 @@ async fn checkout_prices_from_the_catalog_and_stages_the_first_saga_step_with_th
     assert_eq!((order.subtotal, order.lines[0].sku.as_str()), (usd(3750), "LAMP-1"));
 }
 
-#[tokio::test]
+#[pollster::test]
 async fn checkout_refuses_raw_card_numbers_missing_tokens_empty_carts_and_archived_products() {
     let customer = CustomerId::new();
     let err = Mocks::new()
@@ -189,7 +189,7 @@ fn stored(m: &mut Mocks, order: Order) -> Arc<Mutex<Order>> {
     cell
 }
 
-#[tokio::test]
+#[pollster::test]
 async fn a_declined_charge_records_failed_and_queues_the_compensation() {
     let order = placed(PaymentMethod::CreditCard);
     let id = order.id;
@@ -202,7 +202,7 @@ async fn a_declined_charge_records_failed_and_queues_the_compensation() {
     assert_eq!((after.status, after.payment_status), (OrderStatus::PendingPayment, PaymentStatus::Failed));
 }
 
-#[tokio::test]
+#[pollster::test]
 async fn out_of_stock_at_reservation_releases_and_cancels_without_charging() {
     let order = placed(PaymentMethod::CreditCard);
     let id = order.id;
@@ -220,7 +220,7 @@ async fn out_of_stock_at_reservation_releases_and_cancels_without_charging() {
     );
 }
 
-#[tokio::test]
+#[pollster::test]
 async fn compensation_waits_for_an_uncaptured_payment_then_refunds_releases_and_cancels_once() {
     let order = placed(PaymentMethod::CreditCard);
     let id = order.id;

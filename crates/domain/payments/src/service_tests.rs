@@ -54,7 +54,7 @@ fn paid() -> Payment {
     p
 }
 
-#[tokio::test]
+#[pollster::test]
 async fn a_charge_uses_the_orders_idempotency_key_and_records_what_the_provider_says() {
     let payment = pending();
     let mut repo = MockPaymentRepository::new();
@@ -84,7 +84,7 @@ async fn a_charge_uses_the_orders_idempotency_key_and_records_what_the_provider_
     assert_eq!((charged.status, charged.provider_reference.as_deref()), (PaymentStatus::Authorized, Some("pi_9")));
 }
 
-#[tokio::test]
+#[pollster::test]
 async fn a_declined_charge_ends_failed_and_an_unreachable_provider_changes_nothing() {
     let payment = pending();
     let mut repo = MockPaymentRepository::new();
@@ -106,7 +106,7 @@ async fn a_declined_charge_ends_failed_and_an_unreachable_provider_changes_nothi
     assert!(matches!(err, PaymentError::ProviderUnavailable(_)), "{err:?}");
 }
 
-#[tokio::test]
+#[pollster::test]
 async fn a_payment_that_left_pending_is_never_charged_again() {
     let payment = paid();
     let mut repo = MockPaymentRepository::new();
@@ -118,7 +118,7 @@ async fn a_payment_that_left_pending_is_never_charged_again() {
     assert_eq!(again, payment);
 }
 
-#[tokio::test]
+#[pollster::test]
 async fn a_refund_is_booked_with_its_job_before_the_provider_is_asked() {
     let payment = paid();
     let mut seq = Sequence::new();
@@ -164,7 +164,7 @@ async fn a_refund_is_booked_with_its_job_before_the_provider_is_asked() {
     );
 }
 
-#[tokio::test]
+#[pollster::test]
 async fn an_over_refund_is_refused_before_anything_is_booked_or_asked() {
     let payment = paid();
     let mut repo = MockPaymentRepository::new();
@@ -178,7 +178,7 @@ async fn an_over_refund_is_refused_before_anything_is_booked_or_asked() {
     assert!(matches!(err, PaymentError::Rule(crate::model::PaymentRuleError::OverRefund { .. })), "{err:?}");
 }
 
-#[tokio::test]
+#[pollster::test]
 async fn a_refund_the_provider_refuses_is_given_back_to_the_payment() {
     let payment = paid();
     let mut repo = MockPaymentRepository::new();
@@ -223,7 +223,7 @@ fn event(id: &str) -> GatewayEvent {
     }
 }
 
-#[tokio::test]
+#[pollster::test]
 async fn a_webhook_is_recorded_once_and_only_a_new_one_queues_its_job() {
     let mut verifier = MockWebhookVerifier::new();
     verifier.expect_verify().returning(|_| Ok(event("evt_1")));
@@ -243,7 +243,7 @@ async fn a_webhook_is_recorded_once_and_only_a_new_one_queues_its_job() {
     assert!(matches!(service.receive_webhook(&verifier, &request).await.unwrap(), WebhookOutcome::Duplicate(_)));
 }
 
-#[tokio::test]
+#[pollster::test]
 async fn an_event_is_applied_from_what_the_provider_says_not_from_the_webhook() {
     let mut payment = pending();
     payment.authorize("pi_1", now()).unwrap();
@@ -264,7 +264,7 @@ async fn an_event_is_applied_from_what_the_provider_says_not_from_the_webhook() 
     assert!(matches!(applied, EventApplied::Changed(p) if p.status == PaymentStatus::Paid));
 }
 
-#[tokio::test]
+#[pollster::test]
 async fn a_failure_event_fails_a_pending_payment_and_a_repeat_changes_nothing() {
     let mut payment = pending();
     payment.authorize("pi_1", now()).unwrap();
@@ -286,7 +286,7 @@ async fn a_failure_event_fails_a_pending_payment_and_a_repeat_changes_nothing() 
     assert!(matches!(applied, EventApplied::Unchanged(_)));
 }
 
-#[tokio::test]
+#[pollster::test]
 async fn cash_is_recorded_on_the_orders_cash_payment_only() {
     let order = OrderId::new();
     let cod = Payment::cash_on_delivery(order, CustomerId::new(), usd(4200), now());
