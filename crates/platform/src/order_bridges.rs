@@ -18,7 +18,7 @@ use ecom_orders::ports::{
     AddressBook, CartItem, Carts, Catalog, Charged, OrderPayments, PricedProduct, RefundState, Reserved, Stock,
 };
 use ecom_payments::model::{PaymentStatus, Provider};
-use ecom_payments::service::Viewer;
+use ecom_payments::service::OrderRefund;
 use ecom_payments::{PaymentError, PaymentService};
 use futures_util::future::try_join_all;
 use uuid::Uuid;
@@ -153,8 +153,6 @@ pub struct OrderPaymentsBridge {
     pub paypal_provider: Provider,
 }
 
-const SYSTEM: Viewer = Viewer { customer_id: CustomerId::from_uuid(Uuid::nil()), admin: true };
-
 fn payment_infra(e: PaymentError) -> InfraError {
     match e {
         PaymentError::Infrastructure(e) => e,
@@ -171,16 +169,7 @@ impl OrderPayments for OrderPaymentsBridge {
         } else {
             self.card_provider
         };
-        let existing = self.payments.of_order(order.id, SYSTEM).await.map_err(payment_infra)?;
-        let payment = match existing.into_iter().find(|p| p.provider != Provider::CashOnDelivery) {
-            Some(p) => p,
-            None => self
-                .payments
-                .open_online(order.id, order.customer_id, provider, order.total)
-                .await
-                .map_err(payment_infra)?,
-        };
-        match self.payments.charge(payment.id, token).await {
+        match self.payments.charge_order(order.id, order.customer_id, provider, order.total, token).await {
             Ok(p) if p.status == PaymentStatus::Failed => {
                 Ok(Charged::Declined { reason: p.failure_reason.unwrap_or_else(|| "declined".into()) })
             }
@@ -194,32 +183,15 @@ impl OrderPayments for OrderPaymentsBridge {
     }
 
     async fn open_cash(&self, order: &Order) -> Result<(), InfraError> {
-        let existing = self.payments.of_order(order.id, SYSTEM).await.map_err(payment_infra)?;
-        if existing.iter().any(|p| p.provider == Provider::CashOnDelivery) {
-            return Ok(());
-        }
-        self.payments.open_cash_on_delivery(order.id, order.customer_id, order.total).await.map_err(payment_infra)?;
+        self.payments.open_cash_for_order(order.id, order.customer_id, order.total).await.map_err(payment_infra)?;
         Ok(())
     }
 
     async fn refund_all(&self, order: OrderId, reason: &str) -> Result<RefundState, InfraError> {
-        let mut state = RefundState::NothingToRefund;
-        for payment in self.payments.of_order(order, SYSTEM).await.map_err(payment_infra)? {
-            match payment.status {
-                PaymentStatus::Paid | PaymentStatus::PartiallyRefunded => {
-                    match self.payments.refund(payment.id, None, Some(reason.to_owned())).await {
-                        Ok(_) => state = RefundState::Refunded,
-                        Err(PaymentError::ProviderUnavailable(m)) => return Err(InfraError::unavailable(m)),
-                        Err(e) => return Err(payment_infra(e)),
-                    }
-                }
-                PaymentStatus::Refunded => state = RefundState::Refunded,
-                PaymentStatus::Authorized | PaymentStatus::Pending if payment.provider_reference.is_some() => {
-                    return Ok(RefundState::NotYetCapturable)
-                }
-                _ => {}
-            }
-        }
-        Ok(state)
+        Ok(match self.payments.refund_order(order, reason).await.map_err(payment_infra)? {
+            OrderRefund::NothingTaken => RefundState::NothingToRefund,
+            OrderRefund::Refunded => RefundState::Refunded,
+            OrderRefund::NotYetCapturable => RefundState::NotYetCapturable,
+        })
     }
 }

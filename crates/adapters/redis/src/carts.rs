@@ -15,7 +15,7 @@ use ecom_carts::model::{CartId, CartLimits, CartLine, CartOwner, StoredCart};
 use ecom_carts::ports::{CartStore, CartStoreError, WriteScope};
 use ecom_kernel::{CustomerId, InfraError, ProductId};
 
-use crate::shared::SharedConnection;
+use crate::shared::{millis, SharedConnection};
 use crate::RedisKeys;
 
 /// Sets (mode `set`) or adds to (mode `add`) a line within the limits.
@@ -116,10 +116,6 @@ pub struct RedisCartStore {
     remove_lines: redis::Script,
     seal: redis::Script,
     merge: redis::Script,
-}
-
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 fn corrupt(what: &str) -> InfraError {

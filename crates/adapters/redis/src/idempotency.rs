@@ -8,7 +8,7 @@ use deadpool_redis::{redis, Pool};
 use ecom_kernel::idempotency::{Begin, IdempotencyStore, StoredResponse};
 use ecom_kernel::InfraError;
 
-use crate::shared::SharedConnection;
+use crate::shared::{millis, SharedConnection};
 use crate::RedisKeys;
 
 /// KEYS: record. ARGV: fingerprint, token, lease_ms.
@@ -61,10 +61,6 @@ impl RedisIdempotencyStore {
     }
 }
 
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
-}
-
 fn corrupt(what: &str) -> InfraError {
     InfraError::unexpected(format!("corrupt idempotency record: {what}"))
 }
@@ -73,7 +69,7 @@ fn corrupt(what: &str) -> InfraError {
 impl IdempotencyStore for RedisIdempotencyStore {
     async fn begin(&self, scope: &str, fingerprint: &str, token: &str, lease: Duration) -> Result<Begin, InfraError> {
         let mut call = self.begin.prepare_invoke();
-        call.key(self.keys.idempotency(scope)).arg(fingerprint).arg(token).arg(millis(lease));
+        call.key(self.keys.idempotency(scope)).arg(fingerprint).arg(token).arg(millis(lease).max(1));
         let reply: Vec<Vec<u8>> = self.redis.script(&call).await?;
         let tag = reply.first().map(Vec::as_slice).unwrap_or_default();
         Ok(match tag {
@@ -113,7 +109,7 @@ impl IdempotencyStore for RedisIdempotencyStore {
             .arg(response.status)
             .arg(headers)
             .arg(response.body.as_slice())
-            .arg(millis(ttl));
+            .arg(millis(ttl).max(1));
         let _stored: i64 = self.redis.script(&call).await?;
         Ok(())
     }

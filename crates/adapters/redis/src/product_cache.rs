@@ -14,7 +14,7 @@ use ecom_inventory::ports::StockObserver;
 use ecom_kernel::{BoundedText, Currency, InfraError, Money, ProductId};
 use serde::{Deserialize, Serialize};
 
-use crate::shared::SharedConnection;
+use crate::shared::{millis, SharedConnection};
 use crate::RedisKeys;
 
 /// Stores the entry only when the generation is still the one the reader saw.
@@ -118,11 +118,7 @@ impl ProductCache for RedisProductCache {
         let json = serde_json::to_string(&Cached::from_view(view))
             .map_err(|e| InfraError::unexpected("cache encoding").with_source(e))?;
         let mut call = self.fill.prepare_invoke();
-        call.key(entry_key)
-            .key(gen_key)
-            .arg(token.0)
-            .arg(json)
-            .arg(u64::try_from(self.ttl.as_millis()).unwrap_or(u64::MAX));
+        call.key(entry_key).key(gen_key).arg(token.0).arg(json).arg(millis(self.ttl));
         let _: i64 = self.redis.script(&call).await?;
         Ok(())
     }

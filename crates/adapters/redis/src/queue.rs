@@ -23,7 +23,7 @@ use ecom_kernel::{InfraError, InfraErrorKind};
 use serde::{Deserialize, Serialize};
 
 use crate::keys::QueueKeys;
-use crate::shared::SharedConnection;
+use crate::shared::{millis, SharedConnection};
 use crate::{infra_from_redis, RedisKeys};
 
 const GROUP: &str = "workers";
@@ -138,10 +138,6 @@ impl StoredJob {
 
 fn encode(job: &NewJob, now: DateTime<Utc>) -> Result<String, InfraError> {
     serde_json::to_string(&StoredJob::of(job, now)).map_err(|e| InfraError::unexpected("job encoding").with_source(e))
-}
-
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 struct Scripts {

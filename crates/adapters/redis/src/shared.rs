@@ -63,3 +63,8 @@ impl SharedConnection {
         call.invoke_async(&mut conn).await.map_err(|e| self.failed(e))
     }
 }
+
+/// A duration as whole milliseconds, for Redis arguments (saturating).
+pub(crate) fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}

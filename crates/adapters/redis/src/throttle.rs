@@ -8,7 +8,7 @@ use deadpool_redis::{redis, Pool};
 use ecom_identity::ports::{LoginAttempt, LoginThrottle, ThrottleDecision};
 use ecom_kernel::InfraError;
 
-use crate::shared::SharedConnection;
+use crate::shared::{millis, SharedConnection};
 use crate::RedisKeys;
 
 #[derive(Debug, Clone, Copy)]
@@ -73,7 +73,7 @@ impl RedisLoginThrottle {
     /// Counts one attempt on one counter, atomically. `Some(retry_after)` when refused.
     async fn count(&self, key: &str, limit: u32) -> Result<Option<Duration>, InfraError> {
         let mut call = self.begin.prepare_invoke();
-        call.key(key).arg(limit).arg(u64::try_from(self.policy.window.as_millis()).unwrap_or(u64::MAX));
+        call.key(key).arg(limit).arg(millis(self.policy.window));
         let reply: Vec<i64> = self.redis.script(&call).await?;
         Ok(match reply.as_slice() {
             [0, pttl] => Some(Duration::from_millis(u64::try_from(*pttl).unwrap_or(1000).max(1000))),

@@ -337,6 +337,11 @@ impl Order {
         self.timeline.push(TimelineEntry { status: self.status, at: now, note: Some(note.into()) });
     }
 
+    /// Whether the timeline records a step with this note.
+    pub fn has_note(&self, note: &str) -> bool {
+        self.timeline.iter().any(|t| t.note.as_deref() == Some(note))
+    }
+
     /// Follows the payment (the payment context owns its status; the order shows it).
     pub fn set_payment_status(&mut self, status: PaymentStatus, now: DateTime<Utc>) -> bool {
         if self.payment_status == status {

@@ -22,6 +22,11 @@ use crate::ports::{
     OrderSaveError, RefundState, Reserved, Stock,
 };
 
+/// Timeline notes of the saga steps that do not change the status; a step that finds its note
+/// has run already.
+pub const STOCK_RESERVED: &str = "stock reserved";
+pub const FINALIZED: &str = "stock confirmed, cart cleared";
+
 /// Job kind of every saga step.
 pub const SAGA_KIND: &str = "checkout.step";
 
@@ -280,11 +285,11 @@ impl OrderService {
         match self.ports.stock.reserve(id, &Self::items(&order), order.created_at + window).await? {
             Reserved::OutOfStock { .. } => self.compensate(id, CancellationReason::OutOfStock).await,
             Reserved::Done => {
-                if order.timeline.iter().any(|t| t.note.as_deref() == Some("stock reserved")) {
+                if order.has_note(STOCK_RESERVED) {
                     return Ok(());
                 }
                 let mut next = order.clone();
-                next.record("stock reserved", now);
+                next.record(STOCK_RESERVED, now);
                 if order.payment_method.is_online() {
                     self.save(&order, &next, &[saga_job(id, Step::Charge, None)]).await
                 } else {
@@ -339,9 +344,7 @@ impl OrderService {
     /// After CONFIRMED: the reserved units leave the shelf and the cart is emptied.
     async fn finalize(&self, id: OrderId) -> Result<(), StepError> {
         let order = self.load(id).await?;
-        if order.status != OrderStatus::Confirmed
-            || order.timeline.iter().any(|t| t.note.as_deref() == Some("stock confirmed, cart cleared"))
-        {
+        if order.status != OrderStatus::Confirmed || order.has_note(FINALIZED) {
             return Ok(());
         }
         self.ports.stock.confirm(id).await?;
@@ -349,7 +352,7 @@ impl OrderService {
             self.ports.carts.clear(order.customer_id, context.cart_id).await?;
         }
         let mut next = order.clone();
-        next.record("stock confirmed, cart cleared", self.ports.clock.now());
+        next.record(FINALIZED, self.ports.clock.now());
         self.save(&order, &next, &[]).await
     }
 

@@ -100,6 +100,17 @@ pub enum EventApplied {
     UnknownPayment,
 }
 
+/// What giving back everything taken for an order came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrderRefund {
+    /// Nothing was taken (no payment, declined, cash not collected).
+    NothingTaken,
+    /// Refunded, or booked and on its way.
+    Refunded,
+    /// Authorized or processing at the provider: refund once it is captured.
+    NotYetCapturable,
+}
+
 /// A refund together with the payment it belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RefundResult {
@@ -182,6 +193,57 @@ impl PaymentService {
         let payment = Payment::cash_on_delivery(order, customer, amount, self.clock.now());
         self.payments.insert(&payment).await?;
         Ok(payment)
+    }
+
+    /// Charges the order's online payment: the one opened earlier (a retried saga step) or a
+    /// new one. See [`PaymentService::charge`].
+    pub async fn charge_order(
+        &self,
+        order: OrderId,
+        customer: CustomerId,
+        provider: Provider,
+        amount: Money,
+        token: &str,
+    ) -> Result<Payment, PaymentError> {
+        let existing = self.payments.of_order(order).await?;
+        let payment = match existing.into_iter().find(|p| p.provider != Provider::CashOnDelivery) {
+            Some(payment) => payment,
+            None => self.open_online(order, customer, provider, amount).await?,
+        };
+        self.charge(payment.id, token).await
+    }
+
+    /// Opens the order's cash-on-delivery payment once.
+    pub async fn open_cash_for_order(
+        &self,
+        order: OrderId,
+        customer: CustomerId,
+        amount: Money,
+    ) -> Result<Payment, PaymentError> {
+        let existing = self.payments.of_order(order).await?;
+        match existing.into_iter().find(|p| p.provider == Provider::CashOnDelivery) {
+            Some(payment) => Ok(payment),
+            None => self.open_cash_on_delivery(order, customer, amount).await,
+        }
+    }
+
+    /// Gives back everything taken for an order (compensation, cancellation). Idempotent.
+    pub async fn refund_order(&self, order: OrderId, reason: &str) -> Result<OrderRefund, PaymentError> {
+        let mut outcome = OrderRefund::NothingTaken;
+        for payment in self.payments.of_order(order).await? {
+            match payment.status {
+                PaymentStatus::Paid | PaymentStatus::PartiallyRefunded => {
+                    self.refund(payment.id, None, Some(reason.to_owned())).await?;
+                    outcome = OrderRefund::Refunded;
+                }
+                PaymentStatus::Refunded => outcome = OrderRefund::Refunded,
+                PaymentStatus::Authorized | PaymentStatus::Pending if payment.provider_reference.is_some() => {
+                    return Ok(OrderRefund::NotYetCapturable)
+                }
+                _ => {}
+            }
+        }
+        Ok(outcome)
     }
 
     /// Charges a PENDING payment with the client's token. The idempotency key is the order's,

@@ -300,3 +300,46 @@ async fn cash_is_recorded_on_the_orders_cash_payment_only() {
     let err = service.record_cash(OrderId::new(), usd(4200)).await.unwrap_err();
     assert!(matches!(err, PaymentError::NoCashPayment(_)), "{err:?}");
 }
+
+#[pollster::test]
+async fn an_orders_payments_are_refunded_only_once_captured() {
+    let order = OrderId::new();
+    let mut authorized = Payment::online(order, CustomerId::new(), Provider::Stripe, usd(5000), now());
+    authorized.authorize("pi_1", now()).unwrap();
+    let mut repo = MockPaymentRepository::new();
+    repo.expect_of_order().with(eq(order)).returning(move |_| Ok(vec![authorized.clone()]));
+    let mut gateway = MockPaymentGateway::new();
+    gateway.expect_refund().never();
+    let outcome = service(repo, gateway, MockJobPublisher::new()).refund_order(order, "cancelled").await.unwrap();
+    assert_eq!(outcome, crate::service::OrderRefund::NotYetCapturable);
+
+    let declined = {
+        let mut p = Payment::online(order, CustomerId::new(), Provider::Stripe, usd(5000), now());
+        p.fail(&DeclineReason::CardDeclined, now()).unwrap();
+        p
+    };
+    let mut repo = MockPaymentRepository::new();
+    repo.expect_of_order().returning(move |_| Ok(vec![declined.clone()]));
+    let outcome =
+        service(repo, MockPaymentGateway::new(), MockJobPublisher::new()).refund_order(order, "x").await.unwrap();
+    assert_eq!(outcome, crate::service::OrderRefund::NothingTaken);
+}
+
+#[pollster::test]
+async fn a_retried_charge_step_reuses_the_orders_payment() {
+    let payment = paid();
+    let order = payment.order_id;
+    let mut repo = MockPaymentRepository::new();
+    let listed = payment.clone();
+    repo.expect_of_order().returning(move |_| Ok(vec![listed.clone()]));
+    let stored = payment.clone();
+    repo.expect_get().returning(move |_| Ok(Some(stored.clone())));
+    repo.expect_insert().never();
+    let mut gateway = MockPaymentGateway::new();
+    gateway.expect_charge().never();
+    let again = service(repo, gateway, MockJobPublisher::new())
+        .charge_order(order, payment.customer_id, Provider::Stripe, usd(5000), "pm_card_visa")
+        .await
+        .unwrap();
+    assert_eq!(again, payment);
+}
