@@ -10,6 +10,7 @@ mod idempotency;
 mod inventory;
 mod jobs;
 mod logs;
+mod notifications;
 mod operations;
 mod orders;
 mod payments;

@@ -9,13 +9,13 @@ use serde_json::{json, Value};
 use crate::assert_problem;
 use crate::processes::{worker_env, Proc};
 
-struct Shop {
-    app: TestApp,
-    admin: Session,
+pub(crate) struct Shop {
+    pub(crate) app: TestApp,
+    pub(crate) admin: Session,
     _worker: Proc,
 }
 
-async fn shop() -> Shop {
+pub(crate) async fn shop() -> Shop {
     let app = TestApp::spawn_with(&[("SIMULATED_CAPTURE_DELAY_MS", "200")]).await;
     let worker = Proc::spawn("worker", &worker_env(&app, &[("SIMULATED_CAPTURE_DELAY_MS", "200")]));
     worker.wait_for_line("worker started", Duration::from_secs(30));
@@ -24,7 +24,7 @@ async fn shop() -> Shop {
 }
 
 impl Shop {
-    async fn product(&self, stock: u32, price: i64) -> String {
+    pub(crate) async fn product(&self, stock: u32, price: i64) -> String {
         let body = json!({"sku": format!("ORD-{}", uuid::Uuid::now_v7().simple()), "name": "Lamp",
                           "price": {"amount": price, "currency": "USD"}, "initialStock": stock});
         let res = self.app.post("/v1/products", &body, Some(&self.admin.access_token)).await;
@@ -32,7 +32,7 @@ impl Shop {
         res.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned()
     }
 
-    async fn cart_with(&self, customer: &Session, product: &str, quantity: u32) -> String {
+    pub(crate) async fn cart_with(&self, customer: &Session, product: &str, quantity: u32) -> String {
         let cart: Value =
             self.app.post("/v1/carts", &json!({}), Some(&customer.access_token)).await.json().await.unwrap();
         let id = cart["id"].as_str().unwrap().to_owned();
@@ -75,13 +75,19 @@ impl Shop {
     }
 
     /// Places an order and returns its id.
-    async fn place(&self, customer: &Session, cart: &str, method: &str, token: Option<&str>) -> String {
+    pub(crate) async fn place(&self, customer: &Session, cart: &str, method: &str, token: Option<&str>) -> String {
         let res = self.checkout(customer, cart, method, token).await;
         assert_eq!(res.status(), StatusCode::CREATED);
         res.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned()
     }
 
-    async fn checkout(&self, customer: &Session, cart: &str, method: &str, token: Option<&str>) -> reqwest::Response {
+    pub(crate) async fn checkout(
+        &self,
+        customer: &Session,
+        cart: &str,
+        method: &str,
+        token: Option<&str>,
+    ) -> reqwest::Response {
         let mut body = json!({"cartId": cart, "paymentMethod": method, "shippingAddress": {
             "fullName": "Ada Lovelace", "line1": "1 Infinite Loop", "city": "Cupertino", "state": "CA",
             "postalCode": "95014", "country": "US"}});
@@ -97,12 +103,12 @@ impl Shop {
             .unwrap()
     }
 
-    async fn order(&self, customer: &Session, id: &str) -> Value {
+    pub(crate) async fn order(&self, customer: &Session, id: &str) -> Value {
         self.app.get(&format!("/v1/orders/{id}"), Some(&customer.access_token)).await.json().await.unwrap()
     }
 
     /// Polls the order until `done` holds.
-    async fn wait(&self, customer: &Session, id: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    pub(crate) async fn wait(&self, customer: &Session, id: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let order = self.order(customer, id).await;
@@ -114,7 +120,7 @@ impl Shop {
         }
     }
 
-    async fn stock(&self, product: &str) -> (u64, u64) {
+    pub(crate) async fn stock(&self, product: &str) -> (u64, u64) {
         let level: Value = self
             .app
             .get(&format!("/v1/inventory/products/{product}"), Some(&self.admin.access_token))

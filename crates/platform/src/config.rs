@@ -73,6 +73,11 @@ pub struct Config {
     pub idempotency_ttl: Duration,
     /// How long the first request with a key holds it (after a crash, a retry runs it again).
     pub idempotency_lease: Duration,
+    /// WebSocket: how often an idle connection is pinged, and when a silent one is closed.
+    pub ws_heartbeat: Duration,
+    pub ws_idle_timeout: Duration,
+    /// WebSocket: frames queued for one connection before it counts as too slow and is closed.
+    pub ws_buffer: usize,
     /// Shipping: a flat rate (minor units of the shop currency), free from a subtotal on.
     pub shipping_flat_rate: i64,
     /// `0`: shipping is never free.
@@ -258,6 +263,9 @@ impl Config {
             )),
             idempotency_ttl: Duration::from_secs(r.positive("IDEMPOTENCY_TTL_SECS", 24 * 3600)),
             idempotency_lease: Duration::from_secs(r.positive("IDEMPOTENCY_LEASE_SECS", 120)),
+            ws_heartbeat: Duration::from_secs(r.positive("WS_HEARTBEAT_SECS", 15)),
+            ws_idle_timeout: Duration::from_secs(r.positive("WS_IDLE_TIMEOUT_SECS", 45)),
+            ws_buffer: r.positive("WS_BUFFER", 256) as usize,
             shipping_flat_rate: r.parsed("SHIPPING_FLAT_RATE", 500, "an amount in minor units"),
             free_shipping_from: r.parsed("FREE_SHIPPING_FROM", 10_000, "an amount in minor units"),
             order_payment_window: Duration::from_secs(r.positive("ORDER_PAYMENT_WINDOW_SECS", 30 * 60)),
@@ -316,6 +324,9 @@ impl fmt::Debug for Config {
             .field("simulated_capture_delay", &self.simulated_capture_delay)
             .field("idempotency_ttl", &self.idempotency_ttl)
             .field("idempotency_lease", &self.idempotency_lease)
+            .field("ws_heartbeat", &self.ws_heartbeat)
+            .field("ws_idle_timeout", &self.ws_idle_timeout)
+            .field("ws_buffer", &self.ws_buffer)
             .field("shipping_flat_rate", &self.shipping_flat_rate)
             .field("free_shipping_from", &self.free_shipping_from)
             .field("order_payment_window", &self.order_payment_window)

@@ -15,7 +15,8 @@ use ecom_inventory::{InventoryError, InventoryService};
 use ecom_kernel::{CustomerId, InfraError, OrderId, ProductId, Quantity};
 use ecom_orders::model::{Order, ShippingAddress};
 use ecom_orders::ports::{
-    AddressBook, CartItem, Carts, Catalog, Charged, OrderPayments, PricedProduct, RefundState, Reserved, Stock,
+    AddressBook, CartItem, Carts, Catalog, Charged, LowStock, OrderPayments, PricedProduct, RefundState, Reserved,
+    Stock,
 };
 use ecom_payments::model::{PaymentStatus, Provider};
 use ecom_payments::service::OrderRefund;
@@ -128,7 +129,13 @@ impl Stock for OrderStock {
             })
             .collect::<Result<Vec<_>, _>>()?;
         match self.0.reserve(order, &lines, expires_at).await {
-            Ok(_) => Ok(Reserved::Done),
+            Ok(reservation) => Ok(Reserved::Done {
+                low_stock: reservation
+                    .crossed_low_stock
+                    .iter()
+                    .map(|c| LowStock { product_id: c.product_id, available: c.available, threshold: c.threshold })
+                    .collect(),
+            }),
             Err(InventoryError::OutOfStock { product_id, .. } | InventoryError::ProductNotFound(product_id)) => {
                 Ok(Reserved::OutOfStock { product_id })
             }

@@ -16,21 +16,25 @@ use ecom_gateways::{
 };
 use ecom_http::idempotency::IdempotencySettings;
 use ecom_http::metrics::HttpMetrics;
+use ecom_http::realtime::{Hub, WsSettings};
 use ecom_http::{AppState, HttpSettings};
 use ecom_identity::model::Password;
 use ecom_identity::{IdentityPorts, IdentityService, TokenPolicy};
 use ecom_inventory::InventoryService;
 use ecom_kernel::{Clock, Email, HealthCheck, InfraError, SystemClock};
+use ecom_notifications::NotificationService;
 use ecom_payments::ports::{PaymentGateway, WebhookVerifier};
 use ecom_payments::PaymentService;
 use ecom_postgres::{
     PgAddressRepository, PgCustomerRepository, PgHealth, PgOutbox, PgPaymentRepository, PgPool, PgProductRepository,
     PgRefreshTokenRepository, PgSettings, PgStockRepository,
 };
+use ecom_postgres::{PgAdminRecipients, PgNotificationRepository};
 use ecom_redis::{
     CartTtl, RedisCanaryLog, RedisCartStore, RedisHealth, RedisIdempotencyStore, RedisJobAdmin, RedisJobQueue,
     RedisKeys, RedisLoginThrottle, RedisPool, RedisProductCache, RedisSettings, ThrottlePolicy,
 };
+use ecom_redis::{RealtimeEvent, RealtimeListener, RedisRealtimePublisher};
 use ecom_security::{Argon2Hasher, HmacCartTokens, HmacTokenService};
 
 use crate::bridges::{CatalogProducts, OutboxPublisher};
@@ -63,6 +67,7 @@ pub struct Services {
     pub canaries: Arc<RedisCanaryLog>,
     pub payments: Arc<PaymentService>,
     pub orders: Arc<OrderService>,
+    pub notifications: Arc<NotificationService>,
     /// Every configured payment provider (the simulator always; Stripe and PayPal when their
     /// credentials are set).
     pub gateways: Arc<GatewayRegistry>,
@@ -197,6 +202,12 @@ impl Services {
                     .context("COD_CONFIRMATION_WINDOW_SECS")?,
             },
         ));
+        let notifications = Arc::new(NotificationService::new(
+            Arc::new(PgNotificationRepository::new(pg.clone())),
+            Arc::new(PgAdminRecipients::new(pg.clone())),
+            Arc::new(RedisRealtimePublisher::new(redis.clone(), redis_keys.clone())),
+            Arc::new(SystemClock),
+        ));
         let health: Vec<Arc<dyn HealthCheck>> = vec![
             Arc::new(PgHealth::new(pg.clone(), DEPENDENCY_TIMEOUT)),
             Arc::new(RedisHealth::new(redis.clone(), DEPENDENCY_TIMEOUT)),
@@ -215,6 +226,7 @@ impl Services {
             canaries,
             payments,
             orders,
+            notifications,
             gateways: payment_gateways.registry,
             stripe_webhooks: payment_gateways.stripe_webhooks,
             paypal_webhooks: payment_gateways.paypal_webhooks,
@@ -249,7 +261,8 @@ impl Services {
         }
     }
 
-    pub fn http_state(&self) -> anyhow::Result<AppState> {
+    /// The api's state; `realtime` holds this instance's WebSocket sessions.
+    pub fn http_state(&self, realtime: Arc<Hub>) -> anyhow::Result<AppState> {
         Ok(AppState {
             identity: self.identity.clone(),
             catalog: self.catalog.clone(),
@@ -263,6 +276,8 @@ impl Services {
             }),
             payments: self.payments.clone(),
             orders: self.orders.clone(),
+            notifications: self.notifications.clone(),
+            realtime,
             idempotency: Arc::new(RedisIdempotencyStore::new(self.redis.clone(), self.redis_keys.clone())),
             stripe_webhooks: self.stripe_webhooks.clone(),
             paypal_webhooks: self.paypal_webhooks.clone(),
@@ -276,9 +291,39 @@ impl Services {
                     ttl: self.config.idempotency_ttl,
                     lease: self.config.idempotency_lease,
                 },
+                ws: self.ws_settings(),
             },
         })
     }
+}
+
+impl Services {
+    fn ws_settings(&self) -> WsSettings {
+        WsSettings {
+            heartbeat: self.config.ws_heartbeat,
+            idle_timeout: self.config.ws_idle_timeout,
+            buffer: self.config.ws_buffer,
+        }
+    }
+}
+
+/// Feeds this instance's WebSocket sessions from the realtime channels, for as long as the
+/// process runs; after every (re)subscription each session resends its backlog.
+fn spawn_realtime_feed(services: &Services, hub: Arc<Hub>) -> anyhow::Result<()> {
+    let listener =
+        RealtimeListener::new(&services.config.redis_url, &services.redis_keys).context("realtime listener")?;
+    tokio::spawn(listener.run(
+        move |event| match event {
+            RealtimeEvent::Subscribed => {
+                hub.resync();
+            }
+            RealtimeEvent::Notification(notification) => {
+                hub.deliver(&notification);
+            }
+        },
+        std::future::pending::<()>(),
+    ));
+    Ok(())
 }
 
 /// The cache switched off: every lookup misses and nothing is stored.
@@ -316,7 +361,9 @@ pub async fn start_api(config: &Config) -> anyhow::Result<RunningApi> {
     let listener = TcpListener::bind((config.http_host.as_str(), config.http_port))
         .with_context(|| format!("binding {}:{}", config.http_host, config.http_port))?;
     let local_addr = listener.local_addr()?;
-    let server = ecom_http::serve(services.http_state()?, listener, config.http_workers, config.shutdown_timeout)?;
+    let hub = Arc::new(Hub::new(&services.ws_settings()));
+    spawn_realtime_feed(&services, hub.clone())?;
+    let server = ecom_http::serve(services.http_state(hub)?, listener, config.http_workers, config.shutdown_timeout)?;
     tracing::info!(%local_addr, "api listening");
     Ok(RunningApi { server, local_addr, services })
 }

@@ -3,10 +3,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use ecom_jobs::notifications::NotificationFlowHandler;
 use ecom_jobs::orders::SagaHandler;
 use ecom_jobs::payments::{PaymentEventHandler, RefundHandler};
 use ecom_jobs::{HandlerRegistry, RuntimeSettings, WorkerRuntime};
 use ecom_kernel::jobs::{QueueName, CANARY_KIND};
+use ecom_notifications::service::{SAVE_KIND, SEND_KIND, UPDATE_KIND};
 use ecom_orders::service::SAGA_KIND;
 use ecom_payments::service::{PAYMENT_EVENT_KIND, REFUND_KIND};
 use ecom_redis::{ConsumerSettings, QueueConsumer};
@@ -14,9 +16,9 @@ use ecom_redis::{ConsumerSettings, QueueConsumer};
 use crate::operator_jobs::CanaryHandler;
 use crate::{shutdown, Config, Services};
 
-/// Every job kind this worker runs. The checkout saga, payment events and notifications
-/// register here as they arrive; a job of a kind nobody handles is dead-lettered, visibly.
+/// Every job kind this worker runs; a job of a kind nobody handles is dead-lettered, visibly.
 fn job_handlers(services: &Services, worker: &str) -> HandlerRegistry {
+    let notifications = Arc::new(NotificationFlowHandler { notifications: services.notifications.clone() });
     HandlerRegistry::default()
         .with(CANARY_KIND, Arc::new(CanaryHandler { log: services.canaries.clone(), worker: worker.to_owned() }))
         .with(
@@ -31,6 +33,9 @@ fn job_handlers(services: &Services, worker: &str) -> HandlerRegistry {
             Arc::new(RefundHandler { payments: services.payments.clone(), orders: Some(services.orders.clone()) }),
         )
         .with(SAGA_KIND, Arc::new(SagaHandler { orders: services.orders.clone() }))
+        .with(SAVE_KIND, notifications.clone())
+        .with(SEND_KIND, notifications.clone())
+        .with(UPDATE_KIND, notifications)
 }
 
 /// Runs the worker until SIGINT/SIGTERM. Waits (with backoff) for PostgreSQL and Redis at start,

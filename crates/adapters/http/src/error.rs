@@ -11,6 +11,7 @@ use ecom_catalog::CatalogError;
 use ecom_identity::IdentityError;
 use ecom_inventory::InventoryError;
 use ecom_kernel::{FieldError, InfraError, ValidationErrors};
+use ecom_notifications::NotificationError;
 use ecom_orders::model::OrderRuleError;
 use ecom_orders::OrderError;
 use ecom_payments::model::PaymentRuleError;
@@ -68,13 +69,15 @@ pub enum ProblemKind {
     OrderNotFound,
     CartEmpty,
     ProductUnavailable,
+    NotificationNotFound,
+    WebSocketUpgradeRequired,
     DependencyUnavailable,
     ServiceUnavailable,
     Internal,
 }
 
 impl ProblemKind {
-    pub const ALL: [ProblemKind; 47] = [
+    pub const ALL: [ProblemKind; 49] = [
         ProblemKind::ValidationFailed,
         ProblemKind::MalformedJson,
         ProblemKind::UnknownField,
@@ -119,6 +122,8 @@ impl ProblemKind {
         ProblemKind::OrderNotFound,
         ProblemKind::CartEmpty,
         ProblemKind::ProductUnavailable,
+        ProblemKind::NotificationNotFound,
+        ProblemKind::WebSocketUpgradeRequired,
         ProblemKind::DependencyUnavailable,
         ProblemKind::ServiceUnavailable,
         ProblemKind::Internal,
@@ -194,6 +199,10 @@ impl ProblemKind {
                 "The first request with this key is still running",
             ),
             P::OrderNotFound => (StatusCode::NOT_FOUND, "ORDER_NOT_FOUND", "Order not found"),
+            P::NotificationNotFound => (StatusCode::NOT_FOUND, "NOTIFICATION_NOT_FOUND", "Notification not found"),
+            P::WebSocketUpgradeRequired => {
+                (StatusCode::BAD_REQUEST, "WEBSOCKET_UPGRADE_REQUIRED", "A WebSocket upgrade request is required")
+            }
             P::CartEmpty => (StatusCode::UNPROCESSABLE_ENTITY, "CART_EMPTY", "The cart is empty"),
             P::ProductUnavailable => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "PRODUCT_UNAVAILABLE", "A product is no longer available")
@@ -524,6 +533,15 @@ impl From<PaymentError> for ApiError {
             }
             PaymentError::Conflict => ApiError::new(P::ConcurrentModification, detail),
             PaymentError::Infrastructure(e) => ApiError::from_infra(e),
+        }
+    }
+}
+
+impl From<NotificationError> for ApiError {
+    fn from(err: NotificationError) -> Self {
+        match err {
+            NotificationError::NotFound(_) => ApiError::new(ProblemKind::NotificationNotFound, err.to_string()),
+            NotificationError::Infrastructure(e) => ApiError::from_infra(e),
         }
     }
 }

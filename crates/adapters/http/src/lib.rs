@@ -8,6 +8,7 @@ pub mod idempotency;
 pub mod metrics;
 pub mod middleware;
 pub mod openapi;
+pub mod realtime;
 pub mod routes;
 
 use std::net::TcpListener;
@@ -38,6 +39,7 @@ use crate::error::{ApiError, ProblemKind};
 use crate::idempotency::IdempotencySettings;
 use crate::metrics::HttpMetrics;
 use crate::openapi::{ApiDoc, RouteTable};
+use crate::realtime::{Hub, WsSettings};
 
 /// HTTP-level settings.
 #[derive(Debug, Clone)]
@@ -49,6 +51,7 @@ pub struct HttpSettings {
     /// Take the client address from `Forwarded`/`X-Forwarded-For` (only behind a trusted proxy).
     pub trust_forwarded_for: bool,
     pub idempotency: IdempotencySettings,
+    pub ws: WsSettings,
 }
 
 impl Default for HttpSettings {
@@ -58,6 +61,7 @@ impl Default for HttpSettings {
             cors_allowed_origins: Vec::new(),
             trust_forwarded_for: false,
             idempotency: IdempotencySettings::default(),
+            ws: WsSettings::default(),
         }
     }
 }
@@ -71,6 +75,9 @@ pub struct AppState {
     pub jobs: Arc<dyn JobAdmin>,
     pub payments: Arc<PaymentService>,
     pub orders: Arc<ecom_orders::OrderService>,
+    pub notifications: Arc<ecom_notifications::NotificationService>,
+    /// This instance's WebSocket sessions.
+    pub realtime: Arc<Hub>,
     pub idempotency: Arc<dyn IdempotencyStore>,
     pub stripe_webhooks: Arc<dyn WebhookVerifier>,
     pub paypal_webhooks: Arc<dyn WebhookVerifier>,

@@ -7,7 +7,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use ecom_inventory::model::{Adjustment, MovementContext, Reservation, ReservationLine, ReservationStatus, StockLevel};
+use ecom_inventory::model::{
+    Adjustment, LowStockCrossing, MovementContext, Reservation, ReservationLine, ReservationStatus, StockLevel,
+};
 use ecom_inventory::ports::{AdjustError, ReserveError, StockRepository, Transition};
 use ecom_kernel::{Cursor, InfraError, OrderId, Page, PageRequest, ProductId, Quantity};
 use uuid::Uuid;
@@ -143,6 +145,7 @@ async fn load_reservation(conn: &mut AsyncPgConnection, order: Uuid) -> Result<O
             .ok_or_else(|| InfraError::unexpected("corrupt reservation status"))?,
         lines,
         expires_at,
+        crossed_low_stock: Vec::new(),
     }))
 }
 
@@ -250,7 +253,7 @@ impl StockRepository for PgStockRepository {
         let mut sorted: Vec<(Uuid, u32)> = lines.iter().map(|l| (l.product_id.as_uuid(), l.quantity.get())).collect();
         sorted.sort_unstable();
         let result = conn
-            .transaction::<bool, TxError, _>(async move |conn| {
+            .transaction::<Option<Vec<LowStockCrossing>>, TxError, _>(async move |conn| {
                 let created = diesel::insert_into(reservations::table)
                     .values((
                         reservations::order_id.eq(order_id),
@@ -263,23 +266,24 @@ impl StockRepository for PgStockRepository {
                     .execute(conn)
                     .await?;
                 if created == 0 {
-                    return Ok(false); // this order already has its reservation
+                    return Ok(None); // this order already has its reservation
                 }
+                let mut crossed = Vec::new();
                 let reference = format!("order:{order_id}");
                 for (product_id, quantity) in &sorted {
                     let q = to_i32(*quantity)?;
                     // The conditional update is the guard against overselling.
-                    let updated: Option<(i32, i32)> = diesel::update(
+                    let updated: Option<(i32, i32, i32)> = diesel::update(
                         stock_levels::table
                             .find(product_id)
                             .filter((stock_levels::on_hand - stock_levels::reserved).ge(q)),
                     )
                     .set((stock_levels::reserved.eq(stock_levels::reserved + q), stock_levels::updated_at.eq(now)))
-                    .returning((stock_levels::on_hand, stock_levels::reserved))
+                    .returning((stock_levels::on_hand, stock_levels::reserved, stock_levels::low_stock_threshold))
                     .get_result(conn)
                     .await
                     .optional()?;
-                    let Some((on_hand_after, reserved_after)) = updated else {
+                    let Some((on_hand_after, reserved_after, threshold)) = updated else {
                         let level: Option<(i32, i32)> = stock_levels::table
                             .find(product_id)
                             .select((stock_levels::on_hand, stock_levels::reserved))
@@ -319,14 +323,24 @@ impl StockRepository for PgStockRepository {
                         },
                     )
                     .await?;
+                    crossed.extend(LowStockCrossing::crossed(
+                        ProductId::from_uuid(*product_id),
+                        count(on_hand_after - reserved_after),
+                        *quantity,
+                        count(threshold),
+                    ));
                 }
-                Ok(true)
+                Ok(Some(crossed))
             })
             .await;
         match result {
-            Ok(_) => load_reservation(&mut conn, order_id)
-                .await?
-                .ok_or_else(|| InfraError::unexpected("reservation vanished").into()),
+            Ok(crossed) => {
+                let mut reservation = load_reservation(&mut conn, order_id)
+                    .await?
+                    .ok_or_else(|| InfraError::unexpected("reservation vanished"))?;
+                reservation.crossed_low_stock = crossed.unwrap_or_default();
+                Ok(reservation)
+            }
             Err(TxError::NotFound(p)) => Err(ReserveError::UnknownProduct(ProductId::from_uuid(p))),
             Err(TxError::Insufficient { product_id, requested, available }) => {
                 Err(ReserveError::Insufficient { product_id: ProductId::from_uuid(product_id), requested, available })

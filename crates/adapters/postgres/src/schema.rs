@@ -219,3 +219,20 @@ diesel::table! {
 
 diesel::joinable!(order_lines -> orders (order_id));
 diesel::allow_tables_to_appear_in_same_query!(orders, order_lines);
+
+diesel::table! {
+    notifications (id) {
+        id -> Uuid,
+        dedupe_key -> Text,
+        customer_id -> Uuid,
+        kind -> Text,
+        title -> Text,
+        body -> Text,
+        data -> Jsonb,
+        status -> Text,
+        created_at -> Timestamptz,
+        sent_at -> Nullable<Timestamptz>,
+        delivered_at -> Nullable<Timestamptz>,
+        read_at -> Nullable<Timestamptz>,
+    }
+}

@@ -330,3 +330,33 @@ async fn paging_returns_every_product_exactly_once_in_every_order() {
     filtered.min_price = Some(4000);
     assert_eq!(walk(&repo, &filtered, 10).await, ["S-3"]);
 }
+
+#[tokio::test]
+async fn only_the_reservation_that_takes_a_product_to_its_threshold_reports_the_crossing() {
+    let db = TestDb::new().await;
+    let pool = pool(&db, 4);
+    let products = PgProductRepository::new(pool.clone());
+    let p = stocked(&products, "LOW-1", 7).await; // threshold 5 by default
+    let stock = PgStockRepository::new(pool);
+
+    let first = OrderId::new();
+    let above = stock.reserve(first, &[line(p, 1)], in_an_hour(), now()).await.unwrap();
+    assert!(above.crossed_low_stock.is_empty(), "6 available: above the threshold");
+
+    let crossing = OrderId::new();
+    let reserved = stock.reserve(crossing, &[line(p, 2)], in_an_hour(), now()).await.unwrap();
+    assert_eq!(reserved.crossed_low_stock.len(), 1);
+    assert_eq!(
+        (
+            reserved.crossed_low_stock[0].product_id,
+            reserved.crossed_low_stock[0].available,
+            reserved.crossed_low_stock[0].threshold
+        ),
+        (p, 4, 5)
+    );
+    let replay = stock.reserve(crossing, &[line(p, 2)], in_an_hour(), now()).await.unwrap();
+    assert!(replay.crossed_low_stock.is_empty(), "reported once, by the call that reserved");
+
+    let below = stock.reserve(OrderId::new(), &[line(p, 1)], in_an_hour(), now()).await.unwrap();
+    assert!(below.crossed_low_stock.is_empty(), "already below: no second alert");
+}

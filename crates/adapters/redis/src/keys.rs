@@ -38,6 +38,11 @@ impl RedisKeys {
         QueueKeys { base: self.key(&[&format!("{{jq:{queue}}}")]) }
     }
 
+    /// A customer's realtime channel (pub/sub); `*` gives the pattern of every channel.
+    pub fn notification_channel(&self, customer_id: &str) -> String {
+        self.key(&["notify", customer_id])
+    }
+
     /// Where a canary job records its runs.
     pub fn canary(&self, job_id: &str) -> String {
         self.key(&["canary", job_id])

@@ -7,6 +7,7 @@ mod keys;
 mod pool;
 mod product_cache;
 mod queue;
+mod realtime;
 mod shared;
 mod throttle;
 
@@ -18,5 +19,6 @@ pub use keys::{QueueKeys, RedisKeys};
 pub use pool::{connect, infra_from_pool, infra_from_redis, RedisHealth, RedisSettings};
 pub use product_cache::RedisProductCache;
 pub use queue::{ConsumerSettings, Delivery, QueueConsumer, QueueStats, RedisJobAdmin, RedisJobQueue};
+pub use realtime::{RealtimeEvent, RealtimeListener, RedisRealtimePublisher};
 pub use shared::SharedConnection;
 pub use throttle::{RedisLoginThrottle, ThrottlePolicy};

@@ -139,11 +139,47 @@ pub struct Reservation {
     pub status: ReservationStatus,
     pub lines: Vec<ReservationLine>,
     pub expires_at: DateTime<Utc>,
+    /// Products whose available units fell to (or below) their low-stock threshold with this
+    /// reservation: filled only by the call that made it, so exactly one reservation reports
+    /// each crossing.
+    pub crossed_low_stock: Vec<LowStockCrossing>,
+}
+
+/// A product's available units fell to its low-stock threshold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LowStockCrossing {
+    pub product_id: ProductId,
+    pub available: u32,
+    pub threshold: u32,
+}
+
+impl LowStockCrossing {
+    /// Whether taking `taken` units out of `available + taken` crossed `threshold`.
+    pub fn crossed(product_id: ProductId, available: u32, taken: u32, threshold: u32) -> Option<Self> {
+        (available <= threshold && available.saturating_add(taken) > threshold).then_some(Self {
+            product_id,
+            available,
+            threshold,
+        })
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_reservation_that_takes_availability_to_the_threshold_crosses_it() {
+        let p = ProductId::new();
+        assert_eq!(
+            LowStockCrossing::crossed(p, 5, 1, 5),
+            Some(LowStockCrossing { product_id: p, available: 5, threshold: 5 })
+        );
+        assert!(LowStockCrossing::crossed(p, 2, 10, 5).is_some());
+        assert_eq!(LowStockCrossing::crossed(p, 6, 1, 5), None);
+        assert_eq!(LowStockCrossing::crossed(p, 4, 1, 5), None, "below already");
+        assert_eq!(LowStockCrossing::crossed(p, 0, 0, 0), None);
+    }
 
     #[test]
     fn adjustments_never_go_below_what_is_reserved() {

@@ -60,7 +60,13 @@ async fn a_successful_reservation_tells_the_observer_which_products_changed() {
     let lines = [line(p, 1), line(q, 2)];
     let mut stock = MockStockRepository::new();
     stock.expect_reserve().returning(move |order, lines, expires_at, _| {
-        Ok(Reservation { order_id: order, status: ReservationStatus::Active, lines: lines.to_vec(), expires_at })
+        Ok(Reservation {
+            order_id: order,
+            status: ReservationStatus::Active,
+            lines: lines.to_vec(),
+            expires_at,
+            crossed_low_stock: vec![],
+        })
     });
     let mut observer = MockStockObserver::new();
     observer.expect_stock_changed().withf(move |ids| ids == [p, q]).times(1).returning(|_| Ok(()));
@@ -116,7 +122,13 @@ async fn the_sweep_expires_only_what_it_moved() {
         .with(eq(b), eq(ReservationStatus::Expired), eq(now()))
         .returning(|_, _, _| Ok(Transition::AlreadyFinished(ReservationStatus::Confirmed)));
     stock.expect_reservation().returning(|order| {
-        Ok(Some(Reservation { order_id: order, status: ReservationStatus::Expired, lines: vec![], expires_at: now() }))
+        Ok(Some(Reservation {
+            order_id: order,
+            status: ReservationStatus::Expired,
+            lines: vec![],
+            expires_at: now(),
+            crossed_low_stock: vec![],
+        }))
     });
     assert_eq!(service(stock, quiet_observer()).expire_due(100).await.unwrap(), vec![a]);
 }

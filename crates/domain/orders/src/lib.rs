@@ -4,6 +4,7 @@
 
 pub mod error;
 pub mod model;
+pub mod notices;
 pub mod ports;
 pub mod service;
 

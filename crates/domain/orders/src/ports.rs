@@ -91,11 +91,24 @@ pub trait OrderRepository: Send + Sync {
     async fn stale(&self, status: OrderStatus, before: DateTime<Utc>, limit: i64) -> Result<Vec<OrderId>, InfraError>;
 }
 
+/// A product this order's reservation took down to its low-stock threshold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LowStock {
+    pub product_id: ProductId,
+    pub available: u32,
+    pub threshold: u32,
+}
+
 /// How a reservation went.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reserved {
-    Done,
-    OutOfStock { product_id: ProductId },
+    /// Reserved; `low_stock` lists the thresholds crossed (only on the call that reserved).
+    Done {
+        low_stock: Vec<LowStock>,
+    },
+    OutOfStock {
+        product_id: ProductId,
+    },
 }
 
 /// Stock, through the inventory context. Every call is idempotent per order.

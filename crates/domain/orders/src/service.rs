@@ -13,10 +13,13 @@ use ecom_payments::model::PaymentStatus;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use ecom_notifications::model::NotificationRequest;
+
 use crate::error::OrderError;
 use crate::model::{
     CancellationReason, NewOrder, Order, OrderLine, OrderStatus, PaymentMethod, ShippingAddress, ShippingPolicy,
 };
+use crate::notices::{low_stock_notices, notices, with_notices};
 use crate::ports::{
     AddressBook, CartItem, Carts, Catalog, Charged, CheckoutContext, OrderFilter, OrderPayments, OrderRepository,
     OrderSaveError, RefundState, Reserved, Stock,
@@ -168,9 +171,23 @@ impl OrderService {
         self.ports.orders.get(id).await?.ok_or(OrderError::NotFound(id))
     }
 
+    /// Stores the change with `jobs` and the notices it causes, then publishes them.
     async fn save(&self, expected: &Order, order: &Order, jobs: &[NewJob]) -> Result<(), StepError> {
-        self.ports.orders.update(expected, order, jobs).await?;
-        self.ports.publisher.publish(jobs).await;
+        self.save_noting(expected, order, jobs, &[]).await
+    }
+
+    async fn save_noting(
+        &self,
+        expected: &Order,
+        order: &Order,
+        jobs: &[NewJob],
+        extra: &[NotificationRequest],
+    ) -> Result<(), StepError> {
+        let mut told = notices(expected, order);
+        told.extend_from_slice(extra);
+        let jobs = with_notices(jobs, &told);
+        self.ports.orders.update(expected, order, &jobs).await?;
+        self.ports.publisher.publish(&jobs).await;
         Ok(())
     }
 
@@ -284,17 +301,18 @@ impl OrderService {
         };
         match self.ports.stock.reserve(id, &Self::items(&order), order.created_at + window).await? {
             Reserved::OutOfStock { .. } => self.compensate(id, CancellationReason::OutOfStock).await,
-            Reserved::Done => {
+            Reserved::Done { low_stock } => {
                 if order.has_note(STOCK_RESERVED) {
                     return Ok(());
                 }
                 let mut next = order.clone();
                 next.record(STOCK_RESERVED, now);
+                let alerts = low_stock_notices(&order, &low_stock);
                 if order.payment_method.is_online() {
-                    self.save(&order, &next, &[saga_job(id, Step::Charge, None)]).await
+                    self.save_noting(&order, &next, &[saga_job(id, Step::Charge, None)], &alerts).await
                 } else {
                     self.ports.payments.open_cash(&order).await?;
-                    self.save(&order, &next, &[]).await
+                    self.save_noting(&order, &next, &[], &alerts).await
                 }
             }
         }
@@ -385,8 +403,12 @@ impl OrderService {
             if next == order {
                 return Ok(());
             }
-            match self.ports.orders.update(&order, &next, &[]).await {
-                Ok(()) => return Ok(()),
+            let jobs = with_notices(&[], &notices(&order, &next));
+            match self.ports.orders.update(&order, &next, &jobs).await {
+                Ok(()) => {
+                    self.ports.publisher.publish(&jobs).await;
+                    return Ok(());
+                }
                 Err(OrderSaveError::Conflict) if attempts < 5 => attempts += 1,
                 Err(e) => return Err(e.into()),
             }
@@ -421,6 +443,7 @@ impl OrderService {
         let mut attempts = 0;
         loop {
             let (order, next, jobs) = change().await?;
+            let jobs = with_notices(&jobs, &notices(&order, &next));
             match self.ports.orders.update(&order, &next, &jobs).await {
                 Ok(()) => {
                     self.ports.publisher.publish(&jobs).await;

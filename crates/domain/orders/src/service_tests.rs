@@ -241,3 +241,83 @@ async fn compensation_waits_for_an_uncaptured_payment_then_refunds_releases_and_
     service.run_step(&job).await.unwrap();
     assert_eq!(cell.lock().unwrap().timeline.len(), after.timeline.len(), "running it again changes nothing");
 }
+
+/// Stores updates like [`stored`] and keeps the jobs staged with each.
+fn stored_with_jobs(m: &mut Mocks, order: Order) -> (Arc<Mutex<Order>>, Arc<Mutex<Vec<ecom_kernel::jobs::NewJob>>>) {
+    let cell = Arc::new(Mutex::new(order));
+    let staged = Arc::new(Mutex::new(Vec::new()));
+    let read = cell.clone();
+    m.orders.expect_get().returning(move |_| Ok(Some(read.lock().unwrap().clone())));
+    let (write, jobs) = (cell.clone(), staged.clone());
+    m.orders.expect_update().returning(move |_, next, staged| {
+        *write.lock().unwrap() = next.clone();
+        jobs.lock().unwrap().extend_from_slice(staged);
+        Ok(())
+    });
+    m.orders.expect_context().returning(|_| {
+        Ok(Some(CheckoutContext { cart_id: uuid::Uuid::nil(), payment_token: Some("pm_card_visa".into()) }))
+    });
+    (cell, staged)
+}
+
+fn notice_keys(jobs: &[ecom_kernel::jobs::NewJob]) -> Vec<String> {
+    jobs.iter()
+        .filter(|j| j.kind == ecom_notifications::service::SAVE_KIND)
+        .map(|j| j.payload["key"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[pollster::test]
+async fn an_accepted_charge_stages_the_confirmation_notice_with_the_change() {
+    let order = placed(PaymentMethod::CreditCard);
+    let id = order.id;
+    let mut m = Mocks::new();
+    m.payments.expect_charge().returning(|_, _| Ok(Charged::Accepted(PaymentStatus::Paid)));
+    let (cell, staged) = stored_with_jobs(&mut m, order);
+    m.service().run_step(&SagaJob { order_id: id, step: Step::Charge, reason: None }).await.unwrap();
+    assert_eq!(cell.lock().unwrap().status, OrderStatus::Confirmed);
+    let jobs = staged.lock().unwrap().clone();
+    assert_eq!(notice_keys(&jobs), vec![format!("order:{id}:confirmed"), format!("order:{id}:paid")]);
+    let confirmed = jobs.iter().find(|j| j.payload["key"] == format!("order:{id}:confirmed")).unwrap();
+    assert_eq!(confirmed.payload["audience"]["customerId"], cell.lock().unwrap().customer_id.to_string());
+    assert!(jobs.iter().any(|j| j.id.as_str() == format!("checkout:{id}:finalize")), "the saga goes on");
+}
+
+#[pollster::test]
+async fn a_cash_order_reserved_tells_the_admins_and_so_does_stock_falling_to_its_threshold() {
+    let order = placed(PaymentMethod::CashOnDelivery);
+    let (id, product) = (order.id, order.lines[0].product_id);
+    let mut m = Mocks::new();
+    m.stock.expect_reserve().returning(move |_, _, _| {
+        Ok(Reserved::Done { low_stock: vec![LowStock { product_id: product, available: 3, threshold: 5 }] })
+    });
+    m.payments.expect_open_cash().returning(|_| Ok(()));
+    let (_, staged) = stored_with_jobs(&mut m, order);
+    m.service().run_step(&SagaJob { order_id: id, step: Step::Reserve, reason: None }).await.unwrap();
+    let jobs = staged.lock().unwrap().clone();
+    assert_eq!(
+        notice_keys(&jobs),
+        vec![format!("order:{id}:awaiting-confirmation"), format!("low-stock:{product}:{id}")]
+    );
+    assert!(jobs
+        .iter()
+        .filter(|j| j.kind == ecom_notifications::service::SAVE_KIND)
+        .all(|j| j.payload["audience"]["to"] == "admins"));
+}
+
+#[pollster::test]
+async fn a_cancellation_tells_its_reason_once() {
+    let order = placed(PaymentMethod::CreditCard);
+    let id = order.id;
+    let mut m = Mocks::new();
+    m.payments.expect_refund_all().returning(|_, _| Ok(RefundState::NothingToRefund));
+    m.stock.expect_release().returning(|_| Ok(()));
+    let (_, staged) = stored_with_jobs(&mut m, order);
+    let service = m.service();
+    let job = SagaJob { order_id: id, step: Step::Compensate, reason: Some("OUT_OF_STOCK".into()) };
+    service.run_step(&job).await.unwrap();
+    service.run_step(&job).await.unwrap();
+    let jobs = staged.lock().unwrap().clone();
+    assert_eq!(notice_keys(&jobs), vec![format!("order:{id}:cancelled")]);
+    assert_eq!(jobs[0].payload["data"]["reason"], "OUT_OF_STOCK");
+}

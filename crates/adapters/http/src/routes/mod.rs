@@ -7,6 +7,7 @@ pub mod auth;
 pub mod carts;
 pub mod customers;
 pub mod inventory;
+pub mod notifications;
 pub mod operations;
 pub mod orders;
 pub mod payments;
@@ -27,6 +28,7 @@ pub fn configure_v1(cfg: &mut ServiceConfig) {
     carts::configure(cfg);
     payments::configure(cfg);
     orders::configure(cfg);
+    notifications::configure(cfg);
 }
 
 /// Tells an absent field (`None`) from an explicit `null` (`Some(None)`) in PATCH bodies.

@@ -1,0 +1,252 @@
+//! Notifications, one row per recipient and event key, and the admins they go to.
+//!
+//! Ids are UUID v7, so `id` order is creation order: lists page on the id alone. Status only
+//! moves forward (PENDING → SENT → DELIVERED → READ): every update names the states it moves from.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use ecom_kernel::{Cursor, CustomerId, InfraError, Page, PageRequest};
+use ecom_notifications::model::{Notification, NotificationId, NotificationStatus, NotificationType};
+use ecom_notifications::ports::{NotificationRepository, Recipients};
+use uuid::Uuid;
+
+use crate::error::{infra_from_diesel, infra_from_pool};
+use crate::schema::{customers, notifications};
+use crate::PgPool;
+
+pub struct PgNotificationRepository {
+    pool: PgPool,
+}
+
+impl PgNotificationRepository {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+}
+
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = notifications, check_for_backend(diesel::pg::Pg))]
+struct Row {
+    id: Uuid,
+    dedupe_key: String,
+    customer_id: Uuid,
+    kind: String,
+    title: String,
+    body: String,
+    data: serde_json::Value,
+    status: String,
+    created_at: DateTime<Utc>,
+    read_at: Option<DateTime<Utc>>,
+}
+
+impl Row {
+    fn into_domain(self) -> Result<Notification, InfraError> {
+        let corrupt = |what: &str| InfraError::unexpected(format!("corrupt notification row {}: {what}", self.id));
+        Ok(Notification {
+            id: NotificationId::from_uuid(self.id),
+            kind: NotificationType::parse(&self.kind).ok_or_else(|| corrupt("kind"))?,
+            status: NotificationStatus::parse(&self.status).ok_or_else(|| corrupt("status"))?,
+            key: self.dedupe_key,
+            customer_id: CustomerId::from_uuid(self.customer_id),
+            title: self.title,
+            body: self.body,
+            data: self.data,
+            created_at: self.created_at,
+            read_at: self.read_at,
+        })
+    }
+}
+
+fn domain(rows: Vec<Row>) -> Result<Vec<Notification>, InfraError> {
+    rows.into_iter().map(Row::into_domain).collect()
+}
+
+const UNDELIVERED: [&str; 2] = ["PENDING", "SENT"];
+
+#[async_trait]
+impl NotificationRepository for PgNotificationRepository {
+    async fn save(&self, batch: &[Notification]) -> Result<(), InfraError> {
+        let rows: Vec<_> = batch
+            .iter()
+            .map(|n| {
+                (
+                    notifications::id.eq(n.id.as_uuid()),
+                    notifications::dedupe_key.eq(&n.key),
+                    notifications::customer_id.eq(n.customer_id.as_uuid()),
+                    notifications::kind.eq(n.kind.as_str()),
+                    notifications::title.eq(&n.title),
+                    notifications::body.eq(&n.body),
+                    notifications::data.eq(&n.data),
+                    notifications::status.eq(n.status.as_str()),
+                    notifications::created_at.eq(n.created_at),
+                    notifications::read_at.eq(n.read_at),
+                )
+            })
+            .collect();
+        let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
+        diesel::insert_into(notifications::table)
+            .values(rows)
+            .on_conflict((notifications::dedupe_key, notifications::customer_id))
+            .do_nothing()
+            .execute(&mut conn)
+            .await
+            .map_err(infra_from_diesel)?;
+        Ok(())
+    }
+
+    async fn pending(&self, key: &str) -> Result<Vec<Notification>, InfraError> {
+        let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
+        let rows = notifications::table
+            .filter(notifications::dedupe_key.eq(key))
+            .filter(notifications::status.eq(NotificationStatus::Pending.as_str()))
+            .order(notifications::id.asc())
+            .select(Row::as_select())
+            .load(&mut conn)
+            .await
+            .map_err(infra_from_diesel)?;
+        domain(rows)
+    }
+
+    async fn mark_sent(&self, key: &str) -> Result<u64, InfraError> {
+        let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
+        let n = diesel::update(
+            notifications::table
+                .filter(notifications::dedupe_key.eq(key))
+                .filter(notifications::status.eq(NotificationStatus::Pending.as_str())),
+        )
+        .set((notifications::status.eq(NotificationStatus::Sent.as_str()), notifications::sent_at.eq(Utc::now())))
+        .execute(&mut conn)
+        .await
+        .map_err(infra_from_diesel)?;
+        Ok(n as u64)
+    }
+
+    async fn undelivered(&self, customer: CustomerId, limit: i64) -> Result<Vec<Notification>, InfraError> {
+        let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
+        let rows = notifications::table
+            .filter(notifications::customer_id.eq(customer.as_uuid()))
+            .filter(notifications::status.eq_any(UNDELIVERED))
+            .order(notifications::id.asc())
+            .limit(limit)
+            .select(Row::as_select())
+            .load(&mut conn)
+            .await
+            .map_err(infra_from_diesel)?;
+        domain(rows)
+    }
+
+    async fn mark_delivered(&self, customer: CustomerId, id: NotificationId) -> Result<bool, InfraError> {
+        let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
+        let mine = notifications::table.find(id.as_uuid()).filter(notifications::customer_id.eq(customer.as_uuid()));
+        let moved = diesel::update(mine.filter(notifications::status.eq_any(UNDELIVERED)))
+            .set((
+                notifications::status.eq(NotificationStatus::Delivered.as_str()),
+                notifications::delivered_at.eq(Utc::now()),
+            ))
+            .execute(&mut conn)
+            .await
+            .map_err(infra_from_diesel)?;
+        if moved > 0 {
+            return Ok(true);
+        }
+        // Delivered or read already: still the caller's.
+        let exists: i64 = mine.count().get_result(&mut conn).await.map_err(infra_from_diesel)?;
+        Ok(exists > 0)
+    }
+
+    async fn mark_read(&self, customer: CustomerId, id: NotificationId, at: DateTime<Utc>) -> Result<bool, InfraError> {
+        let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
+        let mine = notifications::table.find(id.as_uuid()).filter(notifications::customer_id.eq(customer.as_uuid()));
+        let moved = diesel::update(mine.filter(notifications::status.ne(NotificationStatus::Read.as_str())))
+            .set((
+                notifications::status.eq(NotificationStatus::Read.as_str()),
+                notifications::read_at.eq(at),
+                notifications::delivered_at.eq(diesel::dsl::sql::<
+                    diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>,
+                >("coalesce(delivered_at, now())")),
+            ))
+            .execute(&mut conn)
+            .await
+            .map_err(infra_from_diesel)?;
+        if moved > 0 {
+            return Ok(true);
+        }
+        let exists: i64 = mine.count().get_result(&mut conn).await.map_err(infra_from_diesel)?;
+        Ok(exists > 0)
+    }
+
+    async fn mark_all_read(&self, customer: CustomerId, at: DateTime<Utc>) -> Result<u64, InfraError> {
+        let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
+        let n = diesel::update(
+            notifications::table
+                .filter(notifications::customer_id.eq(customer.as_uuid()))
+                .filter(notifications::status.ne(NotificationStatus::Read.as_str())),
+        )
+        .set((
+            notifications::status.eq(NotificationStatus::Read.as_str()),
+            notifications::read_at.eq(at),
+            notifications::delivered_at.eq(diesel::dsl::sql::<
+                diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>,
+            >("coalesce(delivered_at, now())")),
+        ))
+        .execute(&mut conn)
+        .await
+        .map_err(infra_from_diesel)?;
+        Ok(n as u64)
+    }
+
+    async fn list(
+        &self,
+        customer: CustomerId,
+        unread_only: bool,
+        page: &PageRequest,
+    ) -> Result<Page<Notification>, InfraError> {
+        let mut query = notifications::table
+            .filter(notifications::customer_id.eq(customer.as_uuid()))
+            .select(Row::as_select())
+            .into_boxed();
+        if unread_only {
+            query = query.filter(notifications::status.ne(NotificationStatus::Read.as_str()));
+        }
+        if let Some(after) = page.after() {
+            query = query.filter(notifications::id.lt(after.id()));
+        }
+        let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
+        let rows: Vec<Row> = query
+            .order(notifications::id.desc())
+            .limit(page.fetch_limit())
+            .load(&mut conn)
+            .await
+            .map_err(infra_from_diesel)?;
+        let page = Page::from_overfetch(rows, page, |r| Cursor::after_id(r.id));
+        Ok(Page { items: domain(page.items)?, next: page.next })
+    }
+}
+
+/// The admin accounts, read from identity's table.
+pub struct PgAdminRecipients {
+    pool: PgPool,
+}
+
+impl PgAdminRecipients {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+}
+
+#[async_trait]
+impl Recipients for PgAdminRecipients {
+    async fn admins(&self) -> Result<Vec<CustomerId>, InfraError> {
+        let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
+        let ids: Vec<Uuid> = customers::table
+            .filter(customers::role.eq("ADMIN"))
+            .order(customers::id.asc())
+            .select(customers::id)
+            .load(&mut conn)
+            .await
+            .map_err(infra_from_diesel)?;
+        Ok(ids.into_iter().map(CustomerId::from_uuid).collect())
+    }
+}

@@ -1,0 +1,152 @@
+//! The notification repository against the real PostgreSQL, one database per test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use ecom_identity::model::*;
+use ecom_identity::ports::CustomerRepository;
+use ecom_kernel::{Email, OrderId, PageRequest};
+use ecom_notifications::model::{
+    Audience, Event, Notification, NotificationId, NotificationRequest, NotificationStatus,
+};
+use ecom_notifications::ports::{NotificationRepository, Recipients};
+use ecom_postgres::{connect, PgAdminRecipients, PgCustomerRepository, PgNotificationRepository, PgPool, PgSettings};
+use ecom_testkit::TestDb;
+use uuid::Uuid;
+
+fn pool(db: &TestDb) -> PgPool {
+    connect(&PgSettings {
+        url: db.url(),
+        max_connections: 4,
+        acquire_timeout: Duration::from_secs(5),
+        statement_timeout: Duration::from_secs(5),
+        application_name: "adapter-test".into(),
+    })
+    .unwrap()
+}
+
+fn at(secs: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(1_800_000_000 + secs, 0).unwrap()
+}
+
+async fn account(pool: &PgPool, role: Role) -> CustomerId {
+    let text = |s: &str| BoundedText::parse(s, 200).unwrap();
+    let c = Customer::restore(
+        CustomerId::new(),
+        Email::parse(&format!("{}@shop.test", Uuid::now_v7().simple())).unwrap(),
+        text("Ada"),
+        text("Lovelace"),
+        None,
+        role,
+        at(0),
+        at(0),
+    );
+    PgCustomerRepository::new(pool.clone()).insert(&c, &PasswordHash::new("h".into())).await.unwrap();
+    c.id()
+}
+
+fn shipped(key: &str, customer: CustomerId) -> Notification {
+    NotificationRequest::new(key, Audience::Customer(customer), &Event::OrderShipped { order_id: OrderId::new() })
+        .for_recipient(customer, at(1))
+}
+
+#[tokio::test]
+async fn saving_twice_keeps_one_row_per_key_and_recipient() {
+    let db = TestDb::new().await;
+    let pool = pool(&db);
+    let repo = PgNotificationRepository::new(pool.clone());
+    let (ada, bob) = (account(&pool, Role::Customer).await, account(&pool, Role::Customer).await);
+    repo.save(&[shipped("order:1:shipped", ada), shipped("order:1:shipped", bob)]).await.unwrap();
+    // A redelivered save job builds new ids for the same key: nothing more is stored.
+    repo.save(&[shipped("order:1:shipped", ada)]).await.unwrap();
+    let pending = repo.pending("order:1:shipped").await.unwrap();
+    assert_eq!(pending.len(), 2);
+    assert!(pending.iter().all(|n| n.status == NotificationStatus::Pending));
+    let page = repo.list(ada, false, &PageRequest::first(10)).await.unwrap();
+    assert_eq!(page.items.len(), 1);
+    assert_eq!(page.items[0].data, pending.iter().find(|n| n.customer_id == ada).unwrap().data);
+}
+
+#[tokio::test]
+async fn statuses_only_move_forward() {
+    let db = TestDb::new().await;
+    let pool = pool(&db);
+    let repo = PgNotificationRepository::new(pool.clone());
+    let ada = account(&pool, Role::Customer).await;
+    let (first, second) = (shipped("a", ada), shipped("b", ada));
+    repo.save(&[first.clone(), second.clone()]).await.unwrap();
+    assert_eq!(repo.undelivered(ada, 10).await.unwrap().len(), 2);
+
+    // The device acknowledged `a` before the update step ran: it stays DELIVERED.
+    assert!(repo.mark_delivered(ada, first.id).await.unwrap());
+    assert_eq!(repo.mark_sent("a").await.unwrap(), 0);
+    assert_eq!(repo.mark_sent("b").await.unwrap(), 1);
+    assert_eq!(repo.mark_sent("b").await.unwrap(), 0, "idempotent");
+    let undelivered = repo.undelivered(ada, 10).await.unwrap();
+    assert_eq!(undelivered.iter().map(|n| n.id).collect::<Vec<_>>(), vec![second.id]);
+    assert_eq!(undelivered[0].status, NotificationStatus::Sent);
+    assert!(repo.pending("b").await.unwrap().is_empty());
+
+    // Read: out of the backlog, with a time; acknowledging it later changes nothing.
+    assert!(repo.mark_read(ada, second.id, at(5)).await.unwrap());
+    assert!(repo.mark_delivered(ada, second.id).await.unwrap());
+    let page = repo.list(ada, false, &PageRequest::first(10)).await.unwrap();
+    let read = page.items.iter().find(|n| n.id == second.id).unwrap();
+    assert_eq!((read.status, read.read_at), (NotificationStatus::Read, Some(at(5))));
+    assert!(repo.undelivered(ada, 10).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn nobody_marks_another_recipients_notification() {
+    let db = TestDb::new().await;
+    let pool = pool(&db);
+    let repo = PgNotificationRepository::new(pool.clone());
+    let (ada, eve) = (account(&pool, Role::Customer).await, account(&pool, Role::Customer).await);
+    let note = shipped("k", ada);
+    repo.save(std::slice::from_ref(&note)).await.unwrap();
+    assert!(!repo.mark_delivered(eve, note.id).await.unwrap());
+    assert!(!repo.mark_read(eve, note.id, at(2)).await.unwrap());
+    assert!(!repo.mark_read(ada, NotificationId::new(), at(2)).await.unwrap());
+    assert_eq!(repo.mark_all_read(eve, at(2)).await.unwrap(), 0);
+    assert_eq!(repo.undelivered(ada, 10).await.unwrap().len(), 1, "untouched");
+}
+
+#[tokio::test]
+async fn lists_page_newest_first_and_filter_unread() {
+    let db = TestDb::new().await;
+    let pool = pool(&db);
+    let repo = PgNotificationRepository::new(pool.clone());
+    let ada = account(&pool, Role::Customer).await;
+    let notes: Vec<Notification> = (0..5).map(|i| shipped(&format!("k{i}"), ada)).collect();
+    repo.save(&notes).await.unwrap();
+    assert!(repo.mark_read(ada, notes[4].id, at(3)).await.unwrap());
+
+    let mut seen = Vec::new();
+    let mut page = PageRequest::first(2);
+    loop {
+        let got = repo.list(ada, false, &page).await.unwrap();
+        seen.extend(got.items.iter().map(|n| n.id));
+        match got.next {
+            Some(next) => page = PageRequest::first(2).with_after(Some(next)),
+            None => break,
+        }
+    }
+    let newest_first: Vec<NotificationId> = notes.iter().rev().map(|n| n.id).collect();
+    assert_eq!(seen, newest_first);
+
+    let unread = repo.list(ada, true, &PageRequest::first(10)).await.unwrap();
+    assert_eq!(unread.items.len(), 4);
+    assert!(unread.items.iter().all(|n| n.id != notes[4].id));
+    assert_eq!(repo.mark_all_read(ada, at(4)).await.unwrap(), 4);
+    assert!(repo.list(ada, true, &PageRequest::first(10)).await.unwrap().items.is_empty());
+}
+
+#[tokio::test]
+async fn admins_are_the_accounts_with_the_admin_role() {
+    let db = TestDb::new().await;
+    let pool = pool(&db);
+    let admin = account(&pool, Role::Admin).await;
+    account(&pool, Role::Customer).await;
+    assert_eq!(PgAdminRecipients::new(pool).admins().await.unwrap(), vec![admin]);
+}
