@@ -41,19 +41,23 @@ impl ProductLookup for CatalogProducts {
     }
 }
 
-/// Publishes outbox jobs right after their commit (payments' eager publish).
+/// Publishes outbox jobs right after their commit: straight to the queue in one round trip,
+/// the rows recorded as published in the background (the relay catches whatever is left).
 pub struct OutboxPublisher {
-    pub outbox: Arc<ecom_postgres::PgOutbox>,
     pub queue: Arc<dyn ecom_kernel::jobs::JobQueue>,
+    pub marks: ecom_postgres::OutboxMarks,
 }
 
 #[async_trait]
 impl ecom_payments::ports::JobPublisher for OutboxPublisher {
     async fn publish(&self, jobs: &[ecom_kernel::jobs::NewJob]) {
-        let ids: Vec<_> = jobs.iter().map(|j| j.id.clone()).collect();
-        // Not an error: the worker's relay publishes whatever is left in the outbox.
-        if let Err(err) = self.outbox.publish(self.queue.as_ref(), &ids).await {
-            tracing::warn!(error = %err, "eager publish failed; the outbox relay will publish");
+        if jobs.is_empty() {
+            return;
+        }
+        match self.queue.enqueue_many(jobs).await {
+            Ok(_) => self.marks.mark(jobs.iter().map(|j| j.id.as_str().to_owned()).collect()),
+            // Not an error: the worker's relay publishes whatever is left in the outbox.
+            Err(err) => tracing::warn!(error = %err, "eager publish failed; the outbox relay will publish"),
         }
     }
 }

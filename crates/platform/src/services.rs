@@ -25,11 +25,11 @@ use ecom_kernel::{Clock, Email, HealthCheck, InfraError, SystemClock};
 use ecom_notifications::NotificationService;
 use ecom_payments::ports::{PaymentGateway, WebhookVerifier};
 use ecom_payments::PaymentService;
+use ecom_postgres::{OutboxMarks, PgAdminRecipients, PgNotificationRepository};
 use ecom_postgres::{
     PgAddressRepository, PgCustomerRepository, PgHealth, PgOutbox, PgPaymentRepository, PgPool, PgProductRepository,
     PgRefreshTokenRepository, PgSettings, PgStockRepository,
 };
-use ecom_postgres::{PgAdminRecipients, PgNotificationRepository};
 use ecom_redis::{
     CartTtl, RedisCanaryLog, RedisCartStore, RedisHealth, RedisIdempotencyStore, RedisJobAdmin, RedisJobQueue,
     RedisKeys, RedisLoginThrottle, RedisPool, RedisProductCache, RedisSettings, ThrottlePolicy,
@@ -160,7 +160,8 @@ impl Services {
         let jobs = Arc::new(RedisJobQueue::new(redis.clone(), redis_keys.clone()));
         let outbox = Arc::new(PgOutbox::new(pg.clone()));
         let canaries = Arc::new(RedisCanaryLog::new(redis.clone(), redis_keys.clone()));
-        let publisher: Arc<OutboxPublisher> = Arc::new(OutboxPublisher { outbox: outbox.clone(), queue: jobs.clone() });
+        let publisher: Arc<OutboxPublisher> =
+            Arc::new(OutboxPublisher { queue: jobs.clone(), marks: OutboxMarks::spawn(outbox.clone()) });
         let payment_gateways = PaymentGateways::build(config, redis.clone(), jobs.clone())?;
         let payments = Arc::new(PaymentService::new(
             Arc::new(PgPaymentRepository::new(pg.clone())),

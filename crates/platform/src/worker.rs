@@ -145,10 +145,13 @@ async fn expire_orders(services: &Services) {
     }
 }
 
+/// Rows younger than this are left to their writer's eager publish.
+const RELAY_MIN_AGE: Duration = Duration::from_secs(2);
+
 /// Publishes outbox rows that their writer did not (it crashed between commit and publish).
 async fn relay_outbox(services: &Services) {
     loop {
-        match services.outbox.relay(services.jobs.as_ref(), 200).await {
+        match services.outbox.relay_older_than(services.jobs.as_ref(), 200, RELAY_MIN_AGE).await {
             Ok(n) if n > 0 => {
                 tracing::info!(published = n, "outbox relay published leftover jobs");
                 if n < 200 {

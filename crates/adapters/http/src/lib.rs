@@ -114,7 +114,7 @@ fn cors(settings: &HttpSettings) -> Cors {
 /// The OpenAPI document of every route, as served at `/openapi.json`.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let (_, mut api) = routed_app().split_for_parts();
-    openapi::document_idempotency(&mut api);
+    openapi::finish(&mut api);
     api
 }
 
@@ -141,7 +141,7 @@ pub fn build_app(
     >,
 > {
     let (app, mut api) = routed_app().split_for_parts();
-    openapi::document_idempotency(&mut api);
+    openapi::finish(&mut api);
     let route_table = Data::new(RouteTable::from_openapi(&api));
     let settings = state.settings.clone();
     app.app_data(state)

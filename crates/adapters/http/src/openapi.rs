@@ -4,7 +4,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::OpenApi as OpenApiDoc;
 use utoipa::{Modify, OpenApi};
 
-use crate::error::{Problem, ProblemFieldError};
+use crate::error::{Problem, ProblemFieldError, PROBLEM_JSON};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -62,6 +62,129 @@ pub fn document_idempotency(api: &mut OpenApiDoc) {
                 .schema(Some(ObjectBuilder::new().schema_type(Type::String).min_length(Some(1)).max_length(Some(255))))
                 .build();
             op.parameters.get_or_insert_with(Vec::new).push(param);
+        }
+    }
+}
+
+/// The finishing touches of the served document: the `Idempotency-Key` header on every POST and
+/// PATCH, and the problems every operation can answer through the shared machinery.
+pub fn finish(api: &mut OpenApiDoc) {
+    document_idempotency(api);
+    document_common_problems(api);
+}
+
+/// The scope an operation's `bearer` requirement names when only admins may call it.
+pub const ADMIN_SCOPE: &str = "ADMIN";
+
+/// What the security requirements of an operation ask for: (any bearer token, the ADMIN role).
+fn bearer_requirements(security: Option<&Vec<utoipa::openapi::security::SecurityRequirement>>) -> (bool, bool) {
+    let mut bearer = false;
+    let mut admin = false;
+    for requirement in security.into_iter().flatten() {
+        // The requirement's map is private; its serialized form is `{"bearer": ["ADMIN"]}`.
+        let Ok(serde_json::Value::Object(schemes)) = serde_json::to_value(requirement) else { continue };
+        if let Some(scopes) = schemes.get("bearer") {
+            bearer = true;
+            admin |= scopes.as_array().is_some_and(|s| s.iter().any(|scope| scope == ADMIN_SCOPE));
+        }
+    }
+    (bearer, admin)
+}
+
+/// Documents, on every operation, the problems it can answer whatever its handler does (each
+/// added only where the operation does not document that status already; a documented one gets
+/// the missing codes appended to its description):
+///
+/// - a typed JSON body ([`crate::extract::JsonBody`]): 400 `MALFORMED_JSON`/`UNKNOWN_FIELD`,
+///   413, 415, 422 `VALIDATION_FAILED`; a raw body (webhooks): 413;
+/// - POST and PATCH (the idempotency middleware): 400 `INVALID_IDEMPOTENCY_KEY`, 409
+///   `IDEMPOTENCY_REQUEST_IN_PROGRESS`, 422 `IDEMPOTENCY_KEY_REUSED`;
+/// - a path parameter: 404 (an identifier that does not parse is a resource that does not exist);
+/// - query parameters: 400 `INVALID_QUERY`; paging (`limit`, `cursor`): 422 `VALIDATION_FAILED`;
+/// - a bearer token (even an optional one: an invalid token is refused): 401 `UNAUTHENTICATED`;
+///   the `ADMIN` scope: 403 `FORBIDDEN`;
+/// - everything under `/v1`: 503 `SERVICE_UNAVAILABLE` (PostgreSQL or Redis down, with
+///   `Retry-After`).
+pub fn document_common_problems(api: &mut OpenApiDoc) {
+    use utoipa::openapi::path::ParameterIn;
+    use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+
+    for (path, item) in api.paths.paths.iter_mut() {
+        let versioned = path.starts_with("/v1/");
+        for (method, op) in [
+            ("GET", item.get.as_mut()),
+            ("POST", item.post.as_mut()),
+            ("PUT", item.put.as_mut()),
+            ("PATCH", item.patch.as_mut()),
+            ("DELETE", item.delete.as_mut()),
+        ] {
+            let Some(op) = op else { continue };
+            let params = op.parameters.as_deref().unwrap_or_default();
+            let has_in = |place: ParameterIn| params.iter().any(|p| p.parameter_in == place);
+            let paged = params.iter().any(|p| p.parameter_in == ParameterIn::Query && p.name == "limit");
+            let (bearer, admin) = bearer_requirements(op.security.as_ref());
+            let body = op.request_body.as_ref().map(|body| {
+                // A typed body is a `$ref` to its schema; a raw one (webhooks) is a plain string.
+                body.content.values().any(|content| matches!(content.schema, Some(RefOr::Ref(_))))
+            });
+
+            let mut problems: Vec<(u16, &str)> = Vec::new();
+            match body {
+                Some(true) => problems.extend([
+                    (400, "MALFORMED_JSON"),
+                    (400, "UNKNOWN_FIELD"),
+                    (413, "PAYLOAD_TOO_LARGE"),
+                    (415, "UNSUPPORTED_MEDIA_TYPE"),
+                    (422, "VALIDATION_FAILED"),
+                ]),
+                Some(false) => problems.push((413, "PAYLOAD_TOO_LARGE")),
+                None => {}
+            }
+            if method == "POST" || method == "PATCH" {
+                problems.extend([
+                    (400, "INVALID_IDEMPOTENCY_KEY"),
+                    (409, "IDEMPOTENCY_REQUEST_IN_PROGRESS"),
+                    (422, "IDEMPOTENCY_KEY_REUSED"),
+                ]);
+            }
+            if has_in(ParameterIn::Path) {
+                problems.push((404, "NOT_FOUND"));
+            }
+            if has_in(ParameterIn::Query) {
+                problems.push((400, "INVALID_QUERY"));
+            }
+            if paged {
+                problems.push((422, "VALIDATION_FAILED"));
+            }
+            if bearer {
+                problems.push((401, "UNAUTHENTICATED"));
+            }
+            if admin {
+                problems.push((403, "FORBIDDEN"));
+            }
+            if versioned {
+                problems.push((503, "SERVICE_UNAVAILABLE"));
+            }
+
+            for (status, code) in problems {
+                match op.responses.responses.entry(status.to_string()) {
+                    std::collections::btree_map::Entry::Vacant(entry) => {
+                        let content = ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build();
+                        let response = ResponseBuilder::new().description(code).content(PROBLEM_JSON, content).build();
+                        entry.insert(RefOr::T(response));
+                    }
+                    std::collections::btree_map::Entry::Occupied(mut entry) => {
+                        if let RefOr::T(response) = entry.get_mut() {
+                            if !response.description.contains(code) {
+                                if !response.description.is_empty() {
+                                    response.description.push_str(", ");
+                                }
+                                response.description.push_str(code);
+                            }
+                        }
+                    }
+                }
+            }
         }
     }
 }

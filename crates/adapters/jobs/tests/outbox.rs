@@ -1,18 +1,19 @@
 //! The transactional outbox against the real PostgreSQL and Redis.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
-use ecom_kernel::jobs::{JobId, NewJob, QueueName};
-use ecom_postgres::{connect as pg_connect, stage, PgOutbox, PgSettings};
+use ecom_kernel::jobs::{JobId, JobQueue, NewJob, QueueName};
+use ecom_postgres::{connect as pg_connect, stage, OutboxMarks, PgOutbox, PgSettings};
 use ecom_redis::{connect, ConsumerSettings, QueueConsumer, RedisJobQueue, RedisKeys, RedisSettings};
 use ecom_testkit::{TestDb, TestRedis};
 
 struct World {
     db: TestDb,
     _redis: TestRedis,
-    outbox: PgOutbox,
+    outbox: Arc<PgOutbox>,
     queue: RedisJobQueue,
     consumer: QueueConsumer,
 }
@@ -35,7 +36,7 @@ async fn world() -> World {
         QueueConsumer::new(pool.clone(), redis.url(), &keys, QueueName::Checkout, "c", ConsumerSettings::default())
             .unwrap();
     consumer.ensure_group().await.unwrap();
-    World { outbox: PgOutbox::new(pg), queue: RedisJobQueue::new(pool, keys), consumer, db, _redis: redis }
+    World { outbox: Arc::new(PgOutbox::new(pg)), queue: RedisJobQueue::new(pool, keys), consumer, db, _redis: redis }
 }
 
 fn job(id: &str) -> NewJob {
@@ -110,4 +111,31 @@ async fn a_job_published_twice_runs_once() {
     assert_eq!(w.outbox.relay(&w.queue, 100).await.unwrap(), 1);
     assert_eq!(ids(&w).await, ["twice"]);
     assert!(ids(&w).await.is_empty());
+}
+
+#[tokio::test]
+async fn the_writer_enqueues_and_records_in_the_background_and_the_relay_leaves_young_rows_alone() {
+    let w = world().await;
+    commit(&w, vec![job("eager-1"), job("eager-2")], false).await;
+    // Young rows are their writer's to publish.
+    assert_eq!(w.outbox.relay_older_than(&w.queue, 100, Duration::from_secs(60)).await.unwrap(), 0);
+
+    // The writer: one round trip to the queue, the rows recorded a moment later.
+    let marks = OutboxMarks::spawn(w.outbox.clone());
+    w.queue.enqueue_many(&[job("eager-1"), job("eager-2")]).await.unwrap();
+    marks.mark(vec!["eager-1".into(), "eager-2".into()]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while w.outbox.unpublished().await.unwrap() > 0 {
+        assert!(Instant::now() < deadline, "never recorded");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(w.outbox.relay(&w.queue, 100).await.unwrap(), 0, "recorded rows are not relayed");
+    assert_eq!(ids(&w).await, ["eager-1", "eager-2"]);
+
+    // A writer that died between commit and publish: the relay takes the row once it is old enough.
+    commit(&w, vec![job("orphan")], false).await;
+    assert_eq!(w.outbox.relay_older_than(&w.queue, 100, Duration::from_millis(200)).await.unwrap(), 0);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(w.outbox.relay_older_than(&w.queue, 100, Duration::from_millis(200)).await.unwrap(), 1);
+    assert_eq!(ids(&w).await, ["orphan"]);
 }

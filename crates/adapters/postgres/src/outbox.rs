@@ -94,12 +94,38 @@ impl PgOutbox {
     pub async fn publish(&self, queue: &dyn JobQueue, ids: &[JobId]) -> Result<usize, InfraError> {
         let ids: Vec<String> = ids.iter().map(|id| id.as_str().to_owned()).collect();
         let limit = i64::try_from(ids.len()).unwrap_or(i64::MAX);
-        self.publish_where(queue, Some(ids), limit).await
+        self.publish_where(queue, Some(ids), limit, None).await
     }
 
     /// Publishes up to `limit` unpublished rows, oldest first (the worker's relay).
     pub async fn relay(&self, queue: &dyn JobQueue, limit: i64) -> Result<usize, InfraError> {
-        self.publish_where(queue, None, limit).await
+        self.publish_where(queue, None, limit, None).await
+    }
+
+    /// The relay for rows at least `min_age` old: younger ones are normally being published
+    /// by their writer (which records them a moment later, see [`OutboxMarks`]).
+    pub async fn relay_older_than(
+        &self,
+        queue: &dyn JobQueue,
+        limit: i64,
+        min_age: std::time::Duration,
+    ) -> Result<usize, InfraError> {
+        let before = Utc::now() - chrono::Duration::from_std(min_age).unwrap_or(chrono::Duration::zero());
+        self.publish_where(queue, None, limit, Some(before)).await
+    }
+
+    /// Records rows as published (their jobs were enqueued by the writer). Rows recorded
+    /// already are left as they are.
+    pub async fn mark_published(&self, ids: &[String]) -> Result<usize, InfraError> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
+        diesel::update(outbox::table.filter(outbox::id.eq_any(ids)).filter(outbox::published_at.is_null()))
+            .set(outbox::published_at.eq(Utc::now()))
+            .execute(&mut conn)
+            .await
+            .map_err(infra_from_diesel)
     }
 
     /// Rows not yet published (for operators and the invariant checks).
@@ -118,6 +144,7 @@ impl PgOutbox {
         queue: &dyn JobQueue,
         ids: Option<Vec<String>>,
         limit: i64,
+        created_before: Option<DateTime<Utc>>,
     ) -> Result<usize, InfraError> {
         let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
         let result = conn
@@ -138,6 +165,7 @@ impl PgOutbox {
                     }
                     None => {
                         unpublished
+                            .filter(outbox::created_at.le(created_before.unwrap_or_else(Utc::now)))
                             .select(OutboxRow::as_select())
                             .order(outbox::created_at.asc())
                             .limit(limit)
@@ -192,5 +220,41 @@ enum RelayError {
 impl From<diesel::result::Error> for RelayError {
     fn from(e: diesel::result::Error) -> Self {
         RelayError::Db(e)
+    }
+}
+
+/// Records eagerly published rows in batches, off the writer's path: one UPDATE for many
+/// commits. A record lost (a crash, a full buffer) only means the relay enqueues that job again,
+/// which does nothing.
+#[derive(Clone)]
+pub struct OutboxMarks {
+    tx: tokio::sync::mpsc::Sender<Vec<String>>,
+}
+
+impl OutboxMarks {
+    /// Starts the recorder on the current tokio runtime.
+    pub fn spawn(outbox: std::sync::Arc<PgOutbox>) -> Self {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<String>>(4096);
+        tokio::spawn(async move {
+            while let Some(mut ids) = rx.recv().await {
+                while ids.len() < 2000 {
+                    match rx.try_recv() {
+                        Ok(more) => ids.extend(more),
+                        Err(_) => break,
+                    }
+                }
+                if let Err(err) = outbox.mark_published(&ids).await {
+                    tracing::warn!(error = %err, rows = ids.len(), "outbox rows not recorded as published; the relay will");
+                }
+            }
+        });
+        Self { tx }
+    }
+
+    /// Queues rows to be recorded as published; never waits.
+    pub fn mark(&self, ids: Vec<String>) {
+        if !ids.is_empty() && self.tx.try_send(ids).is_err() {
+            tracing::debug!("outbox recorder busy; the relay will record these rows");
+        }
     }
 }

@@ -224,6 +224,10 @@ impl JobQueue for RedisJobQueue {
     async fn enqueue_at(&self, job: NewJob, at: DateTime<Utc>) -> Result<Enqueued, InfraError> {
         self.put(job, Some(at)).await
     }
+
+    async fn enqueue_many(&self, jobs: &[NewJob]) -> Result<Vec<Enqueued>, InfraError> {
+        self.enqueue_batch(jobs).await
+    }
 }
 
 /// One delivery of a job to a consumer.

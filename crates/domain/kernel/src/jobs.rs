@@ -107,6 +107,15 @@ pub trait JobQueue: Send + Sync {
 
     /// Enqueues a job to run at `at` (or now, if `at` is past). MUST be idempotent on the job id.
     async fn enqueue_at(&self, job: NewJob, at: DateTime<Utc>) -> Result<Enqueued, InfraError>;
+
+    /// Enqueues jobs to run now, each idempotent on its id; adapters send them in one round trip.
+    async fn enqueue_many(&self, jobs: &[NewJob]) -> Result<Vec<Enqueued>, InfraError> {
+        let mut done = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            done.push(self.enqueue(job.clone()).await?);
+        }
+        Ok(done)
+    }
 }
 
 /// How many jobs of one queue are in each state, and its throughput counters.

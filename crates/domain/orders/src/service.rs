@@ -291,7 +291,8 @@ impl OrderService {
     async fn reserve(&self, id: OrderId) -> Result<(), StepError> {
         let order = self.load(id).await?;
         if !matches!(order.status, OrderStatus::PendingPayment | OrderStatus::PendingConfirmation) {
-            return Ok(());
+            // Moved on: an online order goes on where it stands (a redelivered job after a crash).
+            return if order.payment_method.is_online() { self.charge_loaded(order).await } else { Ok(()) };
         }
         let now = self.ports.clock.now();
         let window = if order.payment_method.is_online() {
@@ -299,29 +300,44 @@ impl OrderService {
         } else {
             self.settings.confirmation_window
         };
-        match self.ports.stock.reserve(id, &Self::items(&order), order.created_at + window).await? {
-            Reserved::OutOfStock { .. } => self.compensate(id, CancellationReason::OutOfStock).await,
-            Reserved::Done { low_stock } => {
-                if order.has_note(STOCK_RESERVED) {
-                    return Ok(());
-                }
-                let mut next = order.clone();
-                next.record(STOCK_RESERVED, now);
-                let alerts = low_stock_notices(&order, &low_stock);
-                if order.payment_method.is_online() {
-                    self.save_noting(&order, &next, &[saga_job(id, Step::Charge, None)], &alerts).await
-                } else {
-                    self.ports.payments.open_cash(&order).await?;
-                    self.save_noting(&order, &next, &[], &alerts).await
-                }
+        let low_stock = match self.ports.stock.reserve(id, &Self::items(&order), order.created_at + window).await? {
+            Reserved::OutOfStock { .. } => return self.compensate(id, CancellationReason::OutOfStock).await,
+            Reserved::Done { low_stock } => low_stock,
+        };
+        let reserved = if order.has_note(STOCK_RESERVED) {
+            order
+        } else {
+            let mut next = order.clone();
+            next.record(STOCK_RESERVED, now);
+            let alerts = low_stock_notices(&order, &low_stock);
+            if !order.payment_method.is_online() {
+                self.ports.payments.open_cash(&order).await?;
+                return self.save_noting(&order, &next, &[], &alerts).await;
             }
+            self.save_noting(&order, &next, &[], &alerts).await?;
+            next
+        };
+        if reserved.payment_method.is_online() {
+            // The happy path runs on in this job: a crash replays it from the top, and every
+            // step finds its own work done.
+            self.charge_loaded(reserved).await
+        } else {
+            Ok(())
         }
     }
 
     async fn charge(&self, id: OrderId) -> Result<(), StepError> {
         let order = self.load(id).await?;
+        self.charge_loaded(order).await
+    }
+
+    /// Charges an online order still waiting for its payment; one already CONFIRMED is
+    /// finalized, one cancelled meanwhile gets back whatever was taken.
+    async fn charge_loaded(&self, order: Order) -> Result<(), StepError> {
+        let id = order.id;
         match order.status {
             OrderStatus::PendingPayment => {}
+            OrderStatus::Confirmed => return self.finalize_loaded(order).await,
             // Cancelled while the charge was under way (expiry, the customer): whatever was
             // taken goes back.
             OrderStatus::Cancelled => return self.refund_after_cancel(&order).await,
@@ -347,7 +363,8 @@ impl OrderService {
                 next.set_payment_status(status, now);
                 next.transition(OrderStatus::Confirmed, Some("payment accepted".into()), now)
                     .map_err(OrderError::from)?;
-                self.save(&order, &next, &[saga_job(id, Step::Finalize, None)]).await
+                self.save(&order, &next, &[]).await?;
+                self.finalize_loaded(next).await
             }
         }
     }
@@ -362,6 +379,11 @@ impl OrderService {
     /// After CONFIRMED: the reserved units leave the shelf and the cart is emptied.
     async fn finalize(&self, id: OrderId) -> Result<(), StepError> {
         let order = self.load(id).await?;
+        self.finalize_loaded(order).await
+    }
+
+    async fn finalize_loaded(&self, order: Order) -> Result<(), StepError> {
+        let id = order.id;
         if order.status != OrderStatus::Confirmed || order.has_note(FINALIZED) {
             return Ok(());
         }

@@ -273,6 +273,8 @@ async fn an_accepted_charge_stages_the_confirmation_notice_with_the_change() {
     let id = order.id;
     let mut m = Mocks::new();
     m.payments.expect_charge().returning(|_, _| Ok(Charged::Accepted(PaymentStatus::Paid)));
+    m.stock.expect_confirm().times(1).returning(|_| Ok(()));
+    m.carts.expect_clear().times(1).returning(|_, _| Ok(()));
     let (cell, staged) = stored_with_jobs(&mut m, order);
     m.service().run_step(&SagaJob { order_id: id, step: Step::Charge, reason: None }).await.unwrap();
     assert_eq!(cell.lock().unwrap().status, OrderStatus::Confirmed);
@@ -280,7 +282,54 @@ async fn an_accepted_charge_stages_the_confirmation_notice_with_the_change() {
     assert_eq!(notice_keys(&jobs), vec![format!("order:{id}:confirmed"), format!("order:{id}:paid")]);
     let confirmed = jobs.iter().find(|j| j.payload["key"] == format!("order:{id}:confirmed")).unwrap();
     assert_eq!(confirmed.payload["audience"]["customerId"], cell.lock().unwrap().customer_id.to_string());
-    assert!(jobs.iter().any(|j| j.id.as_str() == format!("checkout:{id}:finalize")), "the saga goes on");
+    assert!(cell.lock().unwrap().has_note(crate::service::FINALIZED), "finalized in the same job");
+}
+
+#[pollster::test]
+async fn an_online_orders_first_job_runs_the_happy_path_to_the_end_without_further_jobs() {
+    let order = placed(PaymentMethod::CreditCard);
+    let id = order.id;
+    let mut m = Mocks::new();
+    let mut seq = mockall::Sequence::new();
+    m.stock
+        .expect_reserve()
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_, _, _| Ok(Reserved::Done { low_stock: vec![] }));
+    m.payments
+        .expect_charge()
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_, _| Ok(Charged::Accepted(PaymentStatus::Authorized)));
+    m.stock.expect_confirm().times(1).in_sequence(&mut seq).returning(|_| Ok(()));
+    m.carts.expect_clear().times(1).in_sequence(&mut seq).returning(|_, _| Ok(()));
+    let (cell, staged) = stored_with_jobs(&mut m, order);
+    m.service().run_step(&SagaJob { order_id: id, step: Step::Reserve, reason: None }).await.unwrap();
+    let after = cell.lock().unwrap().clone();
+    assert_eq!((after.status, after.payment_status), (OrderStatus::Confirmed, PaymentStatus::Authorized));
+    assert!(after.has_note(crate::service::STOCK_RESERVED) && after.has_note(crate::service::FINALIZED));
+    assert!(staged.lock().unwrap().iter().all(|j| j.kind != SAGA_KIND), "no step job: it all ran here");
+}
+
+#[pollster::test]
+async fn a_replayed_first_job_goes_on_from_where_the_order_stands() {
+    // Crashed after CONFIRMED, before the finalize: the replay neither reserves again nor charges.
+    let mut order = placed(PaymentMethod::CreditCard);
+    order.record(crate::service::STOCK_RESERVED, now());
+    order.set_payment_status(PaymentStatus::Authorized, now());
+    order.transition(OrderStatus::Confirmed, None, now()).unwrap();
+    let id = order.id;
+    let mut m = Mocks::new();
+    m.stock.expect_reserve().never();
+    m.payments.expect_charge().never();
+    m.stock.expect_confirm().times(1).returning(|_| Ok(()));
+    m.carts.expect_clear().times(1).returning(|_, _| Ok(()));
+    let (cell, _) = stored_with_jobs(&mut m, order);
+    let service = m.service();
+    service.run_step(&SagaJob { order_id: id, step: Step::Reserve, reason: None }).await.unwrap();
+    assert!(cell.lock().unwrap().has_note(crate::service::FINALIZED));
+    // And once more: nothing left to do.
+    service.run_step(&SagaJob { order_id: id, step: Step::Reserve, reason: None }).await.unwrap();
 }
 
 #[pollster::test]

@@ -38,7 +38,7 @@ pub struct CustomerPage {
 /// Every account, newest first. ADMIN only.
 #[utoipa::path(
     tag = "admin",
-    security(("bearer" = [])),
+    security(("bearer" = ["ADMIN"])),
     params(CustomerFilter),
     responses(
         (status = 200, body = CustomerPage),
@@ -70,7 +70,7 @@ async fn list_customers(
 /// One account. ADMIN only.
 #[utoipa::path(
     tag = "admin",
-    security(("bearer" = [])),
+    security(("bearer" = ["ADMIN"])),
     params(("id" = Uuid, Path, description = "Customer id")),
     responses(
         (status = 200, body = CustomerDto),

@@ -59,7 +59,7 @@ pub struct Redriven {
 /// Depth of every queue (waiting, in flight, delayed, dead) and the latest dead letters. ADMIN only.
 #[utoipa::path(
     tag = "admin",
-    security(("bearer" = [])),
+    security(("bearer" = ["ADMIN"])),
     responses((status = 200, body = JobsOverview), (status = 403, body = Problem, content_type = "application/problem+json"))
 )]
 #[get("/admin/jobs")]
@@ -90,7 +90,7 @@ async fn queues(state: Data<AppState>, _admin: Admin) -> Result<HttpResponse, Ap
 /// Puts a dead-lettered job back on its queue with fresh attempts. ADMIN only.
 #[utoipa::path(
     tag = "admin",
-    security(("bearer" = [])),
+    security(("bearer" = ["ADMIN"])),
     params(("id" = String, Path, description = "The dead job's id")),
     responses(
         (status = 200, body = Redriven),
@@ -144,7 +144,7 @@ pub struct CanaryDto {
 /// end to end; poll `GET /admin/jobs/canary/{id}` for its run. ADMIN only.
 #[utoipa::path(
     tag = "admin",
-    security(("bearer" = [])),
+    security(("bearer" = ["ADMIN"])),
     request_body = CanaryRequest,
     responses(
         (status = 202, body = CanarySent),
@@ -170,7 +170,7 @@ async fn send_canary(
 /// What became of a canary. ADMIN only.
 #[utoipa::path(
     tag = "admin",
-    security(("bearer" = [])),
+    security(("bearer" = ["ADMIN"])),
     params(("id" = String, Path, description = "The canary's job id")),
     responses(
         (status = 200, body = CanaryDto),

@@ -76,7 +76,7 @@ async fn get_levels(state: Data<AppState>, product_id: Path<Uuid>) -> Result<Htt
 /// Adds, subtracts or sets the units on hand; never below what is reserved. ADMIN only.
 #[utoipa::path(
     tag = "inventory",
-    security(("bearer" = [])),
+    security(("bearer" = ["ADMIN"])),
     params(("productId" = Uuid, Path, description = "Product id")),
     request_body = AdjustRequest,
     responses(
@@ -113,7 +113,7 @@ async fn adjust(
 /// Active products whose available units are at or below their threshold. ADMIN only.
 #[utoipa::path(
     tag = "inventory",
-    security(("bearer" = [])),
+    security(("bearer" = ["ADMIN"])),
     params(PageQuery),
     responses(
         (status = 200, body = StockLevelPage),

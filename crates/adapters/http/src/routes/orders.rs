@@ -298,7 +298,7 @@ async fn advance(state: &AppState, id: Uuid, to: OrderStatus) -> Result<HttpResp
 
 /// Cash on delivery: PENDING_CONFIRMATION → CONFIRMED (stock confirmed and cart cleared by the
 /// worker right after). ADMIN only.
-#[utoipa::path(tag = "orders", security(("bearer" = [])), params(("id" = Uuid, Path, description = "Order id")),
+#[utoipa::path(tag = "orders", security(("bearer" = ["ADMIN"])), params(("id" = Uuid, Path, description = "Order id")),
     responses((status = 200, body = OrderDto), (status = 409, description = "INVALID_TRANSITION", body = Problem, content_type = "application/problem+json")))]
 #[patch("/orders/{id}/confirm")]
 async fn admin_confirm(state: Data<AppState>, _admin: Admin, id: Path<Uuid>) -> Result<HttpResponse, ApiError> {
@@ -306,7 +306,7 @@ async fn admin_confirm(state: Data<AppState>, _admin: Admin, id: Path<Uuid>) -> 
 }
 
 /// CONFIRMED → PROCESSING. ADMIN only.
-#[utoipa::path(tag = "orders", security(("bearer" = [])), params(("id" = Uuid, Path, description = "Order id")),
+#[utoipa::path(tag = "orders", security(("bearer" = ["ADMIN"])), params(("id" = Uuid, Path, description = "Order id")),
     responses((status = 200, body = OrderDto), (status = 409, description = "INVALID_TRANSITION", body = Problem, content_type = "application/problem+json")))]
 #[patch("/orders/{id}/process")]
 async fn admin_process(state: Data<AppState>, _admin: Admin, id: Path<Uuid>) -> Result<HttpResponse, ApiError> {
@@ -314,7 +314,7 @@ async fn admin_process(state: Data<AppState>, _admin: Admin, id: Path<Uuid>) -> 
 }
 
 /// PROCESSING → SHIPPED. ADMIN only.
-#[utoipa::path(tag = "orders", security(("bearer" = [])), params(("id" = Uuid, Path, description = "Order id")),
+#[utoipa::path(tag = "orders", security(("bearer" = ["ADMIN"])), params(("id" = Uuid, Path, description = "Order id")),
     responses((status = 200, body = OrderDto), (status = 409, description = "INVALID_TRANSITION", body = Problem, content_type = "application/problem+json")))]
 #[patch("/orders/{id}/ship")]
 async fn admin_ship(state: Data<AppState>, _admin: Admin, id: Path<Uuid>) -> Result<HttpResponse, ApiError> {
@@ -322,7 +322,7 @@ async fn admin_ship(state: Data<AppState>, _admin: Admin, id: Path<Uuid>) -> Res
 }
 
 /// SHIPPED → DELIVERED. ADMIN only.
-#[utoipa::path(tag = "orders", security(("bearer" = [])), params(("id" = Uuid, Path, description = "Order id")),
+#[utoipa::path(tag = "orders", security(("bearer" = ["ADMIN"])), params(("id" = Uuid, Path, description = "Order id")),
     responses((status = 200, body = OrderDto), (status = 409, description = "INVALID_TRANSITION", body = Problem, content_type = "application/problem+json")))]
 #[patch("/orders/{id}/deliver")]
 async fn admin_deliver(state: Data<AppState>, _admin: Admin, id: Path<Uuid>) -> Result<HttpResponse, ApiError> {
@@ -330,7 +330,7 @@ async fn admin_deliver(state: Data<AppState>, _admin: Admin, id: Path<Uuid>) -> 
 }
 
 /// Cancels any order before it ships; refund and stock follow shortly. ADMIN only.
-#[utoipa::path(tag = "orders", security(("bearer" = [])), params(("id" = Uuid, Path, description = "Order id")),
+#[utoipa::path(tag = "orders", security(("bearer" = ["ADMIN"])), params(("id" = Uuid, Path, description = "Order id")),
     responses((status = 200, body = OrderDto), (status = 409, description = "INVALID_TRANSITION", body = Problem, content_type = "application/problem+json")))]
 #[patch("/orders/{id}/cancel")]
 async fn admin_cancel(state: Data<AppState>, admin: Admin, id: Path<Uuid>) -> Result<HttpResponse, ApiError> {

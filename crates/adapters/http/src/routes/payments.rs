@@ -178,7 +178,7 @@ pub struct RefundResultDto {
 /// when it could not be reached: the refund is booked and is sent again until it answers.
 #[utoipa::path(
     tag = "payments",
-    security(("bearer" = [])),
+    security(("bearer" = ["ADMIN"])),
     params(("id" = Uuid, Path, description = "Payment id")),
     request_body = RefundRequestDto,
     responses(
@@ -235,7 +235,7 @@ pub struct CashRecordDto {
 /// PAID. Recording the same amount again changes nothing. ADMIN only.
 #[utoipa::path(
     tag = "payments",
-    security(("bearer" = [])),
+    security(("bearer" = ["ADMIN"])),
     request_body = CashRecordDto,
     responses(
         (status = 200, body = PaymentDto),

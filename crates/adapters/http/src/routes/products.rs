@@ -251,7 +251,7 @@ async fn get_product(state: Data<AppState>, id: Path<Uuid>) -> Result<HttpRespon
 /// Creates a product with its initial stock. ADMIN only.
 #[utoipa::path(
     tag = "catalog",
-    security(("bearer" = [])),
+    security(("bearer" = ["ADMIN"])),
     request_body = CreateProductRequest,
     responses(
         (status = 201, body = ProductDto, headers(("Location" = String))),
@@ -278,7 +278,7 @@ async fn create_product(
 /// Changes a product; visible on the very next read. ADMIN only.
 #[utoipa::path(
     tag = "catalog",
-    security(("bearer" = [])),
+    security(("bearer" = ["ADMIN"])),
     params(("id" = Uuid, Path, description = "Product id")),
     request_body = UpdateProductRequest,
     responses(
@@ -302,7 +302,7 @@ async fn update_product(
 /// Archives a product: no longer listed or sellable; past orders keep it. ADMIN only.
 #[utoipa::path(
     tag = "catalog",
-    security(("bearer" = [])),
+    security(("bearer" = ["ADMIN"])),
     params(("id" = Uuid, Path, description = "Product id")),
     responses(
         (status = 204, description = "Archived"),
