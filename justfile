@@ -54,6 +54,10 @@ migrate: services
 bench: services
     scripts/bench.sh
 
+# Check the database against the system's invariants (exits 1 when one is broken).
+check-invariants *ARGS: services
+    cargo run --quiet --bin worker -- check-invariants {{ARGS}}
+
 # Load the demo catalog (about 50 products with stock); idempotent.
 seed: services
     cargo run --quiet --bin api -- seed

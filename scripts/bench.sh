@@ -143,6 +143,23 @@ checkout_table=$(BENCH_BASE_URL="$base" BENCH_SECONDS=${DURATION%s} cargo bench 
 kill -TERM $worker; wait $worker 2>/dev/null || true; worker=
 stop_api
 
+echo "websocket fan-out ..."
+# 1,000 WebSockets are 1,000 open files in the api and as many in the benchmark.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+nofile=$(ulimit -n)
+WS_CONNECTIONS=${BENCH_WS_CONNECTIONS:-1000} WS_MESSAGES=${BENCH_WS_MESSAGES:-5000} WS_RATE=${BENCH_WS_RATE:-1000}
+# Built before the api starts, so the api's memory is read with nothing else going on.
+cargo bench --quiet --no-run -p ecom-e2e --bench ws_fanout
+ws_secret="bench-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
+start_api JWT_SECRET="$ws_secret"
+api_log_before=$(wc -l <"$work/api.log")
+ws_table=$(BENCH_BASE_URL="$base" BENCH_API_PID=$api JWT_SECRET="$ws_secret" BENCH_CONNECTIONS=$WS_CONNECTIONS \
+  BENCH_MESSAGES=$WS_MESSAGES BENCH_RATE=$WS_RATE cargo bench --quiet -p ecom-e2e --bench ws_fanout 2>"$work/ws.err") || {
+  echo "websocket fan-out failed:"; cat "$work/ws.err"; echo "api log:"; tail -n 20 "$work/api.log"; exit 1; }
+ws_api_warnings=$(tail -n +"$((api_log_before + 1))" "$work/api.log" | grep -c '"level":"\(WARN\|ERROR\)"' || true)
+[ "$ws_api_warnings" = 0 ] || { echo "api warnings/errors during the fan-out:"; grep '"level":"\(WARN\|ERROR\)"' "$work/api.log" | tail -n 5; }
+stop_api
+
 echo "job queue ..."
 jobs_table=$(cargo bench --quiet -p ecom-jobs --bench queue 2>/dev/null)
 
@@ -192,6 +209,30 @@ completed checkouts/s; the original NestJS service accepted about 100 card check
 completed one.
 
 $checkout_table
+
+## WebSocket fan-out
+
+\`cargo bench -p ecom-e2e --bench ws_fanout\` against the release api (2 HTTP workers, open-files
+limit $nofile) and no worker: $WS_CONNECTIONS customers each hold one \`GET /v1/ws\` connection (opened
+50 handshakes at a time; each counts as open once it has read its backlog and the answer to a
+\`ping\`), then $WS_MESSAGES notifications are published at $WS_RATE/s, round-robin over the customers,
+on their Redis channels with \`RedisRealtimePublisher\`, as the worker does. The latency of a frame
+is from just before its publish to its arrival at the client: Redis pub/sub, the api's
+subscription, its hub and the session's WebSocket. Every frame must arrive exactly once on its own
+customer's connection, or the run fails. The api's memory is its \`VmRSS\` (and peak \`VmHWM\`)
+from \`/proc/<pid>/status\`. The access tokens are minted with the api's \`JWT_SECRET\` for
+random customer ids (the api checks only their signature and expiry), so no accounts are
+registered. The api logged $ws_api_warnings warnings or errors during the run. Goal: 1,000
+connections on one instance, p99 under 100 ms, under 200 MiB RSS.
+
+$ws_table
+
+Command (the api started by the script; its pid and \`JWT_SECRET\` passed in):
+
+\`\`\`
+BENCH_BASE_URL=http://127.0.0.1:$PORT BENCH_API_PID=<api pid> JWT_SECRET=<the api's> REDIS_KEY_PREFIX=bench: \\
+  BENCH_CONNECTIONS=$WS_CONNECTIONS BENCH_MESSAGES=$WS_MESSAGES BENCH_RATE=$WS_RATE cargo bench -p ecom-e2e --bench ws_fanout
+\`\`\`
 
 ## Job queue
 

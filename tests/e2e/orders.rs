@@ -538,4 +538,14 @@ async fn a_worker_killed_in_the_middle_of_a_hundred_sagas_leaves_every_order_con
         assert!(Instant::now() < deadline, "leaked reservation: {:?}", shop.stock(&product).await);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // And the whole database agrees (outbox rows included; no transient state is allowed).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (report, held) = ecom_platform::check_invariants(&shop.app.config, Duration::ZERO).await.unwrap();
+        if held {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{report}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

@@ -3,6 +3,7 @@
 mod catalog;
 mod error;
 mod identity;
+mod invariants;
 mod inventory;
 mod notifications;
 mod orders;
@@ -15,6 +16,7 @@ mod sql;
 pub use catalog::PgProductRepository;
 pub use error::{infra_from_diesel, infra_from_pool};
 pub use identity::{PgAddressRepository, PgCustomerRepository, PgRefreshTokenRepository};
+pub use invariants::{invariant_checks, InvariantSettings, PgInvariants, Violation};
 pub use inventory::PgStockRepository;
 pub use notifications::{PgAdminRecipients, PgNotificationRepository};
 pub use orders::PgOrderRepository;

@@ -360,3 +360,32 @@ async fn only_the_reservation_that_takes_a_product_to_its_threshold_reports_the_
     let below = stock.reserve(OrderId::new(), &[line(p, 1)], in_an_hour(), now()).await.unwrap();
     assert!(below.crossed_low_stock.is_empty(), "already below: no second alert");
 }
+
+#[tokio::test]
+async fn the_invariant_checks_find_reserved_units_no_reservation_accounts_for() {
+    let db = TestDb::new().await;
+    let pool = pool(&db, 4);
+    let products = PgProductRepository::new(pool.clone());
+    let p = stocked(&products, "INV-1", 10).await;
+    let stock = PgStockRepository::new(pool.clone());
+    stock.reserve(OrderId::new(), &[line(p, 3)], in_an_hour(), now()).await.unwrap();
+    let settings = ecom_postgres::InvariantSettings {
+        grace: std::time::Duration::from_secs(60),
+        payment_window: std::time::Duration::from_secs(1800),
+        confirmation_window: std::time::Duration::from_secs(3600),
+    };
+    let checks = ecom_postgres::PgInvariants::new(pool.clone());
+    assert!(checks.check(&settings, 10).await.unwrap().is_empty());
+
+    let mut conn = pool.get().await.unwrap();
+    diesel_async::RunQueryDsl::execute(
+        diesel::sql_query(format!("UPDATE stock_levels SET reserved = 5 WHERE product_id = '{p}'")),
+        &mut conn,
+    )
+    .await
+    .unwrap();
+    let found = checks.check(&settings, 10).await.unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!((found[0].check, found[0].subject.clone()), ("reserved-equals-active-reservations", p.to_string()));
+    assert_eq!(found[0].detail, "reserved 5, ACTIVE reservations 3");
+}

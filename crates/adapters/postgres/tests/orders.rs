@@ -289,3 +289,70 @@ async fn stale_finds_only_old_orders_in_that_status_oldest_first() {
     assert_eq!(repo.stale(OrderStatus::PendingConfirmation, at(5), 10).await.unwrap(), vec![], "strictly before");
     assert_eq!(repo.stale(OrderStatus::Confirmed, at(200), 10).await.unwrap(), vec![paid.id]);
 }
+
+fn invariant_settings(grace_secs: u64) -> ecom_postgres::InvariantSettings {
+    ecom_postgres::InvariantSettings {
+        grace: Duration::from_secs(grace_secs),
+        payment_window: Duration::from_secs(1800),
+        confirmation_window: Duration::from_secs(48 * 3600),
+    }
+}
+
+async fn broken_checks(pool: &PgPool, grace_secs: u64) -> Vec<(&'static str, String)> {
+    let found =
+        ecom_postgres::PgInvariants::new(pool.clone()).check(&invariant_settings(grace_secs), 50).await.unwrap();
+    let mut found: Vec<_> = found.into_iter().map(|v| (v.check, v.subject)).collect();
+    found.sort();
+    found
+}
+
+#[tokio::test]
+async fn the_invariant_checks_find_orders_payments_and_jobs_left_wrong() {
+    let db = TestDb::new().await;
+    let pool = pool(&db);
+    let repo = PgOrderRepository::new(pool.clone());
+    let who = customer(&pool).await;
+    let now = Utc::now();
+    let (confirmed, stuck, cancelled, fine) = (
+        order(who, PaymentMethod::CreditCard, now),
+        order(who, PaymentMethod::CreditCard, now),
+        order(who, PaymentMethod::CreditCard, now),
+        order(who, PaymentMethod::CashOnDelivery, now),
+    );
+    for o in [&confirmed, &stuck, &cancelled] {
+        repo.create(o, &context(), &[]).await.unwrap();
+    }
+    repo.create(&fine, &context(), &[job("late-job")]).await.unwrap();
+    assert_eq!(broken_checks(&pool, 60).await, vec![], "a fresh shop is consistent");
+
+    let mut conn = pool.get().await.unwrap();
+    let sql = |q: String| diesel::sql_query(q);
+    for q in [
+        // Confirmed without any charge (and so without a confirmed reservation).
+        format!("UPDATE orders SET status = 'CONFIRMED', updated_at = now() - interval '1 hour' WHERE id = '{}'", confirmed.id),
+        // Unpaid for two hours, past its 30 min window.
+        format!("UPDATE orders SET created_at = now() - interval '2 hours' WHERE id = '{}'", stuck.id),
+        // Cancelled an hour ago, but its payment still holds the money.
+        format!("UPDATE orders SET status = 'CANCELLED', cancellation_reason = 'CUSTOMER_REQUEST', payment_status = 'PAID', \
+                 updated_at = now() - interval '1 hour' WHERE id = '{}'", cancelled.id),
+        format!("INSERT INTO payments (id, order_id, customer_id, provider, amount, currency, status, refunded_amount, \
+                 created_at, updated_at) VALUES ('{}', '{}', '{}', 'simulated', 4998, 'USD', 'PAID', 0, \
+                 now() - interval '1 hour', now() - interval '1 hour')", Uuid::now_v7(), cancelled.id, who),
+        // A job its writer never published, ten minutes ago.
+        "UPDATE outbox SET created_at = now() - interval '10 minutes' WHERE id = 'late-job'".to_owned(),
+    ] {
+        sql(q).execute(&mut conn).await.unwrap();
+    }
+    let mut expected = vec![
+        ("cancelled-orders-keep-no-money", cancelled.id.to_string()),
+        ("confirmed-online-orders-charged-once", confirmed.id.to_string()),
+        ("confirmed-orders-finalized", confirmed.id.to_string()),
+        ("no-order-stuck", stuck.id.to_string()),
+        ("outbox-published", "late-job".to_owned()),
+    ];
+    expected.sort();
+    assert_eq!(broken_checks(&pool, 60).await, expected);
+    // Within the grace period, states that are normally in flight are not counted yet.
+    let within_grace = broken_checks(&pool, 7200).await;
+    assert_eq!(within_grace, vec![("confirmed-online-orders-charged-once", confirmed.id.to_string())]);
+}
