@@ -12,7 +12,7 @@ use crate::processes::{worker_env, Proc};
 pub(crate) struct Shop {
     pub(crate) app: TestApp,
     pub(crate) admin: Session,
-    _worker: Proc,
+    _worker: Option<Proc>,
 }
 
 pub(crate) async fn shop() -> Shop {
@@ -20,7 +20,7 @@ pub(crate) async fn shop() -> Shop {
     let worker = Proc::spawn("worker", &worker_env(&app, &[("SIMULATED_CAPTURE_DELAY_MS", "200")]));
     worker.wait_for_line("worker started", Duration::from_secs(30));
     let admin = app.admin().await;
-    Shop { app, admin, _worker: worker }
+    Shop { app, admin, _worker: Some(worker) }
 }
 
 impl Shop {
@@ -366,7 +366,7 @@ async fn an_unconfirmed_cash_order_expires_and_its_stock_goes_back_on_sale() {
     let worker = Proc::spawn("worker", &worker_env(&app, &windows));
     worker.wait_for_line("worker started", Duration::from_secs(30));
     let admin = app.admin().await;
-    let shop = Shop { app, admin, _worker: worker };
+    let shop = Shop { app, admin, _worker: Some(worker) };
     let customer = shop.app.register_customer().await;
     let product = shop.product(5, 1000).await;
     let cart = shop.cart_with(&customer, &product, 2).await;
@@ -494,7 +494,7 @@ async fn a_worker_killed_in_the_middle_of_a_hundred_sagas_leaves_every_order_con
     let doomed = Proc::spawn("worker", &worker_env(&app, &settings));
     doomed.wait_for_line("worker started", Duration::from_secs(30));
     let admin = app.admin().await;
-    let shop = Shop { app, admin, _worker: doomed };
+    let shop = Shop { app, admin, _worker: Some(doomed) };
     let product = shop.product(60, 1000).await;
     let customers = shop.customers_with_carts(100, &product).await;
     let orders = shop.checkout_all(&customers).await;
@@ -512,7 +512,7 @@ async fn a_worker_killed_in_the_middle_of_a_hundred_sagas_leaves_every_order_con
     drop(doomed);
     let rescuer = Proc::spawn("worker", &worker_env(&app, &settings));
     rescuer.wait_for_line("worker started", Duration::from_secs(30));
-    let shop = Shop { app, admin, _worker: rescuer };
+    let shop = Shop { app, admin, _worker: Some(rescuer) };
 
     let (mut paid, mut out_of_stock) = (0, 0);
     for (customer, id) in &orders {
@@ -548,4 +548,54 @@ async fn a_worker_killed_in_the_middle_of_a_hundred_sagas_leaves_every_order_con
         assert!(Instant::now() < deadline, "{report}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+#[tokio::test]
+async fn saga_jobs_the_queue_lost_are_offered_again_and_every_order_settles() {
+    let settings = [
+        ("SIMULATED_CAPTURE_DELAY_MS", "100"),
+        ("SAGA_RESUME_AFTER_SECS", "1"),
+        ("RESERVATION_SWEEP_INTERVAL_SECS", "1"),
+    ];
+    let app = TestApp::spawn_with(&settings).await;
+    let first = Proc::spawn("worker", &worker_env(&app, &settings));
+    first.wait_for_line("worker started", Duration::from_secs(30));
+    let admin = app.admin().await;
+    let shop = Shop { app, admin, _worker: Some(first) };
+    let product = shop.product(10, 1000).await;
+    let (customer, other) = (shop.app.register_customer().await, shop.app.register_customer().await);
+    let confirmed_cart = shop.cart_with(&other, &product, 1).await;
+    let cancelled_cart = shop.cart_with(&customer, &product, 1).await;
+    let to_cancel = shop.place(&customer, &cancelled_cart, "CREDIT_CARD", Some("pm_card_visa")).await;
+    shop.wait(&customer, &to_cancel, "paid", |o| o["paymentStatus"] == "PAID").await;
+
+    // No worker for a while: an order placed and a cancellation made now only reach the queue...
+    let Shop { app, admin, _worker: first } = shop;
+    drop(first);
+    let shop = Shop { app, admin, _worker: None };
+    let placed = shop.place(&other, &confirmed_cart, "CREDIT_CARD", Some("pm_card_visa")).await;
+    let res = shop.app.post(&format!("/v1/orders/{to_cancel}/cancel"), &json!({}), Some(&customer.access_token)).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    // ... and the queue loses them (a Redis restart without persistence).
+    assert!(shop.app.redis.lose("{jq:checkout}*") > 0);
+
+    let Shop { app, admin, .. } = shop;
+    let second = Proc::spawn("worker", &worker_env(&app, &settings));
+    second.wait_for_line("worker started", Duration::from_secs(30));
+    let shop = Shop { app, admin, _worker: Some(second) };
+    shop.wait(&other, &placed, "confirmed after the resume", |o| {
+        o["status"] == "CONFIRMED" && o["paymentStatus"] == "PAID"
+    })
+    .await;
+    shop.wait(&customer, &to_cancel, "refunded after the resume", |o| o["paymentStatus"] == "REFUNDED").await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (report, held) = ecom_platform::check_invariants(&shop.app.config, Duration::ZERO).await.unwrap();
+        if held {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{report}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(shop.stock(&product).await, (9, 0), "one sold, one given back");
 }

@@ -73,6 +73,9 @@ pub struct Config {
     pub idempotency_ttl: Duration,
     /// How long the first request with a key holds it (after a crash, a retry runs it again).
     pub idempotency_lease: Duration,
+    /// An order whose saga has work left and that nothing touched for this long gets its job
+    /// offered to the queue again (a no-op unless the queue lost it).
+    pub saga_resume_after: Duration,
     /// WebSocket: how often an idle connection is pinged, and when a silent one is closed.
     pub ws_heartbeat: Duration,
     pub ws_idle_timeout: Duration,
@@ -263,6 +266,7 @@ impl Config {
             )),
             idempotency_ttl: Duration::from_secs(r.positive("IDEMPOTENCY_TTL_SECS", 24 * 3600)),
             idempotency_lease: Duration::from_secs(r.positive("IDEMPOTENCY_LEASE_SECS", 120)),
+            saga_resume_after: Duration::from_secs(r.positive("SAGA_RESUME_AFTER_SECS", 60)),
             ws_heartbeat: Duration::from_secs(r.positive("WS_HEARTBEAT_SECS", 15)),
             ws_idle_timeout: Duration::from_secs(r.positive("WS_IDLE_TIMEOUT_SECS", 45)),
             ws_buffer: r.positive("WS_BUFFER", 256) as usize,
@@ -324,6 +328,7 @@ impl fmt::Debug for Config {
             .field("simulated_capture_delay", &self.simulated_capture_delay)
             .field("idempotency_ttl", &self.idempotency_ttl)
             .field("idempotency_lease", &self.idempotency_lease)
+            .field("saga_resume_after", &self.saga_resume_after)
             .field("ws_heartbeat", &self.ws_heartbeat)
             .field("ws_idle_timeout", &self.ws_idle_timeout)
             .field("ws_buffer", &self.ws_buffer)

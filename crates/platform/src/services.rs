@@ -359,7 +359,7 @@ pub async fn start_api(config: &Config) -> anyhow::Result<RunningApi> {
         let created = crate::seed::seed_demo_catalog(&services.catalog).await?;
         tracing::info!(created, "demo catalog seeded");
     }
-    let listener = TcpListener::bind((config.http_host.as_str(), config.http_port))
+    let listener = bind(&config.http_host, config.http_port)
         .with_context(|| format!("binding {}:{}", config.http_host, config.http_port))?;
     let local_addr = listener.local_addr()?;
     let hub = Arc::new(Hub::new(&services.ws_settings()));
@@ -367,6 +367,23 @@ pub async fn start_api(config: &Config) -> anyhow::Result<RunningApi> {
     let server = ecom_http::serve(services.http_state(hub)?, listener, config.http_workers, config.shutdown_timeout)?;
     tracing::info!(%local_addr, "api listening");
     Ok(RunningApi { server, local_addr, services })
+}
+
+/// Pending connections the kernel queues for the api (std's listener keeps 128: a thousand
+/// WebSockets reconnecting after a deploy would overflow it and wait for SYN retries).
+const LISTEN_BACKLOG: i32 = 2048;
+
+fn bind(host: &str, port: u16) -> std::io::Result<TcpListener> {
+    use std::net::ToSocketAddrs as _;
+    let addr = (host, port)
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::AddrNotAvailable, "no address for the host"))?;
+    let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(socket.into())
 }
 
 /// The payment providers this process can talk to, and the webhook verifiers.

@@ -100,6 +100,7 @@ pub async fn run_worker(config: &Config) -> anyhow::Result<()> {
             _ = sweep.tick() => {
                 expire_reservations(&services).await;
                 expire_orders(&services).await;
+                resume_sagas(&services).await;
             }
             _ = relay.tick() => relay_outbox(&services).await,
             () = &mut stop => break,
@@ -142,6 +143,19 @@ async fn expire_orders(services: &Services) {
         Ok(0) => {}
         Ok(count) => tracing::info!(count, "overdue orders cancelled"),
         Err(err) => tracing::warn!(error = %err, "order expiry sweep failed; retrying next tick"),
+    }
+}
+
+/// Offers the saga job of every order left unfinished (its job lost by the queue) again.
+async fn resume_sagas(services: &Services) {
+    let idle = match chrono::Duration::from_std(services.config.saga_resume_after) {
+        Ok(idle) => idle,
+        Err(_) => return,
+    };
+    match services.orders.resume_unfinished(idle, 1000).await {
+        Ok(0) => {}
+        Ok(offered) => tracing::debug!(offered, "unfinished sagas offered to the queue again"),
+        Err(err) => tracing::warn!(error = %err, "saga resume sweep failed; retrying next tick"),
     }
 }
 

@@ -34,6 +34,19 @@ impl TestRedis {
     }
 }
 
+impl TestRedis {
+    /// Deletes the keys under this prefix that match `pattern` (a glob after the prefix), as a
+    /// Redis that lost its data would; returns how many.
+    pub fn lose(&self, pattern: &str) -> usize {
+        let mut conn = redis::Client::open(self.url.as_str()).unwrap().get_connection().unwrap();
+        let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{}{pattern}", self.prefix)).query(&mut conn).unwrap();
+        if !keys.is_empty() {
+            let _: () = redis::cmd("DEL").arg(&keys).query(&mut conn).unwrap();
+        }
+        keys.len()
+    }
+}
+
 impl Drop for TestRedis {
     fn drop(&mut self) {
         let Ok(client) = redis::Client::open(self.url.as_str()) else { return };

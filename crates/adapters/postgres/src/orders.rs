@@ -21,7 +21,8 @@ use ecom_kernel::{Currency, Cursor, CustomerId, InfraError, Money, OrderId, Page
 use ecom_orders::model::{
     CancellationReason, Order, OrderLine, OrderStatus, PaymentMethod, ShippingAddress, TimelineEntry,
 };
-use ecom_orders::ports::{CheckoutContext, OrderFilter, OrderRepository, OrderSaveError};
+use ecom_orders::ports::{CheckoutContext, OrderFilter, OrderRepository, OrderSaveError, Unfinished};
+use ecom_orders::service::{COMPENSATED, FINALIZED, STOCK_RESERVED};
 use ecom_payments::model::PaymentStatus;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -30,6 +31,18 @@ use crate::error::{infra_from_diesel, infra_from_pool};
 use crate::outbox::stage;
 use crate::schema::{order_checkouts, order_lines, orders};
 use crate::PgPool;
+
+#[derive(diesel::QueryableByName)]
+struct UnfinishedRow {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    id: Uuid,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    status: String,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    cancellation_reason: Option<String>,
+    #[diesel(sql_type = diesel::sql_types::Timestamptz)]
+    updated_at: DateTime<Utc>,
+}
 
 pub struct PgOrderRepository {
     pool: PgPool,
@@ -428,6 +441,53 @@ impl OrderRepository for PgOrderRepository {
         })
         .await
         .map_err(OrderSaveError::from)
+    }
+
+    async fn unfinished(
+        &self,
+        before: DateTime<Utc>,
+        after: Option<(DateTime<Utc>, OrderId)>,
+        limit: i64,
+    ) -> Result<Vec<Unfinished>, InfraError> {
+        // The predicate is the partial index's (migration 000008), written out so that the
+        // planner uses it; the notes are the saga's constants.
+        let note = |n: &str| serde_json::json!([{ "note": n }]).to_string().replace('\'', "''");
+        let query = format!(
+            "SELECT id, status, cancellation_reason, updated_at FROM orders \
+             WHERE (status = 'PENDING_PAYMENT' \
+                OR (status = 'PENDING_CONFIRMATION' AND NOT timeline @> '{}'::jsonb) \
+                OR (status = 'CONFIRMED' AND NOT timeline @> '{}'::jsonb) \
+                OR (status = 'CANCELLED' AND NOT timeline @> '{}'::jsonb)) \
+               AND updated_at < $1 AND (updated_at, id) > ($2, $3) \
+             ORDER BY updated_at, id LIMIT $4",
+            note(STOCK_RESERVED),
+            note(FINALIZED),
+            note(COMPENSATED),
+        );
+        let (after_at, after_id) =
+            after.map_or((DateTime::<Utc>::UNIX_EPOCH, Uuid::nil()), |(at, id)| (at, id.as_uuid()));
+        let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
+        let rows: Vec<UnfinishedRow> = diesel::sql_query(query)
+            .bind::<diesel::sql_types::Timestamptz, _>(before)
+            .bind::<diesel::sql_types::Timestamptz, _>(after_at)
+            .bind::<diesel::sql_types::Uuid, _>(after_id)
+            .bind::<diesel::sql_types::BigInt, _>(limit)
+            .load(&mut conn)
+            .await
+            .map_err(infra_from_diesel)?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(Unfinished {
+                    id: OrderId::from_uuid(r.id),
+                    status: OrderStatus::parse(&r.status).ok_or_else(|| corrupt("status"))?,
+                    cancellation_reason: match r.cancellation_reason {
+                        None => None,
+                        Some(reason) => Some(CancellationReason::parse(&reason).ok_or_else(|| corrupt("reason"))?),
+                    },
+                    updated_at: r.updated_at,
+                })
+            })
+            .collect()
     }
 
     async fn stale(&self, status: OrderStatus, before: DateTime<Utc>, limit: i64) -> Result<Vec<OrderId>, InfraError> {

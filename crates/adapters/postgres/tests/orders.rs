@@ -356,3 +356,64 @@ async fn the_invariant_checks_find_orders_payments_and_jobs_left_wrong() {
     let within_grace = broken_checks(&pool, 7200).await;
     assert_eq!(within_grace, vec![("confirmed-online-orders-charged-once", confirmed.id.to_string())]);
 }
+
+#[tokio::test]
+async fn unfinished_sagas_are_found_by_their_notes_and_paged_oldest_first() {
+    use ecom_orders::service::{COMPENSATED, FINALIZED, STOCK_RESERVED};
+    let db = TestDb::new().await;
+    let pool = pool(&db);
+    let repo = PgOrderRepository::new(pool.clone());
+    let who = customer(&pool).await;
+    // Saves `next` (from `placed`, created at `at(0)`) and returns it.
+    async fn stored(repo: &PgOrderRepository, placed: Order, change: impl FnOnce(&mut Order)) -> Order {
+        repo.create(&placed, &context(), &[]).await.unwrap();
+        let mut next = placed.clone();
+        change(&mut next);
+        if next != placed {
+            repo.update(&placed, &next, &[]).await.unwrap();
+        }
+        next
+    }
+    let unpaid = stored(&repo, order(who, PaymentMethod::CreditCard, at(0)), |_| {}).await;
+    let cash_unreserved =
+        stored(&repo, order(who, PaymentMethod::CashOnDelivery, at(0)), |o| o.record("x", at(1))).await;
+    let _cash_waiting =
+        stored(&repo, order(who, PaymentMethod::CashOnDelivery, at(0)), |o| o.record(STOCK_RESERVED, at(2))).await;
+    let confirmed = stored(&repo, order(who, PaymentMethod::CreditCard, at(0)), |o| {
+        o.transition(OrderStatus::Confirmed, None, at(3)).unwrap();
+    })
+    .await;
+    let _finalized = stored(&repo, order(who, PaymentMethod::CreditCard, at(0)), |o| {
+        o.transition(OrderStatus::Confirmed, None, at(4)).unwrap();
+        o.record(FINALIZED, at(4));
+    })
+    .await;
+    let cancelled = stored(&repo, order(who, PaymentMethod::CreditCard, at(0)), |o| {
+        o.cancel(CancellationReason::CustomerRequest, at(5)).unwrap();
+    })
+    .await;
+    let _compensated = stored(&repo, order(who, PaymentMethod::CreditCard, at(0)), |o| {
+        o.cancel(CancellationReason::OutOfStock, at(6)).unwrap();
+        o.record(COMPENSATED, at(6));
+    })
+    .await;
+
+    let all = repo.unfinished(at(100), None, 10).await.unwrap();
+    assert_eq!(
+        all.iter().map(|u| (u.id, u.status)).collect::<Vec<_>>(),
+        vec![
+            (unpaid.id, OrderStatus::PendingPayment),
+            (cash_unreserved.id, OrderStatus::PendingConfirmation),
+            (confirmed.id, OrderStatus::Confirmed),
+            (cancelled.id, OrderStatus::Cancelled),
+        ],
+        "oldest change first; reserved cash orders, finalized and compensated ones are done"
+    );
+    assert_eq!(all[3].cancellation_reason, Some(CancellationReason::CustomerRequest));
+
+    let first = repo.unfinished(at(100), None, 2).await.unwrap();
+    let last = first.last().unwrap();
+    let rest = repo.unfinished(at(100), Some((last.updated_at, last.id)), 2).await.unwrap();
+    assert_eq!(first.into_iter().chain(rest).collect::<Vec<_>>(), all, "keyset pages cover every one once");
+    assert_eq!(repo.unfinished(at(3), None, 10).await.unwrap().len(), 2, "only those untouched since before");
+}

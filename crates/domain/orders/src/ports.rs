@@ -89,6 +89,24 @@ pub trait OrderRepository: Send + Sync {
     async fn update(&self, expected: &Order, order: &Order, jobs: &[NewJob]) -> Result<(), OrderSaveError>;
     /// Orders in `status` created before `before` (expiry), oldest first.
     async fn stale(&self, status: OrderStatus, before: DateTime<Utc>, limit: i64) -> Result<Vec<OrderId>, InfraError>;
+    /// Orders whose saga has work left — PENDING_PAYMENT; PENDING_CONFIRMATION without the
+    /// `STOCK_RESERVED` note; CONFIRMED without `FINALIZED`; CANCELLED without `COMPENSATED` —
+    /// last changed before `before`, by (updated_at, id), after `after`.
+    async fn unfinished(
+        &self,
+        before: DateTime<Utc>,
+        after: Option<(DateTime<Utc>, OrderId)>,
+        limit: i64,
+    ) -> Result<Vec<Unfinished>, InfraError>;
+}
+
+/// An order whose saga has work left.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unfinished {
+    pub id: OrderId,
+    pub status: OrderStatus,
+    pub cancellation_reason: Option<crate::model::CancellationReason>,
+    pub updated_at: DateTime<Utc>,
 }
 
 /// A product this order's reservation took down to its low-stock threshold.

@@ -29,6 +29,7 @@ use crate::ports::{
 /// has run already.
 pub const STOCK_RESERVED: &str = "stock reserved";
 pub const FINALIZED: &str = "stock confirmed, cart cleared";
+pub const COMPENSATED: &str = "refund and stock settled";
 
 /// Job kind of every saga step.
 pub const SAGA_KIND: &str = "checkout.step";
@@ -422,6 +423,9 @@ impl OrderService {
             if refund == RefundState::Refunded {
                 next.set_payment_status(PaymentStatus::Refunded, now);
             }
+            if !next.has_note(COMPENSATED) {
+                next.record(COMPENSATED, now);
+            }
             if next == order {
                 return Ok(());
             }
@@ -499,6 +503,43 @@ impl OrderService {
             return Ok(());
         }
         self.save(&order, &next, &[]).await
+    }
+
+    /// Puts the saga job of every order whose saga has work left and that nothing touched for
+    /// `idle` back on the queue: not reserved yet (or not charged), confirmed but not finalized,
+    /// cancelled but not compensated. The enqueue is idempotent on the job id, so a job still
+    /// queued, retrying or recently run changes nothing; only a job the queue lost (Redis lost
+    /// its data, say) runs again. Returns how many jobs were offered.
+    pub async fn resume_unfinished(&self, idle: Duration, limit: usize) -> Result<usize, StepError> {
+        const PAGE: i64 = 100;
+        let before = self.ports.clock.now() - idle;
+        let mut after = None;
+        let mut offered = 0;
+        while offered < limit {
+            let page = self.ports.orders.unfinished(before, after, PAGE).await?;
+            let jobs: Vec<NewJob> = page
+                .iter()
+                .filter_map(|o| match o.status {
+                    OrderStatus::PendingPayment | OrderStatus::PendingConfirmation => {
+                        Some(saga_job(o.id, Step::Reserve, None))
+                    }
+                    OrderStatus::Confirmed => Some(saga_job(o.id, Step::Finalize, None)),
+                    OrderStatus::Cancelled => Some(saga_job(
+                        o.id,
+                        Step::Compensate,
+                        Some(o.cancellation_reason.as_ref().unwrap_or(&CancellationReason::CheckoutFailed)),
+                    )),
+                    _ => None,
+                })
+                .collect();
+            self.ports.publisher.publish(&jobs).await;
+            offered += jobs.len();
+            match page.last() {
+                Some(last) if page.len() as i64 == PAGE => after = Some((last.updated_at, last.id)),
+                _ => break,
+            }
+        }
+        Ok(offered)
     }
 
     /// Cancels online orders left unpaid past the payment window and cash orders left

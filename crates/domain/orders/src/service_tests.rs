@@ -4,7 +4,7 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Duration, Utc};
 use ecom_kernel::clock::MockClock;
-use ecom_kernel::{Currency, CustomerId, Money, ProductId};
+use ecom_kernel::{Currency, CustomerId, Money, OrderId, ProductId};
 use ecom_payments::model::PaymentStatus;
 use ecom_payments::ports::MockJobPublisher;
 
@@ -369,4 +369,40 @@ async fn a_cancellation_tells_its_reason_once() {
     let jobs = staged.lock().unwrap().clone();
     assert_eq!(notice_keys(&jobs), vec![format!("order:{id}:cancelled")]);
     assert_eq!(jobs[0].payload["data"]["reason"], "OUT_OF_STOCK");
+}
+
+#[pollster::test]
+async fn unfinished_sagas_get_their_next_job_offered_again() {
+    let (unpaid, confirmed, cancelled) = (OrderId::new(), OrderId::new(), OrderId::new());
+    let mut m = Mocks::new();
+    let page = vec![
+        Unfinished { id: unpaid, status: OrderStatus::PendingPayment, cancellation_reason: None, updated_at: now() },
+        Unfinished { id: confirmed, status: OrderStatus::Confirmed, cancellation_reason: None, updated_at: now() },
+        Unfinished {
+            id: cancelled,
+            status: OrderStatus::Cancelled,
+            cancellation_reason: Some(CancellationReason::CustomerRequest),
+            updated_at: now(),
+        },
+    ];
+    m.orders
+        .expect_unfinished()
+        .withf(|before, after, _| *before == now() - Duration::seconds(60) && after.is_none())
+        .times(1)
+        .returning(move |_, _, _| Ok(page.clone()));
+    m.publisher = MockJobPublisher::new();
+    m.publisher
+        .expect_publish()
+        .withf(move |jobs: &[ecom_kernel::jobs::NewJob]| {
+            jobs.iter().map(|j| j.id.as_str().to_owned()).collect::<Vec<_>>()
+                == vec![
+                    format!("checkout:{unpaid}:reserve"),
+                    format!("checkout:{confirmed}:finalize"),
+                    format!("checkout:{cancelled}:compensate"),
+                ]
+                && jobs[2].payload["reason"] == "CUSTOMER_REQUEST"
+        })
+        .times(1)
+        .returning(|_| ());
+    assert_eq!(m.service().resume_unfinished(Duration::seconds(60), 1000).await.unwrap(), 3);
 }
