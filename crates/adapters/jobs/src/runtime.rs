@@ -187,7 +187,11 @@ impl LoopContext {
                 attempt = delivery.job.attempt,
                 trace_id = delivery.job.trace_id.as_deref().unwrap_or(""),
             );
-            self.jobs.lock().await.spawn(
+            let mut jobs = self.jobs.lock().await;
+            // Finished tasks stay in the set until joined: reap them, or every job ever run
+            // would keep its task's memory until shutdown.
+            while jobs.try_join_next().is_some() {}
+            jobs.spawn(
                 async move {
                     runner.run_one(delivery).await;
                     drop(permit);
