@@ -562,7 +562,7 @@ impl From<OrderError> for ApiError {
             }
             OrderError::Rule(OrderRuleError::InvalidTransition { .. }) => ApiError::new(P::InvalidTransition, detail),
             OrderError::Rule(_) => ApiError::new(P::ValidationFailed, detail),
-            OrderError::Conflict => ApiError::new(P::ConcurrentModification, detail),
+            OrderError::Conflict | OrderError::NotReadyYet => ApiError::new(P::ConcurrentModification, detail),
             OrderError::Infrastructure(e) => ApiError::from_infra(e),
         }
     }

@@ -24,6 +24,8 @@ pub enum OrderError {
     Rule(#[from] OrderRuleError),
     #[error("the order changed concurrently; try again")]
     Conflict,
+    #[error("the order's stock is still being reserved; try again in a moment")]
+    NotReadyYet,
     #[error(transparent)]
     Infrastructure(#[from] InfraError),
 }

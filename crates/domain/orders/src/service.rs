@@ -89,7 +89,18 @@ pub enum StepError {
     #[error("retry: {0}")]
     Retry(String),
     #[error(transparent)]
-    Failed(#[from] OrderError),
+    Failed(OrderError),
+}
+
+impl From<OrderError> for StepError {
+    /// A dependency that is down, or a race lost, is worth another try; the rest is final.
+    fn from(e: OrderError) -> Self {
+        match e {
+            OrderError::Infrastructure(e) => StepError::Retry(e.to_string()),
+            OrderError::Conflict => StepError::Retry("order changed concurrently".into()),
+            other => StepError::Failed(other),
+        }
+    }
 }
 
 impl From<ecom_kernel::InfraError> for StepError {
@@ -487,6 +498,13 @@ impl OrderService {
     pub async fn advance(&self, id: OrderId, to: OrderStatus) -> Result<Order, OrderError> {
         self.retry_on_conflict(|| async {
             let order = self.load(id).await?;
+            if to == OrderStatus::Confirmed
+                && order.status == OrderStatus::PendingConfirmation
+                && !order.has_note(STOCK_RESERVED)
+            {
+                // Its stock is being reserved right now: confirming first would ship unreserved units.
+                return Err(OrderError::NotReadyYet);
+            }
             let mut next = order.clone();
             next.transition(to, Some("by an admin".into()), self.ports.clock.now())?;
             let jobs = if to == OrderStatus::Confirmed { vec![saga_job(id, Step::Finalize, None)] } else { vec![] };

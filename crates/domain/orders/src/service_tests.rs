@@ -406,3 +406,29 @@ async fn unfinished_sagas_get_their_next_job_offered_again() {
         .returning(|_| ());
     assert_eq!(m.service().resume_unfinished(Duration::seconds(60), 1000).await.unwrap(), 3);
 }
+
+#[pollster::test]
+async fn a_step_that_cannot_read_its_order_is_retried_not_compensated() {
+    let mut m = Mocks::new();
+    m.orders.expect_get().returning(|_| Err(ecom_kernel::InfraError::unavailable("postgres unavailable")));
+    let service = m.service();
+    for step in [Step::Reserve, Step::Charge, Step::Finalize, Step::Compensate] {
+        let job = SagaJob { order_id: OrderId::new(), step, reason: None };
+        assert!(matches!(service.run_step(&job).await, Err(StepError::Retry(_))), "{step:?}");
+    }
+}
+
+#[pollster::test]
+async fn a_cash_order_is_confirmed_only_once_its_stock_is_reserved() {
+    let order = placed(PaymentMethod::CashOnDelivery);
+    let id = order.id;
+    let mut m = Mocks::new();
+    let (cell, _) = stored_with_jobs(&mut m, order);
+    let service = m.service();
+    assert!(matches!(service.advance(id, OrderStatus::Confirmed).await, Err(OrderError::NotReadyYet)));
+    assert_eq!(cell.lock().unwrap().status, OrderStatus::PendingConfirmation);
+    let mut reserved = cell.lock().unwrap().clone();
+    reserved.record(crate::service::STOCK_RESERVED, now());
+    *cell.lock().unwrap() = reserved;
+    assert_eq!(service.advance(id, OrderStatus::Confirmed).await.unwrap().status, OrderStatus::Confirmed);
+}
