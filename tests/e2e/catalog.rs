@@ -96,6 +96,59 @@ async fn duplicate_skus_and_invalid_products_are_refused() {
     );
 }
 
+/// Found by `just fuzz`: an admin could price products up to `i64::MAX`, and a cart holding two
+/// of them overflowed its subtotal, so that every read of the cart was a 500. Prices are now
+/// capped so that the dearest possible cart (100 lines of 100 units) still adds up.
+#[tokio::test]
+async fn prices_are_capped_so_that_the_dearest_cart_still_adds_up() {
+    const MAX_PRICE: i64 = ecom_catalog::model::Product::MAX_PRICE;
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    for amount in [MAX_PRICE + 1, i64::MAX] {
+        let mut body = mug("DEAR-1");
+        body["price"]["amount"] = json!(amount);
+        let res = app.post("/v1/products", &body, Some(&admin.access_token)).await;
+        let problem = assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_FAILED").await;
+        assert_eq!(error_fields(&problem), ["price.amount"]);
+    }
+    let mut ids = Vec::new();
+    for sku in ["DEAR-1", "DEAR-2"] {
+        let mut body = mug(sku);
+        body["price"]["amount"] = json!(MAX_PRICE);
+        body["initialStock"] = json!(100);
+        ids.push(create(&app, &admin.access_token, &body).await["id"].as_str().unwrap().to_owned());
+    }
+    let res = app
+        .patch(
+            &format!("/v1/products/{}", ids[0]),
+            &json!({"price": {"amount": i64::MAX, "currency": "USD"}}),
+            Some(&admin.access_token),
+        )
+        .await;
+    assert_eq!(
+        error_fields(&assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_FAILED").await),
+        ["price.amount"]
+    );
+
+    let customer = app.register_customer().await;
+    let cart: Value = app.post("/v1/carts", &json!({}), Some(&customer.access_token)).await.json().await.unwrap();
+    let cart = cart["id"].as_str().unwrap();
+    for id in &ids {
+        let res = app
+            .post(
+                &format!("/v1/carts/{cart}/items"),
+                &json!({"productId": id, "quantity": 100}),
+                Some(&customer.access_token),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+    let res = app.get(&format!("/v1/carts/{cart}"), Some(&customer.access_token)).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let shown: Value = res.json().await.unwrap();
+    assert_eq!(shown["subtotal"], json!({"amount": 2 * 100 * MAX_PRICE, "currency": "USD"}));
+}
+
 #[tokio::test]
 async fn unknown_and_archived_products_are_404() {
     let app = TestApp::spawn().await;

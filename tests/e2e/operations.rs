@@ -163,6 +163,67 @@ async fn the_openapi_document_lists_every_route_and_every_listed_route_is_served
     assert!(spec["components"]["securitySchemes"]["bearer"].is_object());
 }
 
+/// Found by `just fuzz` (schemathesis' status_code_conformance): the document listed each
+/// handler's own outcomes but not what every route answers through the shared machinery (a
+/// missing or invalid token, a customer on an admin route, a body that is not JSON or too large,
+/// another content type, a bad Idempotency-Key, an identifier or a query that does not parse).
+/// Each of those, on every documented operation, must be a status the document lists for it.
+#[tokio::test]
+async fn every_refusal_of_the_shared_machinery_is_a_documented_status() {
+    let app = TestApp::spawn().await;
+    let customer = app.register_customer().await;
+    let spec: Value = app.get("/openapi.json", None).await.json().await.unwrap();
+    let concrete = |path: &str, id: &str| -> String {
+        path.split('/').map(|seg| if seg.starts_with('{') { id } else { seg }).collect::<Vec<_>>().join("/")
+    };
+    let mut probed = 0;
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        if path == "/v1/ws" {
+            continue; // a WebSocket upgrade, driven by tests/e2e/notifications.rs
+        }
+        for (method, op) in item.as_object().unwrap() {
+            let documented: BTreeSet<&str> = op["responses"].as_object().unwrap().keys().map(String::as_str).collect();
+            let method: Method = method.to_uppercase().parse().unwrap();
+            let url = concrete(path, &uuid::Uuid::now_v7().to_string());
+            let token = Some(customer.access_token.as_str());
+            let request = |token: Option<&str>| app.request(method.clone(), &url, token);
+            let mut probes = vec![
+                ("no token", request(None)),
+                ("an invalid token", request(Some("not-a-token"))),
+                ("a customer's token", request(token)),
+                ("an identifier that does not parse", app.request(method.clone(), &concrete(path, "not-an-id"), token)),
+            ];
+            if op.get("requestBody").is_some() {
+                let json = |body: Vec<u8>| request(token).header(header::CONTENT_TYPE, "application/json").body(body);
+                probes.push(("malformed JSON", json(b"{".to_vec())));
+                probes.push(("a body over the limit", json(vec![b' '; 300 * 1024])));
+                probes.push((
+                    "another content type",
+                    request(token).header(header::CONTENT_TYPE, "text/plain").body("x"),
+                ));
+            }
+            if method == Method::POST || method == Method::PATCH {
+                probes.push(("an invalid Idempotency-Key", request(token).header("Idempotency-Key", "has space")));
+            }
+            let params = op["parameters"].as_array().map(Vec::as_slice).unwrap_or_default();
+            if params.iter().any(|p| p["in"] == "query") {
+                probes.push(("a query that does not parse", request(token).query(&[("limit", "abc")])));
+                probes.push(("an invalid query", request(token).query(&[("limit", "0")])));
+            }
+            for (what, probe) in probes {
+                let status = probe.send().await.unwrap().status();
+                assert!(
+                    documented.contains(status.as_str()),
+                    "{method} {path} with {what}: {status} is not documented (documented: {documented:?})"
+                );
+                assert!(!status.is_server_error(), "{method} {path} with {what}: {status}");
+                probed += 1;
+            }
+        }
+    }
+    assert!(probed > 300, "{probed} probes");
+}
+
 #[tokio::test]
 async fn the_interactive_docs_are_served_with_no_network() {
     let app = TestApp::spawn().await;

@@ -466,7 +466,9 @@ impl From<CatalogError> for ApiError {
         match err {
             CatalogError::ProductNotFound(_) => ApiError::new(P::ProductNotFound, detail),
             CatalogError::SkuTaken(_) => ApiError::field(P::SkuTaken, "sku", detail),
-            CatalogError::NonPositivePrice => ApiError::field(P::ValidationFailed, "price.amount", detail),
+            CatalogError::NonPositivePrice | CatalogError::PriceTooHigh { .. } => {
+                ApiError::field(P::ValidationFailed, "price.amount", detail)
+            }
             CatalogError::WrongCurrency { .. } => ApiError::field(P::ValidationFailed, "price.currency", detail),
             CatalogError::InvalidPriceRange => ApiError::field(P::ValidationFailed, "minPrice", detail),
             CatalogError::Infrastructure(e) => ApiError::from_infra(e),

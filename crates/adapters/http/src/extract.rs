@@ -216,6 +216,7 @@ impl FromRequest for ClientAddr {
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
     /// 1 to 100, default 20.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
     /// The `nextCursor` of the previous page.
     pub cursor: Option<String>,

@@ -59,7 +59,13 @@ pub fn document_idempotency(api: &mut OpenApiDoc) {
                      IDEMPOTENCY_REQUEST_IN_PROGRESS. Scoped to the caller. `X-Idempotency-Key` is \
                      accepted too.",
                 ))
-                .schema(Some(ObjectBuilder::new().schema_type(Type::String).min_length(Some(1)).max_length(Some(255))))
+                .schema(Some(
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .min_length(Some(1))
+                        .max_length(Some(255))
+                        .pattern(Some("^[!-~]+$")),
+                ))
                 .build();
             op.parameters.get_or_insert_with(Vec::new).push(param);
         }
@@ -175,7 +181,11 @@ pub fn document_common_problems(api: &mut OpenApiDoc) {
                     }
                     std::collections::btree_map::Entry::Occupied(mut entry) => {
                         if let RefOr::T(response) = entry.get_mut() {
-                            if !response.description.contains(code) {
+                            let mentioned = response
+                                .description
+                                .split(|c: char| !(c.is_ascii_uppercase() || c == '_'))
+                                .any(|word| word == code);
+                            if !mentioned {
                                 if !response.description.is_empty() {
                                     response.description.push_str(", ");
                                 }
@@ -262,5 +272,73 @@ impl RouteTable {
 
     pub fn is_empty(&self) -> bool {
         self.routes.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use utoipa::openapi::path::Operation;
+    use utoipa::openapi::RefOr;
+
+    use super::*;
+
+    fn operation<'a>(api: &'a OpenApiDoc, path: &str, method: &str) -> &'a Operation {
+        let item = &api.paths.paths[path];
+        match method {
+            "GET" => item.get.as_ref(),
+            "POST" => item.post.as_ref(),
+            "PATCH" => item.patch.as_ref(),
+            "DELETE" => item.delete.as_ref(),
+            _ => None,
+        }
+        .unwrap_or_else(|| panic!("{method} {path}"))
+    }
+
+    fn statuses(op: &Operation) -> Vec<&str> {
+        op.responses.responses.keys().map(String::as_str).collect()
+    }
+
+    fn description<'a>(op: &'a Operation, status: &str) -> &'a str {
+        match &op.responses.responses[status] {
+            RefOr::T(response) => &response.description,
+            RefOr::Ref(_) => "",
+        }
+    }
+
+    /// Found by `just fuzz`: statuses every route can answer through the extractors and the
+    /// middleware were missing from the document.
+    #[test]
+    fn operations_document_the_problems_of_the_shared_machinery() {
+        let api = crate::openapi();
+        // An admin write with a path parameter and a JSON body: everything.
+        let adjust = operation(&api, "/v1/inventory/products/{productId}/adjust", "POST");
+        assert_eq!(statuses(adjust), ["200", "400", "401", "403", "404", "409", "413", "415", "422", "503"]);
+        for code in ["MALFORMED_JSON", "UNKNOWN_FIELD", "INVALID_IDEMPOTENCY_KEY"] {
+            assert!(description(adjust, "400").contains(code), "{}", description(adjust, "400"));
+        }
+        // A public read: no 401 or 403.
+        assert_eq!(statuses(operation(&api, "/v1/products/{id}", "GET")), ["200", "404", "503"]);
+        // A paged list: a query that does not parse (400) or is out of range (422).
+        assert_eq!(statuses(operation(&api, "/v1/orders", "GET")), ["200", "400", "401", "422", "503"]);
+        // A customer's route: 401 but never 403.
+        assert_eq!(statuses(operation(&api, "/v1/customers/me", "GET")), ["200", "401", "503"]);
+        // A raw body (webhooks): too large is possible, the wrong content type is not refused.
+        let stripe = operation(&api, "/v1/payments/webhooks/stripe", "POST");
+        assert!(statuses(stripe).contains(&"413") && !statuses(stripe).contains(&"415"));
+        // Codes are added to a documented status by word: PRODUCT_NOT_FOUND is not NOT_FOUND.
+        assert_eq!(description(operation(&api, "/v1/products/{id}", "DELETE"), "404"), "PRODUCT_NOT_FOUND, NOT_FOUND");
+        // Operations outside /v1 are left as their handlers document them.
+        assert_eq!(statuses(operation(&api, "/health/live", "GET")), ["200"]);
+    }
+
+    #[test]
+    fn the_documented_price_limit_is_the_catalogs() {
+        let api = serde_json::to_value(crate::openapi()).unwrap();
+        let max = ecom_catalog::model::Product::MAX_PRICE.to_string();
+        for schema in ["CreateProductRequest", "UpdateProductRequest"] {
+            // The description sits next to the `$ref` (or around it when the price is optional).
+            let price = api["components"]["schemas"][schema]["properties"]["price"].to_string();
+            assert!(price.contains(&max), "{schema}: {price}");
+        }
     }
 }

@@ -8,6 +8,8 @@ pub enum CatalogError {
     SkuTaken(String),
     #[error("price must be greater than zero")]
     NonPositivePrice,
+    #[error("price must be at most {max} minor units")]
+    PriceTooHigh { max: i64 },
     #[error("prices of this shop are in {expected}, not {got}")]
     WrongCurrency { expected: String, got: String },
     #[error("minPrice must not exceed maxPrice")]

@@ -40,6 +40,9 @@ impl CatalogService {
         if !price.is_positive() {
             return Err(CatalogError::NonPositivePrice);
         }
+        if price.amount() > Product::MAX_PRICE {
+            return Err(CatalogError::PriceTooHigh { max: Product::MAX_PRICE });
+        }
         Ok(())
     }
 

@@ -74,6 +74,28 @@ async fn prices_must_be_positive_and_in_the_shop_currency() {
     }
 }
 
+/// Found by `just fuzz`: two products priced near `i64::MAX` in one cart overflowed its
+/// subtotal, and every read of that cart was a 500.
+#[pollster::test]
+async fn prices_above_the_maximum_are_refused_so_that_no_total_can_overflow() {
+    let mut repo = MockProductRepository::new();
+    repo.expect_create().times(1).returning(|_, _, _| Ok(()));
+    repo.expect_find().never();
+    repo.expect_update().never();
+    let catalog = service(repo, MockProductCache::new());
+    let highest = Money::new(Product::MAX_PRICE, Currency::USD);
+    assert!(catalog.create_product(CustomerId::new(), new_product(highest)).await.is_ok());
+    for amount in [Product::MAX_PRICE + 1, i64::MAX] {
+        let err = catalog.create_product(CustomerId::new(), new_product(Money::new(amount, Currency::USD))).await;
+        assert!(matches!(err, Err(CatalogError::PriceTooHigh { max: Product::MAX_PRICE })), "{err:?}");
+        let patch = ProductPatch { price: Some(Money::new(amount, Currency::USD)), ..ProductPatch::default() };
+        let err = catalog.update_product(ProductId::new(), patch).await;
+        assert!(matches!(err, Err(CatalogError::PriceTooHigh { .. })), "{err:?}");
+    }
+    // The dearest cart there can be: 100 lines of 100 units at the highest price.
+    assert!(highest.checked_mul(100).and_then(|line| Money::sum(Currency::USD, vec![line; 100])).is_ok());
+}
+
 #[pollster::test]
 async fn a_taken_sku_is_reported_with_the_sku() {
     let mut repo = MockProductRepository::new();

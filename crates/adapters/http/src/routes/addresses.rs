@@ -73,14 +73,22 @@ fn postal_code(raw: &str) -> Result<BoundedText, ecom_identity::model::TextError
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub(crate) struct CreateAddressRequest {
+    #[schema(min_length = 1, max_length = 200)]
     full_name: String,
+    #[schema(min_length = 1, max_length = 200)]
     line1: String,
+    #[schema(min_length = 1, max_length = 200)]
     line2: Option<String>,
+    #[schema(min_length = 1, max_length = 200)]
     city: String,
+    #[schema(min_length = 1, max_length = 200)]
     state: Option<String>,
+    #[schema(min_length = 1, max_length = 20)]
     postal_code: String,
     /// ISO 3166-1 alpha-2, e.g. `DE`.
+    #[schema(pattern = "^[A-Za-z]{2}$")]
     country: String,
+    #[schema(pattern = r"^\+?[ ().-]*([0-9][ ().-]*){6,15}$")]
     phone: Option<String>,
     /// The first address is always the default.
     #[serde(default)]
@@ -131,19 +139,24 @@ impl CreateAddressRequest {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct UpdateAddressRequest {
+    #[schema(min_length = 1, max_length = 200)]
     full_name: Option<String>,
+    #[schema(min_length = 1, max_length = 200)]
     line1: Option<String>,
     #[serde(default, deserialize_with = "super::nullable")]
-    #[schema(value_type = Option<String>, nullable)]
+    #[schema(value_type = Option<String>, nullable, min_length = 1, max_length = 200)]
     line2: Option<Option<String>>,
+    #[schema(min_length = 1, max_length = 200)]
     city: Option<String>,
     #[serde(default, deserialize_with = "super::nullable")]
-    #[schema(value_type = Option<String>, nullable)]
+    #[schema(value_type = Option<String>, nullable, min_length = 1, max_length = 200)]
     state: Option<Option<String>>,
+    #[schema(min_length = 1, max_length = 20)]
     postal_code: Option<String>,
+    #[schema(pattern = "^[A-Za-z]{2}$")]
     country: Option<String>,
     #[serde(default, deserialize_with = "super::nullable")]
-    #[schema(value_type = Option<String>, nullable)]
+    #[schema(value_type = Option<String>, nullable, pattern = r"^\+?[ ().-]*([0-9][ ().-]*){6,15}$")]
     phone: Option<Option<String>>,
     is_default: Option<bool>,
 }

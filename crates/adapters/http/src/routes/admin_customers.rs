@@ -24,6 +24,7 @@ pub struct CustomerFilter {
     /// Only accounts with this role.
     #[param(value_type = Option<String>, example = "CUSTOMER")]
     role: Option<String>,
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
     cursor: Option<String>,
 }

@@ -118,6 +118,7 @@ pub struct CanaryRequest {
     /// How long the canary holds its worker, 0 to 60000 ms (default 0): a long canary shows
     /// a deploy's drain at work.
     #[serde(default)]
+    #[schema(maximum = 60_000)]
     hold_ms: u64,
 }
 

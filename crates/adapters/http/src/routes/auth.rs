@@ -22,12 +22,17 @@ pub fn configure(cfg: &mut ServiceConfig) {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RegisterRequest {
+    #[schema(format = Email, max_length = 254)]
     email: String,
     /// 8 to 128 characters.
-    #[schema(format = Password)]
+    #[schema(format = Password, min_length = 8, max_length = 128)]
     password: String,
+    #[schema(min_length = 1, max_length = 100)]
     first_name: String,
+    #[schema(min_length = 1, max_length = 100)]
     last_name: String,
+    /// 6 to 15 digits, optionally after a `+` (spaces, dashes, dots and parentheses are ignored).
+    #[schema(pattern = r"^\+?[ ().-]*([0-9][ ().-]*){6,15}$")]
     phone: Option<String>,
 }
 

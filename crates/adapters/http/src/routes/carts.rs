@@ -85,6 +85,7 @@ impl CartDto {
 pub struct AddItemRequest {
     product_id: Uuid,
     /// 1 to 100.
+    #[schema(minimum = 1, maximum = 100)]
     quantity: i64,
 }
 
@@ -92,6 +93,7 @@ pub struct AddItemRequest {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct UpdateItemRequest {
     /// 0 removes the line; otherwise 1 to 100.
+    #[schema(minimum = 0, maximum = 100)]
     quantity: i64,
 }
 

@@ -49,12 +49,15 @@ pub struct StockLevelPage {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct AdjustRequest {
+    /// 1 or more for `ADD` and `SUBTRACT`, 0 or more for `SET`.
+    #[schema(minimum = 0, maximum = 1_000_000)]
     quantity: i64,
     /// `ADD`, `SUBTRACT` or `SET`.
     #[serde(rename = "type")]
-    #[schema(example = "ADD")]
+    #[schema(example = "ADD", pattern = "^(ADD|SUBTRACT|SET)$")]
     kind: String,
     /// Recorded in the stock ledger.
+    #[schema(min_length = 1, max_length = 500)]
     reason: Option<String>,
 }
 

@@ -74,6 +74,7 @@ pub struct NotificationQuery {
     /// Only notifications not read yet.
     unread_only: Option<bool>,
     /// 1 to 100, default 20.
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
     /// The `nextCursor` of the previous page.
     cursor: Option<String>,

@@ -144,14 +144,30 @@ pub struct OrderPage {
 pub struct CheckoutBody {
     cart_id: Uuid,
     /// CREDIT_CARD, DEBIT_CARD, PAYPAL or CASH_ON_DELIVERY.
+    #[schema(value_type = PaymentMethodName)]
     payment_method: String,
+    /// One of the customer's addresses; or `shippingAddress` (one of the two is required).
     shipping_address_id: Option<Uuid>,
-    #[schema(value_type = Option<Object>)]
     shipping_address: Option<CreateAddressRequest>,
     /// A provider token (online payments); raw card numbers are refused.
+    #[schema(example = "pm_card_visa")]
     payment_token: Option<String>,
     /// Up to 1000 characters.
+    #[schema(max_length = 1000)]
     customer_notes: Option<String>,
+}
+
+// Documentation only: the body takes the method as a string, so that an unknown one is a 422
+// naming the field.
+/// Online (a card or PayPal, with a `paymentToken`) or cash on delivery.
+#[derive(ToSchema)]
+#[schema(rename_all = "SCREAMING_SNAKE_CASE")]
+#[allow(dead_code)]
+pub enum PaymentMethodName {
+    CreditCard,
+    DebitCard,
+    Paypal,
+    CashOnDelivery,
 }
 
 fn viewer(auth: &Authenticated) -> Viewer {
@@ -227,9 +243,13 @@ async fn checkout(
 #[serde(rename_all = "camelCase")]
 #[into_params(parameter_in = Query)]
 pub struct OrderListQuery {
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
     cursor: Option<String>,
     /// Admins: only orders in this status.
+    #[param(
+        pattern = "^(PENDING_PAYMENT|PENDING_CONFIRMATION|CONFIRMED|PROCESSING|SHIPPED|DELIVERED|CANCELLED|REFUNDED)$"
+    )]
     status: Option<String>,
     /// Admins: only this customer's orders.
     customer_id: Option<Uuid>,

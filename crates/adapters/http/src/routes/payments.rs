@@ -164,6 +164,7 @@ pub struct RefundRequestDto {
     /// Absent: everything still refundable.
     amount: Option<MoneyDto>,
     /// Up to 500 characters.
+    #[schema(max_length = 500)]
     reason: Option<String>,
 }
 

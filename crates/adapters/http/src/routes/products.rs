@@ -29,7 +29,8 @@ pub fn configure(cfg: &mut ServiceConfig) {
 pub struct MoneyDto {
     #[schema(example = 1999)]
     pub amount: i64,
-    #[schema(example = "USD")]
+    /// The shop's currency (`SHOP_CURRENCY`); other currencies are refused.
+    #[schema(example = "USD", pattern = "^[A-Z]{3}$")]
     pub currency: String,
 }
 
@@ -92,13 +93,17 @@ pub struct ProductListQuery {
     q: Option<String>,
     category: Option<String>,
     /// Minor units.
+    #[param(minimum = 0)]
     min_price: Option<i64>,
     /// Minor units.
+    #[param(minimum = 0)]
     max_price: Option<i64>,
     /// Only products with units available now.
     in_stock: Option<bool>,
     /// `relevance` (default with `q`), `price_asc`, `price_desc`, `newest` (default without `q`).
+    #[param(pattern = "^(relevance|price_asc|price_desc|newest)$")]
     sort: Option<String>,
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
     cursor: Option<String>,
 }
@@ -140,12 +145,19 @@ fn text(raw: &str, max: usize) -> Result<BoundedText, ecom_kernel::TextError> {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct CreateProductRequest {
+    /// Letters, digits, `-`, `_` and `.`; stored upper-case.
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$")]
     sku: String,
+    #[schema(min_length = 1, max_length = 200)]
     name: String,
+    #[schema(min_length = 1, max_length = 5000)]
     description: Option<String>,
+    /// In the shop's currency; `amount` from 1 to 100000000000 minor units.
     price: MoneyDto,
+    #[schema(min_length = 1, max_length = 100)]
     category: Option<String>,
     /// Units on hand at creation (default 0).
+    #[schema(minimum = 0, maximum = 1_000_000)]
     initial_stock: Option<i64>,
 }
 
@@ -181,13 +193,15 @@ impl CreateProductRequest {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct UpdateProductRequest {
+    #[schema(min_length = 1, max_length = 200)]
     name: Option<String>,
     #[serde(default, deserialize_with = "super::nullable")]
-    #[schema(value_type = Option<String>, nullable)]
+    #[schema(value_type = Option<String>, nullable, min_length = 1, max_length = 5000)]
     description: Option<Option<String>>,
+    /// In the shop's currency; `amount` from 1 to 100000000000 minor units.
     price: Option<MoneyDto>,
     #[serde(default, deserialize_with = "super::nullable")]
-    #[schema(value_type = Option<String>, nullable)]
+    #[schema(value_type = Option<String>, nullable, min_length = 1, max_length = 100)]
     category: Option<Option<String>>,
 }
 

@@ -112,6 +112,10 @@ impl Product {
     pub const DESCRIPTION_MAX_CHARS: usize = 5000;
     pub const CATEGORY_MAX_CHARS: usize = 100;
     pub const MAX_INITIAL_STOCK: u32 = 1_000_000;
+    /// The highest price, in minor units (a billion in a two-decimal currency). Bounded so that
+    /// no total can overflow: a cart of 100 lines of 100 units each at this price, plus
+    /// shipping, stays far below `i64::MAX`.
+    pub const MAX_PRICE: i64 = 100_000_000_000;
 
     pub(crate) fn create(new: NewProduct, now: DateTime<Utc>) -> Self {
         Self {
