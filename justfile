@@ -54,9 +54,17 @@ migrate: services
 bench: services
     scripts/bench.sh
 
+# Failure drills under load (Redis restart, PostgreSQL restart, worker SIGKILL, 2 apis + 2 workers); restarts the local PostgreSQL.
+drills *DRILLS: services
+    scripts/drills.sh {{DRILLS}}
+
 # Check the database against the system's invariants (exits 1 when one is broken).
 check-invariants *ARGS: services
     cargo run --quiet --bin worker -- check-invariants {{ARGS}}
+
+# Fuzz the HTTP surface with schemathesis against /openapi.json: no 5xx, every response as documented.
+fuzz: services
+    scripts/fuzz.sh
 
 # Load the demo catalog (about 50 products with stock); idempotent.
 seed: services

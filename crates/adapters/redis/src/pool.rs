@@ -32,7 +32,20 @@ pub fn infra_from_pool(err: PoolError) -> InfraError {
 }
 
 pub fn infra_from_redis(err: redis::RedisError) -> InfraError {
-    if err.is_io_error() || err.is_timeout() || err.is_connection_dropped() || err.is_connection_refusal() {
+    use redis::{ErrorKind, ServerErrorKind};
+    // A server still loading its data after a restart, or a cluster moving, says "try later".
+    let transient = matches!(
+        err.kind(),
+        ErrorKind::Server(
+            ServerErrorKind::BusyLoading
+                | ServerErrorKind::TryAgain
+                | ServerErrorKind::ClusterDown
+                | ServerErrorKind::MasterDown
+                | ServerErrorKind::ReadOnly
+        )
+    );
+    if transient || err.is_io_error() || err.is_timeout() || err.is_connection_dropped() || err.is_connection_refusal()
+    {
         InfraError::unavailable("redis unavailable").with_source(err)
     } else {
         InfraError::unexpected("redis command failed").with_source(err)
@@ -66,5 +79,24 @@ impl HealthCheck for RedisHealth {
         tokio::time::timeout(self.timeout, probe)
             .await
             .map_err(|_| InfraError::unavailable("redis did not answer in time"))?
+    }
+}
+
+#[cfg(test)]
+mod classification_tests {
+    use super::*;
+
+    #[test]
+    fn a_redis_still_loading_its_data_is_unavailable_not_a_bug() {
+        let loading = redis::RedisError::from((
+            redis::ErrorKind::Server(redis::ServerErrorKind::BusyLoading),
+            "Redis is loading the dataset in memory",
+        ));
+        assert!(infra_from_redis(loading).is_unavailable());
+        let script_error = redis::RedisError::from((
+            redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError),
+            "ERR bad script",
+        ));
+        assert!(!infra_from_redis(script_error).is_unavailable());
     }
 }
