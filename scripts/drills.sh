@@ -110,7 +110,7 @@ for drill in "${DRILLS[@]}"; do
     sleep 2
   done
   # An outage may answer 503 (and the load retries); a 500 is a bug.
-  internal=$(grep -c " 500 " "$work/load-$drill.md" || true)
+  internal=$(grep -c "500 INTERNAL_ERROR" "$work/load-$drill.md" || true)
   status=ok
   if [ "$load_status" != 0 ] || [ "$invariants" != ok ] || [ "$internal" != 0 ]; then status=FAILED; failed=1; fi
   results+=("| $drill | $status | ${settled:-?} | $invariants |")
