@@ -1,9 +1,9 @@
 //! Argon2id password hashing, off the async threads.
 
-use argon2::password_hash::{PasswordHash as PhcHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
+use argon2::password_hash::{self, Output, ParamsString, PasswordHash as PhcHash, Salt, SaltString};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use async_trait::async_trait;
 use ecom_identity::model::{Password, PasswordHash};
 use ecom_identity::ports::PasswordHasher;
@@ -32,7 +32,8 @@ impl Argon2Hasher {
         let mut seed = [0u8; 32];
         getrandom::fill(&mut seed).map_err(|e| InfraError::unexpected(format!("no randomness: {e}")))?;
         let decoy_password: String = seed.iter().map(|b| format!("{b:02x}")).collect();
-        let decoy = hash_blocking(&params, &decoy_password)?;
+        // Computed once, here, in memory freed right after (not this thread's for good).
+        let decoy = hash_with(&params, &decoy_password, |p, pw, salt| compute_in(&mut Vec::new(), p, pw, salt))?;
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 4);
         Ok(Self { params, decoy, pool: Arc::new(HashPool::start(threads, 256)?) })
     }
@@ -87,19 +88,71 @@ fn argon2(params: &Params) -> Argon2<'static> {
 }
 
 fn hash_blocking(params: &Params, password: &str) -> Result<String, InfraError> {
+    hash_with(params, password, compute)
+}
+
+/// Hashes with a fresh salt; `compute` chooses the memory.
+fn hash_with(
+    params: &Params,
+    password: &str,
+    compute: impl for<'a> FnOnce(&Params, &[u8], Salt<'a>) -> password_hash::Result<PhcHash<'a>>,
+) -> Result<String, InfraError> {
     let mut salt = [0u8; 16];
     getrandom::fill(&mut salt).map_err(|e| InfraError::unexpected(format!("no randomness: {e}")))?;
     let salt = SaltString::encode_b64(&salt).map_err(|e| InfraError::unexpected(format!("salt: {e}")))?;
-    argon2(params)
-        .hash_password(password.as_bytes(), &salt)
+    compute(params, password.as_bytes(), salt.as_salt())
         .map(|h| h.to_string())
         .map_err(|e| InfraError::unexpected(format!("argon2 hashing failed: {e}")))
 }
 
-fn verify_blocking(params: &Params, password: &str, phc: &str) -> bool {
-    PhcHash::new(phc)
-        .map(|parsed| argon2(params).verify_password(password.as_bytes(), &parsed).is_ok())
-        .unwrap_or(false)
+thread_local! {
+    /// Argon2's working memory (19 MiB), kept by each hashing thread for its next hash:
+    /// allocated and freed per hash, it spread over the allocator's arenas and stayed there.
+    static MEMORY: std::cell::RefCell<Vec<Block>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The PHC hash of `password` with `params` and `salt`, computed in this thread's memory.
+fn compute<'a>(params: &Params, password: &[u8], salt: Salt<'a>) -> password_hash::Result<PhcHash<'a>> {
+    MEMORY.with(|memory| compute_in(&mut memory.borrow_mut(), params, password, salt))
+}
+
+/// The same, in `memory` (grown to the size `params` need).
+fn compute_in<'a>(
+    memory: &mut Vec<Block>,
+    params: &Params,
+    password: &[u8],
+    salt: Salt<'a>,
+) -> password_hash::Result<PhcHash<'a>> {
+    let mut salt_bytes = [0u8; 64];
+    let salt_bytes = salt.decode_b64(&mut salt_bytes)?;
+    let blocks = params.block_count();
+    if memory.len() < blocks {
+        memory.resize(blocks, Block::default());
+    }
+    let memory = &mut memory[..blocks];
+    let output = Output::init_with(params.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN), |out| {
+        Ok(argon2(params).hash_password_into_with_memory(password, salt_bytes, out, &mut *memory)?)
+    })?;
+    Ok(PhcHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(params)?,
+        salt: Some(salt),
+        hash: Some(output),
+    })
+}
+
+/// Verifies against the hash's own parameters (older hashes keep working if ours change).
+fn verify_blocking(password: &str, phc: &str) -> bool {
+    let Ok(parsed) = PhcHash::new(phc) else { return false };
+    if parsed.algorithm != Algorithm::Argon2id.ident() {
+        return false;
+    }
+    let (Some(salt), Some(expected), Ok(params)) = (parsed.salt, parsed.hash, Params::try_from(&parsed)) else {
+        return false;
+    };
+    // `Output` compares in constant time.
+    compute(&params, password.as_bytes(), salt).is_ok_and(|computed| computed.hash == Some(expected))
 }
 
 #[async_trait]
@@ -110,15 +163,15 @@ impl PasswordHasher for Argon2Hasher {
     }
 
     async fn verify(&self, password: &Password, hash: &PasswordHash) -> Result<bool, InfraError> {
-        let (params, plain, phc) = (self.params.clone(), password.expose().to_owned(), hash.as_str().to_owned());
-        self.pool.run(move || verify_blocking(&params, &plain, &phc)).await
+        let (plain, phc) = (password.expose().to_owned(), hash.as_str().to_owned());
+        self.pool.run(move || verify_blocking(&plain, &phc)).await
     }
 
     async fn burn_verification_time(&self, password: &Password) -> Result<(), InfraError> {
-        let (params, plain, decoy) = (self.params.clone(), password.expose().to_owned(), self.decoy.clone());
+        let (plain, decoy) = (password.expose().to_owned(), self.decoy.clone());
         self.pool
             .run(move || {
-                verify_blocking(&params, &plain, &decoy);
+                verify_blocking(&plain, &decoy);
             })
             .await
     }
@@ -177,6 +230,21 @@ mod tests {
         let failed = pool.run(|| -> u8 { panic!("boom") }).await;
         assert!(failed.is_err());
         assert_eq!(pool.run(|| 7).await.unwrap(), 7, "the threads survive a panicking job");
+    }
+
+    #[test]
+    fn hashes_match_the_standard_argon2id_encoding_both_ways() {
+        use argon2::password_hash::PasswordHasher as _;
+        let params = Params::new(19 * 1024, 2, 1, None).unwrap();
+        let salt = SaltString::encode_b64(b"0123456789abcdef").unwrap();
+        let standard = argon2(&params).hash_password(b"correct horse", &salt).unwrap().to_string();
+        assert_eq!(compute(&params, b"correct horse", salt.as_salt()).unwrap().to_string(), standard);
+        assert!(verify_blocking("correct horse", &standard), "hashes stored before still verify");
+        assert!(!verify_blocking("wrong horse", &standard));
+        // Other parameters (an older or a future policy) verify with their own.
+        let light = Params::new(8 * 1024, 1, 1, None).unwrap();
+        let other = argon2(&light).hash_password(b"correct horse", &salt).unwrap().to_string();
+        assert!(verify_blocking("correct horse", &other));
     }
 
     #[tokio::test]
