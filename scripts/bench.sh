@@ -256,6 +256,16 @@ completed one.
 
 $checkout_table
 
+Why the goal is not met on this machine: at about 170 completed checkouts/s both cores are busy,
+and PostgreSQL takes most of them. CPU time per completed checkout, measured on 2026-11-30 from
+\`/proc/<pid>/stat\` over 10 s of this benchmark: PostgreSQL 6.3 ms, worker 2.2 ms, api 1.4 ms,
+Redis 1.0 ms (about 11 ms in all; 2 cores give 2,000 ms/s, hence about 180/s). Each order costs
+about 70 statements in about 9 transactions: the checkout itself (order, lines, outbox), the
+reservation (locked stock rows, reservation, ledger), the payment (open, charge, capture event),
+three order updates (reserved, confirmed, finalized) and one more when the capture is applied,
+and two notifications (save, send, update each). 500/s needs under 4 ms per order in all, so
+PostgreSQL's part would have to fall by about three quarters: see the open issue's note.
+
 ## Mixed workload
 
 \`cargo run --release -p ecom-e2e --bin loadgen -- --scenario mix --customers $MIX_CUSTOMERS --seconds $MIX_SECONDS\`
