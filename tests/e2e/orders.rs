@@ -107,6 +107,20 @@ impl Shop {
         self.app.get(&format!("/v1/orders/{id}"), Some(&customer.access_token)).await.json().await.unwrap()
     }
 
+    /// Waits (up to 20 s) until `worker check-invariants` finds nothing, with no grace for
+    /// transient states: everything in flight must have settled.
+    pub(crate) async fn assert_invariants_hold(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (report, held) = ecom_platform::check_invariants(&self.app.config, Duration::ZERO).await.unwrap();
+            if held {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{report}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// Polls the order until `done` holds.
     pub(crate) async fn wait(&self, customer: &Session, id: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -539,15 +553,7 @@ async fn a_worker_killed_in_the_middle_of_a_hundred_sagas_leaves_every_order_con
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // And the whole database agrees (outbox rows included; no transient state is allowed).
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (report, held) = ecom_platform::check_invariants(&shop.app.config, Duration::ZERO).await.unwrap();
-        if held {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{report}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    shop.assert_invariants_hold().await;
 }
 
 #[tokio::test]
@@ -588,14 +594,6 @@ async fn saga_jobs_the_queue_lost_are_offered_again_and_every_order_settles() {
     })
     .await;
     shop.wait(&customer, &to_cancel, "refunded after the resume", |o| o["paymentStatus"] == "REFUNDED").await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (report, held) = ecom_platform::check_invariants(&shop.app.config, Duration::ZERO).await.unwrap();
-        if held {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{report}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    shop.assert_invariants_hold().await;
     assert_eq!(shop.stock(&product).await, (9, 0), "one sold, one given back");
 }

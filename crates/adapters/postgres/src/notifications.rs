@@ -65,6 +65,24 @@ fn domain(rows: Vec<Row>) -> Result<Vec<Notification>, InfraError> {
 
 const UNDELIVERED: [&str; 2] = ["PENDING", "SENT"];
 
+type Timestamp = diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>;
+
+/// The changes that mark a notification read.
+type MarkRead = (
+    diesel::dsl::Eq<notifications::status, &'static str>,
+    diesel::dsl::Eq<notifications::read_at, DateTime<Utc>>,
+    diesel::dsl::Eq<notifications::delivered_at, diesel::expression::SqlLiteral<Timestamp>>,
+);
+
+/// READ at `at`; read implies delivered (kept if it was already).
+fn read_at(at: DateTime<Utc>) -> MarkRead {
+    (
+        notifications::status.eq(NotificationStatus::Read.as_str()),
+        notifications::read_at.eq(at),
+        notifications::delivered_at.eq(diesel::dsl::sql::<Timestamp>("coalesce(delivered_at, now())")),
+    )
+}
+
 #[async_trait]
 impl NotificationRepository for PgNotificationRepository {
     async fn save(&self, batch: &[Notification]) -> Result<(), InfraError> {
@@ -160,13 +178,7 @@ impl NotificationRepository for PgNotificationRepository {
         let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
         let mine = notifications::table.find(id.as_uuid()).filter(notifications::customer_id.eq(customer.as_uuid()));
         let moved = diesel::update(mine.filter(notifications::status.ne(NotificationStatus::Read.as_str())))
-            .set((
-                notifications::status.eq(NotificationStatus::Read.as_str()),
-                notifications::read_at.eq(at),
-                notifications::delivered_at.eq(diesel::dsl::sql::<
-                    diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>,
-                >("coalesce(delivered_at, now())")),
-            ))
+            .set(read_at(at))
             .execute(&mut conn)
             .await
             .map_err(infra_from_diesel)?;
@@ -184,13 +196,7 @@ impl NotificationRepository for PgNotificationRepository {
                 .filter(notifications::customer_id.eq(customer.as_uuid()))
                 .filter(notifications::status.ne(NotificationStatus::Read.as_str())),
         )
-        .set((
-            notifications::status.eq(NotificationStatus::Read.as_str()),
-            notifications::read_at.eq(at),
-            notifications::delivered_at.eq(diesel::dsl::sql::<
-                diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>,
-            >("coalesce(delivered_at, now())")),
-        ))
+        .set(read_at(at))
         .execute(&mut conn)
         .await
         .map_err(infra_from_diesel)?;
