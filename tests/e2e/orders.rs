@@ -94,13 +94,25 @@ impl Shop {
         if let Some(token) = token {
             body["paymentToken"] = json!(token);
         }
-        self.app
-            .request(reqwest::Method::POST, "/v1/orders/checkout", Some(&customer.access_token))
-            .header("Idempotency-Key", uuid::Uuid::now_v7().to_string())
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
+        // As a client should: a 503 (the api shedding load, e.g. its database pool exhausted by
+        // a burst of 200 checkouts on a busy CI machine) is retried with the same key.
+        let key = uuid::Uuid::now_v7().to_string();
+        let mut attempt = 0;
+        loop {
+            let res = self
+                .app
+                .request(reqwest::Method::POST, "/v1/orders/checkout", Some(&customer.access_token))
+                .header("Idempotency-Key", &key)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            attempt += 1;
+            if res.status() != StatusCode::SERVICE_UNAVAILABLE || attempt == 5 {
+                return res;
+            }
+            tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
+        }
     }
 
     pub(crate) async fn order(&self, customer: &Session, id: &str) -> Value {
