@@ -282,6 +282,11 @@ async fn cash_on_delivery_waits_for_the_admin_and_confirming_twice_is_refused() 
         assert!(Instant::now() < deadline, "not reserved: {:?}", shop.stock(&product).await);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // The order records its reservation a moment after the stock shows it; until then an admin's
+    // confirmation is refused (409, try again).
+    let reserved =
+        |o: &Value| o["timeline"].as_array().is_some_and(|t| t.iter().any(|e| e["note"] == "stock reserved"));
+    shop.wait(&customer, &id, "reservation recorded", reserved).await;
     let admin = Some(shop.admin.access_token.as_str());
     assert_problem(
         shop.app.patch(&format!("/v1/orders/{id}/confirm"), &json!({}), Some(&customer.access_token)).await,
