@@ -195,6 +195,18 @@ impl OrderService {
         jobs: &[NewJob],
         extra: &[NotificationRequest],
     ) -> Result<(), StepError> {
+        Ok(self.store(expected, order, jobs, extra).await?)
+    }
+
+    /// The one way an order change is written: the change, `jobs`, and the notices it causes
+    /// (plus `extra`) in one transaction, then the jobs published.
+    async fn store(
+        &self,
+        expected: &Order,
+        order: &Order,
+        jobs: &[NewJob],
+        extra: &[NotificationRequest],
+    ) -> Result<(), OrderSaveError> {
         let mut told = notices(expected, order);
         told.extend_from_slice(extra);
         let jobs = with_notices(jobs, &told);
@@ -440,12 +452,8 @@ impl OrderService {
             if next == order {
                 return Ok(());
             }
-            let jobs = with_notices(&[], &notices(&order, &next));
-            match self.ports.orders.update(&order, &next, &jobs).await {
-                Ok(()) => {
-                    self.ports.publisher.publish(&jobs).await;
-                    return Ok(());
-                }
+            match self.store(&order, &next, &[], &[]).await {
+                Ok(()) => return Ok(()),
                 Err(OrderSaveError::Conflict) if attempts < 5 => attempts += 1,
                 Err(e) => return Err(e.into()),
             }
@@ -480,12 +488,8 @@ impl OrderService {
         let mut attempts = 0;
         loop {
             let (order, next, jobs) = change().await?;
-            let jobs = with_notices(&jobs, &notices(&order, &next));
-            match self.ports.orders.update(&order, &next, &jobs).await {
-                Ok(()) => {
-                    self.ports.publisher.publish(&jobs).await;
-                    return Ok(next);
-                }
+            match self.store(&order, &next, &jobs, &[]).await {
+                Ok(()) => return Ok(next),
                 Err(OrderSaveError::Conflict) if attempts < 5 => attempts += 1,
                 Err(OrderSaveError::Conflict) => return Err(OrderError::Conflict),
                 Err(OrderSaveError::Infrastructure(e)) => return Err(OrderError::Infrastructure(e)),
