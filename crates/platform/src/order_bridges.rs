@@ -37,10 +37,10 @@ fn owner(customer: CustomerId) -> Caller {
 #[async_trait]
 impl Carts for OrderCarts {
     async fn items(&self, customer: CustomerId, cart_id: Uuid) -> Result<Option<Vec<CartItem>>, InfraError> {
-        match self.0.view(&owner(customer), CartId::from_uuid(cart_id)).await {
-            Ok(view) => Ok(Some(
-                view.items.iter().map(|l| CartItem { product_id: l.product_id, quantity: l.quantity }).collect(),
-            )),
+        match self.0.lines(&owner(customer), CartId::from_uuid(cart_id)).await {
+            Ok(lines) => {
+                Ok(Some(lines.iter().map(|l| CartItem { product_id: l.product_id, quantity: l.quantity }).collect()))
+            }
             Err(CartError::CartNotFound) => Ok(None),
             Err(CartError::Infrastructure(e)) => Err(e),
             Err(other) => Err(unexpected(other)),

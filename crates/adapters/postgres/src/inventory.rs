@@ -334,13 +334,17 @@ impl StockRepository for PgStockRepository {
             })
             .await;
         match result {
-            Ok(crossed) => {
-                let mut reservation = load_reservation(&mut conn, order_id)
-                    .await?
-                    .ok_or_else(|| InfraError::unexpected("reservation vanished"))?;
-                reservation.crossed_low_stock = crossed.unwrap_or_default();
-                Ok(reservation)
-            }
+            // Made now: it is what was asked for (no need to read it back).
+            Ok(Some(crossed)) => Ok(Reservation {
+                order_id: order,
+                status: ReservationStatus::Active,
+                lines: lines.to_vec(),
+                expires_at,
+                crossed_low_stock: crossed,
+            }),
+            Ok(None) => load_reservation(&mut conn, order_id)
+                .await?
+                .ok_or_else(|| InfraError::unexpected("reservation vanished").into()),
             Err(TxError::NotFound(p)) => Err(ReserveError::UnknownProduct(ProductId::from_uuid(p))),
             Err(TxError::Insufficient { product_id, requested, available }) => {
                 Err(ReserveError::Insufficient { product_id: ProductId::from_uuid(product_id), requested, available })
@@ -384,7 +388,9 @@ impl StockRepository for PgStockRepository {
                 });
             }
             let reference = format!("order:{order_id}");
+            let mut changed = Vec::new();
             for (product_id, q) in load_lines(conn, order_id).await? {
+                changed.push(ProductId::from_uuid(product_id));
                 let (on_hand_delta, reserved_delta) = match to {
                     ReservationStatus::Confirmed => (-q, -q),
                     ReservationStatus::Returned => (q, 0),
@@ -416,7 +422,7 @@ impl StockRepository for PgStockRepository {
                 )
                 .await?;
             }
-            Ok(Transition::Applied)
+            Ok(Transition::Applied(changed))
         })
         .await
         .map_err(infra_from_diesel)

@@ -1,7 +1,10 @@
 //! Notifications, one row per recipient and event key, and the admins they go to.
 //!
 //! Ids are UUID v7, so `id` order is creation order: lists page on the id alone. Status only
-//! moves forward (PENDING → SENT → DELIVERED → READ): every update names the states it moves from.
+//! moves forward (PENDING → SENT → DELIVERED → READ): every update names the states it moves from,
+//! "not delivered yet" and "unread" by their empty time columns (`delivered_at`, `read_at`; a
+//! constraint keeps them in step with the status), so that the indexes never cover `status` and
+//! PENDING → SENT, every notification's write under load, is a HOT update.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -62,8 +65,6 @@ impl Row {
 fn domain(rows: Vec<Row>) -> Result<Vec<Notification>, InfraError> {
     rows.into_iter().map(Row::into_domain).collect()
 }
-
-const UNDELIVERED: [&str; 2] = ["PENDING", "SENT"];
 
 type Timestamp = diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>;
 
@@ -145,7 +146,8 @@ impl NotificationRepository for PgNotificationRepository {
         let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
         let rows = notifications::table
             .filter(notifications::customer_id.eq(customer.as_uuid()))
-            .filter(notifications::status.eq_any(UNDELIVERED))
+            // What `notifications_undelivered` covers (the same rows as status PENDING or SENT).
+            .filter(notifications::delivered_at.is_null().and(notifications::read_at.is_null()))
             .order(notifications::id.asc())
             .limit(limit)
             .select(Row::as_select())
@@ -158,14 +160,15 @@ impl NotificationRepository for PgNotificationRepository {
     async fn mark_delivered(&self, customer: CustomerId, id: NotificationId) -> Result<bool, InfraError> {
         let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
         let mine = notifications::table.find(id.as_uuid()).filter(notifications::customer_id.eq(customer.as_uuid()));
-        let moved = diesel::update(mine.filter(notifications::status.eq_any(UNDELIVERED)))
-            .set((
-                notifications::status.eq(NotificationStatus::Delivered.as_str()),
-                notifications::delivered_at.eq(Utc::now()),
-            ))
-            .execute(&mut conn)
-            .await
-            .map_err(infra_from_diesel)?;
+        let moved =
+            diesel::update(mine.filter(notifications::delivered_at.is_null().and(notifications::read_at.is_null())))
+                .set((
+                    notifications::status.eq(NotificationStatus::Delivered.as_str()),
+                    notifications::delivered_at.eq(Utc::now()),
+                ))
+                .execute(&mut conn)
+                .await
+                .map_err(infra_from_diesel)?;
         if moved > 0 {
             return Ok(true);
         }
@@ -177,7 +180,7 @@ impl NotificationRepository for PgNotificationRepository {
     async fn mark_read(&self, customer: CustomerId, id: NotificationId, at: DateTime<Utc>) -> Result<bool, InfraError> {
         let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
         let mine = notifications::table.find(id.as_uuid()).filter(notifications::customer_id.eq(customer.as_uuid()));
-        let moved = diesel::update(mine.filter(notifications::status.ne(NotificationStatus::Read.as_str())))
+        let moved = diesel::update(mine.filter(notifications::read_at.is_null()))
             .set(read_at(at))
             .execute(&mut conn)
             .await
@@ -194,7 +197,7 @@ impl NotificationRepository for PgNotificationRepository {
         let n = diesel::update(
             notifications::table
                 .filter(notifications::customer_id.eq(customer.as_uuid()))
-                .filter(notifications::status.ne(NotificationStatus::Read.as_str())),
+                .filter(notifications::read_at.is_null()),
         )
         .set(read_at(at))
         .execute(&mut conn)
@@ -214,7 +217,8 @@ impl NotificationRepository for PgNotificationRepository {
             .select(Row::as_select())
             .into_boxed();
         if unread_only {
-            query = query.filter(notifications::status.ne(NotificationStatus::Read.as_str()));
+            // What `notifications_unread` covers (the same rows as status other than READ).
+            query = query.filter(notifications::read_at.is_null());
         }
         if let Some(after) = page.after() {
             query = query.filter(notifications::id.lt(after.id()));

@@ -141,7 +141,7 @@ async fn reserve_confirm_release_and_expire_change_nothing_the_second_time() {
     assert_eq!(again.status, ReservationStatus::Active);
     assert_eq!(level(&stock, p).await, (10, 3), "reserved once");
 
-    assert_eq!(stock.finish(order, ReservationStatus::Confirmed, now()).await.unwrap(), Transition::Applied);
+    assert_eq!(stock.finish(order, ReservationStatus::Confirmed, now()).await.unwrap(), Transition::Applied(vec![p]));
     assert_eq!(
         stock.finish(order, ReservationStatus::Confirmed, now()).await.unwrap(),
         Transition::AlreadyFinished(ReservationStatus::Confirmed)
@@ -150,7 +150,7 @@ async fn reserve_confirm_release_and_expire_change_nothing_the_second_time() {
 
     let released = OrderId::new();
     stock.reserve(released, &[line(p, 2)], in_an_hour(), now()).await.unwrap();
-    assert_eq!(stock.finish(released, ReservationStatus::Released, now()).await.unwrap(), Transition::Applied);
+    assert_eq!(stock.finish(released, ReservationStatus::Released, now()).await.unwrap(), Transition::Applied(vec![p]));
     assert_eq!(
         stock.finish(released, ReservationStatus::Released, now()).await.unwrap(),
         Transition::AlreadyFinished(ReservationStatus::Released)
@@ -166,7 +166,7 @@ async fn reserve_confirm_release_and_expire_change_nothing_the_second_time() {
     stock.reserve(late, &[line(p, 1)], now() - chrono::Duration::seconds(1), now()).await.unwrap();
     stock.reserve(fresh, &[line(p, 1)], in_an_hour(), now()).await.unwrap();
     assert_eq!(stock.expired(now(), 10).await.unwrap(), vec![late]);
-    assert_eq!(stock.finish(late, ReservationStatus::Expired, now()).await.unwrap(), Transition::Applied);
+    assert_eq!(stock.finish(late, ReservationStatus::Expired, now()).await.unwrap(), Transition::Applied(vec![p]));
     assert_eq!(
         stock.finish(late, ReservationStatus::Expired, now()).await.unwrap(),
         Transition::AlreadyFinished(ReservationStatus::Expired)

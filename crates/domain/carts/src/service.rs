@@ -55,6 +55,11 @@ impl CartService {
         self.price(cart).await
     }
 
+    /// The cart's lines as stored, unpriced (checkout prices them itself).
+    pub async fn lines(&self, caller: &Caller, id: CartId) -> Result<Vec<CartLine>, CartError> {
+        Ok(self.authorize(caller, id).await?.lines)
+    }
+
     /// Adds units to the product's line. The product must be ACTIVE and available.
     pub async fn add_item(
         &self,
@@ -97,7 +102,7 @@ impl CartService {
             LineWrite::Set => self.store.set(&scope, line, info.available, self.limits).await,
         };
         let cart = written.map_err(|e| self.store_error(e, product))?;
-        self.price(cart).await
+        self.price_knowing(cart, Some(info)).await
     }
 
     pub async fn remove_item(&self, caller: &Caller, id: CartId, product: ProductId) -> Result<CartView, CartError> {
@@ -210,8 +215,26 @@ impl CartService {
     /// Prices every line from the catalog now: a cart never shows a stale price. Lines of
     /// products that no longer exist are left out; archived or short ones are flagged.
     async fn price(&self, cart: StoredCart) -> Result<CartView, CartError> {
-        let ids: Vec<ProductId> = cart.lines.iter().map(|l| l.product_id).collect();
-        let infos = self.products.products(&ids).await?;
+        self.price_knowing(cart, None).await
+    }
+
+    /// [`Self::price`], with `known` read by this very request a moment ago (not read again).
+    async fn price_knowing(&self, cart: StoredCart, known: Option<ProductInfo>) -> Result<CartView, CartError> {
+        let ids: Vec<ProductId> = cart
+            .lines
+            .iter()
+            .map(|l| l.product_id)
+            .filter(|id| known.as_ref().is_none_or(|k| k.product_id != *id))
+            .collect();
+        let mut fetched = if ids.is_empty() { Vec::new() } else { self.products.products(&ids).await? }.into_iter();
+        let infos: Vec<Option<ProductInfo>> = cart
+            .lines
+            .iter()
+            .map(|l| match &known {
+                Some(k) if k.product_id == l.product_id => Some(k.clone()),
+                _ => fetched.next().flatten(),
+            })
+            .collect();
         let mut items = Vec::with_capacity(cart.lines.len());
         for (line, info) in cart.lines.iter().zip(infos) {
             let Some(info) = info else { continue };

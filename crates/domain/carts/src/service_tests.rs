@@ -202,3 +202,28 @@ async fn merging_needs_the_guest_token_then_seals_folds_and_deletes() {
     let caller = Caller { customer: Some(customer), cart_token: Some(format!("token-{guest}")) };
     assert_eq!(svc.merge(&caller, guest).await.unwrap().id, target);
 }
+
+#[pollster::test]
+async fn adding_prices_the_cart_without_reading_the_added_product_twice() {
+    let id = CartId::new();
+    let (added, other) = (ProductId::new(), ProductId::new());
+    let lines = vec![CartLine { product_id: other, quantity: 1 }, CartLine { product_id: added, quantity: 2 }];
+    let mut m = Mocks::new();
+    let mut seq = mockall::Sequence::new();
+    m.products
+        .expect_products()
+        .with(eq(vec![added]))
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(move |_| Ok(vec![Some(info(added, 250, 10, true))]));
+    m.products
+        .expect_products()
+        .with(eq(vec![other]))
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(move |_| Ok(vec![Some(info(other, 100, 10, true))]));
+    m.store.expect_add().returning(move |scope, _, _, _| Ok(cart(scope.id, CartOwner::Guest, lines.clone())));
+    let view = m.service().add_item(&guest_caller(id), id, added, 2).await.unwrap();
+    let priced: Vec<_> = view.items.iter().map(|i| (i.product_id, i.line_total.amount())).collect();
+    assert_eq!(priced, vec![(other, 100), (added, 500)], "each line priced, in the cart's order");
+}

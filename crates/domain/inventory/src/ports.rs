@@ -27,10 +27,10 @@ pub enum ReserveError {
 }
 
 /// The result of a reservation transition.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Transition {
-    /// ACTIVE became the target status now.
-    Applied,
+    /// It became the target status now; these products' levels changed.
+    Applied(Vec<ProductId>),
     /// It had already left ACTIVE, for this status; nothing changed.
     AlreadyFinished(ReservationStatus),
     NotFound,

@@ -80,7 +80,7 @@ impl InventoryService {
     /// ACTIVE → CONFIRMED: the units leave the shelf. Idempotent.
     pub async fn confirm(&self, order: OrderId) -> Result<(), InventoryError> {
         match self.finish(order, ReservationStatus::Confirmed).await? {
-            Transition::Applied | Transition::AlreadyFinished(ReservationStatus::Confirmed) => Ok(()),
+            Transition::Applied(_) | Transition::AlreadyFinished(ReservationStatus::Confirmed) => Ok(()),
             Transition::AlreadyFinished(from) => {
                 Err(InventoryError::InvalidTransition { order_id: order, from, to: ReservationStatus::Confirmed })
             }
@@ -117,7 +117,7 @@ impl InventoryService {
         let now = self.clock.now();
         let mut expired = Vec::new();
         for order in self.stock.expired(now, limit).await? {
-            if self.finish(order, ReservationStatus::Expired).await? == Transition::Applied {
+            if matches!(self.finish(order, ReservationStatus::Expired).await?, Transition::Applied(_)) {
                 expired.push(order);
             }
         }
@@ -130,10 +130,8 @@ impl InventoryService {
 
     async fn finish(&self, order: OrderId, to: ReservationStatus) -> Result<Transition, InventoryError> {
         let transition = self.stock.finish(order, to, self.clock.now()).await?;
-        if transition == Transition::Applied {
-            if let Some(reservation) = self.stock.reservation(order).await? {
-                self.changed(&product_ids(&reservation)).await;
-            }
+        if let Transition::Applied(products) = &transition {
+            self.changed(products).await;
         }
         Ok(transition)
     }

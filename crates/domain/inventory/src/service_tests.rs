@@ -98,7 +98,7 @@ async fn releasing_is_idempotent_and_safe_for_unknown_orders() {
         Transition::AlreadyFinished(ReservationStatus::Expired),
     ] {
         let mut stock = MockStockRepository::new();
-        stock.expect_finish().returning(move |_, _, _| Ok(outcome));
+        stock.expect_finish().returning(move |_, _, _| Ok(outcome.clone()));
         stock.expect_reservation().never();
         service(stock, MockStockObserver::new()).release(OrderId::new()).await.unwrap();
     }
@@ -115,21 +115,12 @@ async fn the_sweep_expires_only_what_it_moved() {
     stock
         .expect_finish()
         .with(eq(a), eq(ReservationStatus::Expired), eq(now()))
-        .returning(|_, _, _| Ok(Transition::Applied));
+        .returning(|_, _, _| Ok(Transition::Applied(vec![])));
     // b was confirmed concurrently: the sweep must leave it alone.
     stock
         .expect_finish()
         .with(eq(b), eq(ReservationStatus::Expired), eq(now()))
         .returning(|_, _, _| Ok(Transition::AlreadyFinished(ReservationStatus::Confirmed)));
-    stock.expect_reservation().returning(|order| {
-        Ok(Some(Reservation {
-            order_id: order,
-            status: ReservationStatus::Expired,
-            lines: vec![],
-            expires_at: now(),
-            crossed_low_stock: vec![],
-        }))
-    });
     assert_eq!(service(stock, quiet_observer()).expire_due(100).await.unwrap(), vec![a]);
 }
 

@@ -316,9 +316,8 @@ impl OrderService {
         let order = self.load(id).await?;
         if !matches!(order.status, OrderStatus::PendingPayment | OrderStatus::PendingConfirmation) {
             // Moved on: an online order goes on where it stands (a redelivered job after a crash).
-            return if order.payment_method.is_online() { self.charge_loaded(order).await } else { Ok(()) };
+            return if order.payment_method.is_online() { self.charge_loaded(order, Vec::new()).await } else { Ok(()) };
         }
-        let now = self.ports.clock.now();
         let window = if order.payment_method.is_online() {
             self.settings.payment_window
         } else {
@@ -328,72 +327,81 @@ impl OrderService {
             Reserved::OutOfStock { .. } => return self.compensate(id, CancellationReason::OutOfStock).await,
             Reserved::Done { low_stock } => low_stock,
         };
-        let reserved = if order.has_note(STOCK_RESERVED) {
-            order
-        } else {
-            let mut next = order.clone();
-            next.record(STOCK_RESERVED, now);
-            let alerts = low_stock_notices(&order, &low_stock);
-            if !order.payment_method.is_online() {
-                self.ports.payments.open_cash(&order).await?;
-                return self.save_noting(&order, &next, &[], &alerts).await;
-            }
-            self.save_noting(&order, &next, &[], &alerts).await?;
-            next
-        };
-        if reserved.payment_method.is_online() {
-            // The happy path runs on in this job: a crash replays it from the top, and every
-            // step finds its own work done.
-            self.charge_loaded(reserved).await
-        } else {
-            Ok(())
+        let alerts = low_stock_notices(&order, &low_stock);
+        if order.payment_method.is_online() {
+            // The happy path runs on in this job, and the order is written once, when the
+            // payment is settled: a crash replays it from the top, and every part (the
+            // reservation, the charge, the stock leaving the shelf, the cart) finds its own
+            // work done.
+            return self.charge_loaded(order, alerts).await;
         }
+        if order.has_note(STOCK_RESERVED) {
+            return Ok(());
+        }
+        let mut next = order.clone();
+        next.record(STOCK_RESERVED, self.ports.clock.now());
+        self.ports.payments.open_cash(&order).await?;
+        self.save_noting(&order, &next, &[], &alerts).await
     }
 
     async fn charge(&self, id: OrderId) -> Result<(), StepError> {
         let order = self.load(id).await?;
-        self.charge_loaded(order).await
+        self.charge_loaded(order, Vec::new()).await
     }
 
-    /// Charges an online order still waiting for its payment; one already CONFIRMED is
-    /// finalized, one cancelled meanwhile gets back whatever was taken.
-    async fn charge_loaded(&self, order: Order) -> Result<(), StepError> {
+    /// Charges an online order still waiting for its payment (its stock reserved); one already
+    /// CONFIRMED is finalized, one cancelled meanwhile gets back whatever was taken. `alerts`
+    /// go with the order's write.
+    ///
+    /// Accepted, everything CONFIRMED stands for is done before the order says so (the units
+    /// leave the shelf, the cart is emptied), then one write records it all: reserved, paid,
+    /// CONFIRMED, finalized.
+    async fn charge_loaded(&self, order: Order, alerts: Vec<NotificationRequest>) -> Result<(), StepError> {
         let id = order.id;
         match order.status {
             OrderStatus::PendingPayment => {}
             OrderStatus::Confirmed => return self.finalize_loaded(order).await,
             // Cancelled while the charge was under way (expiry, the customer): whatever was
             // taken goes back.
-            OrderStatus::Cancelled => return self.refund_after_cancel(&order).await,
+            OrderStatus::Cancelled => return self.settle_after_cancel(&order).await,
             _ => return Ok(()),
         }
         let context = self.ports.orders.context(id).await?;
-        let Some(token) = context.and_then(|c| c.payment_token) else {
+        let Some((cart_id, token)) = context.and_then(|c| c.payment_token.map(|t| (c.cart_id, t))) else {
             return self.compensate(id, CancellationReason::PaymentDeclined).await;
         };
+        let reserved_at = self.ports.clock.now();
+        let mut next = order.clone();
+        if !next.has_note(STOCK_RESERVED) {
+            next.record(STOCK_RESERVED, reserved_at);
+        }
         match self.ports.payments.charge(&order, &token).await? {
             Charged::Unavailable => Err(StepError::Retry("payment provider unavailable".into())),
             Charged::Declined { reason } => {
-                let mut next = order.clone();
                 let now = self.ports.clock.now();
                 next.set_payment_status(PaymentStatus::Failed, now);
                 next.record(format!("payment declined: {reason}"), now);
-                self.save(&order, &next, &[saga_job(id, Step::Compensate, Some(&CancellationReason::PaymentDeclined))])
-                    .await
+                let compensate = saga_job(id, Step::Compensate, Some(&CancellationReason::PaymentDeclined));
+                self.save_noting(&order, &next, &[compensate], &alerts).await
             }
             Charged::Accepted(status) => {
-                let mut next = order.clone();
+                // A reservation released meanwhile (expired) fails here: retried, then compensated.
+                self.ports.stock.confirm(id).await?;
+                self.ports.carts.clear(order.customer_id, cart_id).await?;
                 let now = self.ports.clock.now();
                 next.set_payment_status(status, now);
                 next.transition(OrderStatus::Confirmed, Some("payment accepted".into()), now)
                     .map_err(OrderError::from)?;
-                self.save(&order, &next, &[]).await?;
-                self.finalize_loaded(next).await
+                next.record(FINALIZED, now);
+                self.save_noting(&order, &next, &[], &alerts).await
             }
         }
     }
 
-    async fn refund_after_cancel(&self, order: &Order) -> Result<(), StepError> {
+    /// An order cancelled while its saga ran (the compensation may have run before the saga
+    /// took anything): gives back what the saga took since.
+    async fn settle_after_cancel(&self, order: &Order) -> Result<(), StepError> {
+        self.ports.stock.release(order.id).await?;
         match self.ports.payments.refund_all(order.id, "order cancelled").await? {
             RefundState::NotYetCapturable => Err(StepError::Retry("payment not captured yet".into())),
             RefundState::NothingToRefund | RefundState::Refunded => Ok(()),

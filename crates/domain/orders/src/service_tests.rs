@@ -312,6 +312,62 @@ async fn an_online_orders_first_job_runs_the_happy_path_to_the_end_without_furth
 }
 
 #[pollster::test]
+async fn the_online_happy_path_writes_the_order_once_after_the_stock_left_and_the_cart_emptied() {
+    let order = placed(PaymentMethod::CreditCard);
+    let id = order.id;
+    let mut m = Mocks::new();
+    let mut seq = mockall::Sequence::new();
+    m.orders.expect_get().times(1).returning(move |_| Ok(Some(order.clone())));
+    m.orders.expect_context().times(1).returning(|_| {
+        Ok(Some(CheckoutContext { cart_id: uuid::Uuid::nil(), payment_token: Some("pm_card_visa".into()) }))
+    });
+    m.stock.expect_reserve().times(1).returning(|_, _, _| Ok(Reserved::Done { low_stock: vec![] }));
+    m.payments.expect_charge().times(1).returning(|_, _| Ok(Charged::Accepted(PaymentStatus::Authorized)));
+    m.stock.expect_confirm().times(1).in_sequence(&mut seq).returning(|_| Ok(()));
+    m.carts.expect_clear().times(1).in_sequence(&mut seq).returning(|_, _| Ok(()));
+    m.orders
+        .expect_update()
+        .times(1)
+        .in_sequence(&mut seq)
+        .withf(|before, after, _| {
+            before.status == OrderStatus::PendingPayment
+                && after.status == OrderStatus::Confirmed
+                && after.has_note(crate::service::STOCK_RESERVED)
+                && after.has_note(crate::service::FINALIZED)
+        })
+        .returning(|_, _, _| Ok(()));
+    m.service().run_step(&SagaJob { order_id: id, step: Step::Reserve, reason: None }).await.unwrap();
+}
+
+#[pollster::test]
+async fn an_order_cancelled_while_its_saga_ran_gets_its_stock_and_money_back() {
+    // The customer cancelled (and the compensation ran, finding nothing yet) between the saga's
+    // read and its write: the write conflicts, and the retry gives back what the saga took.
+    let order = placed(PaymentMethod::CreditCard);
+    let id = order.id;
+    let mut cancelled = order.clone();
+    cancelled.cancel(CancellationReason::CustomerRequest, now()).unwrap();
+    let mut m = Mocks::new();
+    let mut reads = mockall::Sequence::new();
+    m.orders.expect_get().times(1).in_sequence(&mut reads).returning(move |_| Ok(Some(order.clone())));
+    m.orders.expect_get().times(1).in_sequence(&mut reads).returning(move |_| Ok(Some(cancelled.clone())));
+    m.orders.expect_context().returning(|_| {
+        Ok(Some(CheckoutContext { cart_id: uuid::Uuid::nil(), payment_token: Some("pm_card_visa".into()) }))
+    });
+    m.stock.expect_reserve().times(1).returning(|_, _, _| Ok(Reserved::Done { low_stock: vec![] }));
+    m.payments.expect_charge().times(1).returning(|_, _| Ok(Charged::Accepted(PaymentStatus::Paid)));
+    m.stock.expect_confirm().times(1).returning(|_| Ok(()));
+    m.carts.expect_clear().returning(|_, _| Ok(()));
+    m.orders.expect_update().times(1).returning(|_, _, _| Err(OrderSaveError::Conflict));
+    m.stock.expect_release().times(1).returning(|_| Ok(()));
+    m.payments.expect_refund_all().times(1).returning(|_, _| Ok(RefundState::Refunded));
+    let service = m.service();
+    let job = SagaJob { order_id: id, step: Step::Reserve, reason: None };
+    assert!(matches!(service.run_step(&job).await, Err(StepError::Retry(_))));
+    service.run_step(&job).await.unwrap();
+}
+
+#[pollster::test]
 async fn a_replayed_first_job_goes_on_from_where_the_order_stands() {
     // Crashed after CONFIRMED, before the finalize: the replay neither reserves again nor charges.
     let mut order = placed(PaymentMethod::CreditCard);

@@ -210,7 +210,7 @@ impl PaymentService {
             Some(payment) => payment,
             None => self.open_online(order, customer, provider, amount).await?,
         };
-        self.charge(payment.id, token).await
+        self.charge_loaded(payment, token).await
     }
 
     /// Opens the order's cash-on-delivery payment once.
@@ -251,7 +251,10 @@ impl PaymentService {
     /// PENDING is returned as it is. A decline ends FAILED (returned, not an error); an
     /// unreachable provider is `ProviderUnavailable` (retry later: same key).
     pub async fn charge(&self, id: PaymentId, token: &str) -> Result<Payment, PaymentError> {
-        let payment = self.load(id).await?;
+        self.charge_loaded(self.load(id).await?, token).await
+    }
+
+    async fn charge_loaded(&self, payment: Payment, token: &str) -> Result<Payment, PaymentError> {
         if payment.status != PaymentStatus::Pending {
             return Ok(payment);
         }
