@@ -1,6 +1,7 @@
 //! Checkout end to end against a running api and worker (`scripts/bench.sh` starts them): many
-//! customers each put one of 20 products in their cart and check out, again and again, for a while; every
-//! order is then followed until CONFIRMED. Prints the completed checkouts per second (confirmed
+//! customers, each connected to `/v1/ws`, put one of 20 products in their cart and check out, then
+//! wait for the confirmation to arrive (acknowledging every notification), again and again, for
+//! a while; every order is then followed until CONFIRMED. Prints the completed checkouts per second (confirmed
 //! orders over the time from the first POST to the last confirmation, as the orders' timelines
 //! record it) and the latency of the checkout POST.
 //!
@@ -13,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use tokio::sync::Mutex;
+use tokio_tungstenite::tungstenite::Message;
 
 fn env(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_owned())
@@ -38,6 +40,33 @@ impl Client {
     async fn get(&self, path: &str, token: &str) -> Value {
         self.http.get(format!("{}{path}", self.base)).bearer_auth(token).send().await.unwrap().json().await.unwrap()
     }
+}
+
+/// Reads notifications (acknowledging each) until the order is confirmed (true) or cancelled.
+async fn settled<S>(ws: &mut S, order: &str) -> bool
+where
+    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>>
+        + futures_util::Sink<Message>
+        + Unpin,
+{
+    use futures_util::{SinkExt, StreamExt};
+    while let Some(frame) = ws.next().await {
+        let Ok(Message::Text(text)) = frame else { continue };
+        let frame: Value = serde_json::from_str(&text).unwrap();
+        if frame["type"] != "notification" {
+            continue;
+        }
+        let ack = json!({"type": "ack", "id": frame["data"]["id"]}).to_string();
+        assert!(ws.send(Message::text(ack)).await.is_ok(), "ack");
+        if frame["data"]["data"]["orderId"] == order {
+            match frame["data"]["type"].as_str() {
+                Some("ORDER_CONFIRMED") => return true,
+                Some("ORDER_CANCELLED") => return false,
+                _ => {}
+            }
+        }
+    }
+    false
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -119,6 +148,9 @@ async fn main() {
         let product = products[i % products.len()].clone();
         let (client, latencies, orders) = (client.clone(), latencies.clone(), orders.clone());
         tokio::spawn(async move {
+            // Told of the confirmation over the WebSocket, as a shop's client is.
+            let ws_url = format!("{}/v1/ws?token={token}", client.base.replacen("http://", "ws://", 1));
+            let (mut ws, _) = tokio_tungstenite::connect_async(ws_url).await.expect("websocket");
             while Instant::now() < until {
                 let cart =
                     client.post("/v1/carts", Some(&token), &json!({}), None).await.json::<Value>().await.unwrap();
@@ -143,17 +175,12 @@ async fn main() {
                 assert_eq!(res.status(), reqwest::StatusCode::CREATED, "checkout");
                 let id = res.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
                 latencies.lock().await.push(took);
-                orders.lock().await.push((token.clone(), id));
-                // The next checkout of this customer needs the cart emptied by the saga.
-                let deadline = Instant::now() + Duration::from_secs(30);
-                loop {
-                    let cart = client.get(&format!("/v1/carts/{cart_id}"), &token).await;
-                    if cart["items"].as_array().is_some_and(Vec::is_empty) || Instant::now() > deadline {
-                        break;
-                    }
-                    // Polling is load too: not more often than a client would.
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
+                orders.lock().await.push((token.clone(), id.clone()));
+                // The next checkout of this customer needs the cart the saga empties before the
+                // order is confirmed: wait for the confirmation, acknowledging every notification.
+                let settled =
+                    tokio::time::timeout(Duration::from_secs(30), settled(&mut ws, &id)).await.unwrap_or(false);
+                assert!(settled, "order {id}: no confirmation within 30 s");
             }
         })
     });

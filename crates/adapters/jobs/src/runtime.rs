@@ -1,5 +1,5 @@
-//! The worker runtime: per queue a reader that takes only as many deliveries as there are free
-//! handler slots, a promoter for due retries and a reclaimer for deliveries of crashed workers;
+//! The worker runtime: per queue a reader that takes only as many deliveries as the queue has
+//! free handler slots, a promoter for due retries and a reclaimer for deliveries of crashed workers;
 //! one task per job with a tracing span, panics caught, a heartbeat while it runs.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,7 +17,9 @@ use crate::registry::{HandlerRegistry, JobFailure};
 
 #[derive(Debug, Clone)]
 pub struct RuntimeSettings {
-    /// Handler slots shared by every queue of this process.
+    /// Handler slots of each queue this process reads: a queue busy with slow jobs (a
+    /// checkout saga waiting on its database) never starves another of many quick ones
+    /// (notification steps).
     pub concurrency: usize,
     /// A delivery idle this long belongs to a crashed worker and is taken over.
     pub reclaim_after: Duration,
@@ -67,7 +69,6 @@ impl WorkerRuntime {
     /// Runs until `stop` resolves; then stops reading and lets in-flight jobs finish (up to the
     /// drain timeout). Returns how many jobs were still running when the drain gave up.
     pub async fn run(self, stop: impl std::future::Future<Output = ()>) -> usize {
-        let slots = Arc::new(Semaphore::new(self.settings.concurrency.max(1)));
         let stopping = Arc::new(AtomicBool::new(false));
         let mut loops = JoinSet::new();
         let jobs = Arc::new(tokio::sync::Mutex::new(JoinSet::new()));
@@ -79,7 +80,7 @@ impl WorkerRuntime {
                 consumer: consumer.clone(),
                 registry: self.registry.clone(),
                 settings: self.settings.clone(),
-                slots: slots.clone(),
+                slots: Arc::new(Semaphore::new(self.settings.concurrency.max(1))),
                 stopping: stopping.clone(),
                 jobs: jobs.clone(),
             };

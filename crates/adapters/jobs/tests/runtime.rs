@@ -294,3 +294,38 @@ async fn workers_reconnect_by_themselves_after_a_redis_restart() {
     stop.notify_one();
     handle.await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_full_of_slow_jobs_does_not_starve_another_queue() {
+    let redis = TestRedis::new();
+    let producer = RedisJobQueue::new(pool(&redis), RedisKeys::new(redis.prefix()));
+    let (slow, quick) = (Arc::new(Recorder::default()), Arc::new(Recorder::default()));
+    let registry = HandlerRegistry::default()
+        .with("slow", Arc::new(Slow(slow.clone(), Duration::from_secs(3))))
+        .with("quick", Arc::new(Succeed(quick.clone())));
+    let checkout = QueueConsumer::new(
+        pool(&redis),
+        redis.url(),
+        &RedisKeys::new(redis.prefix()),
+        QueueName::Checkout,
+        "w",
+        ConsumerSettings::default(),
+    )
+    .unwrap();
+    let settings = RuntimeSettings { concurrency: 4, reclaim_after: Duration::from_secs(30), ..fast() };
+    let (handle, stop) = spawn(WorkerRuntime::new(vec![checkout, consumer(&redis, "w")], registry, settings));
+    // More slow jobs than slots: with shared slots, the quick ones would wait seconds for them.
+    for i in 0..8 {
+        producer.enqueue(NewJob { queue: QueueName::Checkout, ..job(&format!("s{i}"), "slow", 1) }).await.unwrap();
+    }
+    slow.wait_for(4, Duration::from_secs(5)).await;
+    let started = Instant::now();
+    for i in 0..20 {
+        producer.enqueue(job(&format!("q{i}"), "quick", 1)).await.unwrap();
+    }
+    quick.wait_for(20, Duration::from_secs(10)).await;
+    assert!(started.elapsed() < Duration::from_secs(2), "quick jobs waited {:?}", started.elapsed());
+    assert_eq!(slow.count(), 4, "the slow queue still runs at most its own slots");
+    stop.notify_one();
+    handle.await.unwrap();
+}

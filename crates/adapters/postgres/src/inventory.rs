@@ -6,6 +6,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
+use diesel::sql_types::{Int4, Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use ecom_inventory::model::{
     Adjustment, LowStockCrossing, MovementContext, Reservation, ReservationLine, ReservationStatus, StockLevel,
@@ -80,6 +81,61 @@ impl LevelRow {
             updated_at: self.updated_at,
         }
     }
+}
+
+/// Reserves `$2` units of product `$1` for order `$4` if that many are available, with the
+/// reservation line and the ledger row (id `$5`, reference `$6`, at `$3`); returns the level after,
+/// or nothing when too few are available.
+const RESERVE_LINE: &str = "\
+WITH s AS (
+  UPDATE stock_levels SET reserved = reserved + $2, updated_at = $3
+  WHERE product_id = $1 AND on_hand - reserved >= $2
+  RETURNING on_hand, reserved, low_stock_threshold
+), l AS (
+  INSERT INTO reservation_lines (order_id, product_id, quantity) SELECT $4, $1, $2 FROM s
+), m AS (
+  INSERT INTO stock_movements (id, product_id, kind, on_hand_delta, reserved_delta, on_hand_after,
+                               reserved_after, reason, actor_id, reference, created_at)
+  SELECT $5, $1, 'RESERVE', 0, $2, on_hand, reserved, NULL, NULL, $6, $3 FROM s
+)
+SELECT on_hand, reserved, low_stock_threshold FROM s";
+
+/// Moves order `$1`'s reservation from status `$2` to `$3` (at `$4`) and returns its lines, by
+/// product; none when it was not in `$2`.
+const FINISH_RESERVATION: &str = "\
+WITH moved AS (
+  UPDATE reservations SET status = $3, updated_at = $4 WHERE order_id = $1 AND status = $2 RETURNING order_id
+)
+SELECT l.product_id, l.quantity FROM reservation_lines l JOIN moved m ON m.order_id = l.order_id
+ORDER BY l.product_id";
+
+/// Changes product `$1`'s level by `$2` on hand and `$3` reserved (at `$4`) with its ledger row
+/// (id `$5`, kind `$6`, reference `$7`), in one statement.
+const MOVE_STOCK: &str = "\
+WITH s AS (
+  UPDATE stock_levels SET on_hand = on_hand + $2, reserved = reserved + $3, updated_at = $4
+  WHERE product_id = $1 RETURNING on_hand, reserved
+)
+INSERT INTO stock_movements (id, product_id, kind, on_hand_delta, reserved_delta, on_hand_after,
+                             reserved_after, reason, actor_id, reference, created_at)
+SELECT $5, $1, $6, $2, $3, on_hand, reserved, NULL, NULL, $7, $4 FROM s";
+
+#[derive(diesel::QueryableByName)]
+struct LevelAfter {
+    #[diesel(sql_type = Int4)]
+    on_hand: i32,
+    #[diesel(sql_type = Int4)]
+    reserved: i32,
+    #[diesel(sql_type = Int4)]
+    low_stock_threshold: i32,
+}
+
+#[derive(diesel::QueryableByName)]
+struct LineOf {
+    #[diesel(sql_type = SqlUuid)]
+    product_id: Uuid,
+    #[diesel(sql_type = Int4)]
+    quantity: i32,
 }
 
 /// Failures inside a transaction that must roll it back.
@@ -272,18 +328,24 @@ impl StockRepository for PgStockRepository {
                 let reference = format!("order:{order_id}");
                 for (product_id, quantity) in &sorted {
                     let q = to_i32(*quantity)?;
-                    // The conditional update is the guard against overselling.
-                    let updated: Option<(i32, i32, i32)> = diesel::update(
-                        stock_levels::table
-                            .find(product_id)
-                            .filter((stock_levels::on_hand - stock_levels::reserved).ge(q)),
-                    )
-                    .set((stock_levels::reserved.eq(stock_levels::reserved + q), stock_levels::updated_at.eq(now)))
-                    .returning((stock_levels::on_hand, stock_levels::reserved, stock_levels::low_stock_threshold))
-                    .get_result(conn)
-                    .await
-                    .optional()?;
-                    let Some((on_hand_after, reserved_after, threshold)) = updated else {
+                    // The conditional update is the guard against overselling; the line and
+                    // its ledger row are written by the same statement, from what it returned.
+                    let updated: Option<LevelAfter> = diesel::sql_query(RESERVE_LINE)
+                        .bind::<SqlUuid, _>(product_id)
+                        .bind::<Int4, _>(q)
+                        .bind::<Timestamptz, _>(now)
+                        .bind::<SqlUuid, _>(order_id)
+                        .bind::<SqlUuid, _>(Uuid::now_v7())
+                        .bind::<Text, _>(&reference)
+                        .get_result(conn)
+                        .await
+                        .optional()?;
+                    let Some(LevelAfter {
+                        on_hand: on_hand_after,
+                        reserved: reserved_after,
+                        low_stock_threshold: threshold,
+                    }) = updated
+                    else {
                         let level: Option<(i32, i32)> = stock_levels::table
                             .find(product_id)
                             .select((stock_levels::on_hand, stock_levels::reserved))
@@ -299,30 +361,6 @@ impl StockRepository for PgStockRepository {
                             },
                         });
                     };
-                    diesel::insert_into(reservation_lines::table)
-                        .values((
-                            reservation_lines::order_id.eq(order_id),
-                            reservation_lines::product_id.eq(product_id),
-                            reservation_lines::quantity.eq(q),
-                        ))
-                        .execute(conn)
-                        .await?;
-                    record_movement(
-                        conn,
-                        &Movement {
-                            product_id: *product_id,
-                            kind: "RESERVE",
-                            on_hand_delta: 0,
-                            reserved_delta: q,
-                            on_hand_after,
-                            reserved_after,
-                            reason: None,
-                            actor_id: None,
-                            reference: Some(&reference),
-                            at: now,
-                        },
-                    )
-                    .await?;
                     crossed.extend(LowStockCrossing::crossed(
                         ProductId::from_uuid(*product_id),
                         count(on_hand_after - reserved_after),
@@ -374,12 +412,15 @@ impl StockRepository for PgStockRepository {
             } else {
                 ReservationStatus::Active
             };
-            let moved =
-                diesel::update(reservations::table.find(order_id).filter(reservations::status.eq(from.as_str())))
-                    .set((reservations::status.eq(to.as_str()), reservations::updated_at.eq(now)))
-                    .execute(conn)
-                    .await?;
-            if moved == 0 {
+            // The status moves and the lines come back in one statement (none: it had moved).
+            let lines: Vec<LineOf> = diesel::sql_query(FINISH_RESERVATION)
+                .bind::<SqlUuid, _>(order_id)
+                .bind::<Text, _>(from.as_str())
+                .bind::<Text, _>(to.as_str())
+                .bind::<Timestamptz, _>(now)
+                .load(conn)
+                .await?;
+            if lines.is_empty() {
                 let status: Option<String> =
                     reservations::table.find(order_id).select(reservations::status).first(conn).await.optional()?;
                 return Ok(match status.as_deref().and_then(ReservationStatus::parse) {
@@ -389,38 +430,26 @@ impl StockRepository for PgStockRepository {
             }
             let reference = format!("order:{order_id}");
             let mut changed = Vec::new();
-            for (product_id, q) in load_lines(conn, order_id).await? {
+            for LineOf { product_id, quantity: q } in lines {
                 changed.push(ProductId::from_uuid(product_id));
                 let (on_hand_delta, reserved_delta) = match to {
                     ReservationStatus::Confirmed => (-q, -q),
                     ReservationStatus::Returned => (q, 0),
                     _ => (0, -q),
                 };
-                let (on_hand_after, reserved_after): (i32, i32) = diesel::update(stock_levels::table.find(product_id))
-                    .set((
-                        stock_levels::on_hand.eq(stock_levels::on_hand + on_hand_delta),
-                        stock_levels::reserved.eq(stock_levels::reserved + reserved_delta),
-                        stock_levels::updated_at.eq(now),
-                    ))
-                    .returning((stock_levels::on_hand, stock_levels::reserved))
-                    .get_result(conn)
+                let moved = diesel::sql_query(MOVE_STOCK)
+                    .bind::<SqlUuid, _>(product_id)
+                    .bind::<Int4, _>(on_hand_delta)
+                    .bind::<Int4, _>(reserved_delta)
+                    .bind::<Timestamptz, _>(now)
+                    .bind::<SqlUuid, _>(Uuid::now_v7())
+                    .bind::<Text, _>(to.movement_kind())
+                    .bind::<Text, _>(&reference)
+                    .execute(conn)
                     .await?;
-                record_movement(
-                    conn,
-                    &Movement {
-                        product_id,
-                        kind: to.movement_kind(),
-                        on_hand_delta,
-                        reserved_delta,
-                        on_hand_after,
-                        reserved_after,
-                        reason: None,
-                        actor_id: None,
-                        reference: Some(&reference),
-                        at: now,
-                    },
-                )
-                .await?;
+                if moved != 1 {
+                    return Err(diesel::result::Error::NotFound); // no stock row: roll back
+                }
             }
             Ok(Transition::Applied(changed))
         })

@@ -2,6 +2,7 @@
 
 mod catalog;
 mod error;
+mod group;
 mod identity;
 mod invariants;
 mod inventory;

@@ -3,8 +3,10 @@
 //! Ids are UUID v7, so `id` order is creation order: lists page on the id alone. Status only
 //! moves forward (PENDING → SENT → DELIVERED → READ): every update names the states it moves from,
 //! "not delivered yet" and "unread" by their empty time columns (`delivered_at`, `read_at`; a
-//! constraint keeps them in step with the status), so that the indexes never cover `status` and
-//! PENDING → SENT, every notification's write under load, is a HOT update.
+//! constraint keeps them in step with the status), so that no index covers `status`, `sent_at` or
+//! `delivered_at`: PENDING → SENT and → DELIVERED, every notification's writes, are HOT updates.
+
+use std::collections::HashMap;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -16,17 +18,102 @@ use ecom_notifications::ports::{NotificationRepository, Recipients};
 use uuid::Uuid;
 
 use crate::error::{infra_from_diesel, infra_from_pool};
+use crate::group::Grouped;
 use crate::schema::{customers, notifications};
 use crate::PgPool;
 
+/// The flow's three writes (save, read what is pending, mark sent) run under load for every
+/// notification at once: each goes through a group commit (see `group`).
 pub struct PgNotificationRepository {
     pool: PgPool,
+    saves: Grouped<Vec<Notification>, ()>,
+    pendings: Grouped<String, Vec<Notification>>,
+    sents: Grouped<String, u64>,
 }
+
+/// Most calls one grouped statement serves.
+const GROUP: usize = 64;
 
 impl PgNotificationRepository {
     pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+        let (a, b, c) = (pool.clone(), pool.clone(), pool.clone());
+        Self {
+            pool,
+            saves: Grouped::new(GROUP, move |batch| save_all(a.clone(), batch)),
+            pendings: Grouped::new(GROUP, move |keys| pending_all(b.clone(), keys)),
+            sents: Grouped::new(GROUP, move |keys| mark_all_sent(c.clone(), keys)),
+        }
     }
+}
+
+/// Inserts every notification of every call (a second insert of one changes nothing).
+async fn save_all(pool: PgPool, calls: Vec<Vec<Notification>>) -> Result<Vec<()>, InfraError> {
+    let rows: Vec<_> = calls
+        .iter()
+        .flatten()
+        .map(|n| {
+            (
+                notifications::id.eq(n.id.as_uuid()),
+                notifications::dedupe_key.eq(&n.key),
+                notifications::customer_id.eq(n.customer_id.as_uuid()),
+                notifications::kind.eq(n.kind.as_str()),
+                notifications::title.eq(&n.title),
+                notifications::body.eq(&n.body),
+                notifications::data.eq(&n.data),
+                notifications::status.eq(n.status.as_str()),
+                notifications::created_at.eq(n.created_at),
+                notifications::read_at.eq(n.read_at),
+            )
+        })
+        .collect();
+    let mut conn = pool.get().await.map_err(infra_from_pool)?;
+    diesel::insert_into(notifications::table)
+        .values(rows)
+        .on_conflict((notifications::dedupe_key, notifications::customer_id))
+        .do_nothing()
+        .execute(&mut conn)
+        .await
+        .map_err(infra_from_diesel)?;
+    Ok(vec![(); calls.len()])
+}
+
+/// What is still PENDING under each key.
+async fn pending_all(pool: PgPool, keys: Vec<String>) -> Result<Vec<Vec<Notification>>, InfraError> {
+    let mut conn = pool.get().await.map_err(infra_from_pool)?;
+    let rows = notifications::table
+        .filter(notifications::dedupe_key.eq_any(&keys))
+        .filter(notifications::status.eq(NotificationStatus::Pending.as_str()))
+        .order(notifications::id.asc())
+        .select(Row::as_select())
+        .load(&mut conn)
+        .await
+        .map_err(infra_from_diesel)?;
+    let mut by_key: HashMap<String, Vec<Notification>> = HashMap::new();
+    for row in rows {
+        let notification = row.into_domain()?;
+        by_key.entry(notification.key.clone()).or_default().push(notification);
+    }
+    Ok(keys.iter().map(|k| by_key.get(k).cloned().unwrap_or_default()).collect())
+}
+
+/// PENDING → SENT under each key; how many moved per key.
+async fn mark_all_sent(pool: PgPool, keys: Vec<String>) -> Result<Vec<u64>, InfraError> {
+    let mut conn = pool.get().await.map_err(infra_from_pool)?;
+    let moved: Vec<String> = diesel::update(
+        notifications::table
+            .filter(notifications::dedupe_key.eq_any(&keys))
+            .filter(notifications::status.eq(NotificationStatus::Pending.as_str())),
+    )
+    .set((notifications::status.eq(NotificationStatus::Sent.as_str()), notifications::sent_at.eq(Utc::now())))
+    .returning(notifications::dedupe_key)
+    .get_results(&mut conn)
+    .await
+    .map_err(infra_from_diesel)?;
+    let mut counts: HashMap<&str, u64> = HashMap::new();
+    for key in &moved {
+        *counts.entry(key.as_str()).or_default() += 1;
+    }
+    Ok(keys.iter().map(|k| counts.get(k.as_str()).copied().unwrap_or(0)).collect())
 }
 
 #[derive(Queryable, Selectable)]
@@ -87,66 +174,22 @@ fn read_at(at: DateTime<Utc>) -> MarkRead {
 #[async_trait]
 impl NotificationRepository for PgNotificationRepository {
     async fn save(&self, batch: &[Notification]) -> Result<(), InfraError> {
-        let rows: Vec<_> = batch
-            .iter()
-            .map(|n| {
-                (
-                    notifications::id.eq(n.id.as_uuid()),
-                    notifications::dedupe_key.eq(&n.key),
-                    notifications::customer_id.eq(n.customer_id.as_uuid()),
-                    notifications::kind.eq(n.kind.as_str()),
-                    notifications::title.eq(&n.title),
-                    notifications::body.eq(&n.body),
-                    notifications::data.eq(&n.data),
-                    notifications::status.eq(n.status.as_str()),
-                    notifications::created_at.eq(n.created_at),
-                    notifications::read_at.eq(n.read_at),
-                )
-            })
-            .collect();
-        let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
-        diesel::insert_into(notifications::table)
-            .values(rows)
-            .on_conflict((notifications::dedupe_key, notifications::customer_id))
-            .do_nothing()
-            .execute(&mut conn)
-            .await
-            .map_err(infra_from_diesel)?;
-        Ok(())
+        self.saves.call(batch.to_vec()).await
     }
 
     async fn pending(&self, key: &str) -> Result<Vec<Notification>, InfraError> {
-        let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
-        let rows = notifications::table
-            .filter(notifications::dedupe_key.eq(key))
-            .filter(notifications::status.eq(NotificationStatus::Pending.as_str()))
-            .order(notifications::id.asc())
-            .select(Row::as_select())
-            .load(&mut conn)
-            .await
-            .map_err(infra_from_diesel)?;
-        domain(rows)
+        self.pendings.call(key.to_owned()).await
     }
 
     async fn mark_sent(&self, key: &str) -> Result<u64, InfraError> {
-        let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
-        let n = diesel::update(
-            notifications::table
-                .filter(notifications::dedupe_key.eq(key))
-                .filter(notifications::status.eq(NotificationStatus::Pending.as_str())),
-        )
-        .set((notifications::status.eq(NotificationStatus::Sent.as_str()), notifications::sent_at.eq(Utc::now())))
-        .execute(&mut conn)
-        .await
-        .map_err(infra_from_diesel)?;
-        Ok(n as u64)
+        self.sents.call(key.to_owned()).await
     }
 
     async fn undelivered(&self, customer: CustomerId, limit: i64) -> Result<Vec<Notification>, InfraError> {
         let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
         let rows = notifications::table
             .filter(notifications::customer_id.eq(customer.as_uuid()))
-            // What `notifications_undelivered` covers (the same rows as status PENDING or SENT).
+            // The same rows as status PENDING or SENT; unread too, so `notifications_unread` serves.
             .filter(notifications::delivered_at.is_null().and(notifications::read_at.is_null()))
             .order(notifications::id.asc())
             .limit(limit)

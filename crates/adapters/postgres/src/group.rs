@@ -1,0 +1,124 @@
+//! Group commit: concurrent calls of one kind share one statement.
+//!
+//! Calls queue for a single task that runs them in batches: the first call that finds the task
+//! idle runs alone, at once; calls made while a batch is being written wait and go together in
+//! the next one. So an idle system pays no delay, and a busy one many fewer statements and
+//! commits. When a batch fails, its calls are run one by one, so that one bad call cannot fail
+//! the others.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+
+use ecom_kernel::InfraError;
+use tokio::sync::{mpsc, oneshot};
+
+type Reply<R> = oneshot::Sender<Result<R, InfraError>>;
+type BatchFuture<R> = Pin<Box<dyn Future<Output = Result<Vec<R>, InfraError>> + Send>>;
+type RunBatch<T, R> = Arc<dyn Fn(Vec<T>) -> BatchFuture<R> + Send + Sync>;
+
+pub(crate) struct Grouped<T, R> {
+    max: usize,
+    run: RunBatch<T, R>,
+    queue: OnceLock<mpsc::UnboundedSender<(T, Reply<R>)>>,
+}
+
+impl<T: Clone + Send + 'static, R: Send + 'static> Grouped<T, R> {
+    /// `run` answers a batch of at most `max` calls with one result per call, in order.
+    pub(crate) fn new<F, Fut>(max: usize, run: F) -> Self
+    where
+        F: Fn(Vec<T>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Vec<R>, InfraError>> + Send + 'static,
+    {
+        Self { max: max.max(1), run: Arc::new(move |batch| Box::pin(run(batch))), queue: OnceLock::new() }
+    }
+
+    /// Runs `item` in the next batch and returns its result.
+    pub(crate) async fn call(&self, item: T) -> Result<R, InfraError> {
+        let queue = self.queue.get_or_init(|| {
+            // Started on first use, on the caller's runtime.
+            let (tx, rx) = mpsc::unbounded_channel();
+            tokio::spawn(drain(rx, self.run.clone(), self.max));
+            tx
+        });
+        let (reply, answer) = oneshot::channel();
+        match queue.send((item, reply)) {
+            Ok(()) => answer.await.unwrap_or_else(|_| Err(InfraError::unexpected("group commit task stopped"))),
+            // The task is gone (its runtime shut down): run alone.
+            Err(mpsc::error::SendError((item, _))) => one(&self.run, item).await,
+        }
+    }
+}
+
+async fn one<T, R>(run: &RunBatch<T, R>, item: T) -> Result<R, InfraError> {
+    run(vec![item]).await?.pop().ok_or_else(|| InfraError::unexpected("a batch of one returned nothing"))
+}
+
+async fn drain<T: Clone, R>(mut rx: mpsc::UnboundedReceiver<(T, Reply<R>)>, run: RunBatch<T, R>, max: usize) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < max {
+            match rx.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let (items, replies): (Vec<T>, Vec<Reply<R>>) = batch.into_iter().unzip();
+        let results = if items.len() == 1 { None } else { run(items.clone()).await.ok() };
+        match results {
+            Some(results) if results.len() == replies.len() => {
+                for (reply, result) in replies.into_iter().zip(results) {
+                    let _ = reply.send(Ok(result));
+                }
+            }
+            // Alone, or the batch failed: each call on its own, with its own error.
+            _ => {
+                for (item, reply) in items.into_iter().zip(replies) {
+                    let _ = reply.send(one(&run, item).await);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::sync::Mutex;
+
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_calls_share_batches_and_a_bad_call_fails_alone() {
+        let sizes = Arc::new(Mutex::new(Vec::new()));
+        let seen = sizes.clone();
+        let grouped = Arc::new(Grouped::new(50, move |batch: Vec<i64>| {
+            let seen = seen.clone();
+            async move {
+                seen.lock().unwrap().push(batch.len());
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                if batch.contains(&-1) {
+                    return Err(InfraError::unexpected("bad item"));
+                }
+                Ok(batch.iter().map(|i| i * 10).collect())
+            }
+        }));
+        let calls = (0..100).map(|i| {
+            let grouped = grouped.clone();
+            tokio::spawn(async move { grouped.call(if i == 50 { -1 } else { i }).await })
+        });
+        let results = futures_util::future::join_all(calls).await;
+        for (i, result) in results.into_iter().enumerate() {
+            let result = result.unwrap();
+            if i == 50 {
+                assert!(result.is_err(), "the bad call fails");
+            } else {
+                assert_eq!(result.unwrap(), i as i64 * 10, "every other call gets its own answer");
+            }
+        }
+        let sizes = sizes.lock().unwrap();
+        assert!(sizes.iter().any(|s| *s > 1), "calls made while a batch ran were grouped: {sizes:?}");
+        assert!(sizes.len() < 100 + 50, "fewer batches than calls (plus the failed batch's retries)");
+    }
+}
