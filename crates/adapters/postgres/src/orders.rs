@@ -7,8 +7,9 @@
 //!
 //! Money columns hold minor units; the order's one `currency` column applies to its lines too.
 //! The shipping address and the timeline are JSONB documents with camelCase fields.
-//! `payment_token` is read and written through `order_checkouts`, a second diesel view of
-//! `orders` (the table has one column more than diesel's default `table!` limit of 16).
+//! `payment_token` is read through `order_checkouts`, a second diesel view of `orders` (the table
+//! has one column more than diesel's default `table!` limit of 16), and written with the order by
+//! a hand-written INSERT.
 
 use std::collections::HashMap;
 
@@ -140,7 +141,7 @@ fn timeline_of(value: serde_json::Value) -> Result<Vec<TimelineEntry>, InfraErro
         .collect()
 }
 
-#[derive(Queryable, Selectable, Insertable)]
+#[derive(Queryable, Selectable)]
 #[diesel(table_name = orders, check_for_backend(diesel::pg::Pg))]
 struct OrderRow {
     id: Uuid,
@@ -158,16 +159,6 @@ struct OrderRow {
     timeline: serde_json::Value,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
-}
-
-/// A new order row: the order and its cart (the payment token is written through
-/// `order_checkouts`, see the schema).
-#[derive(Insertable)]
-#[diesel(table_name = orders, check_for_backend(diesel::pg::Pg))]
-struct NewOrderRow {
-    #[diesel(embed)]
-    order: OrderRow,
-    cart_id: Uuid,
 }
 
 #[derive(Queryable, Selectable, Insertable)]
@@ -305,11 +296,11 @@ impl From<TxError> for OrderSaveError {
 /// 17 columns exceed diesel's `table!` limit (see the schema).
 async fn insert_order(
     conn: &mut diesel_async::AsyncPgConnection,
-    row: &NewOrderRow,
+    o: &OrderRow,
+    cart_id: Uuid,
     token: Option<&str>,
 ) -> Result<(), diesel::result::Error> {
     use diesel::sql_types::{Bpchar, Int8, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid};
-    let o = &row.order;
     diesel::sql_query(
         "INSERT INTO orders (id, customer_id, status, payment_status, payment_method, subtotal, shipping_cost, \
          total, currency, shipping_address, customer_notes, cancellation_reason, timeline, cart_id, created_at, \
@@ -328,7 +319,7 @@ async fn insert_order(
     .bind::<Nullable<Text>, _>(&o.customer_notes)
     .bind::<Nullable<Text>, _>(&o.cancellation_reason)
     .bind::<Jsonb, _>(&o.timeline)
-    .bind::<SqlUuid, _>(row.cart_id)
+    .bind::<SqlUuid, _>(cart_id)
     .bind::<Timestamptz, _>(o.created_at)
     .bind::<Timestamptz, _>(o.updated_at)
     .bind::<Nullable<Text>, _>(token)
@@ -340,14 +331,14 @@ async fn insert_order(
 #[async_trait]
 impl OrderRepository for PgOrderRepository {
     async fn create(&self, order: &Order, context: &CheckoutContext, jobs: &[NewJob]) -> Result<(), InfraError> {
-        let row = NewOrderRow { order: OrderRow::of(order)?, cart_id: context.cart_id };
+        let (row, cart_id) = (OrderRow::of(order)?, context.cart_id);
         let token = context.payment_token.clone();
         let lines =
             order.lines.iter().enumerate().map(|(i, l)| LineRow::of(order, i, l)).collect::<Result<Vec<_>, _>>()?;
         let (jobs, now) = (jobs.to_vec(), order.created_at);
         let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
         conn.transaction::<(), diesel::result::Error, _>(async move |conn| {
-            insert_order(conn, &row, token.as_deref()).await?;
+            insert_order(conn, &row, cart_id, token.as_deref()).await?;
             diesel::insert_into(order_lines::table).values(&lines).execute(conn).await?;
             stage(conn, &jobs, None, now).await?;
             Ok(())
