@@ -158,7 +158,9 @@ async fn a_failing_job_is_retried_with_growing_delays_then_dead_lettered() {
 
         let inspector = consumer(&redis, "inspector");
         let deadline = Instant::now() + Duration::from_secs(20);
-        while inspector.stats().await.unwrap().dead == 0 {
+        // A read may time out while the panicking handler's backtrace is being printed on a busy
+        // machine: that is the observer's hiccup, not the runtime's; ask again.
+        while inspector.stats().await.map_or(0, |s| s.dead) == 0 {
             assert!(Instant::now() < deadline, "never dead-lettered");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
