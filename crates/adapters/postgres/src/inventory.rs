@@ -1,7 +1,9 @@
 //! The stock repository: levels, adjustments, the movement ledger and reservations.
 //!
 //! Every change to a stock level is one transaction with its ledger rows; rows are locked in
-//! product-id order so that concurrent multi-line reservations cannot deadlock.
+//! product-id order so that concurrent multi-line reservations cannot deadlock. A one-line
+//! reservation (the common case) is made, and later confirmed or released, by one statement
+//! each, with nothing to BEGIN or COMMIT around it.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -17,6 +19,7 @@ use uuid::Uuid;
 
 use crate::error::{infra_from_diesel, infra_from_pool};
 use crate::schema::{products, reservation_lines, reservations, stock_levels, stock_movements};
+use crate::sql::Statement;
 use crate::PgPool;
 
 /// One ledger row.
@@ -100,6 +103,27 @@ WITH s AS (
 )
 SELECT on_hand, reserved, low_stock_threshold FROM s";
 
+/// The whole reservation of a one-line order in one statement (no transaction to open): reserves
+/// `$2` units of product `$1` for order `$4` if that many are available, with the reservation
+/// (status `$8`, expiring at `$7`), its line and the ledger row (id `$5`, reference `$6`, at `$3`).
+/// Returns the level after, or nothing when too few are available. An order that has its
+/// reservation already breaks the reservations' key, which undoes the whole statement.
+const RESERVE_ONE: &str = "\
+WITH s AS (
+  UPDATE stock_levels SET reserved = reserved + $2, updated_at = $3
+  WHERE product_id = $1 AND on_hand - reserved >= $2
+  RETURNING on_hand, reserved, low_stock_threshold
+), r AS (
+  INSERT INTO reservations (order_id, status, expires_at, created_at, updated_at) SELECT $4, $8, $7, $3, $3 FROM s
+), l AS (
+  INSERT INTO reservation_lines (order_id, product_id, quantity) SELECT $4, $1, $2 FROM s
+), m AS (
+  INSERT INTO stock_movements (id, product_id, kind, on_hand_delta, reserved_delta, on_hand_after,
+                               reserved_after, reason, actor_id, reference, created_at)
+  SELECT $5, $1, 'RESERVE', 0, $2, on_hand, reserved, NULL, NULL, $6, $3 FROM s
+)
+SELECT on_hand, reserved, low_stock_threshold FROM s";
+
 /// Moves order `$1`'s reservation from status `$2` to `$3` (at `$4`) and returns its lines, by
 /// product; none when it was not in `$2`.
 const FINISH_RESERVATION: &str = "\
@@ -108,6 +132,33 @@ WITH moved AS (
 )
 SELECT l.product_id, l.quantity FROM reservation_lines l JOIN moved m ON m.order_id = l.order_id
 ORDER BY l.product_id";
+
+/// The whole move of a one-line reservation in one statement (no transaction to open): order
+/// `$1`'s reservation goes from status `$2` to `$3` (at `$4`) if it has exactly one line, and that
+/// line's product changes by its quantity times `$5` on hand and times `$6` reserved, with its
+/// ledger row (id `$7`, kind `$8`, reference `$9`). Returns the product; nothing when the
+/// reservation was not in `$2` or has several lines. The reservation's row is written first (the
+/// stock update reads from it), so a concurrent move of the same reservation waits for it and
+/// then finds nothing to do. The line's stock row exists: reserving needed it, and none is ever
+/// deleted.
+const FINISH_ONE: &str = "\
+WITH moved AS (
+  UPDATE reservations SET status = $3, updated_at = $4
+  WHERE order_id = $1 AND status = $2 AND (SELECT count(*) FROM reservation_lines c WHERE c.order_id = $1) = 1
+  RETURNING order_id
+), l AS (
+  SELECT rl.product_id, rl.quantity FROM reservation_lines rl JOIN moved m ON m.order_id = rl.order_id
+), s AS (
+  UPDATE stock_levels st
+  SET on_hand = st.on_hand + l.quantity * $5, reserved = st.reserved + l.quantity * $6, updated_at = $4
+  FROM l WHERE st.product_id = l.product_id
+  RETURNING st.product_id, st.on_hand, st.reserved, l.quantity
+), m AS (
+  INSERT INTO stock_movements (id, product_id, kind, on_hand_delta, reserved_delta, on_hand_after,
+                               reserved_after, reason, actor_id, reference, created_at)
+  SELECT $7, product_id, $8, quantity * $5, quantity * $6, on_hand, reserved, NULL, NULL, $9, $4 FROM s
+)
+SELECT product_id FROM s";
 
 /// Changes product `$1`'s level by `$2` on hand and `$3` reserved (at `$4`) with its ledger row
 /// (id `$5`, kind `$6`, reference `$7`), in one statement.
@@ -119,6 +170,12 @@ WITH s AS (
 INSERT INTO stock_movements (id, product_id, kind, on_hand_delta, reserved_delta, on_hand_after,
                              reserved_after, reason, actor_id, reference, created_at)
 SELECT $5, $1, $6, $2, $3, on_hand, reserved, NULL, NULL, $7, $4 FROM s";
+
+#[derive(diesel::QueryableByName)]
+struct LineProduct {
+    #[diesel(sql_type = SqlUuid)]
+    product_id: Uuid,
+}
 
 #[derive(diesel::QueryableByName)]
 struct LevelAfter {
@@ -164,6 +221,67 @@ impl PgStockRepository {
 
 fn to_i32(v: u32) -> Result<i32, diesel::result::Error> {
     i32::try_from(v).map_err(|_| diesel::result::Error::RollbackTransaction)
+}
+
+/// Why `quantity` units of a product could not be reserved: no such product, or too few.
+async fn shortfall(conn: &mut AsyncPgConnection, product_id: Uuid, quantity: u32) -> Result<TxError, TxError> {
+    let level: Option<(i32, i32)> = stock_levels::table
+        .find(product_id)
+        .select((stock_levels::on_hand, stock_levels::reserved))
+        .first(conn)
+        .await
+        .optional()?;
+    Ok(match level {
+        None => TxError::NotFound(product_id),
+        Some((on_hand, reserved)) => {
+            TxError::Insufficient { product_id, requested: quantity, available: count(on_hand - reserved) }
+        }
+    })
+}
+
+/// The low-stock threshold `quantity` units crossed, given the level after they were reserved.
+fn crossing(product_id: Uuid, quantity: u32, after: &LevelAfter) -> Option<LowStockCrossing> {
+    LowStockCrossing::crossed(
+        ProductId::from_uuid(product_id),
+        count(after.on_hand - after.reserved),
+        quantity,
+        count(after.low_stock_threshold),
+    )
+}
+
+/// A one-line reservation (see `RESERVE_ONE`); `None` when the order had its reservation already.
+async fn reserve_one(
+    conn: &mut AsyncPgConnection,
+    order_id: Uuid,
+    (product_id, quantity): (Uuid, u32),
+    expires_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<Option<Vec<LowStockCrossing>>, TxError> {
+    let reserved = Statement::new(RESERVE_ONE)
+        .bind::<SqlUuid, _>(product_id)
+        .bind::<Int4, _>(to_i32(quantity)?)
+        .bind::<Timestamptz, _>(now)
+        .bind::<SqlUuid, _>(order_id)
+        .bind::<SqlUuid, _>(Uuid::now_v7())
+        .bind::<Text, _>(format!("order:{order_id}"))
+        .bind::<Timestamptz, _>(expires_at)
+        .bind::<Text, _>(ReservationStatus::Active.as_str())
+        .get_result::<LevelAfter>(conn)
+        .await
+        .optional();
+    match reserved {
+        Ok(Some(after)) => Ok(Some(crossing(product_id, quantity, &after).into_iter().collect())),
+        Err(diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _)) => Ok(None),
+        Err(e) => Err(e.into()),
+        Ok(None) => {
+            // Too few, or none needed: a replay after the stock sold out finds its reservation.
+            let exists: i64 = reservations::table.find(order_id).count().get_result(conn).await?;
+            if exists > 0 {
+                return Ok(None);
+            }
+            Err(shortfall(conn, product_id, quantity).await?)
+        }
+    }
 }
 
 async fn load_lines(conn: &mut AsyncPgConnection, order: Uuid) -> Result<Vec<(Uuid, i32)>, diesel::result::Error> {
@@ -308,8 +426,10 @@ impl StockRepository for PgStockRepository {
         let order_id = order.as_uuid();
         let mut sorted: Vec<(Uuid, u32)> = lines.iter().map(|l| (l.product_id.as_uuid(), l.quantity.get())).collect();
         sorted.sort_unstable();
-        let result = conn
-            .transaction::<Option<Vec<LowStockCrossing>>, TxError, _>(async move |conn| {
+        let result = if let [line] = sorted.as_slice() {
+            reserve_one(&mut conn, order_id, *line, expires_at, now).await
+        } else {
+            conn.transaction::<Option<Vec<LowStockCrossing>>, TxError, _>(async move |conn| {
                 let created = diesel::insert_into(reservations::table)
                     .values((
                         reservations::order_id.eq(order_id),
@@ -330,7 +450,7 @@ impl StockRepository for PgStockRepository {
                     let q = to_i32(*quantity)?;
                     // The conditional update is the guard against overselling; the line and
                     // its ledger row are written by the same statement, from what it returned.
-                    let updated: Option<LevelAfter> = diesel::sql_query(RESERVE_LINE)
+                    let updated: Option<LevelAfter> = Statement::new(RESERVE_LINE)
                         .bind::<SqlUuid, _>(product_id)
                         .bind::<Int4, _>(q)
                         .bind::<Timestamptz, _>(now)
@@ -340,37 +460,15 @@ impl StockRepository for PgStockRepository {
                         .get_result(conn)
                         .await
                         .optional()?;
-                    let Some(LevelAfter {
-                        on_hand: on_hand_after,
-                        reserved: reserved_after,
-                        low_stock_threshold: threshold,
-                    }) = updated
-                    else {
-                        let level: Option<(i32, i32)> = stock_levels::table
-                            .find(product_id)
-                            .select((stock_levels::on_hand, stock_levels::reserved))
-                            .first(conn)
-                            .await
-                            .optional()?;
-                        return Err(match level {
-                            None => TxError::NotFound(*product_id),
-                            Some((on_hand, reserved)) => TxError::Insufficient {
-                                product_id: *product_id,
-                                requested: *quantity,
-                                available: count(on_hand - reserved),
-                            },
-                        });
+                    let Some(after) = updated else {
+                        return Err(shortfall(conn, *product_id, *quantity).await?);
                     };
-                    crossed.extend(LowStockCrossing::crossed(
-                        ProductId::from_uuid(*product_id),
-                        count(on_hand_after - reserved_after),
-                        *quantity,
-                        count(threshold),
-                    ));
+                    crossed.extend(crossing(*product_id, *quantity, &after));
                 }
                 Ok(Some(crossed))
             })
-            .await;
+            .await
+        };
         match result {
             // Made now: it is what was asked for (no need to read it back).
             Ok(Some(crossed)) => Ok(Reservation {
@@ -405,15 +503,34 @@ impl StockRepository for PgStockRepository {
     ) -> Result<Transition, InfraError> {
         let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
         let order_id = order.as_uuid();
+        // RETURNED comes from CONFIRMED; every other end from ACTIVE.
+        let from =
+            if to == ReservationStatus::Returned { ReservationStatus::Confirmed } else { ReservationStatus::Active };
+        let (on_hand_sign, reserved_sign) = match to {
+            ReservationStatus::Confirmed => (-1, -1),
+            ReservationStatus::Returned => (1, 0),
+            _ => (0, -1),
+        };
+        let one: Vec<LineProduct> = Statement::new(FINISH_ONE)
+            .bind::<SqlUuid, _>(order_id)
+            .bind::<Text, _>(from.as_str())
+            .bind::<Text, _>(to.as_str())
+            .bind::<Timestamptz, _>(now)
+            .bind::<Int4, _>(on_hand_sign)
+            .bind::<Int4, _>(reserved_sign)
+            .bind::<SqlUuid, _>(Uuid::now_v7())
+            .bind::<Text, _>(to.movement_kind())
+            .bind::<Text, _>(format!("order:{order_id}"))
+            .load(&mut conn)
+            .await
+            .map_err(infra_from_diesel)?;
+        if !one.is_empty() {
+            return Ok(Transition::Applied(one.into_iter().map(|l| ProductId::from_uuid(l.product_id)).collect()));
+        }
+        // Several lines, or nothing to move: one statement per line, in one transaction.
         conn.transaction::<Transition, diesel::result::Error, _>(async move |conn| {
-            // RETURNED comes from CONFIRMED; every other end from ACTIVE.
-            let from = if to == ReservationStatus::Returned {
-                ReservationStatus::Confirmed
-            } else {
-                ReservationStatus::Active
-            };
             // The status moves and the lines come back in one statement (none: it had moved).
-            let lines: Vec<LineOf> = diesel::sql_query(FINISH_RESERVATION)
+            let lines: Vec<LineOf> = Statement::new(FINISH_RESERVATION)
                 .bind::<SqlUuid, _>(order_id)
                 .bind::<Text, _>(from.as_str())
                 .bind::<Text, _>(to.as_str())
@@ -432,12 +549,8 @@ impl StockRepository for PgStockRepository {
             let mut changed = Vec::new();
             for LineOf { product_id, quantity: q } in lines {
                 changed.push(ProductId::from_uuid(product_id));
-                let (on_hand_delta, reserved_delta) = match to {
-                    ReservationStatus::Confirmed => (-q, -q),
-                    ReservationStatus::Returned => (q, 0),
-                    _ => (0, -q),
-                };
-                let moved = diesel::sql_query(MOVE_STOCK)
+                let (on_hand_delta, reserved_delta) = (q * on_hand_sign, q * reserved_sign);
+                let moved = Statement::new(MOVE_STOCK)
                     .bind::<SqlUuid, _>(product_id)
                     .bind::<Int4, _>(on_hand_delta)
                     .bind::<Int4, _>(reserved_delta)

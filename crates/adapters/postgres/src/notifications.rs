@@ -6,7 +6,7 @@
 //! constraint keeps them in step with the status), so that no index covers `status`, `sent_at` or
 //! `delivered_at`: PENDING → SENT and → DELIVERED, every notification's writes, are HOT updates.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -20,15 +20,18 @@ use uuid::Uuid;
 use crate::error::{infra_from_diesel, infra_from_pool};
 use crate::group::Grouped;
 use crate::schema::{customers, notifications};
+use crate::sql::Statement;
 use crate::PgPool;
 
-/// The flow's three writes (save, read what is pending, mark sent) run under load for every
-/// notification at once: each goes through a group commit (see `group`).
+/// The flow's three writes (save, read what is pending, mark sent) and the acknowledgements of
+/// delivery run under load for every notification at once: each goes through a group commit (see
+/// `group`).
 pub struct PgNotificationRepository {
     pool: PgPool,
     saves: Grouped<Vec<Notification>, ()>,
     pendings: Grouped<String, Vec<Notification>>,
     sents: Grouped<String, u64>,
+    deliveries: Grouped<(CustomerId, NotificationId), bool>,
 }
 
 /// Most calls one grouped statement serves.
@@ -36,12 +39,13 @@ const GROUP: usize = 64;
 
 impl PgNotificationRepository {
     pub fn new(pool: PgPool) -> Self {
-        let (a, b, c) = (pool.clone(), pool.clone(), pool.clone());
+        let (a, b, c, d) = (pool.clone(), pool.clone(), pool.clone(), pool.clone());
         Self {
             pool,
             saves: Grouped::new(GROUP, move |batch| save_all(a.clone(), batch)),
             pendings: Grouped::new(GROUP, move |keys| pending_all(b.clone(), keys)),
             sents: Grouped::new(GROUP, move |keys| mark_all_sent(c.clone(), keys)),
+            deliveries: Grouped::new(GROUP, move |acks| mark_all_delivered(d.clone(), acks)),
         }
     }
 }
@@ -80,14 +84,15 @@ async fn save_all(pool: PgPool, calls: Vec<Vec<Notification>>) -> Result<Vec<()>
 /// What is still PENDING under each key.
 async fn pending_all(pool: PgPool, keys: Vec<String>) -> Result<Vec<Vec<Notification>>, InfraError> {
     let mut conn = pool.get().await.map_err(infra_from_pool)?;
-    let rows = notifications::table
-        .filter(notifications::dedupe_key.eq_any(&keys))
-        .filter(notifications::status.eq(NotificationStatus::Pending.as_str()))
-        .order(notifications::id.asc())
-        .select(Row::as_select())
-        .load(&mut conn)
-        .await
-        .map_err(infra_from_diesel)?;
+    let rows: Vec<Row> = Statement::new(
+        "SELECT id, dedupe_key, customer_id, kind, title, body, data, status, created_at, read_at \
+         FROM notifications WHERE dedupe_key = ANY($1) AND status = 'PENDING' ORDER BY id",
+    )
+    .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(&keys)
+    .planned_each_time()
+    .load(&mut conn)
+    .await
+    .map_err(infra_from_diesel)?;
     let mut by_key: HashMap<String, Vec<Notification>> = HashMap::new();
     for row in rows {
         let notification = row.into_domain()?;
@@ -96,27 +101,80 @@ async fn pending_all(pool: PgPool, keys: Vec<String>) -> Result<Vec<Vec<Notifica
     Ok(keys.iter().map(|k| by_key.get(k).cloned().unwrap_or_default()).collect())
 }
 
+#[derive(diesel::QueryableByName)]
+struct Key {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    dedupe_key: String,
+}
+
 /// PENDING → SENT under each key; how many moved per key.
 async fn mark_all_sent(pool: PgPool, keys: Vec<String>) -> Result<Vec<u64>, InfraError> {
     let mut conn = pool.get().await.map_err(infra_from_pool)?;
-    let moved: Vec<String> = diesel::update(
-        notifications::table
-            .filter(notifications::dedupe_key.eq_any(&keys))
-            .filter(notifications::status.eq(NotificationStatus::Pending.as_str())),
+    let moved: Vec<Key> = Statement::new(
+        "UPDATE notifications SET status = 'SENT', sent_at = $1 \
+         WHERE dedupe_key = ANY($2) AND status = 'PENDING' RETURNING dedupe_key",
     )
-    .set((notifications::status.eq(NotificationStatus::Sent.as_str()), notifications::sent_at.eq(Utc::now())))
-    .returning(notifications::dedupe_key)
-    .get_results(&mut conn)
+    .bind::<diesel::sql_types::Timestamptz, _>(Utc::now())
+    .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(&keys)
+    .planned_each_time()
+    .load(&mut conn)
     .await
     .map_err(infra_from_diesel)?;
     let mut counts: HashMap<&str, u64> = HashMap::new();
-    for key in &moved {
-        *counts.entry(key.as_str()).or_default() += 1;
+    for Key { dedupe_key } in &moved {
+        *counts.entry(dedupe_key.as_str()).or_default() += 1;
     }
     Ok(keys.iter().map(|k| counts.get(k.as_str()).copied().unwrap_or(0)).collect())
 }
 
-#[derive(Queryable, Selectable)]
+/// Marks each notification `$1[i]` of customer `$2[i]` DELIVERED at `$3` unless it was delivered
+/// or read already; returns those it moved, with their customers.
+const MARK_DELIVERED: &str = "\
+UPDATE notifications n SET status = 'DELIVERED', delivered_at = $3
+FROM unnest($1::uuid[], $2::uuid[]) AS a (id, customer_id)
+WHERE n.id = a.id AND n.customer_id = a.customer_id AND n.delivered_at IS NULL AND n.read_at IS NULL
+RETURNING n.id, n.customer_id";
+
+#[derive(diesel::QueryableByName)]
+struct Moved {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    id: Uuid,
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    customer_id: Uuid,
+}
+
+/// DELIVERED for every acknowledgement; whether each notification is its customer's (moved now,
+/// or delivered or read before: asked again, which only acknowledgements of those need).
+async fn mark_all_delivered(pool: PgPool, acks: Vec<(CustomerId, NotificationId)>) -> Result<Vec<bool>, InfraError> {
+    use diesel::sql_types::{Array, Timestamptz, Uuid as SqlUuid};
+    let ids: Vec<Uuid> = acks.iter().map(|(_, id)| id.as_uuid()).collect();
+    let customers: Vec<Uuid> = acks.iter().map(|(customer, _)| customer.as_uuid()).collect();
+    let mut conn = pool.get().await.map_err(infra_from_pool)?;
+    let moved: Vec<Moved> = Statement::new(MARK_DELIVERED)
+        .bind::<Array<SqlUuid>, _>(&ids)
+        .bind::<Array<SqlUuid>, _>(&customers)
+        .bind::<Timestamptz, _>(Utc::now())
+        .load(&mut conn)
+        .await
+        .map_err(infra_from_diesel)?;
+    let moved: HashSet<(Uuid, Uuid)> = moved.into_iter().map(|m| (m.id, m.customer_id)).collect();
+    let mut answers = Vec::with_capacity(acks.len());
+    for (customer, id) in &acks {
+        let mine = moved.contains(&(id.as_uuid(), customer.as_uuid()))
+            || notifications::table
+                .find(id.as_uuid())
+                .filter(notifications::customer_id.eq(customer.as_uuid()))
+                .count()
+                .get_result::<i64>(&mut conn)
+                .await
+                .map_err(infra_from_diesel)?
+                > 0;
+        answers.push(mine);
+    }
+    Ok(answers)
+}
+
+#[derive(Queryable, Selectable, QueryableByName)]
 #[diesel(table_name = notifications, check_for_backend(diesel::pg::Pg))]
 struct Row {
     id: Uuid,
@@ -201,23 +259,7 @@ impl NotificationRepository for PgNotificationRepository {
     }
 
     async fn mark_delivered(&self, customer: CustomerId, id: NotificationId) -> Result<bool, InfraError> {
-        let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
-        let mine = notifications::table.find(id.as_uuid()).filter(notifications::customer_id.eq(customer.as_uuid()));
-        let moved =
-            diesel::update(mine.filter(notifications::delivered_at.is_null().and(notifications::read_at.is_null())))
-                .set((
-                    notifications::status.eq(NotificationStatus::Delivered.as_str()),
-                    notifications::delivered_at.eq(Utc::now()),
-                ))
-                .execute(&mut conn)
-                .await
-                .map_err(infra_from_diesel)?;
-        if moved > 0 {
-            return Ok(true);
-        }
-        // Delivered or read already: still the caller's.
-        let exists: i64 = mine.count().get_result(&mut conn).await.map_err(infra_from_diesel)?;
-        Ok(exists > 0)
+        self.deliveries.call((customer, id)).await
     }
 
     async fn mark_read(&self, customer: CustomerId, id: NotificationId, at: DateTime<Utc>) -> Result<bool, InfraError> {

@@ -3,20 +3,21 @@
 //! An order is written once with its lines and its checkout context; afterwards only its
 //! status, payment status, cancellation reason, timeline and `updated_at` change, and only while
 //! the row is still as it was read (id, status, updated_at), so two writers can never both act on
-//! one state. Jobs caused by a write are staged in the outbox in the same transaction.
+//! one state. Jobs caused by a write are staged in the outbox by the same statement: creating an
+//! order (with its lines and jobs) and changing one are one hand-written statement each, one
+//! round trip with nothing to BEGIN or COMMIT around it.
 //!
 //! Money columns hold minor units; the order's one `currency` column applies to its lines too.
 //! The shipping address and the timeline are JSONB documents with camelCase fields.
 //! `payment_token` is read through `order_checkouts`, a second diesel view of `orders` (the table
-//! has one column more than diesel's default `table!` limit of 16), and written with the order by
-//! a hand-written INSERT.
+//! has one column more than diesel's default `table!` limit of 16), and written with the order.
 
 use std::collections::HashMap;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel_async::{AsyncConnection, RunQueryDsl};
+use diesel_async::RunQueryDsl;
 use ecom_kernel::jobs::NewJob;
 use ecom_kernel::{Currency, Cursor, CustomerId, InfraError, Money, OrderId, Page, PageRequest, ProductId};
 use ecom_orders::model::{
@@ -29,8 +30,9 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::error::{infra_from_diesel, infra_from_pool};
-use crate::outbox::stage;
+use crate::outbox::JobColumns;
 use crate::schema::{order_checkouts, order_lines, orders};
+use crate::sql::Statement;
 use crate::PgPool;
 
 #[derive(diesel::QueryableByName)]
@@ -272,101 +274,118 @@ fn cursor_time(cursor: &Cursor) -> Result<DateTime<Utc>, InfraError> {
         .ok_or_else(|| InfraError::unexpected("cursor of another list"))
 }
 
-enum TxError {
-    Db(diesel::result::Error),
-    Conflict,
+/// Inserts order `$1` with its payment token (`$17`), its lines (`$18`…`$24`, one array per
+/// column) and its jobs (`$25`…`$31`, see [`JobColumns`]): one statement, so one round trip and
+/// no transaction to open; written by hand because the 17 columns exceed diesel's `table!`
+/// limit (see the schema). Line rows check their order's key at the end of the statement.
+const CREATE_ORDER: &str = "\
+WITH o AS (
+  INSERT INTO orders (id, customer_id, status, payment_status, payment_method, subtotal, shipping_cost, total,
+                      currency, shipping_address, customer_notes, cancellation_reason, timeline, cart_id,
+                      created_at, updated_at, payment_token)
+  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+  RETURNING id
+), l AS (
+  INSERT INTO order_lines (order_id, position, product_id, sku, name, unit_price, quantity, line_total)
+  SELECT o.id, l.position, l.product_id, l.sku, l.name, l.unit_price, l.quantity, l.line_total
+  FROM o, unnest($18::int4[], $19::uuid[], $20::text[], $21::text[], $22::int8[], $23::int4[], $24::int8[])
+       AS l (position, product_id, sku, name, unit_price, quantity, line_total)
+), j AS (
+  INSERT INTO outbox (id, queue, kind, payload, schema_version, max_attempts, trace_id, run_at, created_at)
+  SELECT j.id, j.queue, j.kind, j.payload, j.schema_version, j.max_attempts, j.trace_id, NULL, $15
+  FROM o, unnest($25::text[], $26::text[], $27::text[], $28::jsonb[], $29::int4[], $30::int4[], $31::text[])
+       AS j (id, queue, kind, payload, schema_version, max_attempts, trace_id)
+  ON CONFLICT DO NOTHING
+)
+SELECT count(*) AS n FROM o";
+
+/// Moves order `$1` from status `$2` as of `$3` to `$4`…`$8` (status, payment status,
+/// cancellation reason, timeline, updated at) and stages its jobs (`$9`…`$15`, see
+/// [`JobColumns`]) in the same statement; counts the orders changed (none: it had moved on).
+const UPDATE_ORDER: &str = "\
+WITH u AS (
+  UPDATE orders SET status = $4, payment_status = $5, cancellation_reason = $6, timeline = $7, updated_at = $8
+  WHERE id = $1 AND status = $2 AND updated_at = $3
+  RETURNING id
+), j AS (
+  INSERT INTO outbox (id, queue, kind, payload, schema_version, max_attempts, trace_id, run_at, created_at)
+  SELECT j.id, j.queue, j.kind, j.payload, j.schema_version, j.max_attempts, j.trace_id, NULL, $8
+  FROM u, unnest($9::text[], $10::text[], $11::text[], $12::jsonb[], $13::int4[], $14::int4[], $15::text[])
+       AS j (id, queue, kind, payload, schema_version, max_attempts, trace_id)
+  ON CONFLICT DO NOTHING
+)
+SELECT count(*) AS n FROM u";
+
+#[derive(diesel::QueryableByName)]
+struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
 }
 
-impl From<diesel::result::Error> for TxError {
-    fn from(e: diesel::result::Error) -> Self {
-        TxError::Db(e)
-    }
-}
-
-impl From<TxError> for OrderSaveError {
-    fn from(e: TxError) -> Self {
-        match e {
-            TxError::Conflict => OrderSaveError::Conflict,
-            TxError::Db(e) => OrderSaveError::Infrastructure(infra_from_diesel(e)),
-        }
-    }
-}
-
-/// Inserts the order row with its payment token: one statement, written by hand because the
-/// 17 columns exceed diesel's `table!` limit (see the schema).
-async fn insert_order(
-    conn: &mut diesel_async::AsyncPgConnection,
-    o: &OrderRow,
-    cart_id: Uuid,
-    token: Option<&str>,
-) -> Result<(), diesel::result::Error> {
-    use diesel::sql_types::{Bpchar, Int8, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid};
-    diesel::sql_query(
-        "INSERT INTO orders (id, customer_id, status, payment_status, payment_method, subtotal, shipping_cost, \
-         total, currency, shipping_address, customer_notes, cancellation_reason, timeline, cart_id, created_at, \
-         updated_at, payment_token) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
-    )
-    .bind::<SqlUuid, _>(o.id)
-    .bind::<SqlUuid, _>(o.customer_id)
-    .bind::<Text, _>(&o.status)
-    .bind::<Text, _>(&o.payment_status)
-    .bind::<Text, _>(&o.payment_method)
-    .bind::<Int8, _>(o.subtotal)
-    .bind::<Int8, _>(o.shipping_cost)
-    .bind::<Int8, _>(o.total)
-    .bind::<Bpchar, _>(&o.currency)
-    .bind::<Jsonb, _>(&o.shipping_address)
-    .bind::<Nullable<Text>, _>(&o.customer_notes)
-    .bind::<Nullable<Text>, _>(&o.cancellation_reason)
-    .bind::<Jsonb, _>(&o.timeline)
-    .bind::<SqlUuid, _>(cart_id)
-    .bind::<Timestamptz, _>(o.created_at)
-    .bind::<Timestamptz, _>(o.updated_at)
-    .bind::<Nullable<Text>, _>(token)
-    .execute(conn)
-    .await
-    .map(|_| ())
+/// The lines as columns, in the order `CREATE_ORDER` reads them.
+fn bind_lines<'a>(statement: Statement<'a>, lines: Vec<LineRow>) -> Statement<'a> {
+    use diesel::sql_types::{Array, Int4, Int8, Text, Uuid as SqlUuid};
+    statement
+        .bind::<Array<Int4>, _>(lines.iter().map(|l| l.position).collect::<Vec<_>>())
+        .bind::<Array<SqlUuid>, _>(lines.iter().map(|l| l.product_id).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(lines.iter().map(|l| l.sku.clone()).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(lines.iter().map(|l| l.name.clone()).collect::<Vec<_>>())
+        .bind::<Array<Int8>, _>(lines.iter().map(|l| l.unit_price).collect::<Vec<_>>())
+        .bind::<Array<Int4>, _>(lines.iter().map(|l| l.quantity).collect::<Vec<_>>())
+        .bind::<Array<Int8>, _>(lines.iter().map(|l| l.line_total).collect::<Vec<_>>())
 }
 
 #[async_trait]
 impl OrderRepository for PgOrderRepository {
     async fn create(&self, order: &Order, context: &CheckoutContext, jobs: &[NewJob]) -> Result<(), InfraError> {
-        let (row, cart_id) = (OrderRow::of(order)?, context.cart_id);
-        let token = context.payment_token.clone();
+        use diesel::sql_types::{Bpchar, Int8, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+        let o = OrderRow::of(order)?;
         let lines =
             order.lines.iter().enumerate().map(|(i, l)| LineRow::of(order, i, l)).collect::<Result<Vec<_>, _>>()?;
-        let (jobs, now) = (jobs.to_vec(), order.created_at);
+        let statement = Statement::new(CREATE_ORDER)
+            .bind::<SqlUuid, _>(o.id)
+            .bind::<SqlUuid, _>(o.customer_id)
+            .bind::<Text, _>(o.status)
+            .bind::<Text, _>(o.payment_status)
+            .bind::<Text, _>(o.payment_method)
+            .bind::<Int8, _>(o.subtotal)
+            .bind::<Int8, _>(o.shipping_cost)
+            .bind::<Int8, _>(o.total)
+            .bind::<Bpchar, _>(o.currency)
+            .bind::<Jsonb, _>(o.shipping_address)
+            .bind::<Nullable<Text>, _>(o.customer_notes)
+            .bind::<Nullable<Text>, _>(o.cancellation_reason)
+            .bind::<Jsonb, _>(o.timeline)
+            .bind::<SqlUuid, _>(context.cart_id)
+            .bind::<Timestamptz, _>(o.created_at)
+            .bind::<Timestamptz, _>(o.updated_at)
+            .bind::<Nullable<Text>, _>(context.payment_token.clone());
+        let statement = JobColumns::of(jobs).bind(bind_lines(statement, lines));
         let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
-        conn.transaction::<(), diesel::result::Error, _>(async move |conn| {
-            insert_order(conn, &row, cart_id, token.as_deref()).await?;
-            diesel::insert_into(order_lines::table).values(&lines).execute(conn).await?;
-            stage(conn, &jobs, None, now).await?;
-            Ok(())
-        })
-        .await
-        .map_err(infra_from_diesel)
+        let created: Count = statement.get_result(&mut conn).await.map_err(infra_from_diesel)?;
+        if created.n != 1 {
+            return Err(InfraError::unexpected(format!("order {} was not created", order.id)));
+        }
+        Ok(())
     }
 
     async fn get(&self, id: OrderId) -> Result<Option<Order>, InfraError> {
+        // One row per line, the order's columns on each: one round trip.
         let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
-        let row: Option<OrderRow> = orders::table
-            .find(id.as_uuid())
-            .select(OrderRow::as_select())
-            .first(&mut conn)
-            .await
-            .optional()
-            .map_err(infra_from_diesel)?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        let lines: Vec<LineRow> = order_lines::table
-            .filter(order_lines::order_id.eq(row.id))
+        let rows: Vec<(OrderRow, LineRow)> = orders::table
+            .inner_join(order_lines::table)
+            .filter(orders::id.eq(id.as_uuid()))
             .order(order_lines::position.asc())
-            .select(LineRow::as_select())
+            .select((OrderRow::as_select(), LineRow::as_select()))
             .load(&mut conn)
             .await
             .map_err(infra_from_diesel)?;
-        row.into_domain(lines).map(Some)
+        let mut rows = rows.into_iter();
+        let Some((order, first)) = rows.next() else {
+            return Ok(None);
+        };
+        let lines = std::iter::once(first).chain(rows.map(|(_, line)| line)).collect();
+        order.into_domain(lines).map(Some)
     }
 
     async fn context(&self, id: OrderId) -> Result<Option<CheckoutContext>, InfraError> {
@@ -431,37 +450,23 @@ impl OrderRepository for PgOrderRepository {
     }
 
     async fn update(&self, expected: &Order, order: &Order, jobs: &[NewJob]) -> Result<(), OrderSaveError> {
-        let timeline = timeline_json(&order.timeline)?;
-        let (id, status, updated_at) = (expected.id.as_uuid(), expected.status.as_str(), expected.updated_at);
-        let next_status = order.status.as_str();
-        let payment_status = order.payment_status.as_str();
-        let reason = order.cancellation_reason.as_ref().map(CancellationReason::as_str);
-        let (jobs, now) = (jobs.to_vec(), order.updated_at);
+        use diesel::sql_types::{Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+        let statement = Statement::new(UPDATE_ORDER)
+            .bind::<SqlUuid, _>(expected.id.as_uuid())
+            .bind::<Text, _>(expected.status.as_str())
+            .bind::<Timestamptz, _>(expected.updated_at)
+            .bind::<Text, _>(order.status.as_str())
+            .bind::<Text, _>(order.payment_status.as_str())
+            .bind::<Nullable<Text>, _>(order.cancellation_reason.as_ref().map(CancellationReason::as_str))
+            .bind::<Jsonb, _>(timeline_json(&order.timeline)?)
+            .bind::<Timestamptz, _>(order.updated_at);
+        let statement = JobColumns::of(jobs).bind(statement);
         let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
-        conn.transaction::<(), TxError, _>(async move |conn| {
-            let updated = diesel::update(
-                orders::table
-                    .filter(orders::id.eq(id))
-                    .filter(orders::status.eq(status))
-                    .filter(orders::updated_at.eq(updated_at)),
-            )
-            .set((
-                orders::status.eq(next_status),
-                orders::payment_status.eq(payment_status),
-                orders::cancellation_reason.eq(reason),
-                orders::timeline.eq(&timeline),
-                orders::updated_at.eq(now),
-            ))
-            .execute(conn)
-            .await?;
-            if updated != 1 {
-                return Err(TxError::Conflict);
-            }
-            stage(conn, &jobs, None, now).await?;
-            Ok(())
-        })
-        .await
-        .map_err(OrderSaveError::from)
+        let updated: Count = statement.get_result(&mut conn).await.map_err(infra_from_diesel)?;
+        if updated.n != 1 {
+            return Err(OrderSaveError::Conflict);
+        }
+        Ok(())
     }
 
     async fn unfinished(

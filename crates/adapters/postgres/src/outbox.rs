@@ -16,6 +16,7 @@ use ecom_kernel::InfraError;
 
 use crate::error::{infra_from_diesel, infra_from_pool};
 use crate::schema::outbox;
+use crate::sql::Statement;
 use crate::PgPool;
 
 /// Adds jobs to the outbox inside the caller's transaction (to run at `run_at`, or now).
@@ -44,6 +45,47 @@ pub async fn stage(
             .await?;
     }
     Ok(())
+}
+
+/// Jobs as columns, for a statement that stages them itself (one round trip for the change and
+/// its jobs): bound as seven arrays, id, queue, kind, payload, schema version, max attempts and
+/// trace id, read with `unnest` in that order. Such a statement inserts them as [`stage`] does
+/// (`ON CONFLICT DO NOTHING`, `run_at` NULL).
+pub(crate) struct JobColumns {
+    ids: Vec<String>,
+    queues: Vec<String>,
+    kinds: Vec<String>,
+    payloads: Vec<serde_json::Value>,
+    versions: Vec<i32>,
+    attempts: Vec<i32>,
+    traces: Vec<Option<String>>,
+}
+
+impl JobColumns {
+    pub(crate) fn of(jobs: &[NewJob]) -> Self {
+        Self {
+            ids: jobs.iter().map(|j| j.id.as_str().to_owned()).collect(),
+            queues: jobs.iter().map(|j| j.queue.as_str().to_owned()).collect(),
+            kinds: jobs.iter().map(|j| j.kind.clone()).collect(),
+            payloads: jobs.iter().map(|j| j.payload.clone()).collect(),
+            versions: jobs.iter().map(|j| i32::from(j.schema_version)).collect(),
+            attempts: jobs.iter().map(|j| i32::try_from(j.max_attempts).unwrap_or(i32::MAX)).collect(),
+            traces: jobs.iter().map(|j| j.trace_id.clone()).collect(),
+        }
+    }
+
+    /// Binds the seven arrays as the statement's next parameters.
+    pub(crate) fn bind(self, statement: Statement<'_>) -> Statement<'_> {
+        use diesel::sql_types::{Array, Int4, Jsonb, Nullable, Text};
+        statement
+            .bind::<Array<Text>, _>(self.ids)
+            .bind::<Array<Text>, _>(self.queues)
+            .bind::<Array<Text>, _>(self.kinds)
+            .bind::<Array<Jsonb>, _>(self.payloads)
+            .bind::<Array<Int4>, _>(self.versions)
+            .bind::<Array<Int4>, _>(self.attempts)
+            .bind::<Array<Nullable<Text>>, _>(self.traces)
+    }
 }
 
 #[derive(Queryable, Selectable)]
@@ -115,14 +157,19 @@ impl PgOutbox {
     }
 
     /// Records rows as published (their jobs were enqueued by the writer). Rows recorded
-    /// already are left as they are.
+    /// already keep their first time. Returns how many of the rows exist.
     pub async fn mark_published(&self, ids: &[String]) -> Result<usize, InfraError> {
         if ids.is_empty() {
             return Ok(0);
         }
         let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
-        diesel::update(outbox::table.filter(outbox::id.eq_any(ids)).filter(outbox::published_at.is_null()))
-            .set(outbox::published_at.eq(Utc::now()))
+        // By the key alone (`coalesce` keeps a first mark): a condition on `published_at` lets the
+        // planner pick the partial index of unpublished rows, which under load is mostly entries
+        // of rows published since and not yet vacuumed.
+        Statement::new("UPDATE outbox SET published_at = coalesce(published_at, $1) WHERE id = ANY($2)")
+            .bind::<diesel::sql_types::Timestamptz, _>(Utc::now())
+            .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(ids)
+            .planned_each_time()
             .execute(&mut conn)
             .await
             .map_err(infra_from_diesel)

@@ -15,8 +15,9 @@ use ecom_payments::ports::{PaymentChange, PaymentRepository, SaveError};
 use uuid::Uuid;
 
 use crate::error::{infra_from_diesel, infra_from_pool};
-use crate::outbox::stage;
+use crate::outbox::{stage, JobColumns};
 use crate::schema::{payment_events, payments, refunds};
+use crate::sql::Statement;
 use crate::PgPool;
 
 pub struct PgPaymentRepository {
@@ -152,30 +153,56 @@ impl From<TxError> for SaveError {
     }
 }
 
-/// Writes `next` over the row when it still matches `expected`.
+/// Writes payment `$1` (provider reference, status, refunded amount, failure reason, updated at:
+/// `$5`…`$9`) while it still has status `$2`, refunded amount `$3` and updated at `$4`, and
+/// stages its jobs (`$10`…`$16`, see [`JobColumns`]); counts the payments changed.
+const UPDATE_PAYMENT: &str = "\
+WITH u AS (
+  UPDATE payments SET provider_reference = $5, status = $6, refunded_amount = $7, failure_reason = $8, updated_at = $9
+  WHERE id = $1 AND status = $2 AND refunded_amount = $3 AND updated_at = $4
+  RETURNING id
+), j AS (
+  INSERT INTO outbox (id, queue, kind, payload, schema_version, max_attempts, trace_id, run_at, created_at)
+  SELECT j.id, j.queue, j.kind, j.payload, j.schema_version, j.max_attempts, j.trace_id, NULL, $9
+  FROM u, unnest($10::text[], $11::text[], $12::text[], $13::jsonb[], $14::int4[], $15::int4[], $16::text[])
+       AS j (id, queue, kind, payload, schema_version, max_attempts, trace_id)
+  ON CONFLICT DO NOTHING
+)
+SELECT count(*) AS n FROM u";
+
+const INSERT_PAYMENT: &str = "\
+INSERT INTO payments (id, order_id, customer_id, provider, provider_reference, amount, currency, status,
+                      refunded_amount, failure_reason, created_at, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+ON CONFLICT (id) DO NOTHING";
+
+#[derive(diesel::QueryableByName)]
+struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+/// Writes `next` over the row when it still matches `expected`, staging `jobs` with it.
 async fn compare_and_set(
     conn: &mut diesel_async::AsyncPgConnection,
     expected: &Payment,
     next: &Payment,
+    jobs: &[NewJob],
 ) -> Result<(), TxError> {
+    use diesel::sql_types::{BigInt, Nullable, Text, Timestamptz, Uuid as SqlUuid};
     let row = PaymentRow::of(next);
-    let updated = diesel::update(
-        payments::table
-            .filter(payments::id.eq(expected.id.as_uuid()))
-            .filter(payments::status.eq(expected.status.as_str()))
-            .filter(payments::refunded_amount.eq(expected.refunded.amount()))
-            .filter(payments::updated_at.eq(expected.updated_at)),
-    )
-    .set((
-        payments::provider_reference.eq(row.provider_reference),
-        payments::status.eq(row.status),
-        payments::refunded_amount.eq(row.refunded_amount),
-        payments::failure_reason.eq(row.failure_reason),
-        payments::updated_at.eq(row.updated_at),
-    ))
-    .execute(conn)
-    .await?;
-    if updated == 1 {
+    let statement = Statement::new(UPDATE_PAYMENT)
+        .bind::<SqlUuid, _>(expected.id.as_uuid())
+        .bind::<Text, _>(expected.status.as_str())
+        .bind::<BigInt, _>(expected.refunded.amount())
+        .bind::<Timestamptz, _>(expected.updated_at)
+        .bind::<Nullable<Text>, _>(row.provider_reference)
+        .bind::<Text, _>(row.status)
+        .bind::<BigInt, _>(row.refunded_amount)
+        .bind::<Nullable<Text>, _>(row.failure_reason)
+        .bind::<Timestamptz, _>(row.updated_at);
+    let updated: Count = JobColumns::of(jobs).bind(statement).get_result(conn).await?;
+    if updated.n == 1 {
         Ok(())
     } else {
         Err(TxError::Conflict)
@@ -185,14 +212,23 @@ async fn compare_and_set(
 #[async_trait]
 impl PaymentRepository for PgPaymentRepository {
     async fn insert(&self, payment: &Payment) -> Result<(), InfraError> {
+        use diesel::sql_types::{BigInt, Bpchar, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+        let row = PaymentRow::of(payment);
+        let statement = Statement::new(INSERT_PAYMENT)
+            .bind::<SqlUuid, _>(row.id)
+            .bind::<SqlUuid, _>(row.order_id)
+            .bind::<SqlUuid, _>(row.customer_id)
+            .bind::<Text, _>(row.provider)
+            .bind::<Nullable<Text>, _>(row.provider_reference)
+            .bind::<BigInt, _>(row.amount)
+            .bind::<Bpchar, _>(row.currency)
+            .bind::<Text, _>(row.status)
+            .bind::<BigInt, _>(row.refunded_amount)
+            .bind::<Nullable<Text>, _>(row.failure_reason)
+            .bind::<Timestamptz, _>(row.created_at)
+            .bind::<Timestamptz, _>(row.updated_at);
         let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
-        diesel::insert_into(payments::table)
-            .values(PaymentRow::of(payment))
-            .on_conflict(payments::id)
-            .do_nothing()
-            .execute(&mut conn)
-            .await
-            .map_err(infra_from_diesel)?;
+        statement.execute(&mut conn).await.map_err(infra_from_diesel)?;
         Ok(())
     }
 
@@ -234,15 +270,9 @@ impl PaymentRepository for PgPaymentRepository {
     }
 
     async fn update(&self, expected: &Payment, payment: &Payment, jobs: &[NewJob]) -> Result<(), SaveError> {
+        // One statement: the change and its jobs commit together without a transaction to open.
         let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
-        let (expected, next, jobs) = (expected.clone(), payment.clone(), jobs.to_vec());
-        conn.transaction::<(), TxError, _>(async move |conn| {
-            compare_and_set(conn, &expected, &next).await?;
-            stage(conn, &jobs, None, next.updated_at).await?;
-            Ok(())
-        })
-        .await
-        .map_err(SaveError::from)
+        compare_and_set(&mut conn, expected, payment, jobs).await.map_err(SaveError::from)
     }
 
     async fn book_refund(
@@ -255,7 +285,7 @@ impl PaymentRepository for PgPaymentRepository {
         let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
         let (expected, next, refund, jobs) = (expected.clone(), payment.clone(), refund.clone(), jobs.to_vec());
         conn.transaction::<(), TxError, _>(async move |conn| {
-            compare_and_set(conn, &expected, &next).await?;
+            compare_and_set(conn, &expected, &next, &[]).await?;
             diesel::insert_into(refunds::table).values(RefundRow::of(&refund, refund.created_at)).execute(conn).await?;
             stage(conn, &jobs, None, refund.created_at).await?;
             Ok(())
@@ -297,7 +327,7 @@ impl PaymentRepository for PgPaymentRepository {
                 return Ok(false);
             }
             if let Some(change) = restored {
-                compare_and_set(conn, &change.expected, &change.payment).await?;
+                compare_and_set(conn, &change.expected, &change.payment, &[]).await?;
             }
             Ok(true)
         })

@@ -1,12 +1,17 @@
 //! Hand-built SQL that PostgreSQL can prepare once per connection.
 //!
-//! diesel's `sql_query` is never put in the prepared-statement cache, so every call is planned
-//! again (several milliseconds for a search). [`Sql`] marks its text as safe to cache: the
+//! diesel never puts `sql_query` or an `UPDATE` in the prepared-statement cache, so every call
+//! costs a round trip to prepare it and a fresh plan (several milliseconds for a search; for the
+//! short statements of a checkout, about as much as running them). [`Sql`] (built piece by piece)
+//! and [`Statement`] (a fixed text with `$n` placeholders) mark their text as safe to cache: the
 //! statement cache then keys it by its text, and each distinct shape is prepared once.
+
+use std::marker::PhantomData;
 
 use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
-use diesel::sql_types::{BigInt, Text, Untyped, Uuid as SqlUuid};
+use diesel::serialize::ToSql;
+use diesel::sql_types::{BigInt, HasSqlType, Text, Untyped, Uuid as SqlUuid};
 use diesel::QueryResult;
 use uuid::Uuid;
 
@@ -68,5 +73,160 @@ impl QueryFragment<Pg> for Sql {
             }
         }
         Ok(())
+    }
+}
+
+/// One parameter of a [`Statement`], with its SQL type.
+trait Param: Send + Sync {
+    fn push<'b>(&'b self, out: &mut AstPass<'_, 'b, Pg>) -> QueryResult<()>;
+}
+
+struct Typed<ST, U>(U, PhantomData<fn() -> ST>);
+
+impl<ST, U> Param for Typed<ST, U>
+where
+    Pg: HasSqlType<ST>,
+    U: ToSql<ST, Pg> + Send + Sync,
+{
+    fn push<'b>(&'b self, out: &mut AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_bind_param::<ST, U>(&self.0)
+    }
+}
+
+/// A hand-written statement whose placeholders `$1`, `$2`… take the values bound with
+/// [`Statement::bind`], in that order; a placeholder may appear more than once. The text holds no
+/// other `$` (no dollar quoting). Unlike `diesel::sql_query`, each connection prepares it once.
+pub(crate) struct Statement<'a> {
+    text: &'static str,
+    params: Vec<Box<dyn Param + 'a>>,
+    planned_each_time: bool,
+}
+
+impl<'a> Statement<'a> {
+    pub(crate) fn new(text: &'static str) -> Self {
+        Self { text, params: Vec::new(), planned_each_time: false }
+    }
+
+    /// Not cached: planned for its parameters on every call. For a statement that finds rows by
+    /// a list (`= ANY($n)`) in a table that starts empty and grows: a cached statement's plan
+    /// is fixed after a few calls, and one fixed while the table was nearly empty scans the
+    /// whole table (or a partial index full of rows that left it) until the table is next
+    /// analyzed.
+    pub(crate) fn planned_each_time(mut self) -> Self {
+        self.planned_each_time = true;
+        self
+    }
+
+    /// Binds the next parameter as SQL type `ST`.
+    pub(crate) fn bind<ST, U>(mut self, value: U) -> Self
+    where
+        Pg: HasSqlType<ST>,
+        U: ToSql<ST, Pg> + Send + Sync + 'a,
+        ST: 'a,
+    {
+        self.params.push(Box::new(Typed::<ST, U>(value, PhantomData)));
+        self
+    }
+}
+
+impl QueryId for Statement<'_> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl Query for Statement<'_> {
+    type SqlType = Untyped;
+}
+
+impl QueryFragment<Pg> for Statement<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        if self.planned_each_time {
+            out.unsafe_to_cache_prepared();
+        }
+        let text = self.text;
+        let mut rest = text;
+        while let Some(at) = rest.find('$') {
+            out.push_sql(&rest[..at]);
+            let digits = rest[at + 1..].bytes().take_while(u8::is_ascii_digit).count();
+            let number: usize = rest[at + 1..at + 1 + digits].parse().unwrap_or(0);
+            let param = number.checked_sub(1).and_then(|i| self.params.get(i)).ok_or_else(|| {
+                diesel::result::Error::QueryBuilderError(
+                    format!("placeholder ${number} has no bound value in: {text}").into(),
+                )
+            })?;
+            // Diesel numbers the placeholders itself, in order of appearance.
+            param.push(&mut out)?;
+            rest = &rest[at + 1 + digits..];
+        }
+        out.push_sql(rest);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use diesel::sql_types::{BigInt, Text};
+    use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+
+    use super::Statement;
+
+    #[derive(diesel::QueryableByName)]
+    struct Answer {
+        #[diesel(sql_type = Text)]
+        a: String,
+        #[diesel(sql_type = BigInt)]
+        b: i64,
+    }
+
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+
+    #[tokio::test]
+    async fn placeholders_take_their_values_and_the_statement_is_prepared_once_per_connection() {
+        let db = ecom_testkit::TestDb::new().await;
+        let mut conn = AsyncPgConnection::establish(&db.url()).await.unwrap();
+        for i in 0..3_i64 {
+            // `$2` twice, `$1` between: each occurrence takes its own value.
+            let answer: Answer = Statement::new("SELECT $2 || $1 || $2 AS a, $3 + 1 AS b -- statement-test")
+                .bind::<Text, _>("x")
+                .bind::<Text, _>("-")
+                .bind::<BigInt, _>(i)
+                .get_result(&mut conn)
+                .await
+                .unwrap();
+            assert_eq!((answer.a.as_str(), answer.b), ("-x-", i + 1));
+        }
+        // Named (cached) statements are listed; diesel's one-off statements are unnamed.
+        let prepared: Count = diesel::sql_query(
+            "SELECT count(*) AS n FROM pg_prepared_statements WHERE statement LIKE '%statement' || '-test%'",
+        )
+        .get_result(&mut conn)
+        .await
+        .unwrap();
+        assert_eq!(prepared.n, 1, "three calls, one prepared statement");
+
+        for _ in 0..3 {
+            Statement::new("SELECT $1 AS a, 1::int8 AS b -- planned-test")
+                .bind::<Text, _>("x")
+                .planned_each_time()
+                .get_result::<Answer>(&mut conn)
+                .await
+                .unwrap();
+        }
+        let prepared: Count = diesel::sql_query(
+            "SELECT count(*) AS n FROM pg_prepared_statements WHERE statement LIKE '%planned' || '-test%'",
+        )
+        .get_result(&mut conn)
+        .await
+        .unwrap();
+        assert_eq!(prepared.n, 0, "planned each time: never kept");
+
+        let unbound = Statement::new("SELECT $2 AS a").bind::<Text, _>("x").execute(&mut conn).await;
+        assert!(unbound.is_err(), "a placeholder without a value is an error, not a panic");
     }
 }

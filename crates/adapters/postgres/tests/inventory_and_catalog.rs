@@ -128,6 +128,70 @@ async fn level(stock: &PgStockRepository, p: ProductId) -> (u32, u32) {
 }
 
 #[tokio::test]
+async fn a_replayed_reservation_finds_its_own_even_once_the_stock_is_gone() {
+    let db = TestDb::new().await;
+    let pool = pool(&db, 4);
+    let products = PgProductRepository::new(pool.clone());
+    let (p, q) = (stocked(&products, "LAST-1", 3).await, stocked(&products, "LAST-2", 1).await);
+    let stock = PgStockRepository::new(pool);
+
+    // One line (one statement) and two lines (a transaction): each takes everything there is.
+    let (one, two) = (OrderId::new(), OrderId::new());
+    stock.reserve(one, &[line(p, 2)], in_an_hour(), now()).await.unwrap();
+    stock.reserve(two, &[line(p, 1), line(q, 1)], in_an_hour(), now()).await.unwrap();
+    assert_eq!((level(&stock, p).await, level(&stock, q).await), ((3, 3), (1, 1)));
+
+    let again = stock.reserve(one, &[line(p, 2)], in_an_hour(), now()).await.unwrap();
+    assert_eq!((again.status, again.lines.len()), (ReservationStatus::Active, 1), "its own, not out of stock");
+    let again = stock.reserve(two, &[line(p, 1), line(q, 1)], in_an_hour(), now()).await.unwrap();
+    assert_eq!((again.status, again.lines.len()), (ReservationStatus::Active, 2));
+    assert_eq!((level(&stock, p).await, level(&stock, q).await), ((3, 3), (1, 1)), "nothing taken twice");
+
+    let err = stock.reserve(OrderId::new(), &[line(p, 1)], in_an_hour(), now()).await.unwrap_err();
+    assert!(matches!(err, ReserveError::Insufficient { available: 0, .. }), "{err:?}");
+    let unknown = ProductId::new();
+    let err = stock.reserve(OrderId::new(), &[line(unknown, 1)], in_an_hour(), now()).await.unwrap_err();
+    assert!(matches!(err, ReserveError::UnknownProduct(u) if u == unknown), "{err:?}");
+}
+
+#[tokio::test]
+async fn racing_moves_of_one_reservation_apply_once_whatever_its_lines() {
+    let db = TestDb::new().await;
+    let pool = pool(&db, 8);
+    let products = PgProductRepository::new(pool.clone());
+    let (p, q) = (stocked(&products, "RACE-1", 100).await, stocked(&products, "RACE-2", 100).await);
+    let stock = Arc::new(PgStockRepository::new(pool));
+    let mut expected = ((100_u32, 0_u32), (100_u32, 0_u32));
+    for round in 0..20 {
+        let order = OrderId::new();
+        // Even rounds: one line (one statement); odd: two lines (a transaction).
+        let lines = if round % 2 == 0 { vec![line(p, 1)] } else { vec![line(p, 1), line(q, 2)] };
+        stock.reserve(order, &lines, in_an_hour(), now()).await.unwrap();
+        let moves = [ReservationStatus::Confirmed, ReservationStatus::Released, ReservationStatus::Confirmed];
+        let racers = moves.map(|to| {
+            let stock = stock.clone();
+            tokio::spawn(async move { (to, stock.finish(order, to, now()).await.unwrap()) })
+        });
+        let mut applied = Vec::new();
+        for racer in racers {
+            let (to, transition) = racer.await.unwrap();
+            if let Transition::Applied(changed) = transition {
+                assert_eq!(changed.len(), lines.len());
+                applied.push(to);
+            }
+        }
+        assert_eq!(applied.len(), 1, "round {round}: exactly one move applies: {applied:?}");
+        if applied[0] == ReservationStatus::Confirmed {
+            expected.0 .0 -= 1;
+            if lines.len() == 2 {
+                expected.1 .0 -= 2;
+            }
+        }
+        assert_eq!((level(&stock, p).await, level(&stock, q).await), expected, "round {round}");
+    }
+}
+
+#[tokio::test]
 async fn reserve_confirm_release_and_expire_change_nothing_the_second_time() {
     let db = TestDb::new().await;
     let pool = pool(&db, 4);

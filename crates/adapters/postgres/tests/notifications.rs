@@ -150,3 +150,27 @@ async fn admins_are_the_accounts_with_the_admin_role() {
     account(&pool, Role::Customer).await;
     assert_eq!(PgAdminRecipients::new(pool).admins().await.unwrap(), vec![admin]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledgements_made_together_each_get_their_own_answer() {
+    let db = TestDb::new().await;
+    let pool = pool(&db);
+    let repo = std::sync::Arc::new(PgNotificationRepository::new(pool.clone()));
+    let (ada, eve) = (account(&pool, Role::Customer).await, account(&pool, Role::Customer).await);
+    let notes: Vec<Notification> = (0..40).map(|i| shipped(&format!("order:{i}:shipped"), ada)).collect();
+    repo.save(&notes).await.unwrap();
+    // Every notification acknowledged by its owner, twice, and by someone else, all at once: the
+    // calls share statements, and each still gets its own answer.
+    let calls =
+        notes.iter().flat_map(|n| [(ada, n.id, true), (ada, n.id, true), (eve, n.id, false)]).map(|(who, id, mine)| {
+            let repo = repo.clone();
+            tokio::spawn(async move { (repo.mark_delivered(who, id).await.unwrap(), mine) })
+        });
+    for call in futures_util::future::join_all(calls).await {
+        let (answer, mine) = call.unwrap();
+        assert_eq!(answer, mine);
+    }
+    assert!(repo.undelivered(ada, 100).await.unwrap().is_empty(), "every one delivered");
+    let page = repo.list(ada, false, &PageRequest::first(100)).await.unwrap();
+    assert!(page.items.iter().all(|n| n.status == NotificationStatus::Delivered));
+}
