@@ -154,6 +154,7 @@ async fn mark_all_delivered(pool: PgPool, acks: Vec<(CustomerId, NotificationId)
         .bind::<Array<SqlUuid>, _>(&ids)
         .bind::<Array<SqlUuid>, _>(&customers)
         .bind::<Timestamptz, _>(Utc::now())
+        .planned_each_time()
         .load(&mut conn)
         .await
         .map_err(infra_from_diesel)?;
