@@ -106,12 +106,15 @@ SELECT on_hand, reserved, low_stock_threshold FROM s";
 /// The whole reservation of a one-line order in one statement (no transaction to open): reserves
 /// `$2` units of product `$1` for order `$4` if that many are available, with the reservation
 /// (status `$8`, expiring at `$7`), its line and the ledger row (id `$5`, reference `$6`, at `$3`).
-/// Returns the level after, or nothing when too few are available. An order that has its
-/// reservation already breaks the reservations' key, which undoes the whole statement.
+/// Returns the level after, or nothing when too few are available or the order has its
+/// reservation already: a replay takes no lock on the stock row (which a concurrent move of that
+/// reservation may be waiting for while holding the reservation's row). An order whose reservation
+/// is being made concurrently breaks the reservations' key, which undoes the whole statement.
 const RESERVE_ONE: &str = "\
 WITH s AS (
   UPDATE stock_levels SET reserved = reserved + $2, updated_at = $3
   WHERE product_id = $1 AND on_hand - reserved >= $2
+    AND NOT EXISTS (SELECT 1 FROM reservations WHERE order_id = $4)
   RETURNING on_hand, reserved, low_stock_threshold
 ), r AS (
   INSERT INTO reservations (order_id, status, expires_at, created_at, updated_at) SELECT $4, $8, $7, $3, $3 FROM s

@@ -110,16 +110,13 @@ struct Key {
 /// PENDING → SENT under each key; how many moved per key.
 async fn mark_all_sent(pool: PgPool, keys: Vec<String>) -> Result<Vec<u64>, InfraError> {
     let mut conn = pool.get().await.map_err(infra_from_pool)?;
-    let moved: Vec<Key> = Statement::new(
-        "UPDATE notifications SET status = 'SENT', sent_at = $1 \
-         WHERE dedupe_key = ANY($2) AND status = 'PENDING' RETURNING dedupe_key",
-    )
-    .bind::<diesel::sql_types::Timestamptz, _>(Utc::now())
-    .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(&keys)
-    .planned_each_time()
-    .load(&mut conn)
-    .await
-    .map_err(infra_from_diesel)?;
+    let moved: Vec<Key> = Statement::new(MARK_SENT)
+        .bind::<diesel::sql_types::Timestamptz, _>(Utc::now())
+        .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(&keys)
+        .planned_each_time()
+        .load(&mut conn)
+        .await
+        .map_err(infra_from_diesel)?;
     let mut counts: HashMap<&str, u64> = HashMap::new();
     for Key { dedupe_key } in &moved {
         *counts.entry(dedupe_key.as_str()).or_default() += 1;
@@ -128,12 +125,40 @@ async fn mark_all_sent(pool: PgPool, keys: Vec<String>) -> Result<Vec<u64>, Infr
 }
 
 /// Marks each notification `$1[i]` of customer `$2[i]` DELIVERED at `$3` unless it was delivered
-/// or read already; returns those it moved, with their customers.
+/// or read already; returns those it moved, with their customers. Like every statement here that
+/// changes several notifications, it locks them in id order first, so two of them can never
+/// wait for each other.
 const MARK_DELIVERED: &str = "\
+WITH target AS (
+  SELECT n.id FROM notifications n
+  JOIN unnest($1::uuid[], $2::uuid[]) AS a (id, customer_id) ON n.id = a.id AND n.customer_id = a.customer_id
+  WHERE n.delivered_at IS NULL AND n.read_at IS NULL
+  ORDER BY n.id FOR UPDATE OF n
+)
 UPDATE notifications n SET status = 'DELIVERED', delivered_at = $3
-FROM unnest($1::uuid[], $2::uuid[]) AS a (id, customer_id)
-WHERE n.id = a.id AND n.customer_id = a.customer_id AND n.delivered_at IS NULL AND n.read_at IS NULL
+FROM target t
+WHERE n.id = t.id AND n.delivered_at IS NULL AND n.read_at IS NULL
 RETURNING n.id, n.customer_id";
+
+/// PENDING → SENT at `$1` for every notification under the keys `$2`, locked in id order.
+const MARK_SENT: &str = "\
+WITH target AS (
+  SELECT id FROM notifications WHERE dedupe_key = ANY($2) AND status = 'PENDING' ORDER BY id FOR UPDATE
+)
+UPDATE notifications n SET status = 'SENT', sent_at = $1
+FROM target t
+WHERE n.id = t.id AND n.status = 'PENDING'
+RETURNING n.dedupe_key";
+
+/// READ at `$2` (and delivered, if it was not) for every unread notification of customer `$1`,
+/// locked in id order.
+const MARK_ALL_READ: &str = "\
+WITH target AS (
+  SELECT id FROM notifications WHERE customer_id = $1 AND read_at IS NULL ORDER BY id FOR UPDATE
+)
+UPDATE notifications n SET status = 'READ', read_at = $2, delivered_at = coalesce(n.delivered_at, now())
+FROM target t
+WHERE n.id = t.id AND n.read_at IS NULL";
 
 #[derive(diesel::QueryableByName)]
 struct Moved {
@@ -280,15 +305,12 @@ impl NotificationRepository for PgNotificationRepository {
 
     async fn mark_all_read(&self, customer: CustomerId, at: DateTime<Utc>) -> Result<u64, InfraError> {
         let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
-        let n = diesel::update(
-            notifications::table
-                .filter(notifications::customer_id.eq(customer.as_uuid()))
-                .filter(notifications::read_at.is_null()),
-        )
-        .set(read_at(at))
-        .execute(&mut conn)
-        .await
-        .map_err(infra_from_diesel)?;
+        let n = Statement::new(MARK_ALL_READ)
+            .bind::<diesel::sql_types::Uuid, _>(customer.as_uuid())
+            .bind::<diesel::sql_types::Timestamptz, _>(at)
+            .execute(&mut conn)
+            .await
+            .map_err(infra_from_diesel)?;
         Ok(n as u64)
     }
 

@@ -372,11 +372,11 @@ impl OrderRepository for PgOrderRepository {
     async fn get(&self, id: OrderId) -> Result<Option<Order>, InfraError> {
         // One row per line, the order's columns on each: one round trip.
         let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
-        let rows: Vec<(OrderRow, LineRow)> = orders::table
-            .inner_join(order_lines::table)
+        let rows: Vec<(OrderRow, Option<LineRow>)> = orders::table
+            .left_join(order_lines::table)
             .filter(orders::id.eq(id.as_uuid()))
             .order(order_lines::position.asc())
-            .select((OrderRow::as_select(), LineRow::as_select()))
+            .select((OrderRow::as_select(), Option::<LineRow>::as_select()))
             .load(&mut conn)
             .await
             .map_err(infra_from_diesel)?;
@@ -384,7 +384,8 @@ impl OrderRepository for PgOrderRepository {
         let Some((order, first)) = rows.next() else {
             return Ok(None);
         };
-        let lines = std::iter::once(first).chain(rows.map(|(_, line)| line)).collect();
+        // An order without lines is corrupt: `into_domain` says so.
+        let lines = first.into_iter().chain(rows.filter_map(|(_, line)| line)).collect();
         order.into_domain(lines).map(Some)
     }
 

@@ -145,6 +145,7 @@ impl QueryFragment<Pg> for Statement<'_> {
         }
         let text = self.text;
         let mut rest = text;
+        let mut highest = 0;
         while let Some(at) = rest.find('$') {
             out.push_sql(&rest[..at]);
             let digits = rest[at + 1..].bytes().take_while(u8::is_ascii_digit).count();
@@ -156,7 +157,13 @@ impl QueryFragment<Pg> for Statement<'_> {
             })?;
             // Diesel numbers the placeholders itself, in order of appearance.
             param.push(&mut out)?;
+            highest = highest.max(number);
             rest = &rest[at + 1 + digits..];
+        }
+        if highest != self.params.len() {
+            return Err(diesel::result::Error::QueryBuilderError(
+                format!("{} values bound, placeholders up to ${highest} in: {text}", self.params.len()).into(),
+            ));
         }
         out.push_sql(rest);
         Ok(())
@@ -228,5 +235,8 @@ mod tests {
 
         let unbound = Statement::new("SELECT $2 AS a").bind::<Text, _>("x").execute(&mut conn).await;
         assert!(unbound.is_err(), "a placeholder without a value is an error, not a panic");
+        let unused =
+            Statement::new("SELECT $1 AS a").bind::<Text, _>("x").bind::<Text, _>("y").execute(&mut conn).await;
+        assert!(unused.is_err(), "a value no placeholder takes is an error too");
     }
 }

@@ -174,3 +174,40 @@ async fn acknowledgements_made_together_each_get_their_own_answer() {
     let page = repo.list(ada, false, &PageRequest::first(100)).await.unwrap();
     assert!(page.items.iter().all(|n| n.status == NotificationStatus::Delivered));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grouped_updates_and_mark_all_read_never_deadlock() {
+    let db = TestDb::new().await;
+    let pool = pool(&db);
+    let repo = std::sync::Arc::new(PgNotificationRepository::new(pool.clone()));
+    let ada = account(&pool, Role::Customer).await;
+    for round in 0..5 {
+        let notes: Vec<Notification> = (0..30).map(|i| shipped(&format!("r{round}:{}", i % 10), ada)).collect();
+        let notes: Vec<Notification> = {
+            // One row per key and recipient: keep the first of each key.
+            let mut seen = std::collections::HashSet::new();
+            notes.into_iter().filter(|n| seen.insert(n.key.clone())).collect()
+        };
+        repo.save(&notes).await.unwrap();
+        // Acknowledgements (in reverse order), the flow's "sent" marks and "mark all read", all at
+        // once: each changes several rows; none may wait for another in a cycle (a deadlock fails
+        // one of them after a second).
+        let acks = notes.iter().rev().map(|n| {
+            let (repo, id) = (repo.clone(), n.id);
+            tokio::spawn(async move { repo.mark_delivered(ada, id).await.map(|_| ()) })
+        });
+        let sents = notes.iter().map(|n| {
+            let (repo, key) = (repo.clone(), n.key.clone());
+            tokio::spawn(async move { repo.mark_sent(&key).await.map(|_| ()) })
+        });
+        let reads = (0..3).map(|_| {
+            let repo = repo.clone();
+            tokio::spawn(async move { repo.mark_all_read(ada, at(9)).await.map(|_| ()) })
+        });
+        for result in futures_util::future::join_all(acks.chain(sents).chain(reads)).await {
+            result.unwrap().unwrap();
+        }
+        let page = repo.list(ada, true, &PageRequest::first(100)).await.unwrap();
+        assert!(page.items.is_empty(), "round {round}: everything read in the end");
+    }
+}
