@@ -279,17 +279,22 @@ Calibration, same run: PostgreSQL alone does **$pgbench_tps** simple write trans
 machine now (\`pgbench -N\`, 16 clients, 10 s); the goal was set where it did about 5,500.
 
 Why the goal is not met: the two cores are saturated. CPU time per completed checkout, measured on
-2026-11-30 from \`/proc/<pid>/stat\` over 10 s of this benchmark (pgbench 1,900/s that day):
-PostgreSQL 10.2 ms, worker 4.2 ms, api 2.5 ms, Redis 2.1 ms, the benchmark's own client 0.7 ms:
-19.7 ms in all, so two cores top out near 100/s. At the start of that day's work the same
-measurement gave 37 ms (52/s). Each order now costs about 26 statements in about 7 transactions
-(it was about 70 in 9): the checkout (order with its token, lines, outbox), the reservation (one
-statement per line: stock, line and ledger row), the payment (open, charge), the stock confirmation
-(one statement per line), one order write for reserved + paid + CONFIRMED + finalized, the
-capture event (payment, order), and two notifications whose save, send and update share grouped
-statements; the stock and notification updates are HOT (no index touched). Relative to
-PostgreSQL's own speed, 500/s on a 5,500-transaction machine is one checkout per 11 simple write
-transactions; here one checkout costs about 20 of them (1,900 / ~95).
+2026-11-30 from \`/proc/<pid>/stat\` over 8 s of this benchmark (pgbench 4,700/s at the time):
+PostgreSQL 3.9 ms, worker 1.6 ms, api 1.0 ms, Redis 1.0 ms, the benchmark's own client 0.35 ms:
+7.9 ms in all, so two cores top out near 250/s. Earlier that day, before the work of that
+session, the same measurement gave 11.2 ms (182/s); at the start of the session before (a
+slower day, pgbench 1,900/s) it gave 37 ms. Each
+order now costs about 18 statements and no explicit transaction (it was about 27 statements in
+7 transactions, a dozen of them planned afresh on every call): the checkout (the order, its
+lines and its saga job in one statement), the reservation of a one-line order (one statement),
+the payment (open, charge), the stock confirmation (one statement), one order write for reserved
++ paid + CONFIRMED + finalized with its notification job, the capture event (payment, order), two
+reads of the order and one of its checkout context, two catalog reads, and the notifications'
+save, send, update and delivery acknowledgements, each grouped over many orders. Hand-written
+statements are prepared once per connection (diesel never caches \`sql_query\` or an
+\`UPDATE\`). Relative to PostgreSQL's own speed, 500/s on a 5,500-transaction machine is one
+checkout per 11 simple write transactions; here one checkout costs about 16 to 20 of them (on
+2026-11-30: 3,519 / 221 in one run of \`just bench\`, 4,742 / 236 in the measurement above).
 
 ## Mixed workload
 
