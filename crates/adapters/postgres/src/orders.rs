@@ -32,7 +32,7 @@ use uuid::Uuid;
 use crate::error::{infra_from_diesel, infra_from_pool};
 use crate::outbox::JobColumns;
 use crate::schema::{order_checkouts, order_lines, orders};
-use crate::sql::Statement;
+use crate::sql::{Count, Statement};
 use crate::PgPool;
 
 #[derive(diesel::QueryableByName)]
@@ -315,12 +315,6 @@ WITH u AS (
   ON CONFLICT DO NOTHING
 )
 SELECT count(*) AS n FROM u";
-
-#[derive(diesel::QueryableByName)]
-struct Count {
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
-    n: i64,
-}
 
 /// The lines as columns, in the order `CREATE_ORDER` reads them.
 fn bind_lines<'a>(statement: Statement<'a>, lines: Vec<LineRow>) -> Statement<'a> {

@@ -17,7 +17,7 @@ use uuid::Uuid;
 use crate::error::{infra_from_diesel, infra_from_pool};
 use crate::outbox::{stage, JobColumns};
 use crate::schema::{payment_events, payments, refunds};
-use crate::sql::Statement;
+use crate::sql::{Count, Statement};
 use crate::PgPool;
 
 pub struct PgPaymentRepository {
@@ -175,12 +175,6 @@ INSERT INTO payments (id, order_id, customer_id, provider, provider_reference, a
                       refunded_amount, failure_reason, created_at, updated_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
 ON CONFLICT (id) DO NOTHING";
-
-#[derive(diesel::QueryableByName)]
-struct Count {
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
-    n: i64,
-}
 
 /// Writes `next` over the row when it still matches `expected`, staging `jobs` with it.
 async fn compare_and_set(

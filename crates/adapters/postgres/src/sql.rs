@@ -76,6 +76,13 @@ impl QueryFragment<Pg> for Sql {
     }
 }
 
+/// The one row of a statement that counts what it changed (`SELECT count(*) AS n …`).
+#[derive(diesel::QueryableByName)]
+pub(crate) struct Count {
+    #[diesel(sql_type = BigInt)]
+    pub(crate) n: i64,
+}
+
 /// One parameter of a [`Statement`], with its SQL type.
 trait Param: Send + Sync {
     fn push<'b>(&'b self, out: &mut AstPass<'_, 'b, Pg>) -> QueryResult<()>;
@@ -177,7 +184,7 @@ mod tests {
     use diesel::sql_types::{BigInt, Text};
     use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
-    use super::Statement;
+    use super::{Count, Statement};
 
     #[derive(diesel::QueryableByName)]
     struct Answer {
@@ -185,12 +192,6 @@ mod tests {
         a: String,
         #[diesel(sql_type = BigInt)]
         b: i64,
-    }
-
-    #[derive(diesel::QueryableByName)]
-    struct Count {
-        #[diesel(sql_type = BigInt)]
-        n: i64,
     }
 
     #[tokio::test]
