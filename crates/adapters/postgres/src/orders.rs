@@ -9,8 +9,9 @@
 //!
 //! Money columns hold minor units; the order's one `currency` column applies to its lines too.
 //! The shipping address and the timeline are JSONB documents with camelCase fields.
-//! `payment_token` is read through `order_checkouts`, a second diesel view of `orders` (the table
-//! has one column more than diesel's default `table!` limit of 16), and written with the order.
+//! `payment_token` (with `cart_id`, the checkout context) is read and written only by hand-written
+//! statements: the table has one column more than diesel's default `table!` limit of 16. The saga
+//! reads the order, its lines and its context with one statement.
 
 use std::collections::HashMap;
 
@@ -31,7 +32,7 @@ use uuid::Uuid;
 
 use crate::error::{infra_from_diesel, infra_from_pool};
 use crate::outbox::JobColumns;
-use crate::schema::{order_checkouts, order_lines, orders};
+use crate::schema::{order_lines, orders};
 use crate::sql::{Count, Statement};
 use crate::PgPool;
 
@@ -143,7 +144,7 @@ fn timeline_of(value: serde_json::Value) -> Result<Vec<TimelineEntry>, InfraErro
         .collect()
 }
 
-#[derive(Queryable, Selectable)]
+#[derive(Queryable, Selectable, QueryableByName)]
 #[diesel(table_name = orders, check_for_backend(diesel::pg::Pg))]
 struct OrderRow {
     id: Uuid,
@@ -163,7 +164,7 @@ struct OrderRow {
     updated_at: DateTime<Utc>,
 }
 
-#[derive(Queryable, Selectable, Insertable)]
+#[derive(Queryable, Selectable, QueryableByName)]
 #[diesel(table_name = order_lines, check_for_backend(diesel::pg::Pg))]
 struct LineRow {
     order_id: Uuid,
@@ -316,6 +317,28 @@ WITH u AS (
 )
 SELECT count(*) AS n FROM u";
 
+/// Order `$1` with its lines (one row each, by position) and its checkout context.
+const ORDER_WITH_CONTEXT: &str = "\
+SELECT o.id, o.customer_id, o.status, o.payment_status, o.payment_method, o.subtotal, o.shipping_cost, o.total,
+       o.currency, o.shipping_address, o.customer_notes, o.cancellation_reason, o.timeline, o.created_at,
+       o.updated_at, l.order_id, l.position, l.product_id, l.sku, l.name, l.unit_price, l.quantity, l.line_total,
+       o.cart_id, o.payment_token
+FROM orders o JOIN order_lines l ON l.order_id = o.id
+WHERE o.id = $1
+ORDER BY l.position";
+
+#[derive(diesel::QueryableByName)]
+struct WithContext {
+    #[diesel(embed)]
+    order: OrderRow,
+    #[diesel(embed)]
+    line: LineRow,
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    cart_id: Uuid,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    payment_token: Option<String>,
+}
+
 /// The lines as columns, in the order `CREATE_ORDER` reads them.
 fn bind_lines<'a>(statement: Statement<'a>, lines: Vec<LineRow>) -> Statement<'a> {
     use diesel::sql_types::{Array, Int4, Int8, Text, Uuid as SqlUuid};
@@ -383,16 +406,21 @@ impl OrderRepository for PgOrderRepository {
         order.into_domain(lines).map(Some)
     }
 
-    async fn context(&self, id: OrderId) -> Result<Option<CheckoutContext>, InfraError> {
+    async fn get_with_context(&self, id: OrderId) -> Result<Option<(Order, CheckoutContext)>, InfraError> {
         let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
-        let row: Option<(Uuid, Option<String>)> = order_checkouts::table
-            .find(id.as_uuid())
-            .select((order_checkouts::cart_id, order_checkouts::payment_token))
-            .first(&mut conn)
+        let rows: Vec<WithContext> = Statement::new(ORDER_WITH_CONTEXT)
+            .bind::<diesel::sql_types::Uuid, _>(id.as_uuid())
+            .load(&mut conn)
             .await
-            .optional()
             .map_err(infra_from_diesel)?;
-        Ok(row.map(|(cart_id, payment_token)| CheckoutContext { cart_id, payment_token }))
+        let mut rows = rows.into_iter();
+        let Some(WithContext { order, line, cart_id, payment_token }) = rows.next() else {
+            drop(conn);
+            // No such order; or one without lines, which `get` reports as corrupt.
+            return self.get(id).await.map(|_| None);
+        };
+        let lines = std::iter::once(line).chain(rows.map(|r| r.line)).collect();
+        Ok(Some((order.into_domain(lines)?, CheckoutContext { cart_id, payment_token })))
     }
 
     async fn list(&self, filter: &OrderFilter, page: &PageRequest) -> Result<Page<Order>, InfraError> {

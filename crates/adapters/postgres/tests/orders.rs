@@ -119,7 +119,7 @@ async fn an_order_round_trips_with_its_lines_and_checkout_context() {
     assert_eq!(stored, online);
     assert_eq!(stored.lines.iter().map(|l| l.sku.as_str()).collect::<Vec<_>>(), ["SKU-A", "SKU-B"]);
     assert_eq!((stored.subtotal, stored.shipping_cost, stored.total), (usd(4498), usd(500), usd(4998)));
-    assert_eq!(repo.context(online.id).await.unwrap(), Some(ctx));
+    assert_eq!(repo.get_with_context(online.id).await.unwrap(), Some((online.clone(), ctx)));
 
     let mut cash = order(online.customer_id, PaymentMethod::CashOnDelivery, at(1));
     cash.shipping_address.line2 = Some("Apt 2".into());
@@ -127,10 +127,10 @@ async fn an_order_round_trips_with_its_lines_and_checkout_context() {
     let cash_ctx = CheckoutContext { cart_id: Uuid::now_v7(), payment_token: None };
     repo.create(&cash, &cash_ctx, &[]).await.unwrap();
     assert_eq!(repo.get(cash.id).await.unwrap(), Some(cash.clone()));
-    assert_eq!(repo.context(cash.id).await.unwrap(), Some(cash_ctx));
+    assert_eq!(repo.get_with_context(cash.id).await.unwrap(), Some((cash.clone(), cash_ctx)));
 
     assert_eq!(repo.get(OrderId::new()).await.unwrap(), None);
-    assert_eq!(repo.context(OrderId::new()).await.unwrap(), None);
+    assert_eq!(repo.get_with_context(OrderId::new()).await.unwrap(), None);
 
     // A corrupt row is an error, never a panic.
     let mut conn = pool.get().await.unwrap();
@@ -140,6 +140,7 @@ async fn an_order_round_trips_with_its_lines_and_checkout_context() {
         .await
         .unwrap();
     assert!(repo.get(cash.id).await.is_err());
+    assert!(repo.get_with_context(cash.id).await.is_err());
     assert!(repo.list(&OrderFilter::default(), &PageRequest::first(10)).await.is_err());
     assert!(repo.get(online.id).await.unwrap().is_some());
 }

@@ -81,7 +81,8 @@ pub trait OrderRepository: Send + Sync {
     /// transaction.
     async fn create(&self, order: &Order, context: &CheckoutContext, jobs: &[NewJob]) -> Result<(), InfraError>;
     async fn get(&self, id: OrderId) -> Result<Option<Order>, InfraError>;
-    async fn context(&self, id: OrderId) -> Result<Option<CheckoutContext>, InfraError>;
+    /// The order with its checkout context, in one read (the saga needs both).
+    async fn get_with_context(&self, id: OrderId) -> Result<Option<(Order, CheckoutContext)>, InfraError>;
     /// Newest first.
     async fn list(&self, filter: &OrderFilter, page: &PageRequest) -> Result<Page<Order>, InfraError>;
     /// Stores `order` when the stored one is still `expected` (same `updated_at` and status),

@@ -183,6 +183,11 @@ impl OrderService {
         self.ports.orders.get(id).await?.ok_or(OrderError::NotFound(id))
     }
 
+    /// The order with its checkout context (the cart to empty, the payment token).
+    async fn load_for_saga(&self, id: OrderId) -> Result<(Order, CheckoutContext), OrderError> {
+        self.ports.orders.get_with_context(id).await?.ok_or(OrderError::NotFound(id))
+    }
+
     /// Stores the change with `jobs` and the notices it causes, then publishes them.
     async fn save(&self, expected: &Order, order: &Order, jobs: &[NewJob]) -> Result<(), StepError> {
         self.save_noting(expected, order, jobs, &[]).await
@@ -313,10 +318,14 @@ impl OrderService {
     }
 
     async fn reserve(&self, id: OrderId) -> Result<(), StepError> {
-        let order = self.load(id).await?;
+        let (order, context) = self.load_for_saga(id).await?;
         if !matches!(order.status, OrderStatus::PendingPayment | OrderStatus::PendingConfirmation) {
             // Moved on: an online order goes on where it stands (a redelivered job after a crash).
-            return if order.payment_method.is_online() { self.charge_loaded(order, Vec::new()).await } else { Ok(()) };
+            return if order.payment_method.is_online() {
+                self.charge_loaded(order, context, Vec::new()).await
+            } else {
+                Ok(())
+            };
         }
         let window = if order.payment_method.is_online() {
             self.settings.payment_window
@@ -333,7 +342,7 @@ impl OrderService {
             // payment is settled: a crash replays it from the top, and every part (the
             // reservation, the charge, the stock leaving the shelf, the cart) finds its own
             // work done.
-            return self.charge_loaded(order, alerts).await;
+            return self.charge_loaded(order, context, alerts).await;
         }
         if order.has_note(STOCK_RESERVED) {
             return Ok(());
@@ -345,8 +354,8 @@ impl OrderService {
     }
 
     async fn charge(&self, id: OrderId) -> Result<(), StepError> {
-        let order = self.load(id).await?;
-        self.charge_loaded(order, Vec::new()).await
+        let (order, context) = self.load_for_saga(id).await?;
+        self.charge_loaded(order, context, Vec::new()).await
     }
 
     /// Charges an online order still waiting for its payment (its stock reserved); one already
@@ -356,18 +365,22 @@ impl OrderService {
     /// Accepted, everything CONFIRMED stands for is done before the order says so (the units
     /// leave the shelf, the cart is emptied), then one write records it all: reserved, paid,
     /// CONFIRMED, finalized.
-    async fn charge_loaded(&self, order: Order, alerts: Vec<NotificationRequest>) -> Result<(), StepError> {
+    async fn charge_loaded(
+        &self,
+        order: Order,
+        context: CheckoutContext,
+        alerts: Vec<NotificationRequest>,
+    ) -> Result<(), StepError> {
         let id = order.id;
         match order.status {
             OrderStatus::PendingPayment => {}
-            OrderStatus::Confirmed => return self.finalize_loaded(order).await,
+            OrderStatus::Confirmed => return self.finalize_loaded(order, &context).await,
             // Cancelled while the charge was under way (expiry, the customer): whatever was
             // taken goes back.
             OrderStatus::Cancelled => return self.settle_after_cancel(&order).await,
             _ => return Ok(()),
         }
-        let context = self.ports.orders.context(id).await?;
-        let Some((cart_id, token)) = context.and_then(|c| c.payment_token.map(|t| (c.cart_id, t))) else {
+        let (cart_id, Some(token)) = (context.cart_id, context.payment_token) else {
             return self.compensate(id, CancellationReason::PaymentDeclined).await;
         };
         let reserved_at = self.ports.clock.now();
@@ -410,19 +423,17 @@ impl OrderService {
 
     /// After CONFIRMED: the reserved units leave the shelf and the cart is emptied.
     async fn finalize(&self, id: OrderId) -> Result<(), StepError> {
-        let order = self.load(id).await?;
-        self.finalize_loaded(order).await
+        let (order, context) = self.load_for_saga(id).await?;
+        self.finalize_loaded(order, &context).await
     }
 
-    async fn finalize_loaded(&self, order: Order) -> Result<(), StepError> {
+    async fn finalize_loaded(&self, order: Order, context: &CheckoutContext) -> Result<(), StepError> {
         let id = order.id;
         if order.status != OrderStatus::Confirmed || order.has_note(FINALIZED) {
             return Ok(());
         }
         self.ports.stock.confirm(id).await?;
-        if let Some(context) = self.ports.orders.context(id).await? {
-            self.ports.carts.clear(order.customer_id, context.cart_id).await?;
-        }
+        self.ports.carts.clear(order.customer_id, context.cart_id).await?;
         let mut next = order.clone();
         next.record(FINALIZED, self.ports.clock.now());
         self.save(&order, &next, &[]).await

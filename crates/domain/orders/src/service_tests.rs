@@ -183,8 +183,11 @@ fn stored(m: &mut Mocks, order: Order) -> Arc<Mutex<Order>> {
         *write.lock().unwrap() = next.clone();
         Ok(())
     });
-    m.orders.expect_context().returning(|_| {
-        Ok(Some(CheckoutContext { cart_id: uuid::Uuid::nil(), payment_token: Some("pm_card_chargeDeclined".into()) }))
+    let saga = cell.clone();
+    m.orders.expect_get_with_context().returning(move |_| {
+        let context =
+            CheckoutContext { cart_id: uuid::Uuid::nil(), payment_token: Some("pm_card_chargeDeclined".into()) };
+        Ok(Some((saga.lock().unwrap().clone(), context)))
     });
     cell
 }
@@ -242,6 +245,11 @@ async fn compensation_waits_for_an_uncaptured_payment_then_refunds_releases_and_
     assert_eq!(cell.lock().unwrap().timeline.len(), after.timeline.len(), "running it again changes nothing");
 }
 
+/// The checkout context of a card order.
+fn visa() -> CheckoutContext {
+    CheckoutContext { cart_id: uuid::Uuid::nil(), payment_token: Some("pm_card_visa".into()) }
+}
+
 /// Stores updates like [`stored`] and keeps the jobs staged with each.
 fn stored_with_jobs(m: &mut Mocks, order: Order) -> (Arc<Mutex<Order>>, Arc<Mutex<Vec<ecom_kernel::jobs::NewJob>>>) {
     let cell = Arc::new(Mutex::new(order));
@@ -254,8 +262,10 @@ fn stored_with_jobs(m: &mut Mocks, order: Order) -> (Arc<Mutex<Order>>, Arc<Mute
         jobs.lock().unwrap().extend_from_slice(staged);
         Ok(())
     });
-    m.orders.expect_context().returning(|_| {
-        Ok(Some(CheckoutContext { cart_id: uuid::Uuid::nil(), payment_token: Some("pm_card_visa".into()) }))
+    let saga = cell.clone();
+    m.orders.expect_get_with_context().returning(move |_| {
+        let context = CheckoutContext { cart_id: uuid::Uuid::nil(), payment_token: Some("pm_card_visa".into()) };
+        Ok(Some((saga.lock().unwrap().clone(), context)))
     });
     (cell, staged)
 }
@@ -317,10 +327,8 @@ async fn the_online_happy_path_writes_the_order_once_after_the_stock_left_and_th
     let id = order.id;
     let mut m = Mocks::new();
     let mut seq = mockall::Sequence::new();
-    m.orders.expect_get().times(1).returning(move |_| Ok(Some(order.clone())));
-    m.orders.expect_context().times(1).returning(|_| {
-        Ok(Some(CheckoutContext { cart_id: uuid::Uuid::nil(), payment_token: Some("pm_card_visa".into()) }))
-    });
+    // One read: the order with its context.
+    m.orders.expect_get_with_context().times(1).returning(move |_| Ok(Some((order.clone(), visa()))));
     m.stock.expect_reserve().times(1).returning(|_, _, _| Ok(Reserved::Done { low_stock: vec![] }));
     m.payments.expect_charge().times(1).returning(|_, _| Ok(Charged::Accepted(PaymentStatus::Authorized)));
     m.stock.expect_confirm().times(1).in_sequence(&mut seq).returning(|_| Ok(()));
@@ -349,11 +357,16 @@ async fn an_order_cancelled_while_its_saga_ran_gets_its_stock_and_money_back() {
     cancelled.cancel(CancellationReason::CustomerRequest, now()).unwrap();
     let mut m = Mocks::new();
     let mut reads = mockall::Sequence::new();
-    m.orders.expect_get().times(1).in_sequence(&mut reads).returning(move |_| Ok(Some(order.clone())));
-    m.orders.expect_get().times(1).in_sequence(&mut reads).returning(move |_| Ok(Some(cancelled.clone())));
-    m.orders.expect_context().returning(|_| {
-        Ok(Some(CheckoutContext { cart_id: uuid::Uuid::nil(), payment_token: Some("pm_card_visa".into()) }))
-    });
+    m.orders
+        .expect_get_with_context()
+        .times(1)
+        .in_sequence(&mut reads)
+        .returning(move |_| Ok(Some((order.clone(), visa()))));
+    m.orders
+        .expect_get_with_context()
+        .times(1)
+        .in_sequence(&mut reads)
+        .returning(move |_| Ok(Some((cancelled.clone(), visa()))));
     m.stock.expect_reserve().times(1).returning(|_, _, _| Ok(Reserved::Done { low_stock: vec![] }));
     m.payments.expect_charge().times(1).returning(|_, _| Ok(Charged::Accepted(PaymentStatus::Paid)));
     m.stock.expect_confirm().times(1).returning(|_| Ok(()));
@@ -467,6 +480,7 @@ async fn unfinished_sagas_get_their_next_job_offered_again() {
 async fn a_step_that_cannot_read_its_order_is_retried_not_compensated() {
     let mut m = Mocks::new();
     m.orders.expect_get().returning(|_| Err(ecom_kernel::InfraError::unavailable("postgres unavailable")));
+    m.orders.expect_get_with_context().returning(|_| Err(ecom_kernel::InfraError::unavailable("postgres unavailable")));
     let service = m.service();
     for step in [Step::Reserve, Step::Charge, Step::Finalize, Step::Compensate] {
         let job = SagaJob { order_id: OrderId::new(), step, reason: None };
