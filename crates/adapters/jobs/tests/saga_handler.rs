@@ -48,6 +48,11 @@ fn service(order: Order) -> (Arc<OrderService>, Arc<Mutex<Order>>) {
     let mut orders = MockOrderRepository::new();
     let read = cell.clone();
     orders.expect_get().returning(move |_| Ok(Some(read.lock().unwrap().clone())));
+    let saga = cell.clone();
+    orders.expect_get_with_context().returning(move |_| {
+        let context = CheckoutContext { cart_id: uuid::Uuid::nil(), payment_token: Some("pm_card_visa".into()) };
+        Ok(Some((saga.lock().unwrap().clone(), context)))
+    });
     let write = cell.clone();
     orders.expect_update().returning(move |_, next, _| {
         *write.lock().unwrap() = next.clone();
