@@ -30,7 +30,7 @@ impl PgPaymentRepository {
     }
 }
 
-#[derive(Queryable, Selectable, Insertable)]
+#[derive(Queryable, Selectable, QueryableByName)]
 #[diesel(table_name = payments, check_for_backend(diesel::pg::Pg))]
 struct PaymentRow {
     id: Uuid,
@@ -170,11 +170,47 @@ WITH u AS (
 )
 SELECT count(*) AS n FROM u";
 
+/// Order `$2`'s first payment of the kind of provider `$4` (`$13`, cash on delivery, or any other),
+/// or, when it has none, payment `$1`…`$12` inserted (the columns of `INSERT_PAYMENT`).
+const OPEN_ONCE: &str = "\
+WITH existing AS (
+  SELECT id, order_id, customer_id, provider, provider_reference, amount, currency, status, refunded_amount,
+         failure_reason, created_at, updated_at
+  FROM payments WHERE order_id = $2 AND (provider = $13) = ($4 = $13)
+  ORDER BY created_at, id LIMIT 1
+), inserted AS (
+  INSERT INTO payments (id, order_id, customer_id, provider, provider_reference, amount, currency, status,
+                        refunded_amount, failure_reason, created_at, updated_at)
+  SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 WHERE NOT EXISTS (SELECT 1 FROM existing)
+  ON CONFLICT (id) DO NOTHING
+  RETURNING id, order_id, customer_id, provider, provider_reference, amount, currency, status, refunded_amount,
+            failure_reason, created_at, updated_at
+)
+SELECT * FROM existing UNION ALL SELECT * FROM inserted";
+
 const INSERT_PAYMENT: &str = "\
 INSERT INTO payments (id, order_id, customer_id, provider, provider_reference, amount, currency, status,
                       refunded_amount, failure_reason, created_at, updated_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
 ON CONFLICT (id) DO NOTHING";
+
+/// The row's twelve columns as the statement's next parameters, in table order.
+fn bind_row(statement: Statement<'_>, row: PaymentRow) -> Statement<'_> {
+    use diesel::sql_types::{BigInt, Bpchar, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+    statement
+        .bind::<SqlUuid, _>(row.id)
+        .bind::<SqlUuid, _>(row.order_id)
+        .bind::<SqlUuid, _>(row.customer_id)
+        .bind::<Text, _>(row.provider)
+        .bind::<Nullable<Text>, _>(row.provider_reference)
+        .bind::<BigInt, _>(row.amount)
+        .bind::<Bpchar, _>(row.currency)
+        .bind::<Text, _>(row.status)
+        .bind::<BigInt, _>(row.refunded_amount)
+        .bind::<Nullable<Text>, _>(row.failure_reason)
+        .bind::<Timestamptz, _>(row.created_at)
+        .bind::<Timestamptz, _>(row.updated_at)
+}
 
 /// Writes `next` over the row when it still matches `expected`, staging `jobs` with it.
 async fn compare_and_set(
@@ -206,24 +242,19 @@ async fn compare_and_set(
 #[async_trait]
 impl PaymentRepository for PgPaymentRepository {
     async fn insert(&self, payment: &Payment) -> Result<(), InfraError> {
-        use diesel::sql_types::{BigInt, Bpchar, Nullable, Text, Timestamptz, Uuid as SqlUuid};
-        let row = PaymentRow::of(payment);
-        let statement = Statement::new(INSERT_PAYMENT)
-            .bind::<SqlUuid, _>(row.id)
-            .bind::<SqlUuid, _>(row.order_id)
-            .bind::<SqlUuid, _>(row.customer_id)
-            .bind::<Text, _>(row.provider)
-            .bind::<Nullable<Text>, _>(row.provider_reference)
-            .bind::<BigInt, _>(row.amount)
-            .bind::<Bpchar, _>(row.currency)
-            .bind::<Text, _>(row.status)
-            .bind::<BigInt, _>(row.refunded_amount)
-            .bind::<Nullable<Text>, _>(row.failure_reason)
-            .bind::<Timestamptz, _>(row.created_at)
-            .bind::<Timestamptz, _>(row.updated_at);
+        let statement = bind_row(Statement::new(INSERT_PAYMENT), PaymentRow::of(payment));
         let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
         statement.execute(&mut conn).await.map_err(infra_from_diesel)?;
         Ok(())
+    }
+
+    async fn open_once(&self, payment: &Payment) -> Result<Payment, InfraError> {
+        let statement = bind_row(Statement::new(OPEN_ONCE), PaymentRow::of(payment))
+            .bind::<diesel::sql_types::Text, _>(Provider::CashOnDelivery.as_str());
+        let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
+        let row: Option<PaymentRow> = statement.get_result(&mut conn).await.optional().map_err(infra_from_diesel)?;
+        row.ok_or_else(|| InfraError::unexpected(format!("payment {} neither found nor inserted", payment.id)))?
+            .into_domain()
     }
 
     async fn get(&self, id: PaymentId) -> Result<Option<Payment>, InfraError> {

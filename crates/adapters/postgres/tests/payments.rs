@@ -149,3 +149,24 @@ async fn a_provider_event_is_recorded_once() {
     let paypal = GatewayEvent { provider: Provider::PayPal, ..event };
     assert!(repo.record_event(&paypal, &job("payment-event:paypal:evt_1")).await.unwrap(), "ids are per provider");
 }
+
+#[tokio::test]
+async fn an_order_opens_one_payment_of_each_kind_however_often_asked() {
+    let db = TestDb::new().await;
+    let pool = pool(&db);
+    let repo = PgPaymentRepository::new(pool.clone());
+    let (order, buyer) = (OrderId::new(), customer(&pool).await);
+
+    let card = Payment::online(order, buyer, Provider::Stripe, usd(5000), now());
+    assert_eq!(repo.open_once(&card).await.unwrap(), card, "none yet: this one is opened");
+    let again = Payment::online(order, buyer, Provider::PayPal, usd(5000), now());
+    assert_eq!(repo.open_once(&again).await.unwrap(), card, "an online one exists: that one");
+
+    let cash = Payment::cash_on_delivery(order, buyer, usd(5000), now());
+    assert_eq!(repo.open_once(&cash).await.unwrap(), cash, "cash is another kind");
+    let cash_again = Payment::cash_on_delivery(order, buyer, usd(5000), now());
+    assert_eq!(repo.open_once(&cash_again).await.unwrap(), cash);
+
+    let stored = repo.of_order(order).await.unwrap();
+    assert_eq!(stored.iter().map(|p| p.id).collect::<Vec<_>>(), [card.id, cash.id], "two rows in all");
+}

@@ -145,6 +145,9 @@ pub trait PaymentRepository: Send + Sync {
     async fn by_reference(&self, provider: Provider, reference: &str) -> Result<Option<Payment>, InfraError>;
     /// Every payment of an order, oldest first.
     async fn of_order(&self, order: OrderId) -> Result<Vec<Payment>, InfraError>;
+    /// The order's first payment of `payment`'s kind (cash on delivery, or online), or, when it
+    /// has none, `payment` inserted: one read-or-insert, for a saga step that may run again.
+    async fn open_once(&self, payment: &Payment) -> Result<Payment, InfraError>;
     /// Stores `payment` when the stored row is still `expected`, with `jobs` staged in the
     /// outbox in the same transaction.
     async fn update(&self, expected: &Payment, payment: &Payment, jobs: &[NewJob]) -> Result<(), SaveError>;

@@ -205,11 +205,8 @@ impl PaymentService {
         amount: Money,
         token: &str,
     ) -> Result<Payment, PaymentError> {
-        let existing = self.payments.of_order(order).await?;
-        let payment = match existing.into_iter().find(|p| p.provider != Provider::CashOnDelivery) {
-            Some(payment) => payment,
-            None => self.open_online(order, customer, provider, amount).await?,
-        };
+        let new = Payment::online(order, customer, provider, amount, self.clock.now());
+        let payment = self.payments.open_once(&new).await?;
         self.charge_loaded(payment, token).await
     }
 
@@ -220,11 +217,8 @@ impl PaymentService {
         customer: CustomerId,
         amount: Money,
     ) -> Result<Payment, PaymentError> {
-        let existing = self.payments.of_order(order).await?;
-        match existing.into_iter().find(|p| p.provider == Provider::CashOnDelivery) {
-            Some(payment) => Ok(payment),
-            None => self.open_cash_on_delivery(order, customer, amount).await,
-        }
+        let new = Payment::cash_on_delivery(order, customer, amount, self.clock.now());
+        Ok(self.payments.open_once(&new).await?)
     }
 
     /// Gives back everything taken for an order (compensation, cancellation). Idempotent.

@@ -331,9 +331,11 @@ async fn a_retried_charge_step_reuses_the_orders_payment() {
     let order = payment.order_id;
     let mut repo = MockPaymentRepository::new();
     let listed = payment.clone();
-    repo.expect_of_order().returning(move |_| Ok(vec![listed.clone()]));
-    let stored = payment.clone();
-    repo.expect_get().returning(move |_| Ok(Some(stored.clone())));
+    // The order has its payment: that one comes back, and no other is opened.
+    repo.expect_open_once()
+        .withf(move |new| new.order_id == order && new.provider == Provider::Stripe)
+        .times(1)
+        .returning(move |_| Ok(listed.clone()));
     repo.expect_insert().never();
     let mut gateway = MockPaymentGateway::new();
     gateway.expect_charge().never();
