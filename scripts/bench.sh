@@ -280,21 +280,22 @@ machine now (\`pgbench -N\`, 16 clients, 10 s); the goal was set where it did ab
 
 Why the goal is not met: the two cores are saturated. CPU time per completed checkout, measured on
 2026-11-30 from \`/proc/<pid>/stat\` over 8 s of this benchmark (pgbench 4,700/s at the time):
-PostgreSQL 3.9 ms, worker 1.6 ms, api 1.0 ms, Redis 1.0 ms, the benchmark's own client 0.35 ms:
-7.9 ms in all, so two cores top out near 250/s. Earlier that day, before the work of that
+PostgreSQL 3.7 ms, worker 1.5 ms, api 1.0 ms, Redis 0.9 ms, the benchmark's own client 0.35 ms:
+7.4 ms in all, so two cores top out near 270/s. Earlier that day, before the work of that
 session, the same measurement gave 11.2 ms (182/s); at the start of the session before (a
-slower day, pgbench 1,900/s) it gave 37 ms. Each
-order now costs about 18 statements and no explicit transaction (it was about 27 statements in
-7 transactions, a dozen of them planned afresh on every call): the checkout (the order, its
-lines and its saga job in one statement), the reservation of a one-line order (one statement),
-the payment (open, charge), the stock confirmation (one statement), one order write for reserved
-+ paid + CONFIRMED + finalized with its notification job, the capture event (payment, order), two
-reads of the order and one of its checkout context, two catalog reads, and the notifications'
-save, send, update and delivery acknowledgements, each grouped over many orders. Hand-written
-statements are prepared once per connection (diesel never caches \`sql_query\` or an
-\`UPDATE\`). Relative to PostgreSQL's own speed, 500/s on a 5,500-transaction machine is one
-checkout per 11 simple write transactions; here one checkout costs about 16 to 20 of them (on
-2026-11-30: 3,519 / 221 in one run of \`just bench\`, 4,742 / 236 in the measurement above).
+slower day, pgbench 1,900/s) it gave 37 ms. Each order now costs 16 statements and no explicit
+transaction (it was about 27 statements in 7 transactions, a dozen of them planned afresh on
+every call): the checkout (the order, its lines and its saga job in one statement), the saga's
+read of the order with its checkout context, the reservation of a one-line order (one
+statement), the payment (opened or found in one statement, then charged), the stock
+confirmation (one statement), one order write for reserved + paid + CONFIRMED + finalized with
+its notification job, the capture event (payment read and write, order read and write), two
+catalog reads, and the notifications' save, send, update and delivery acknowledgements, each
+grouped over many orders. Hand-written statements are prepared once per connection (diesel never
+caches \`sql_query\` or an \`UPDATE\`). Relative to PostgreSQL's own speed, 500/s on a
+5,500-transaction machine is one checkout per 11 simple write transactions; here one checkout
+costs about 18 of them (on 2026-11-30: 4,359 / 238 in one run of \`just bench\`, 4,692 / 252 in
+the measurement above; it was about 26 that morning).
 
 ## Mixed workload
 
