@@ -169,7 +169,7 @@ struct Moved {
 }
 
 /// DELIVERED for every acknowledgement; whether each notification is its customer's (moved now,
-/// or delivered or read before: asked again, which only acknowledgements of those need).
+/// or delivered or read before: read again, only for those).
 async fn mark_all_delivered(pool: PgPool, acks: Vec<(CustomerId, NotificationId)>) -> Result<Vec<bool>, InfraError> {
     use diesel::sql_types::{Array, Timestamptz, Uuid as SqlUuid};
     let ids: Vec<Uuid> = acks.iter().map(|(_, id)| id.as_uuid()).collect();
@@ -183,21 +183,20 @@ async fn mark_all_delivered(pool: PgPool, acks: Vec<(CustomerId, NotificationId)
         .load(&mut conn)
         .await
         .map_err(infra_from_diesel)?;
-    let moved: HashSet<(Uuid, Uuid)> = moved.into_iter().map(|m| (m.id, m.customer_id)).collect();
-    let mut answers = Vec::with_capacity(acks.len());
-    for (customer, id) in &acks {
-        let mine = moved.contains(&(id.as_uuid(), customer.as_uuid()))
-            || notifications::table
-                .find(id.as_uuid())
-                .filter(notifications::customer_id.eq(customer.as_uuid()))
-                .count()
-                .get_result::<i64>(&mut conn)
-                .await
-                .map_err(infra_from_diesel)?
-                > 0;
-        answers.push(mine);
+    let mut mine: HashSet<(Uuid, Uuid)> = moved.into_iter().map(|m| (m.id, m.customer_id)).collect();
+    // Those that moved nothing (delivered or read before, or someone else's): one read for all.
+    let unmoved: Vec<Uuid> =
+        ids.iter().zip(&customers).filter(|&(id, c)| !mine.contains(&(*id, *c))).map(|(id, _)| *id).collect();
+    if !unmoved.is_empty() {
+        let owners: Vec<(Uuid, Uuid)> = notifications::table
+            .filter(notifications::id.eq_any(&unmoved))
+            .select((notifications::id, notifications::customer_id))
+            .load(&mut conn)
+            .await
+            .map_err(infra_from_diesel)?;
+        mine.extend(owners);
     }
-    Ok(answers)
+    Ok(ids.into_iter().zip(customers).map(|pair| mine.contains(&pair)).collect())
 }
 
 #[derive(Queryable, Selectable, QueryableByName)]

@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::error::{infra_from_diesel, infra_from_pool};
-use crate::outbox::JobColumns;
+use crate::outbox::{stage_jobs_sql, JobColumns};
 use crate::schema::{order_lines, orders};
 use crate::sql::{Count, Statement};
 use crate::PgPool;
@@ -275,47 +275,45 @@ fn cursor_time(cursor: &Cursor) -> Result<DateTime<Utc>, InfraError> {
         .ok_or_else(|| InfraError::unexpected("cursor of another list"))
 }
 
-/// Inserts order `$1` with its payment token (`$17`), its lines (`$18`…`$24`, one array per
-/// column) and its jobs (`$25`…`$31`, see [`JobColumns`]): one statement, so one round trip and
-/// no transaction to open; written by hand because the 17 columns exceed diesel's `table!`
-/// limit (see the schema). Line rows check their order's key at the end of the statement.
-const CREATE_ORDER: &str = "\
-WITH o AS (
+/// Inserts order `$8` with its payment token (`$24`), its lines (`$25`…`$31`, one array per
+/// column) and its jobs (`$1`…`$7`, see [`JobColumns`]): one statement, so one round trip and no
+/// transaction to open; written by hand because the 17 columns exceed diesel's `table!` limit
+/// (see the schema). Line rows check their order's key at the end of the statement.
+const CREATE_ORDER: &str = concat!(
+    "WITH o AS (
   INSERT INTO orders (id, customer_id, status, payment_status, payment_method, subtotal, shipping_cost, total,
                       currency, shipping_address, customer_notes, cancellation_reason, timeline, cart_id,
                       created_at, updated_at, payment_token)
-  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+  VALUES ($8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)
   RETURNING id
 ), l AS (
   INSERT INTO order_lines (order_id, position, product_id, sku, name, unit_price, quantity, line_total)
   SELECT o.id, l.position, l.product_id, l.sku, l.name, l.unit_price, l.quantity, l.line_total
-  FROM o, unnest($18::int4[], $19::uuid[], $20::text[], $21::text[], $22::int8[], $23::int4[], $24::int8[])
+  FROM o, unnest($25::int4[], $26::uuid[], $27::text[], $28::text[], $29::int8[], $30::int4[], $31::int8[])
        AS l (position, product_id, sku, name, unit_price, quantity, line_total)
 ), j AS (
-  INSERT INTO outbox (id, queue, kind, payload, schema_version, max_attempts, trace_id, run_at, created_at)
-  SELECT j.id, j.queue, j.kind, j.payload, j.schema_version, j.max_attempts, j.trace_id, NULL, $15
-  FROM o, unnest($25::text[], $26::text[], $27::text[], $28::jsonb[], $29::int4[], $30::int4[], $31::text[])
-       AS j (id, queue, kind, payload, schema_version, max_attempts, trace_id)
-  ON CONFLICT DO NOTHING
+  ",
+    stage_jobs_sql!("o, ", "NULL", "$22"),
+    "
 )
-SELECT count(*) AS n FROM o";
+SELECT count(*) AS n FROM o"
+);
 
-/// Moves order `$1` from status `$2` as of `$3` to `$4`…`$8` (status, payment status,
-/// cancellation reason, timeline, updated at) and stages its jobs (`$9`…`$15`, see
+/// Moves order `$8` from status `$9` as of `$10` to `$11`…`$15` (status, payment status,
+/// cancellation reason, timeline, updated at) and stages its jobs (`$1`…`$7`, see
 /// [`JobColumns`]) in the same statement; counts the orders changed (none: it had moved on).
-const UPDATE_ORDER: &str = "\
-WITH u AS (
-  UPDATE orders SET status = $4, payment_status = $5, cancellation_reason = $6, timeline = $7, updated_at = $8
-  WHERE id = $1 AND status = $2 AND updated_at = $3
+const UPDATE_ORDER: &str = concat!(
+    "WITH u AS (
+  UPDATE orders SET status = $11, payment_status = $12, cancellation_reason = $13, timeline = $14, updated_at = $15
+  WHERE id = $8 AND status = $9 AND updated_at = $10
   RETURNING id
 ), j AS (
-  INSERT INTO outbox (id, queue, kind, payload, schema_version, max_attempts, trace_id, run_at, created_at)
-  SELECT j.id, j.queue, j.kind, j.payload, j.schema_version, j.max_attempts, j.trace_id, NULL, $8
-  FROM u, unnest($9::text[], $10::text[], $11::text[], $12::jsonb[], $13::int4[], $14::int4[], $15::text[])
-       AS j (id, queue, kind, payload, schema_version, max_attempts, trace_id)
-  ON CONFLICT DO NOTHING
+  ",
+    stage_jobs_sql!("u, ", "NULL", "$15"),
+    "
 )
-SELECT count(*) AS n FROM u";
+SELECT count(*) AS n FROM u"
+);
 
 /// Order `$1` with its lines (one row each, by position) and its checkout context.
 const ORDER_WITH_CONTEXT: &str = "\
@@ -359,7 +357,9 @@ impl OrderRepository for PgOrderRepository {
         let o = OrderRow::of(order)?;
         let lines =
             order.lines.iter().enumerate().map(|(i, l)| LineRow::of(order, i, l)).collect::<Result<Vec<_>, _>>()?;
-        let statement = Statement::new(CREATE_ORDER)
+        // The jobs first (`$1`…`$7`), then the order, then its lines.
+        let statement = JobColumns::of(jobs)
+            .bind(Statement::new(CREATE_ORDER))
             .bind::<SqlUuid, _>(o.id)
             .bind::<SqlUuid, _>(o.customer_id)
             .bind::<Text, _>(o.status)
@@ -377,7 +377,7 @@ impl OrderRepository for PgOrderRepository {
             .bind::<Timestamptz, _>(o.created_at)
             .bind::<Timestamptz, _>(o.updated_at)
             .bind::<Nullable<Text>, _>(context.payment_token.clone());
-        let statement = JobColumns::of(jobs).bind(bind_lines(statement, lines));
+        let statement = bind_lines(statement, lines);
         let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
         let created: Count = statement.get_result(&mut conn).await.map_err(infra_from_diesel)?;
         if created.n != 1 {
@@ -474,7 +474,8 @@ impl OrderRepository for PgOrderRepository {
 
     async fn update(&self, expected: &Order, order: &Order, jobs: &[NewJob]) -> Result<(), OrderSaveError> {
         use diesel::sql_types::{Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid};
-        let statement = Statement::new(UPDATE_ORDER)
+        let statement = JobColumns::of(jobs)
+            .bind(Statement::new(UPDATE_ORDER))
             .bind::<SqlUuid, _>(expected.id.as_uuid())
             .bind::<Text, _>(expected.status.as_str())
             .bind::<Timestamptz, _>(expected.updated_at)
@@ -483,7 +484,6 @@ impl OrderRepository for PgOrderRepository {
             .bind::<Nullable<Text>, _>(order.cancellation_reason.as_ref().map(CancellationReason::as_str))
             .bind::<Jsonb, _>(timeline_json(&order.timeline)?)
             .bind::<Timestamptz, _>(order.updated_at);
-        let statement = JobColumns::of(jobs).bind(statement);
         let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
         let updated: Count = statement.get_result(&mut conn).await.map_err(infra_from_diesel)?;
         if updated.n != 1 {

@@ -19,38 +19,54 @@ use crate::schema::outbox;
 use crate::sql::Statement;
 use crate::PgPool;
 
-/// Adds jobs to the outbox inside the caller's transaction (to run at `run_at`, or now).
-/// Staging an id that is already there does nothing.
+/// The INSERT that stages the jobs bound as `$1`…`$7` (by [`JobColumns::bind`], which binds them
+/// first), once for each row of `$from` (`"u, "`: only if the statement's change `u` happened;
+/// `""`: always), to run at `$run_at`, created at `$created_at`. A job id already staged is left
+/// as it is.
+macro_rules! stage_jobs_sql {
+    ($from:literal, $run_at:literal, $created_at:literal) => {
+        concat!(
+            "INSERT INTO outbox (id, queue, kind, payload, schema_version, max_attempts, trace_id, run_at, created_at)\n",
+            "  SELECT j.id, j.queue, j.kind, j.payload, j.schema_version, j.max_attempts, j.trace_id, ",
+            $run_at,
+            ", ",
+            $created_at,
+            "\n  FROM ",
+            $from,
+            "unnest($1::text[], $2::text[], $3::text[], $4::jsonb[], $5::int4[], $6::int4[], $7::text[])\n",
+            "       AS j (id, queue, kind, payload, schema_version, max_attempts, trace_id)\n",
+            "  ON CONFLICT DO NOTHING"
+        )
+    };
+}
+pub(crate) use stage_jobs_sql;
+
+/// Stages the jobs to run at `$8` (now when NULL), created at `$9`.
+const STAGE: &str = stage_jobs_sql!("", "$8", "$9");
+
+/// Adds jobs to the outbox inside the caller's transaction (to run at `run_at`, or now), in one
+/// statement. Staging an id that is already there does nothing.
 pub async fn stage(
     conn: &mut AsyncPgConnection,
     jobs: &[NewJob],
     run_at: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
 ) -> Result<(), diesel::result::Error> {
-    for job in jobs {
-        diesel::insert_into(outbox::table)
-            .values((
-                outbox::id.eq(job.id.as_str()),
-                outbox::queue.eq(job.queue.as_str()),
-                outbox::kind.eq(&job.kind),
-                outbox::payload.eq(&job.payload),
-                outbox::schema_version.eq(i32::from(job.schema_version)),
-                outbox::max_attempts.eq(i32::try_from(job.max_attempts).unwrap_or(i32::MAX)),
-                outbox::trace_id.eq(job.trace_id.as_deref()),
-                outbox::run_at.eq(run_at),
-                outbox::created_at.eq(now),
-            ))
-            .on_conflict_do_nothing()
-            .execute(conn)
-            .await?;
+    if jobs.is_empty() {
+        return Ok(());
     }
-    Ok(())
+    JobColumns::of(jobs)
+        .bind(Statement::new(STAGE))
+        .bind::<diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>, _>(run_at)
+        .bind::<diesel::sql_types::Timestamptz, _>(now)
+        .execute(conn)
+        .await
+        .map(|_| ())
 }
 
-/// Jobs as columns, for a statement that stages them itself (one round trip for the change and
-/// its jobs): bound as seven arrays, id, queue, kind, payload, schema version, max attempts and
-/// trace id, read with `unnest` in that order. Such a statement inserts them as [`stage`] does
-/// (`ON CONFLICT DO NOTHING`, `run_at` NULL).
+/// Jobs as columns, for a statement that stages them with `stage_jobs_sql!` (so a change and its
+/// jobs take one round trip): bound as its first seven parameters, arrays of id, queue, kind,
+/// payload, schema version, max attempts and trace id.
 pub(crate) struct JobColumns {
     ids: Vec<String>,
     queues: Vec<String>,
@@ -74,7 +90,7 @@ impl JobColumns {
         }
     }
 
-    /// Binds the seven arrays as the statement's next parameters.
+    /// Binds the seven arrays as the statement's first parameters (`$1`…`$7`).
     pub(crate) fn bind(self, statement: Statement<'_>) -> Statement<'_> {
         use diesel::sql_types::{Array, Int4, Jsonb, Nullable, Text};
         statement

@@ -15,7 +15,7 @@ use ecom_payments::ports::{PaymentChange, PaymentRepository, SaveError};
 use uuid::Uuid;
 
 use crate::error::{infra_from_diesel, infra_from_pool};
-use crate::outbox::{stage, JobColumns};
+use crate::outbox::{stage, stage_jobs_sql, JobColumns};
 use crate::schema::{payment_events, payments, refunds};
 use crate::sql::{Count, Statement};
 use crate::PgPool;
@@ -153,22 +153,22 @@ impl From<TxError> for SaveError {
     }
 }
 
-/// Writes payment `$1` (provider reference, status, refunded amount, failure reason, updated at:
-/// `$5`…`$9`) while it still has status `$2`, refunded amount `$3` and updated at `$4`, and
-/// stages its jobs (`$10`…`$16`, see [`JobColumns`]); counts the payments changed.
-const UPDATE_PAYMENT: &str = "\
-WITH u AS (
-  UPDATE payments SET provider_reference = $5, status = $6, refunded_amount = $7, failure_reason = $8, updated_at = $9
-  WHERE id = $1 AND status = $2 AND refunded_amount = $3 AND updated_at = $4
+/// Writes payment `$8` (provider reference, status, refunded amount, failure reason, updated at:
+/// `$12`…`$16`) while it still has status `$9`, refunded amount `$10` and updated at `$11`, and
+/// stages its jobs (`$1`…`$7`, see [`JobColumns`]); counts the payments changed.
+const UPDATE_PAYMENT: &str = concat!(
+    "WITH u AS (
+  UPDATE payments SET provider_reference = $12, status = $13, refunded_amount = $14, failure_reason = $15,
+                      updated_at = $16
+  WHERE id = $8 AND status = $9 AND refunded_amount = $10 AND updated_at = $11
   RETURNING id
 ), j AS (
-  INSERT INTO outbox (id, queue, kind, payload, schema_version, max_attempts, trace_id, run_at, created_at)
-  SELECT j.id, j.queue, j.kind, j.payload, j.schema_version, j.max_attempts, j.trace_id, NULL, $9
-  FROM u, unnest($10::text[], $11::text[], $12::text[], $13::jsonb[], $14::int4[], $15::int4[], $16::text[])
-       AS j (id, queue, kind, payload, schema_version, max_attempts, trace_id)
-  ON CONFLICT DO NOTHING
+  ",
+    stage_jobs_sql!("u, ", "NULL", "$16"),
+    "
 )
-SELECT count(*) AS n FROM u";
+SELECT count(*) AS n FROM u"
+);
 
 /// Order `$2`'s first payment of the kind of provider `$4` (`$13`, cash on delivery, or any other),
 /// or, when it has none, payment `$1`…`$12` inserted (the columns of `INSERT_PAYMENT`).
@@ -221,7 +221,8 @@ async fn compare_and_set(
 ) -> Result<(), TxError> {
     use diesel::sql_types::{BigInt, Nullable, Text, Timestamptz, Uuid as SqlUuid};
     let row = PaymentRow::of(next);
-    let statement = Statement::new(UPDATE_PAYMENT)
+    let statement = JobColumns::of(jobs)
+        .bind(Statement::new(UPDATE_PAYMENT))
         .bind::<SqlUuid, _>(expected.id.as_uuid())
         .bind::<Text, _>(expected.status.as_str())
         .bind::<BigInt, _>(expected.refunded.amount())
@@ -231,7 +232,7 @@ async fn compare_and_set(
         .bind::<BigInt, _>(row.refunded_amount)
         .bind::<Nullable<Text>, _>(row.failure_reason)
         .bind::<Timestamptz, _>(row.updated_at);
-    let updated: Count = JobColumns::of(jobs).bind(statement).get_result(conn).await?;
+    let updated: Count = statement.get_result(conn).await?;
     if updated.n == 1 {
         Ok(())
     } else {
