@@ -7,6 +7,9 @@
 
 use ecom_platform::{prepare_database, reset_database, seed, start_api, telemetry, Config, Services};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::from_env()?;

@@ -8,6 +8,9 @@ use std::time::Duration;
 use anyhow::Context as _;
 use ecom_platform::{check_invariants, run_worker, telemetry, Config};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::from_env()?;
