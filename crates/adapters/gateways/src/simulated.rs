@@ -11,10 +11,11 @@ use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
 use deadpool_redis::{redis, Pool};
 use ecom_kernel::jobs::JobQueue;
-use ecom_kernel::{Clock, Currency, Money};
+use ecom_kernel::{Clock, Currency, InfraError, Money};
 use ecom_payments::model::{DeclineReason, EventKind, Provider, ProviderPayment, ProviderState, RefundStatus};
 use ecom_payments::ports::{ChargeRequest, GatewayError, PaymentGateway, ProviderRefund, RefundRequest};
 use ecom_payments::service::payment_event_job;
+use ecom_redis::SharedConnection;
 
 /// How long after a charge the simulator captures it.
 pub const DEFAULT_CAPTURE_DELAY: Duration = Duration::from_secs(1);
@@ -25,7 +26,7 @@ const MAX_AMOUNT: i64 = 1 << 53;
 const PROVIDER: &str = "simulated";
 
 pub struct SimulatedGateway {
-    pool: Pool,
+    redis: SharedConnection,
     prefix: String,
     queue: Arc<dyn JobQueue>,
     clock: Arc<dyn Clock>,
@@ -106,7 +107,7 @@ impl SimulatedGateway {
         capture_delay: Duration,
     ) -> Self {
         Self {
-            pool,
+            redis: SharedConnection::new(pool),
             prefix: prefix.into(),
             queue,
             clock,
@@ -127,12 +128,9 @@ impl SimulatedGateway {
 
     /// How many charges were made under an idempotency key (0 or 1).
     pub async fn charges_made(&self, idempotency_key: &str) -> Result<u64, GatewayError> {
-        let mut conn = self.connection().await?;
-        let count: Option<u64> = redis::cmd("GET")
-            .arg(self.charge_count_key(idempotency_key))
-            .query_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
+        self.wait().await;
+        let count: Option<u64> =
+            self.redis.cmd(redis::cmd("GET").arg(self.charge_count_key(idempotency_key))).await.map_err(unavailable)?;
         Ok(count.unwrap_or(0))
     }
 
@@ -156,19 +154,16 @@ impl SimulatedGateway {
         self.key(&["refund", idempotency_key])
     }
 
-    async fn connection(&self) -> Result<deadpool_redis::Connection, GatewayError> {
+    /// The provider's latency, if any, before a call.
+    async fn wait(&self) {
         if !self.latency.is_zero() {
             tokio::time::sleep(self.latency).await;
         }
-        self.pool.get().await.map_err(|e| {
-            tracing::warn!(provider = PROVIDER, error = %e, "simulator state unreachable");
-            GatewayError::Unavailable("the simulator's state is unreachable".into())
-        })
     }
 
-    async fn load(&self, conn: &mut deadpool_redis::Connection, reference: &str) -> Result<Stored, GatewayError> {
+    async fn load(&self, reference: &str) -> Result<Stored, GatewayError> {
         let fields: HashMap<String, String> =
-            redis::cmd("HGETALL").arg(self.payment_key(reference)).query_async(conn).await.map_err(unavailable)?;
+            self.redis.cmd(redis::cmd("HGETALL").arg(self.payment_key(reference))).await.map_err(unavailable)?;
         if fields.is_empty() {
             return Err(GatewayError::Rejected(format!("unknown simulated payment {reference}")));
         }
@@ -195,7 +190,7 @@ impl Stored {
     }
 }
 
-fn unavailable(err: redis::RedisError) -> GatewayError {
+fn unavailable(err: InfraError) -> GatewayError {
     tracing::warn!(provider = PROVIDER, error = %err, "simulator state unavailable");
     GatewayError::Unavailable("the simulator's state is unavailable".into())
 }
@@ -249,10 +244,9 @@ impl PaymentGateway for SimulatedGateway {
         let reference = format!("pi_sim_{}", uuid::Uuid::now_v7().simple());
         let event_id = format!("evt_sim_{}", uuid::Uuid::now_v7().simple());
 
-        let mut conn = self.connection().await?;
-        let (created, reference): (i64, String) = self
-            .charge_script
-            .key(self.charge_key(&request.idempotency_key))
+        self.wait().await;
+        let mut call = self.charge_script.prepare_invoke();
+        call.key(self.charge_key(&request.idempotency_key))
             .key(self.charge_count_key(&request.idempotency_key))
             .key(self.payment_key(&reference))
             .arg(&reference)
@@ -260,12 +254,9 @@ impl PaymentGateway for SimulatedGateway {
             .arg(request.amount.currency().code())
             .arg(capture_at.timestamp_micros())
             .arg(&event_id)
-            .arg(STATE_TTL_SECS)
-            .invoke_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
-        let stored = self.load(&mut conn, &reference).await?;
-        drop(conn);
+            .arg(STATE_TTL_SECS);
+        let (created, reference): (i64, String) = self.redis.script(&call).await.map_err(unavailable)?;
+        let stored = self.load(&reference).await?;
         if stored.amount != request.amount {
             return Err(GatewayError::Rejected("idempotency key reused for another amount".into()));
         }
@@ -281,18 +272,14 @@ impl PaymentGateway for SimulatedGateway {
     }
 
     async fn capture(&self, reference: &str, _idempotency_key: &str) -> Result<ProviderPayment, GatewayError> {
-        let mut conn = self.connection().await?;
-        let known: i64 = self
-            .capture_script
-            .key(self.payment_key(reference))
-            .arg(self.clock.now().timestamp_micros())
-            .invoke_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
+        self.wait().await;
+        let mut call = self.capture_script.prepare_invoke();
+        call.key(self.payment_key(reference)).arg(self.clock.now().timestamp_micros());
+        let known: i64 = self.redis.script(&call).await.map_err(unavailable)?;
         if known == 0 {
             return Err(GatewayError::Rejected(format!("unknown simulated payment {reference}")));
         }
-        let stored = self.load(&mut conn, reference).await?;
+        let stored = self.load(reference).await?;
         Ok(self.seen(reference.to_owned(), &stored))
     }
 
@@ -302,19 +289,16 @@ impl PaymentGateway for SimulatedGateway {
             return Err(GatewayError::Rejected("an idempotency key is required".into()));
         }
         let reference = format!("re_sim_{}", uuid::Uuid::now_v7().simple());
-        let mut conn = self.connection().await?;
-        let (done, answer): (i64, String) = self
-            .refund_script
-            .key(self.payment_key(&request.reference))
+        self.wait().await;
+        let mut call = self.refund_script.prepare_invoke();
+        call.key(self.payment_key(&request.reference))
             .key(self.refund_key(&request.idempotency_key))
             .arg(&reference)
             .arg(amount)
             .arg(request.amount.currency().code())
             .arg(self.clock.now().timestamp_micros())
-            .arg(STATE_TTL_SECS)
-            .invoke_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
+            .arg(STATE_TTL_SECS);
+        let (done, answer): (i64, String) = self.redis.script(&call).await.map_err(unavailable)?;
         if done != 1 {
             tracing::info!(provider = PROVIDER, payment = %request.reference, why = %answer, "simulated refund refused");
             return Err(GatewayError::Rejected(answer));
@@ -324,8 +308,8 @@ impl PaymentGateway for SimulatedGateway {
     }
 
     async fn retrieve(&self, reference: &str) -> Result<ProviderPayment, GatewayError> {
-        let mut conn = self.connection().await?;
-        let stored = self.load(&mut conn, reference).await?;
+        self.wait().await;
+        let stored = self.load(reference).await?;
         Ok(self.seen(reference.to_owned(), &stored))
     }
 }

@@ -40,56 +40,64 @@ else
 end
 return 1";
 
-/// KEYS: job. Marks a delivery started. Returns {data, attempt} or {} for a vanished job.
+/// KEYS: job 1..n. Marks each delivery started. Returns, per job, {data, attempt}, or {} for a
+/// job that vanished.
 const START: &str = r"
-local data = redis.call('HGET', KEYS[1], 'data')
-if not data then return {} end
-local attempt = redis.call('HINCRBY', KEYS[1], 'attempt', 1)
-redis.call('HSET', KEYS[1], 'state', 'active')
-return {data, attempt}";
+local started = {}
+for i = 1, #KEYS do
+  local data = redis.call('HGET', KEYS[i], 'data')
+  if data then
+    local attempt = redis.call('HINCRBY', KEYS[i], 'attempt', 1)
+    redis.call('HSET', KEYS[i], 'state', 'active')
+    started[i] = {data, attempt}
+  else
+    started[i] = {}
+  end
+end
+return started";
 
-/// KEYS: stream, job, delayed, dead, next job, stats. ARGV: consumer, entry, outcome (done | retry |
-/// dead | skip), due_ms, error, retention_ms, job id, next id ('' = none), next data.
-/// Returns -1 when the consumer no longer owns the delivery.
+/// KEYS: stream, job, delayed, dead, stats. ARGV: consumer, entry, outcome (retry | dead | skip),
+/// due_ms, error, job id. Settles a delivery that did not succeed (completions go through
+/// `COMPLETE_MANY`). Returns -1 when the consumer no longer owns the delivery.
 const FINISH: &str = r"
 local owned = redis.call('XPENDING', KEYS[1], 'workers', ARGV[2], ARGV[2], 1, ARGV[1])
 if #owned == 0 then return -1 end
 redis.call('XACK', KEYS[1], 'workers', ARGV[2])
 redis.call('XDEL', KEYS[1], ARGV[2])
-if ARGV[3] == 'done' then
-  redis.call('HINCRBY', KEYS[6], 'completed', 1)
-  redis.call('HSET', KEYS[2], 'state', 'done')
-  redis.call('PEXPIRE', KEYS[2], ARGV[6])
-  if ARGV[8] ~= '' and redis.call('EXISTS', KEYS[5]) == 0 then
-    redis.call('HSET', KEYS[5], 'data', ARGV[9], 'attempt', 0, 'state', 'waiting')
-    redis.call('XADD', KEYS[1], '*', 'id', ARGV[8])
-  end
-elseif ARGV[3] == 'retry' then
-  redis.call('HINCRBY', KEYS[6], 'retried', 1)
+if ARGV[3] == 'retry' then
+  redis.call('HINCRBY', KEYS[5], 'retried', 1)
   redis.call('HSET', KEYS[2], 'state', 'delayed', 'error', ARGV[5])
-  redis.call('ZADD', KEYS[3], ARGV[4], ARGV[7])
+  redis.call('ZADD', KEYS[3], ARGV[4], ARGV[6])
 elseif ARGV[3] == 'dead' then
-  redis.call('HINCRBY', KEYS[6], 'dead', 1)
+  redis.call('HINCRBY', KEYS[5], 'dead', 1)
   redis.call('HSET', KEYS[2], 'state', 'dead', 'error', ARGV[5])
-  redis.call('XADD', KEYS[4], '*', 'id', ARGV[7], 'error', ARGV[5])
+  redis.call('XADD', KEYS[4], '*', 'id', ARGV[6], 'error', ARGV[5])
 end
 return 1";
 
-/// KEYS: stream, stats, job 1..n. ARGV: consumer, retention_ms, entry 1..n. Completes many
-/// deliveries at once (a group commit): one XACK, one XDEL and one counter update for all.
+/// KEYS: stream, stats, then per delivery its job and its flow's next job (the job again when
+/// there is none). ARGV: consumer, retention_ms, then per delivery its entry, the next job's id
+/// ('' = none) and data. Completes many deliveries at once (a group commit): one XACK, one XDEL
+/// and one counter update for all; a step's next step is enqueued in the same script, so a step
+/// never exists before its predecessor finished.
 /// Returns, per delivery, 1 if acknowledged or 0 if this consumer no longer owned it.
 const COMPLETE_MANY: &str = r"
 local owned = {}
 local result = {}
-for i = 3, #KEYS do
-  local entry = ARGV[i]
+for i = 1, (#KEYS - 2) / 2 do
+  local job, next = KEYS[1 + 2 * i], KEYS[2 + 2 * i]
+  local entry, next_id = ARGV[3 * i], ARGV[3 * i + 1]
   if #redis.call('XPENDING', KEYS[1], 'workers', entry, entry, 1, ARGV[1]) == 0 then
-    result[#result + 1] = 0
+    result[i] = 0
   else
-    result[#result + 1] = 1
+    result[i] = 1
     owned[#owned + 1] = entry
-    redis.call('HSET', KEYS[i], 'state', 'done')
-    redis.call('PEXPIRE', KEYS[i], ARGV[2])
+    redis.call('HSET', job, 'state', 'done')
+    redis.call('PEXPIRE', job, ARGV[2])
+    if next_id ~= '' and redis.call('EXISTS', next) == 0 then
+      redis.call('HSET', next, 'data', ARGV[3 * i + 2], 'attempt', 0, 'state', 'waiting')
+      redis.call('XADD', KEYS[1], '*', 'id', next_id)
+    end
   end
 end
 if #owned > 0 then
@@ -206,11 +214,12 @@ impl RedisJobQueue {
         }
         let now = Utc::now();
         let mut pipe = redis::pipe();
-        pipe.load_script(&self.scripts.enqueue).ignore();
         for job in jobs {
             pipe.invoke_script(&self.enqueue_call(job, None, now)?);
         }
-        let created: Vec<i64> = self.redis.pipe(&pipe).await?;
+        // Enqueue is idempotent on the job id, so the batch may run again if the server lost
+        // the script.
+        let created: Vec<i64> = self.redis.script_pipe(&pipe, &[&self.scripts.enqueue]).await?;
         Ok(created.into_iter().map(|c| if c == 1 { Enqueued::Created } else { Enqueued::AlreadyPresent }).collect())
     }
 }
@@ -288,6 +297,8 @@ struct GroupCommit {
 struct WaitingAck {
     entry_id: String,
     job_id: String,
+    /// The next step of the job's flow: its id and its encoded envelope.
+    next: Option<(String, String)>,
     reply: tokio::sync::oneshot::Sender<Result<bool, (InfraErrorKind, String)>>,
 }
 
@@ -402,19 +413,16 @@ impl QueueConsumer {
         if entries.is_empty() {
             return Ok(Vec::new());
         }
-        // One round trip for the whole batch.
-        let mut pipe = redis::pipe();
-        pipe.load_script(&self.scripts.start).ignore();
+        // One script call for the whole batch.
+        let mut call = self.scripts.start.prepare_invoke();
         for (_, job_id) in &entries {
-            let mut call = self.scripts.start.prepare_invoke();
             call.key(self.keys.job(job_id));
-            pipe.invoke_script(&call);
         }
-        let started: Vec<Vec<String>> = self.redis.pipe(&pipe).await?;
+        let started: Vec<Vec<String>> = self.redis.script(&call).await?;
         let mut deliveries = Vec::with_capacity(entries.len());
         for ((entry_id, job_id), started) in entries.into_iter().zip(started) {
             let [data, attempt] = started.as_slice() else {
-                self.finish_raw(&entry_id, &job_id, "skip", 0, "", None).await?;
+                self.finish_raw(&entry_id, &job_id, "skip", 0, "").await?;
                 continue;
             };
             let stored: StoredJob =
@@ -444,28 +452,19 @@ impl QueueConsumer {
         outcome: &str,
         due_ms: i64,
         error: &str,
-        next: Option<&NewJob>,
     ) -> Result<bool, InfraError> {
-        let next_key = next.map_or_else(|| self.keys.job(job_id), |n| self.keys.job(n.id.as_str()));
         let mut call = self.scripts.finish.prepare_invoke();
         call.key(self.keys.stream())
             .key(self.keys.job(job_id))
             .key(self.keys.delayed())
             .key(self.keys.dead())
-            .key(next_key)
             .key(self.keys.stats())
             .arg(&self.name)
             .arg(entry_id)
             .arg(outcome)
             .arg(due_ms)
             .arg(error)
-            .arg(millis(self.settings.retention))
-            .arg(job_id)
-            .arg(next.map_or("", |n| n.id.as_str()))
-            .arg(match next {
-                Some(n) => encode(n, Utc::now())?,
-                None => String::new(),
-            });
+            .arg(job_id);
         let owned: i64 = self.redis.script(&call).await?;
         Ok(owned == 1)
     }
@@ -473,17 +472,19 @@ impl QueueConsumer {
     /// Acknowledges a finished job, enqueuing the next step of its flow (same queue) atomically.
     /// Returns `false` (and changes nothing) when this consumer no longer owns the delivery.
     pub async fn complete(&self, delivery: &Delivery, next: Option<&NewJob>) -> Result<bool, InfraError> {
-        if next.is_some_and(|n| n.queue != self.queue) {
-            return Err(InfraError::unexpected("a flow's next step must be on the same queue"));
-        }
-        if next.is_some() {
-            return self.finish_raw(&delivery.entry_id, delivery.job.id.as_str(), "done", 0, "", next).await;
-        }
+        let next = match next {
+            Some(n) if n.queue != self.queue => {
+                return Err(InfraError::unexpected("a flow's next step must be on the same queue"))
+            }
+            Some(n) => Some((n.id.as_str().to_owned(), encode(n, Utc::now())?)),
+            None => None,
+        };
         let (reply, answer) = tokio::sync::oneshot::channel();
         if let Ok(mut waiting) = self.acks.waiting.lock() {
             waiting.push(WaitingAck {
                 entry_id: delivery.entry_id.clone(),
                 job_id: delivery.job.id.as_str().to_owned(),
+                next,
                 reply,
             });
         }
@@ -515,7 +516,11 @@ impl QueueConsumer {
         let mut call = self.scripts.complete_many.prepare_invoke();
         call.key(self.keys.stream()).key(self.keys.stats()).arg(&self.name).arg(millis(self.settings.retention));
         for ack in &batch {
-            call.key(self.keys.job(&ack.job_id)).arg(&ack.entry_id);
+            let job = self.keys.job(&ack.job_id);
+            match &ack.next {
+                Some((id, data)) => call.key(job).key(self.keys.job(id)).arg(&ack.entry_id).arg(id).arg(data),
+                None => call.key(&job).key(&job).arg(&ack.entry_id).arg("").arg(""),
+            };
         }
         match self.redis.script::<Vec<i64>>(&call).await {
             Ok(owned) => {
@@ -535,12 +540,12 @@ impl QueueConsumer {
     /// Schedules another attempt at `now + delay`.
     pub async fn retry(&self, delivery: &Delivery, delay: Duration, error: &str) -> Result<bool, InfraError> {
         let due = Utc::now().timestamp_millis().saturating_add(i64::try_from(millis(delay)).unwrap_or(i64::MAX));
-        self.finish_raw(&delivery.entry_id, delivery.job.id.as_str(), "retry", due, error, None).await
+        self.finish_raw(&delivery.entry_id, delivery.job.id.as_str(), "retry", due, error).await
     }
 
     /// Moves the job to the dead-letter stream with its last error.
     pub async fn dead_letter(&self, delivery: &Delivery, error: &str) -> Result<bool, InfraError> {
-        self.finish_raw(&delivery.entry_id, delivery.job.id.as_str(), "dead", 0, error, None).await
+        self.finish_raw(&delivery.entry_id, delivery.job.id.as_str(), "dead", 0, error).await
     }
 
     /// Keeps a long-running delivery owned (resets its idle time).

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use deadpool_redis::redis::AsyncCommands;
+use deadpool_redis::redis;
 use ecom_kernel::{CustomerId, InfraError};
 use ecom_notifications::model::{Notification, NotificationId, NotificationStatus, NotificationType};
 use ecom_notifications::ports::RealtimePublisher;
@@ -19,7 +19,8 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::pool::{infra_from_pool, infra_from_redis};
+use crate::pool::infra_from_redis;
+use crate::shared::SharedConnection;
 use crate::{RedisKeys, RedisPool};
 
 /// The message on the channel (schema version 1).
@@ -72,15 +73,15 @@ impl Wire {
     }
 }
 
-/// Publishes notifications on their recipients' channels.
+/// Publishes notifications on their recipients' channels, over the process's shared connection.
 pub struct RedisRealtimePublisher {
-    pool: RedisPool,
+    redis: SharedConnection,
     keys: RedisKeys,
 }
 
 impl RedisRealtimePublisher {
     pub fn new(pool: RedisPool, keys: RedisKeys) -> Self {
-        Self { pool, keys }
+        Self { redis: SharedConnection::new(pool), keys }
     }
 }
 
@@ -89,11 +90,8 @@ impl RealtimePublisher for RedisRealtimePublisher {
     async fn publish(&self, notification: &Notification) -> Result<(), InfraError> {
         let message = serde_json::to_string(&Wire::of(notification))
             .map_err(|e| InfraError::unexpected(format!("encoding a notification: {e}")))?;
-        let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
-        let _receivers: i64 = conn
-            .publish(self.keys.notification_channel(&notification.customer_id.to_string()), message)
-            .await
-            .map_err(infra_from_redis)?;
+        let channel = self.keys.notification_channel(&notification.customer_id.to_string());
+        let _receivers: i64 = self.redis.cmd(redis::cmd("PUBLISH").arg(channel).arg(message)).await?;
         Ok(())
     }
 }

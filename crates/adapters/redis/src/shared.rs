@@ -58,6 +58,26 @@ impl SharedConnection {
         pipe.query_async(&mut conn).await.map_err(|e| self.failed(e))
     }
 
+    /// Runs a pipeline of calls to `scripts` (`EVALSHA`). If the server lost them (a restart,
+    /// `SCRIPT FLUSH`), loads them and runs the whole pipeline again: only for scripts that are
+    /// idempotent, since the calls before the failing one may have run.
+    pub async fn script_pipe<T: redis::FromRedisValue>(
+        &self,
+        pipe: &redis::Pipeline,
+        scripts: &[&redis::Script],
+    ) -> Result<T, InfraError> {
+        let mut conn = self.connection().await?;
+        match pipe.query_async(&mut conn).await {
+            Err(err) if err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                for script in scripts {
+                    script.load_async(&mut conn).await.map_err(|e| self.failed(e))?;
+                }
+                pipe.query_async(&mut conn).await.map_err(|e| self.failed(e))
+            }
+            other => other.map_err(|e| self.failed(e)),
+        }
+    }
+
     pub async fn script<T: redis::FromRedisValue>(&self, call: &redis::ScriptInvocation<'_>) -> Result<T, InfraError> {
         let mut conn = self.connection().await?;
         call.invoke_async(&mut conn).await.map_err(|e| self.failed(e))

@@ -253,3 +253,114 @@ async fn concurrent_completions_share_group_commits_and_each_gets_its_own_answer
     let stats = slow.stats().await.unwrap();
     assert_eq!((stats.waiting, stats.in_flight, stats.delayed, stats.dead), (0, 0, 0, 0));
 }
+
+#[tokio::test]
+async fn grouped_completions_enqueue_each_next_step_once_and_only_while_still_owned() {
+    let redis = TestRedis::new();
+    let queue = producer(&redis);
+    let firsts: Vec<NewJob> = (0..200).map(|i| job(&format!("first-{i}"), 3)).collect();
+    queue.enqueue_batch(&firsts).await.unwrap();
+    // One next step exists already: completing its predecessor must not enqueue it again.
+    queue.enqueue(job("next-0", 3)).await.unwrap();
+    let slow = Arc::new(consumer(&redis, "slow").await);
+    let rescuer = consumer(&redis, "rescuer").await;
+    let deliveries = slow.read(200, SHORT).await.unwrap();
+    assert_eq!(deliveries.len(), 200);
+    // Three quarters go idle and are taken over before the slow consumer completes them.
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    let index = |d: &ecom_redis::Delivery| d.job.id.as_str().trim_start_matches("first-").parse::<usize>().unwrap();
+    for d in deliveries.iter().filter(|d| index(d) % 4 == 0) {
+        slow.heartbeat(d).await.unwrap();
+    }
+    let mut taken = Vec::new();
+    loop {
+        let batch = rescuer.reclaim(Duration::from_millis(100), 100).await.unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        taken.extend(batch);
+    }
+    assert_eq!(taken.len(), 150);
+
+    let mut acks = tokio::task::JoinSet::new();
+    for d in deliveries {
+        let slow = slow.clone();
+        acks.spawn(async move {
+            let i = index(&d);
+            (i, slow.complete(&d, Some(&job(&format!("next-{i}"), 3))).await.unwrap())
+        });
+    }
+    while let Some(answer) = acks.join_next().await {
+        let (i, owned) = answer.unwrap();
+        assert_eq!(owned, i % 4 == 0, "first-{i}");
+    }
+    // Only the completions that counted enqueued their next step (next-0 was there already).
+    let reader = consumer(&redis, "reader").await;
+    let mut next: Vec<String> = Vec::new();
+    loop {
+        let batch = reader.read(100, SHORT).await.unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        for d in &batch {
+            next.push(d.job.id.as_str().to_owned());
+            assert!(reader.complete(d, None).await.unwrap());
+        }
+    }
+    next.sort();
+    let mut expected: Vec<String> = (0..200).filter(|i| i % 4 == 0).map(|i| format!("next-{i}")).collect();
+    expected.sort();
+    assert_eq!(next, expected);
+
+    // The rescuer's completions count, and enqueue the other next steps.
+    for d in &taken {
+        assert!(rescuer.complete(d, Some(&job(&format!("next-{}", index(d)), 3))).await.unwrap());
+    }
+    let mut rest = 0;
+    loop {
+        let batch = reader.read(100, SHORT).await.unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        for d in &batch {
+            assert_ne!(index_of_next(d) % 4, 0, "{} came twice", d.job.id.as_str());
+            assert!(reader.complete(d, None).await.unwrap());
+            rest += 1;
+        }
+    }
+    assert_eq!(rest, 150);
+    let stats = reader.stats().await.unwrap();
+    assert_eq!((stats.waiting, stats.in_flight, stats.delayed, stats.dead), (0, 0, 0, 0));
+}
+
+fn index_of_next(d: &ecom_redis::Delivery) -> usize {
+    d.job.id.as_str().trim_start_matches("next-").parse().unwrap()
+}
+
+#[tokio::test]
+async fn the_queue_works_on_after_the_server_lost_its_scripts() {
+    let redis = TestRedis::new();
+    let queue = producer(&redis);
+    let c = consumer(&redis, "c1").await;
+    // Every script loaded, as on a busy server.
+    queue.enqueue_batch(&[job("warm", 3)]).await.unwrap();
+    let warm = c.read(1, SHORT).await.unwrap();
+    assert!(c.complete(&warm[0], None).await.unwrap());
+
+    // A restart (or SCRIPT FLUSH) forgets them; every other user of this server reloads its own.
+    let client = deadpool_redis::redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = deadpool_redis::redis::cmd("SCRIPT").arg("FLUSH").query_async(&mut conn).await.unwrap();
+
+    let created = queue.enqueue_batch(&[job("a", 3), job("b", 3), job("a", 3)]).await.unwrap();
+    assert_eq!(created, [Enqueued::Created, Enqueued::Created, Enqueued::AlreadyPresent]);
+    let got = c.read(10, SHORT).await.unwrap();
+    let ids: Vec<&str> = got.iter().map(|d| d.job.id.as_str()).collect();
+    assert_eq!((ids, got[0].job.attempt), (vec!["a", "b"], 1));
+    assert!(c.complete(&got[0], Some(&job("a:next", 3))).await.unwrap());
+    assert!(c.retry(&got[1], Duration::ZERO, "try again").await.unwrap());
+    assert_eq!(c.promote(10).await.unwrap(), 1);
+    let again: Vec<(String, u32)> =
+        c.read(10, SHORT).await.unwrap().iter().map(|d| (d.job.id.as_str().to_owned(), d.job.attempt)).collect();
+    assert_eq!(again, [("a:next".to_owned(), 1), ("b".to_owned(), 2)]);
+}
