@@ -42,10 +42,10 @@ impl ProductLookup for CatalogProducts {
 }
 
 /// Publishes outbox jobs right after their commit: straight to the queue in one round trip,
-/// the rows recorded as published in the background (the relay catches whatever is left).
+/// the rows removed from the outbox in the background (the relay catches whatever is left).
 pub struct OutboxPublisher {
     pub queue: Arc<dyn ecom_kernel::jobs::JobQueue>,
-    pub marks: ecom_postgres::OutboxMarks,
+    pub removals: ecom_postgres::OutboxRemovals,
 }
 
 #[async_trait]
@@ -55,7 +55,7 @@ impl ecom_payments::ports::JobPublisher for OutboxPublisher {
             return;
         }
         match self.queue.enqueue_many(jobs).await {
-            Ok(_) => self.marks.mark(jobs.iter().map(|j| j.id.as_str().to_owned()).collect()),
+            Ok(_) => self.removals.remove(jobs.iter().map(|j| j.id.as_str().to_owned()).collect()),
             // Not an error: the worker's relay publishes whatever is left in the outbox.
             Err(err) => tracing::warn!(error = %err, "eager publish failed; the outbox relay will publish"),
         }

@@ -25,7 +25,7 @@ use ecom_kernel::{Clock, Email, HealthCheck, InfraError, SystemClock};
 use ecom_notifications::NotificationService;
 use ecom_payments::ports::{PaymentGateway, WebhookVerifier};
 use ecom_payments::PaymentService;
-use ecom_postgres::{OutboxMarks, PgAdminRecipients, PgNotificationRepository};
+use ecom_postgres::{OutboxRemovals, PgAdminRecipients, PgNotificationRepository};
 use ecom_postgres::{
     PgAddressRepository, PgCustomerRepository, PgHealth, PgOutbox, PgPaymentRepository, PgPool, PgProductRepository,
     PgRefreshTokenRepository, PgSettings, PgStockRepository,
@@ -161,7 +161,7 @@ impl Services {
         let outbox = Arc::new(PgOutbox::new(pg.clone()));
         let canaries = Arc::new(RedisCanaryLog::new(redis.clone(), redis_keys.clone()));
         let publisher: Arc<OutboxPublisher> =
-            Arc::new(OutboxPublisher { queue: jobs.clone(), marks: OutboxMarks::spawn(outbox.clone()) });
+            Arc::new(OutboxPublisher { queue: jobs.clone(), removals: OutboxRemovals::spawn(outbox.clone()) });
         let payment_gateways = PaymentGateways::build(config, redis.clone(), jobs.clone())?;
         let payments = Arc::new(PaymentService::new(
             Arc::new(PgPaymentRepository::new(pg.clone())),

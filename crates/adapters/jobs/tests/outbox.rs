@@ -4,9 +4,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use diesel_async::{AsyncConnection, AsyncPgConnection};
 use ecom_kernel::jobs::{JobId, JobQueue, NewJob, QueueName};
-use ecom_postgres::{connect as pg_connect, stage, OutboxMarks, PgOutbox, PgSettings};
+use ecom_postgres::{connect as pg_connect, stage, OutboxRemovals, PgOutbox, PgSettings};
 use ecom_redis::{connect, ConsumerSettings, QueueConsumer, RedisJobQueue, RedisKeys, RedisSettings};
 use ecom_testkit::{TestDb, TestRedis};
 
@@ -103,33 +103,47 @@ async fn nothing_is_published_for_a_rolled_back_transaction() {
 async fn a_job_published_twice_runs_once() {
     let w = world().await;
     commit(&w, vec![job("twice")], false).await;
-    // The writer publishes eagerly after its commit ...
-    assert_eq!(w.outbox.publish(&w.queue, &[JobId::new("twice")]).await.unwrap(), 1);
-    // ... and a relay that died before recording it publishes the same row again.
-    let mut conn = AsyncPgConnection::establish(&w.db.url()).await.unwrap();
-    conn.batch_execute("UPDATE outbox SET published_at = NULL").await.unwrap();
+    // The writer enqueues eagerly after its commit and dies before it removes the row ...
+    w.queue.enqueue_many(&[job("twice")]).await.unwrap();
+    assert_eq!(w.outbox.unpublished().await.unwrap(), 1);
+    // ... so the relay publishes the same row again, and removes it.
     assert_eq!(w.outbox.relay(&w.queue, 100).await.unwrap(), 1);
+    assert_eq!(w.outbox.unpublished().await.unwrap(), 0);
     assert_eq!(ids(&w).await, ["twice"]);
     assert!(ids(&w).await.is_empty());
 }
 
 #[tokio::test]
-async fn the_writer_enqueues_and_records_in_the_background_and_the_relay_leaves_young_rows_alone() {
+async fn a_job_staged_again_after_its_publication_runs_once() {
+    let w = world().await;
+    commit(&w, vec![job("again")], false).await;
+    assert_eq!(w.outbox.publish(&w.queue, &[JobId::new("again")]).await.unwrap(), 1);
+    assert_eq!(w.outbox.unpublished().await.unwrap(), 0, "a published row leaves the outbox");
+    // The same job staged once more (a writer that repeats itself): published, it changes nothing.
+    commit(&w, vec![job("again")], false).await;
+    assert_eq!(w.outbox.relay(&w.queue, 100).await.unwrap(), 1);
+    assert_eq!(w.outbox.unpublished().await.unwrap(), 0);
+    assert_eq!(ids(&w).await, ["again"]);
+    assert!(ids(&w).await.is_empty());
+}
+
+#[tokio::test]
+async fn the_writer_enqueues_and_removes_in_the_background_and_the_relay_leaves_young_rows_alone() {
     let w = world().await;
     commit(&w, vec![job("eager-1"), job("eager-2")], false).await;
     // Young rows are their writer's to publish.
     assert_eq!(w.outbox.relay_older_than(&w.queue, 100, Duration::from_secs(60)).await.unwrap(), 0);
 
-    // The writer: one round trip to the queue, the rows recorded a moment later.
-    let marks = OutboxMarks::spawn(w.outbox.clone());
+    // The writer: one round trip to the queue, the rows removed a moment later.
+    let removals = OutboxRemovals::spawn(w.outbox.clone());
     w.queue.enqueue_many(&[job("eager-1"), job("eager-2")]).await.unwrap();
-    marks.mark(vec!["eager-1".into(), "eager-2".into()]);
+    removals.remove(vec!["eager-1".into(), "eager-2".into()]);
     let deadline = Instant::now() + Duration::from_secs(5);
     while w.outbox.unpublished().await.unwrap() > 0 {
-        assert!(Instant::now() < deadline, "never recorded");
+        assert!(Instant::now() < deadline, "never removed");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(w.outbox.relay(&w.queue, 100).await.unwrap(), 0, "recorded rows are not relayed");
+    assert_eq!(w.outbox.relay(&w.queue, 100).await.unwrap(), 0, "removed rows are not relayed");
     assert_eq!(ids(&w).await, ["eager-1", "eager-2"]);
 
     // A writer that died between commit and publish: the relay takes the row once it is old enough.

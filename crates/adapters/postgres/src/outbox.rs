@@ -4,9 +4,9 @@
 //! when the rows that caused it were committed. After commit the writer publishes eagerly
 //! ([`PgOutbox::publish`]); the worker's relay ([`PgOutbox::relay`]) publishes whatever a crash
 //! left behind. Rows are locked with `FOR UPDATE SKIP LOCKED` (relays never wait on each other)
-//! and marked published in the same transaction as the enqueue; the enqueue is idempotent on the
-//! job id, so a relay that dies after enqueueing and before committing only causes a no-op
-//! enqueue next time.
+//! and deleted in the same transaction as the enqueue: the table holds only jobs still to publish.
+//! The enqueue is idempotent on the job id, so a relay that dies after enqueueing and before
+//! committing only causes a no-op enqueue next time.
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -21,8 +21,8 @@ use crate::PgPool;
 
 /// The INSERT that stages the jobs bound as `$1`…`$7` (by [`JobColumns::bind`], which binds them
 /// first), once for each row of `$from` (`"u, "`: only if the statement's change `u` happened;
-/// `""`: always), to run at `$run_at`, created at `$created_at`. A job id already staged is left
-/// as it is.
+/// `""`: always), to run at `$run_at`, created at `$created_at`. A job id still waiting to be
+/// published is left as it is.
 macro_rules! stage_jobs_sql {
     ($from:literal, $run_at:literal, $created_at:literal) => {
         concat!(
@@ -161,7 +161,7 @@ impl PgOutbox {
     }
 
     /// The relay for rows at least `min_age` old: younger ones are normally being published
-    /// by their writer (which records them a moment later, see [`OutboxMarks`]).
+    /// by their writer (which removes them a moment later, see [`OutboxRemovals`]).
     pub async fn relay_older_than(
         &self,
         queue: &dyn JobQueue,
@@ -172,18 +172,13 @@ impl PgOutbox {
         self.publish_where(queue, None, limit, Some(before)).await
     }
 
-    /// Records rows as published (their jobs were enqueued by the writer). Rows recorded
-    /// already keep their first time. Returns how many of the rows exist.
-    pub async fn mark_published(&self, ids: &[String]) -> Result<usize, InfraError> {
+    /// Removes rows whose jobs were enqueued (by the writer). Returns how many were still there.
+    pub async fn remove_published(&self, ids: &[String]) -> Result<usize, InfraError> {
         if ids.is_empty() {
             return Ok(0);
         }
         let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
-        // By the key alone (`coalesce` keeps a first mark): a condition on `published_at` lets the
-        // planner pick the partial index of unpublished rows, which under load is mostly entries
-        // of rows published since and not yet vacuumed.
-        Statement::new("UPDATE outbox SET published_at = coalesce(published_at, $1) WHERE id = ANY($2)")
-            .bind::<diesel::sql_types::Timestamptz, _>(Utc::now())
+        Statement::new("DELETE FROM outbox WHERE id = ANY($1)")
             .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(ids)
             .planned_each_time()
             .execute(&mut conn)
@@ -194,12 +189,7 @@ impl PgOutbox {
     /// Rows not yet published (for operators and the invariant checks).
     pub async fn unpublished(&self) -> Result<i64, InfraError> {
         let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
-        outbox::table
-            .filter(outbox::published_at.is_null())
-            .count()
-            .get_result(&mut conn)
-            .await
-            .map_err(infra_from_diesel)
+        outbox::table.count().get_result(&mut conn).await.map_err(infra_from_diesel)
     }
 
     async fn publish_where(
@@ -213,10 +203,9 @@ impl PgOutbox {
         let result = conn
             .transaction::<usize, RelayError, _>(async move |conn| {
                 // Locking clauses cannot be boxed: one query per shape.
-                let unpublished = outbox::table.filter(outbox::published_at.is_null());
                 let rows: Vec<OutboxRow> = match ids {
                     Some(ids) => {
-                        unpublished
+                        outbox::table
                             .filter(outbox::id.eq_any(ids))
                             .select(OutboxRow::as_select())
                             .order(outbox::created_at.asc())
@@ -227,7 +216,7 @@ impl PgOutbox {
                             .await?
                     }
                     None => {
-                        unpublished
+                        outbox::table
                             .filter(outbox::created_at.le(created_before.unwrap_or_else(Utc::now)))
                             .select(OutboxRow::as_select())
                             .order(outbox::created_at.asc())
@@ -261,10 +250,7 @@ impl PgOutbox {
                     };
                     published.push(row.id);
                 }
-                diesel::update(outbox::table.filter(outbox::id.eq_any(&published)))
-                    .set(outbox::published_at.eq(Utc::now()))
-                    .execute(conn)
-                    .await?;
+                diesel::delete(outbox::table.filter(outbox::id.eq_any(&published))).execute(conn).await?;
                 Ok(published.len())
             })
             .await;
@@ -286,16 +272,16 @@ impl From<diesel::result::Error> for RelayError {
     }
 }
 
-/// Records eagerly published rows in batches, off the writer's path: one UPDATE for many
-/// commits. A record lost (a crash, a full buffer) only means the relay enqueues that job again,
+/// Removes eagerly published rows in batches, off the writer's path: one DELETE for many
+/// commits. A removal lost (a crash, a full buffer) only means the relay enqueues that job again,
 /// which does nothing.
 #[derive(Clone)]
-pub struct OutboxMarks {
+pub struct OutboxRemovals {
     tx: tokio::sync::mpsc::Sender<Vec<String>>,
 }
 
-impl OutboxMarks {
-    /// Starts the recorder on the current tokio runtime.
+impl OutboxRemovals {
+    /// Starts the remover on the current tokio runtime.
     pub fn spawn(outbox: std::sync::Arc<PgOutbox>) -> Self {
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<String>>(4096);
         tokio::spawn(async move {
@@ -306,18 +292,18 @@ impl OutboxMarks {
                         Err(_) => break,
                     }
                 }
-                if let Err(err) = outbox.mark_published(&ids).await {
-                    tracing::warn!(error = %err, rows = ids.len(), "outbox rows not recorded as published; the relay will");
+                if let Err(err) = outbox.remove_published(&ids).await {
+                    tracing::warn!(error = %err, rows = ids.len(), "published outbox rows not removed; the relay will");
                 }
             }
         });
         Self { tx }
     }
 
-    /// Queues rows to be recorded as published; never waits.
-    pub fn mark(&self, ids: Vec<String>) {
+    /// Queues published rows to be removed; never waits.
+    pub fn remove(&self, ids: Vec<String>) {
         if !ids.is_empty() && self.tx.try_send(ids).is_err() {
-            tracing::debug!("outbox recorder busy; the relay will record these rows");
+            tracing::debug!("outbox remover busy; the relay will remove these rows");
         }
     }
 }

@@ -124,7 +124,6 @@ diesel::table! {
         trace_id -> Nullable<Text>,
         run_at -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
-        published_at -> Nullable<Timestamptz>,
     }
 }
 
