@@ -70,7 +70,8 @@ pub trait StockRepository: Send + Sync {
     async fn expired(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<OrderId>, InfraError>;
 }
 
-/// Told after stock changed, so that caches of availability can drop their copies.
+/// Told after the units for sale (on hand minus reserved) changed, so that caches of availability
+/// can drop their copies. A confirmed reservation changes neither side's difference: not told.
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait StockObserver: Send + Sync {

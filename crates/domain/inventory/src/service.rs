@@ -130,8 +130,11 @@ impl InventoryService {
 
     async fn finish(&self, order: OrderId, to: ReservationStatus) -> Result<Transition, InventoryError> {
         let transition = self.stock.finish(order, to, self.clock.now()).await?;
-        if let Transition::Applied(products) = &transition {
-            self.changed(products).await;
+        match &transition {
+            // On hand and reserved drop by the same units: what is for sale stays the same.
+            Transition::Applied(_) if to == ReservationStatus::Confirmed => {}
+            Transition::Applied(products) => self.changed(products).await,
+            _ => {}
         }
         Ok(transition)
     }

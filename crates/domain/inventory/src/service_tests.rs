@@ -91,6 +91,53 @@ async fn confirming_twice_is_fine_but_confirming_a_released_reservation_is_not()
 }
 
 #[pollster::test]
+async fn only_moves_that_change_what_is_for_sale_tell_the_observer() {
+    let (order, p) = (OrderId::new(), ProductId::new());
+    // Confirming takes the units off the shelf and out of reserved alike: availability is as it was.
+    let mut stock = MockStockRepository::new();
+    stock
+        .expect_finish()
+        .with(eq(order), eq(ReservationStatus::Confirmed), eq(now()))
+        .returning(move |_, _, _| Ok(Transition::Applied(vec![p])));
+    let mut observer = MockStockObserver::new();
+    observer.expect_stock_changed().never();
+    service(stock, observer).confirm(order).await.unwrap();
+
+    // Releasing, expiring and returning put units back on sale.
+    let mut stock = MockStockRepository::new();
+    stock
+        .expect_finish()
+        .with(eq(order), eq(ReservationStatus::Released), eq(now()))
+        .returning(move |_, _, _| Ok(Transition::Applied(vec![p])));
+    let mut observer = MockStockObserver::new();
+    observer.expect_stock_changed().withf(move |ids| ids == [p]).times(1).returning(|_| Ok(()));
+    service(stock, observer).release(order).await.unwrap();
+
+    let mut stock = MockStockRepository::new();
+    stock
+        .expect_finish()
+        .with(eq(order), eq(ReservationStatus::Released), eq(now()))
+        .returning(|_, _, _| Ok(Transition::AlreadyFinished(ReservationStatus::Confirmed)));
+    stock
+        .expect_finish()
+        .with(eq(order), eq(ReservationStatus::Returned), eq(now()))
+        .returning(move |_, _, _| Ok(Transition::Applied(vec![p])));
+    let mut observer = MockStockObserver::new();
+    observer.expect_stock_changed().withf(move |ids| ids == [p]).times(1).returning(|_| Ok(()));
+    service(stock, observer).give_back(order).await.unwrap();
+
+    let mut stock = MockStockRepository::new();
+    stock.expect_expired().returning(move |_, _| Ok(vec![order]));
+    stock
+        .expect_finish()
+        .with(eq(order), eq(ReservationStatus::Expired), eq(now()))
+        .returning(move |_, _, _| Ok(Transition::Applied(vec![p])));
+    let mut observer = MockStockObserver::new();
+    observer.expect_stock_changed().withf(move |ids| ids == [p]).times(1).returning(|_| Ok(()));
+    assert_eq!(service(stock, observer).expire_due(10).await.unwrap(), vec![order]);
+}
+
+#[pollster::test]
 async fn releasing_is_idempotent_and_safe_for_unknown_orders() {
     for outcome in [
         Transition::NotFound,
