@@ -24,7 +24,7 @@ impl CatalogProducts {
 impl ProductLookup for CatalogProducts {
     async fn products(&self, ids: &[ProductId]) -> Result<Vec<Option<ProductInfo>>, InfraError> {
         try_join_all(ids.iter().map(|id| async move {
-            match self.catalog.get_any_product(*id).await {
+            match self.catalog.lookup_product(*id).await {
                 Ok(view) => Ok(Some(ProductInfo {
                     product_id: *id,
                     name: view.product.name.as_str().to_owned(),

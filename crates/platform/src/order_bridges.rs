@@ -62,7 +62,7 @@ pub struct OrderCatalog(pub Arc<CatalogService>);
 impl Catalog for OrderCatalog {
     async fn products(&self, ids: &[ProductId]) -> Result<Vec<Option<PricedProduct>>, InfraError> {
         try_join_all(ids.iter().map(|id| async move {
-            match self.0.get_any_product(*id).await {
+            match self.0.lookup_product(*id).await {
                 Ok(view) => Ok(Some(PricedProduct {
                     product_id: *id,
                     sku: view.product.sku.as_str().to_owned(),

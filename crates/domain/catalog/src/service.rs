@@ -61,8 +61,20 @@ impl CatalogService {
     /// An ACTIVE product, from the cache when it is fresh. The cache is an optimisation: when it
     /// fails, the database answers.
     pub async fn get_product(&self, id: ProductId) -> Result<ProductView, CatalogError> {
+        active(self.cached(id).await?, id)
+    }
+
+    /// A product whatever its status, from the cache when it is fresh: for carts and checkouts,
+    /// which price it and tell an archived product from a missing one. The cache never serves a
+    /// product (or its availability) after a change was acknowledged, so this answers as a
+    /// database read would.
+    pub async fn lookup_product(&self, id: ProductId) -> Result<ProductView, CatalogError> {
+        self.cached(id).await
+    }
+
+    async fn cached(&self, id: ProductId) -> Result<ProductView, CatalogError> {
         let token = match self.cache.lookup(id).await {
-            Ok(CacheLookup::Hit(view)) => return active(view, id),
+            Ok(CacheLookup::Hit(view)) => return Ok(view),
             Ok(CacheLookup::Miss(token)) => Some(token),
             Err(_) => None,
         };
@@ -71,7 +83,7 @@ impl CatalogService {
             // A failed fill only costs the next reader a database read.
             let _ = self.cache.fill(token, &view).await;
         }
-        active(view, id)
+        Ok(view)
     }
 
     /// A product whatever its status (back office).

@@ -154,6 +154,33 @@ async fn archived_products_are_not_found_publicly() {
 }
 
 #[pollster::test]
+async fn a_lookup_reads_through_the_cache_whatever_the_status() {
+    let archived = view(ProductStatus::Archived);
+    let id = archived.product.id;
+    let mut cache = MockProductCache::new();
+    let hit = archived.clone();
+    cache.expect_lookup().with(eq(id)).times(1).returning(move |_| Ok(CacheLookup::Hit(hit.clone())));
+    let mut repo = MockProductRepository::new();
+    repo.expect_find().never();
+    assert_eq!(service(repo, cache).lookup_product(id).await.unwrap(), archived, "archived, not missing");
+
+    let mut cache = MockProductCache::new();
+    cache.expect_lookup().returning(|_| Ok(CacheLookup::Miss(CacheToken("gen-9".into()))));
+    cache.expect_fill().withf(|token, _| token.0 == "gen-9").times(1).returning(|_, _| Ok(()));
+    let mut repo = MockProductRepository::new();
+    let stored = archived.clone();
+    repo.expect_find().with(eq(id)).times(1).returning(move |_| Ok(Some(stored.clone())));
+    assert_eq!(service(repo, cache).lookup_product(id).await.unwrap(), archived);
+
+    let mut cache = MockProductCache::new();
+    cache.expect_lookup().returning(|_| Ok(CacheLookup::Miss(CacheToken("gen-1".into()))));
+    cache.expect_fill().never();
+    let mut repo = MockProductRepository::new();
+    repo.expect_find().returning(|_| Ok(None));
+    assert!(matches!(service(repo, cache).lookup_product(id).await, Err(CatalogError::ProductNotFound(p)) if p == id));
+}
+
+#[pollster::test]
 async fn an_update_is_saved_then_the_cache_invalidated() {
     let stored = view(ProductStatus::Active);
     let id = stored.product.id;
