@@ -198,6 +198,7 @@ row() { # table pattern column: the column of the first row matching pattern
   echo "$1" | awk -F'|' -v pat="$2" -v col="$3" 'index($0, pat) { v = $col; gsub(/^ +| +$/, "", v); print v; exit }'; }
 verdict() { awk -v a="$1" -v op="$2" -v b="$3" 'BEGIN { ok = (op == ">=") ? (a + 0 >= b + 0) : (a + 0 < b + 0); print ok ? "met" : "**not met**" }'; }
 checkout_rate=$(row "$checkout_table" "| card," 6)
+checkout_ratio=$(awk -v a="$pgbench_tps" -v b="$(echo "$checkout_rate" | tr -d ', ')" 'BEGIN { if (b + 0 > 0 && a + 0 > 0) printf "%.1f", a / b; else print "n/a" }')
 ws_p99=$(row "$ws_table" "fan-out latency p99" 3); ws_rss=$(row "$ws_table" "api RSS with" 3)
 drain_rate=$(row "$jobs_table" "drain a full queue" 3); e2e_rate=$(row "$jobs_table" "producer running), concurrency 50" 3)
 key_overhead=$(awk -v a="$(to_ms "$key_p50")" -v b="$(to_ms "$nokey_p50")" 'BEGIN { printf "%.2f", a - b }')
@@ -278,24 +279,33 @@ $checkout_table
 Calibration, same run: PostgreSQL alone does **$pgbench_tps** simple write transactions/s on this
 machine now (\`pgbench -N\`, 16 clients, 10 s); the goal was set where it did about 5,500.
 
-Why the goal is not met: the two cores are saturated. CPU time per completed checkout, measured on
-2026-11-30 from \`/proc/<pid>/stat\` over 8 s of this benchmark (pgbench 4,700/s at the time):
-PostgreSQL 3.7 ms, worker 1.5 ms, api 1.0 ms, Redis 0.9 ms, the benchmark's own client 0.35 ms:
-7.4 ms in all, so two cores top out near 270/s. Earlier that day, before the work of that
-session, the same measurement gave 11.2 ms (182/s); at the start of the session before (a
-slower day, pgbench 1,900/s) it gave 37 ms. Each order now costs 16 statements and no explicit
-transaction (it was about 27 statements in 7 transactions, a dozen of them planned afresh on
-every call): the checkout (the order, its lines and its saga job in one statement), the saga's
-read of the order with its checkout context, the reservation of a one-line order (one
-statement), the payment (opened or found in one statement, then charged), the stock
-confirmation (one statement), one order write for reserved + paid + CONFIRMED + finalized with
-its notification job, the capture event (payment read and write, order read and write), two
-catalog reads, and the notifications' save, send, update and delivery acknowledgements, each
-grouped over many orders. Hand-written statements are prepared once per connection (diesel never
-caches \`sql_query\` or an \`UPDATE\`). Relative to PostgreSQL's own speed, 500/s on a
-5,500-transaction machine is one checkout per 11 simple write transactions; here one checkout
-costs about 18 of them (on 2026-11-30: 4,359 / 238 in one run of \`just bench\`, 4,692 / 252 in
-the measurement above; it was about 26 that morning).
+Why the goal is not met: the two cores are saturated. CPU time per completed checkout, measured
+late on 2026-11-30 from \`/proc/<pid>/stat\` over 6 s of this benchmark, two runs (pgbench about
+3,500-3,900/s at the time): PostgreSQL 3.1-3.5 ms, worker 1.1-1.2 ms, api 0.8-0.9 ms, Redis
+0.8-0.9 ms, the benchmark's own client 0.3 ms: 6.2-6.8 ms in all, so two cores top out near
+300/s. That session's changes, each measured by running the binaries before and after it
+alternately under the same conditions: the allocator (mimalloc; glibc's malloc took about an
+eighth of the worker's CPU) and fewer Redis round trips per job (flow steps acknowledged in group
+commits, one script call per read batch, no \`SCRIPT LOAD\` per batch, no pooled connection and
+its \`PING\` per publish or simulated charge): 7.5-8.9 ms before, 6.9-7.6 ms after; then
+published outbox rows deleted instead of marked, and a confirmed reservation no longer evicting
+its product's cached detail (what is for sale does not change): 7.3-7.8 ms before, 6.5-7.1 ms
+after; then carts and checkout pricing reading products through the product cache (they read
+PostgreSQL every time): 7.0-8.6 ms before, 6.2-6.8 ms after. The session before took it from 11.2 ms to 7.4 ms (and the one before that from 37 ms, on
+a slower day). Each order costs about 15 statements and no explicit transaction: the checkout (the
+order, its lines and its saga job in one statement), the saga's read of the order with its
+checkout context, the reservation of a one-line order (one statement), the payment (opened or
+found in one statement, then charged), the stock confirmation (one statement), one order write
+for reserved + paid + CONFIRMED + finalized with its notification job, the capture event (payment
+read and write, order read and write), a catalog read (the product's detail is read again after
+each reservation changed what is for sale), and the notifications' save, send, update and
+delivery acknowledgements, each grouped over many orders. Hand-written statements are prepared once per
+connection (diesel never caches \`sql_query\` or an \`UPDATE\`). What is left is spread evenly: no
+statement, job or request stands out. Relative to PostgreSQL's own speed, 500/s on a
+5,500-transaction machine is one checkout per 11 simple write transactions; in this run one
+checkout cost $checkout_ratio of them ($pgbench_tps / $checkout_rate; the calibration runs just before the
+checkout, and the machine's speed drifts between the two: the alternating runs above are the
+fairer comparison). It was about 18 earlier on 2026-11-30 and 26 that morning.
 
 ## Mixed workload
 
