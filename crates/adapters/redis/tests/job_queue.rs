@@ -45,6 +45,20 @@ fn job(id: &str, max_attempts: u32) -> NewJob {
 
 const SHORT: Duration = Duration::from_millis(50);
 
+/// Every delivery idle for 300 ms, each once: on a loaded machine the loop may run long enough
+/// to take its own deliveries again (callers leave deliveries idle for 400 ms first).
+async fn reclaim_all(rescuer: &QueueConsumer) -> Vec<ecom_redis::Delivery> {
+    let mut taken = std::collections::BTreeMap::new();
+    loop {
+        let batch = rescuer.reclaim(Duration::from_millis(300), 100).await.unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        taken.extend(batch.into_iter().map(|d| (d.entry_id.clone(), d)));
+    }
+    taken.into_values().collect()
+}
+
 #[tokio::test]
 async fn a_job_enqueued_twice_is_delivered_once_and_completed_once() {
     let redis = TestRedis::new();
@@ -225,17 +239,7 @@ async fn concurrent_completions_share_group_commits_and_each_gets_its_own_answer
     for d in deliveries.iter().filter(|d| d.job.id.as_str().ends_with('0') || d.job.id.as_str().ends_with('5')) {
         slow.heartbeat(d).await.unwrap();
     }
-    // Idle for 400 ms against a threshold of 300: on a loaded machine the loop may run long
-    // enough to take its own deliveries again, so each entry counts once.
-    let mut taken = std::collections::BTreeMap::new();
-    loop {
-        let batch = rescuer.reclaim(Duration::from_millis(300), 100).await.unwrap();
-        if batch.is_empty() {
-            break;
-        }
-        taken.extend(batch.into_iter().map(|d| (d.entry_id.clone(), d)));
-    }
-    let taken: Vec<ecom_redis::Delivery> = taken.into_values().collect();
+    let taken = reclaim_all(&rescuer).await;
     assert_eq!(taken.len(), 240, "all but the 60 that got a heartbeat");
 
     let mut acks = tokio::task::JoinSet::new();
@@ -275,17 +279,7 @@ async fn grouped_completions_enqueue_each_next_step_once_and_only_while_still_ow
     for d in deliveries.iter().filter(|d| index(d) % 4 == 0) {
         slow.heartbeat(d).await.unwrap();
     }
-    // Idle for 400 ms against a threshold of 300: on a loaded machine the loop may run long
-    // enough to take its own deliveries again, so each entry counts once.
-    let mut taken = std::collections::BTreeMap::new();
-    loop {
-        let batch = rescuer.reclaim(Duration::from_millis(300), 100).await.unwrap();
-        if batch.is_empty() {
-            break;
-        }
-        taken.extend(batch.into_iter().map(|d| (d.entry_id.clone(), d)));
-    }
-    let taken: Vec<ecom_redis::Delivery> = taken.into_values().collect();
+    let taken = reclaim_all(&rescuer).await;
     assert_eq!(taken.len(), 150);
 
     let mut acks = tokio::task::JoinSet::new();

@@ -90,51 +90,43 @@ async fn confirming_twice_is_fine_but_confirming_a_released_reservation_is_not()
     assert!(matches!(err, InventoryError::InvalidTransition { from: ReservationStatus::Released, .. }));
 }
 
+/// A repository whose move of `order` to `to` applies to `products`.
+fn moving(stock: &mut MockStockRepository, order: OrderId, to: ReservationStatus, outcome: Transition) {
+    stock.expect_finish().with(eq(order), eq(to), eq(now())).returning(move |_, _, _| Ok(outcome.clone()));
+}
+
+/// An observer that must be told exactly once, of `products`.
+fn told_once(products: Vec<ProductId>) -> MockStockObserver {
+    let mut observer = MockStockObserver::new();
+    observer.expect_stock_changed().withf(move |ids| ids == products.as_slice()).times(1).returning(|_| Ok(()));
+    observer
+}
+
 #[pollster::test]
 async fn only_moves_that_change_what_is_for_sale_tell_the_observer() {
     let (order, p) = (OrderId::new(), ProductId::new());
     // Confirming takes the units off the shelf and out of reserved alike: availability is as it was.
     let mut stock = MockStockRepository::new();
-    stock
-        .expect_finish()
-        .with(eq(order), eq(ReservationStatus::Confirmed), eq(now()))
-        .returning(move |_, _, _| Ok(Transition::Applied(vec![p])));
+    moving(&mut stock, order, ReservationStatus::Confirmed, Transition::Applied(vec![p]));
     let mut observer = MockStockObserver::new();
     observer.expect_stock_changed().never();
     service(stock, observer).confirm(order).await.unwrap();
 
-    // Releasing, expiring and returning put units back on sale.
+    // Releasing, returning and expiring put units back on sale.
     let mut stock = MockStockRepository::new();
-    stock
-        .expect_finish()
-        .with(eq(order), eq(ReservationStatus::Released), eq(now()))
-        .returning(move |_, _, _| Ok(Transition::Applied(vec![p])));
-    let mut observer = MockStockObserver::new();
-    observer.expect_stock_changed().withf(move |ids| ids == [p]).times(1).returning(|_| Ok(()));
-    service(stock, observer).release(order).await.unwrap();
+    moving(&mut stock, order, ReservationStatus::Released, Transition::Applied(vec![p]));
+    service(stock, told_once(vec![p])).release(order).await.unwrap();
 
     let mut stock = MockStockRepository::new();
-    stock
-        .expect_finish()
-        .with(eq(order), eq(ReservationStatus::Released), eq(now()))
-        .returning(|_, _, _| Ok(Transition::AlreadyFinished(ReservationStatus::Confirmed)));
-    stock
-        .expect_finish()
-        .with(eq(order), eq(ReservationStatus::Returned), eq(now()))
-        .returning(move |_, _, _| Ok(Transition::Applied(vec![p])));
-    let mut observer = MockStockObserver::new();
-    observer.expect_stock_changed().withf(move |ids| ids == [p]).times(1).returning(|_| Ok(()));
-    service(stock, observer).give_back(order).await.unwrap();
+    let confirmed = Transition::AlreadyFinished(ReservationStatus::Confirmed);
+    moving(&mut stock, order, ReservationStatus::Released, confirmed);
+    moving(&mut stock, order, ReservationStatus::Returned, Transition::Applied(vec![p]));
+    service(stock, told_once(vec![p])).give_back(order).await.unwrap();
 
     let mut stock = MockStockRepository::new();
     stock.expect_expired().returning(move |_, _| Ok(vec![order]));
-    stock
-        .expect_finish()
-        .with(eq(order), eq(ReservationStatus::Expired), eq(now()))
-        .returning(move |_, _, _| Ok(Transition::Applied(vec![p])));
-    let mut observer = MockStockObserver::new();
-    observer.expect_stock_changed().withf(move |ids| ids == [p]).times(1).returning(|_| Ok(()));
-    assert_eq!(service(stock, observer).expire_due(10).await.unwrap(), vec![order]);
+    moving(&mut stock, order, ReservationStatus::Expired, Transition::Applied(vec![p]));
+    assert_eq!(service(stock, told_once(vec![p])).expire_due(10).await.unwrap(), vec![order]);
 }
 
 #[pollster::test]
