@@ -86,46 +86,48 @@ impl LevelRow {
     }
 }
 
-/// Reserves `$2` units of product `$1` for order `$4` if that many are available, with the
-/// reservation line and the ledger row (id `$5`, reference `$6`, at `$3`); returns the level after,
-/// or nothing when too few are available.
-const RESERVE_LINE: &str = "\
-WITH s AS (
+/// A reservation line's statement: reserves `$2` units of product `$1` for order `$4` (at `$3`)
+/// if that many are available and `$guard` holds, runs `$reservation` (more CTEs reading `s`, the
+/// level after), and writes the line and its ledger row (id `$5`, reference `$6`); returns the
+/// level after, or nothing when it reserved nothing.
+macro_rules! reserve_line_sql {
+    ($guard:literal, $reservation:literal) => {
+        concat!(
+            "WITH s AS (
   UPDATE stock_levels SET reserved = reserved + $2, updated_at = $3
-  WHERE product_id = $1 AND on_hand - reserved >= $2
+  WHERE product_id = $1 AND on_hand - reserved >= $2",
+            $guard,
+            "
   RETURNING on_hand, reserved, low_stock_threshold
-), l AS (
+), ",
+            $reservation,
+            "l AS (
   INSERT INTO reservation_lines (order_id, product_id, quantity) SELECT $4, $1, $2 FROM s
 ), m AS (
   INSERT INTO stock_movements (id, product_id, kind, on_hand_delta, reserved_delta, on_hand_after,
                                reserved_after, reason, actor_id, reference, created_at)
   SELECT $5, $1, 'RESERVE', 0, $2, on_hand, reserved, NULL, NULL, $6, $3 FROM s
 )
-SELECT on_hand, reserved, low_stock_threshold FROM s";
+SELECT on_hand, reserved, low_stock_threshold FROM s"
+        )
+    };
+}
 
-/// The whole reservation of a one-line order in one statement (no transaction to open): reserves
-/// `$2` units of product `$1` for order `$4` if that many are available, with the reservation
-/// (status `$8`, expiring at `$7`), its line and the ledger row (id `$5`, reference `$6`, at `$3`).
-/// Returns the level after, or nothing when too few are available or the order has its
-/// reservation already: a replay takes no lock on the stock row (which a concurrent move of that
-/// reservation may be waiting for while holding the reservation's row). An order whose reservation
-/// is being made concurrently breaks the reservations' key, which undoes the whole statement.
-const RESERVE_ONE: &str = "\
-WITH s AS (
-  UPDATE stock_levels SET reserved = reserved + $2, updated_at = $3
-  WHERE product_id = $1 AND on_hand - reserved >= $2
-    AND NOT EXISTS (SELECT 1 FROM reservations WHERE order_id = $4)
-  RETURNING on_hand, reserved, low_stock_threshold
-), r AS (
+/// One line of a multi-line reservation, inside the transaction that made the reservation row.
+const RESERVE_LINE: &str = reserve_line_sql!("", "");
+
+/// The whole reservation of a one-line order in one statement (no transaction to open): the line
+/// as in `RESERVE_LINE`, with the reservation (status `$8`, expiring at `$7`). Nothing is reserved
+/// when the order has its reservation already: a replay takes no lock on the stock row (which a
+/// concurrent move of that reservation may be waiting for while holding the reservation's row).
+/// An order whose reservation is being made concurrently breaks the reservations' key, which
+/// undoes the whole statement.
+const RESERVE_ONE: &str = reserve_line_sql!(
+    "\n    AND NOT EXISTS (SELECT 1 FROM reservations WHERE order_id = $4)",
+    "r AS (
   INSERT INTO reservations (order_id, status, expires_at, created_at, updated_at) SELECT $4, $8, $7, $3, $3 FROM s
-), l AS (
-  INSERT INTO reservation_lines (order_id, product_id, quantity) SELECT $4, $1, $2 FROM s
-), m AS (
-  INSERT INTO stock_movements (id, product_id, kind, on_hand_delta, reserved_delta, on_hand_after,
-                               reserved_after, reason, actor_id, reference, created_at)
-  SELECT $5, $1, 'RESERVE', 0, $2, on_hand, reserved, NULL, NULL, $6, $3 FROM s
-)
-SELECT on_hand, reserved, low_stock_threshold FROM s";
+), "
+);
 
 /// Moves order `$1`'s reservation from status `$2` to `$3` (at `$4`) and returns its lines, by
 /// product; none when it was not in `$2`.

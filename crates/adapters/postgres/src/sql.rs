@@ -194,6 +194,19 @@ mod tests {
         b: i64,
     }
 
+    /// How many statements this connection keeps prepared whose text contains `marker`.
+    async fn prepared_with(conn: &mut AsyncPgConnection, marker: &str) -> i64 {
+        // The marker is split in the query so that this statement never matches itself.
+        let (head, tail) = marker.split_at(marker.len() / 2);
+        let prepared: Count = diesel::sql_query(format!(
+            "SELECT count(*) AS n FROM pg_prepared_statements WHERE statement LIKE '%{head}' || '{tail}%'"
+        ))
+        .get_result(conn)
+        .await
+        .unwrap();
+        prepared.n
+    }
+
     #[tokio::test]
     async fn placeholders_take_their_values_and_the_statement_is_prepared_once_per_connection() {
         let db = ecom_testkit::TestDb::new().await;
@@ -210,13 +223,7 @@ mod tests {
             assert_eq!((answer.a.as_str(), answer.b), ("-x-", i + 1));
         }
         // Named (cached) statements are listed; diesel's one-off statements are unnamed.
-        let prepared: Count = diesel::sql_query(
-            "SELECT count(*) AS n FROM pg_prepared_statements WHERE statement LIKE '%statement' || '-test%'",
-        )
-        .get_result(&mut conn)
-        .await
-        .unwrap();
-        assert_eq!(prepared.n, 1, "three calls, one prepared statement");
+        assert_eq!(prepared_with(&mut conn, "statement-test").await, 1, "three calls, one prepared statement");
 
         for _ in 0..3 {
             Statement::new("SELECT $1 AS a, 1::int8 AS b -- planned-test")
@@ -226,13 +233,7 @@ mod tests {
                 .await
                 .unwrap();
         }
-        let prepared: Count = diesel::sql_query(
-            "SELECT count(*) AS n FROM pg_prepared_statements WHERE statement LIKE '%planned' || '-test%'",
-        )
-        .get_result(&mut conn)
-        .await
-        .unwrap();
-        assert_eq!(prepared.n, 0, "planned each time: never kept");
+        assert_eq!(prepared_with(&mut conn, "planned-test").await, 0, "planned each time: never kept");
 
         let unbound = Statement::new("SELECT $2 AS a").bind::<Text, _>("x").execute(&mut conn).await;
         assert!(unbound.is_err(), "a placeholder without a value is an error, not a panic");
