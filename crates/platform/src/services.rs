@@ -98,14 +98,15 @@ impl Services {
     /// Builds pools and services. Connections open lazily: a dependency that is down now
     /// makes readiness fail, not start-up.
     pub fn build(config: &Config, application_name: &str) -> anyhow::Result<Self> {
-        let pg = ecom_postgres::connect(&PgSettings {
+        let pg_settings = PgSettings {
             url: config.database_url.clone(),
             max_connections: config.database_max_connections,
             acquire_timeout: DEPENDENCY_TIMEOUT,
             statement_timeout: Duration::from_secs(10),
             application_name: application_name.to_owned(),
-        })
-        .context("building the postgres pool")?;
+        };
+        let pg = ecom_postgres::connect(&pg_settings).context("building the postgres pool")?;
+        let pg_batch = ecom_postgres::connect_batch(&pg_settings).context("building the postgres batch pool")?;
         let redis = ecom_redis::connect(&RedisSettings {
             url: config.redis_url.clone(),
             max_connections: config.database_max_connections * 2,
@@ -158,7 +159,7 @@ impl Services {
             config.shop_currency,
         ));
         let jobs = Arc::new(RedisJobQueue::new(redis.clone(), redis_keys.clone()));
-        let outbox = Arc::new(PgOutbox::new(pg.clone()));
+        let outbox = Arc::new(PgOutbox::new(pg.clone(), pg_batch.clone()));
         let canaries = Arc::new(RedisCanaryLog::new(redis.clone(), redis_keys.clone()));
         let publisher: Arc<OutboxPublisher> =
             Arc::new(OutboxPublisher { queue: jobs.clone(), removals: OutboxRemovals::spawn(outbox.clone()) });
@@ -204,7 +205,7 @@ impl Services {
             },
         ));
         let notifications = Arc::new(NotificationService::new(
-            Arc::new(PgNotificationRepository::new(pg.clone())),
+            Arc::new(PgNotificationRepository::new(pg.clone(), pg_batch)),
             Arc::new(PgAdminRecipients::new(pg.clone())),
             Arc::new(RedisRealtimePublisher::new(redis.clone(), redis_keys.clone())),
             Arc::new(SystemClock),

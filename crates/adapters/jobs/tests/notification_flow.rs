@@ -18,7 +18,7 @@ use ecom_notifications::model::{
 use ecom_notifications::ports::{NotificationRepository, RealtimePublisher, Recipients};
 use ecom_notifications::service::{delivery_job, SAVE_KIND, SEND_KIND, UPDATE_KIND};
 use ecom_notifications::NotificationService;
-use ecom_postgres::{connect as pg_connect, PgNotificationRepository, PgPool, PgSettings};
+use ecom_postgres::{connect as pg_connect, connect_batch, PgNotificationRepository, PgPool, PgSettings};
 use ecom_redis::{connect, ConsumerSettings, QueueConsumer, RedisJobQueue, RedisKeys, RedisSettings};
 use ecom_testkit::{TestDb, TestRedis};
 
@@ -89,15 +89,18 @@ impl Recipients for NoAdmins {
     }
 }
 
-fn pg(db: &TestDb) -> PgPool {
-    pg_connect(&PgSettings {
+fn pg_settings(db: &TestDb) -> PgSettings {
+    PgSettings {
         url: db.url(),
         max_connections: 4,
         acquire_timeout: Duration::from_secs(5),
         statement_timeout: Duration::from_secs(5),
         application_name: "flow-test".into(),
-    })
-    .unwrap()
+    }
+}
+
+fn pg(db: &TestDb) -> PgPool {
+    pg_connect(&pg_settings(db)).unwrap()
 }
 
 async fn customer(pool: &PgPool) -> CustomerId {
@@ -119,9 +122,12 @@ async fn a_failed_send_is_retried_after_the_save_and_before_the_update_with_one_
     let pool = pg(&db);
     let ada = customer(&pool).await;
     let log: Log = Arc::default();
-    let repository = PgNotificationRepository::new(pool.clone());
+    let repository = PgNotificationRepository::new(pool.clone(), connect_batch(&pg_settings(&db)).unwrap());
     let service = Arc::new(NotificationService::new(
-        Arc::new(Logged { inner: PgNotificationRepository::new(pool.clone()), log: log.clone() }),
+        Arc::new(Logged {
+            inner: PgNotificationRepository::new(pool.clone(), connect_batch(&pg_settings(&db)).unwrap()),
+            log: log.clone(),
+        }),
         Arc::new(NoAdmins),
         Arc::new(Flaky { failures: Mutex::new(2), log: log.clone() }),
         Arc::new(SystemClock),

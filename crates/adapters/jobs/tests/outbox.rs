@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use ecom_kernel::jobs::{JobId, JobQueue, NewJob, QueueName};
-use ecom_postgres::{connect as pg_connect, stage, OutboxRemovals, PgOutbox, PgSettings};
+use ecom_postgres::{connect as pg_connect, connect_batch, stage, OutboxRemovals, PgOutbox, PgSettings};
 use ecom_redis::{connect, ConsumerSettings, QueueConsumer, RedisJobQueue, RedisKeys, RedisSettings};
 use ecom_testkit::{TestDb, TestRedis};
 
@@ -21,14 +21,14 @@ struct World {
 async fn world() -> World {
     let db = TestDb::new().await;
     let redis = TestRedis::new();
-    let pg = pg_connect(&PgSettings {
+    let settings = PgSettings {
         url: db.url(),
         max_connections: 4,
         acquire_timeout: Duration::from_secs(5),
         statement_timeout: Duration::from_secs(5),
         application_name: "outbox-test".into(),
-    })
-    .unwrap();
+    };
+    let (pg, batch) = (pg_connect(&settings).unwrap(), connect_batch(&settings).unwrap());
     let pool = connect(&RedisSettings { url: redis.url().into(), max_connections: 4, timeout: Duration::from_secs(2) })
         .unwrap();
     let keys = RedisKeys::new(redis.prefix());
@@ -36,7 +36,13 @@ async fn world() -> World {
         QueueConsumer::new(pool.clone(), redis.url(), &keys, QueueName::Checkout, "c", ConsumerSettings::default())
             .unwrap();
     consumer.ensure_group().await.unwrap();
-    World { outbox: Arc::new(PgOutbox::new(pg)), queue: RedisJobQueue::new(pool, keys), consumer, db, _redis: redis }
+    World {
+        outbox: Arc::new(PgOutbox::new(pg, batch)),
+        queue: RedisJobQueue::new(pool, keys),
+        consumer,
+        db,
+        _redis: redis,
+    }
 }
 
 fn job(id: &str) -> NewJob {

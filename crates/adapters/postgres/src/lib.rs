@@ -24,5 +24,6 @@ pub use orders::PgOrderRepository;
 pub use outbox::{stage, OutboxRemovals, PgOutbox};
 pub use payments::PgPaymentRepository;
 pub use pool::{
-    connect, drop_database, ensure_database_exists, redact_url, run_migrations, PgHealth, PgPool, PgSettings,
+    connect, connect_batch, drop_database, ensure_database_exists, redact_url, run_migrations, BatchPool, PgHealth,
+    PgPool, PgSettings,
 };

@@ -21,11 +21,13 @@ use crate::error::{infra_from_diesel, infra_from_pool};
 use crate::group::Grouped;
 use crate::schema::{customers, notifications};
 use crate::sql::Statement;
-use crate::PgPool;
+use crate::{BatchPool, PgPool};
 
 /// The flow's three writes (save, read what is pending, mark sent) and the acknowledgements of
 /// delivery run under load for every notification at once: each goes through a group commit (see
-/// `group`).
+/// `group`). Saves use the ordinary pool; the other three are keyed batches on the
+/// [`BatchPool`] (cached plans that never scan the table; commits that do not wait for the
+/// disk, since a lost SENT mark or acknowledgement only sends a notification again).
 pub struct PgNotificationRepository {
     pool: PgPool,
     saves: Grouped<Vec<Notification>, ()>,
@@ -38,8 +40,8 @@ pub struct PgNotificationRepository {
 const GROUP: usize = 64;
 
 impl PgNotificationRepository {
-    pub fn new(pool: PgPool) -> Self {
-        let (a, b, c, d) = (pool.clone(), pool.clone(), pool.clone(), pool.clone());
+    pub fn new(pool: PgPool, batch: BatchPool) -> Self {
+        let (a, b, c, d) = (pool.clone(), batch.0.clone(), batch.0.clone(), batch.0);
         Self {
             pool,
             saves: Grouped::new(GROUP, move |batch| save_all(a.clone(), batch)),
@@ -81,18 +83,22 @@ async fn save_all(pool: PgPool, calls: Vec<Vec<Notification>>) -> Result<Vec<()>
     Ok(vec![(); calls.len()])
 }
 
+/// The PENDING notifications under the keys `$1`, in no order (an `ORDER BY id` would let a
+/// plan walk the whole primary key for its order).
+pub(crate) const PENDING: &str = "\
+SELECT id, dedupe_key, customer_id, kind, title, body, data, status, created_at, read_at
+FROM notifications WHERE dedupe_key = ANY($1) AND status = 'PENDING'";
+
 /// What is still PENDING under each key.
 async fn pending_all(pool: PgPool, keys: Vec<String>) -> Result<Vec<Vec<Notification>>, InfraError> {
     let mut conn = pool.get().await.map_err(infra_from_pool)?;
-    let rows: Vec<Row> = Statement::new(
-        "SELECT id, dedupe_key, customer_id, kind, title, body, data, status, created_at, read_at \
-         FROM notifications WHERE dedupe_key = ANY($1) AND status = 'PENDING' ORDER BY id",
-    )
-    .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(&keys)
-    .planned_each_time()
-    .load(&mut conn)
-    .await
-    .map_err(infra_from_diesel)?;
+    let mut rows: Vec<Row> = Statement::new(PENDING)
+        .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(&keys)
+        .load(&mut conn)
+        .await
+        .map_err(infra_from_diesel)?;
+    // Each key's notifications in creation (id) order.
+    rows.sort_unstable_by_key(|row| row.id);
     let mut by_key: HashMap<String, Vec<Notification>> = HashMap::new();
     for row in rows {
         let notification = row.into_domain()?;
@@ -113,7 +119,6 @@ async fn mark_all_sent(pool: PgPool, keys: Vec<String>) -> Result<Vec<u64>, Infr
     let moved: Vec<Key> = Statement::new(MARK_SENT)
         .bind::<diesel::sql_types::Timestamptz, _>(Utc::now())
         .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(&keys)
-        .planned_each_time()
         .load(&mut conn)
         .await
         .map_err(infra_from_diesel)?;
@@ -128,26 +133,39 @@ async fn mark_all_sent(pool: PgPool, keys: Vec<String>) -> Result<Vec<u64>, Infr
 /// or read already; returns those it moved, with their customers. Like every statement here that
 /// changes several notifications, it locks them in id order first, so two of them can never
 /// wait for each other.
-const MARK_DELIVERED: &str = "\
+///
+/// Written so that any plan of it finds its rows by key, even one cached while the table was
+/// nearly empty (see `connect_batch`): the rows are found by id (`= ANY`, in the primary key's
+/// order), matched to their pairs by a subquery per row (as a join, a plan could walk a whole
+/// index to meet the pairs), and updated by id and customer (so that an index led by either is
+/// searched, not walked); "not delivered, not read" is one `coalesce`, so that the partial index
+/// of unread notifications is never a candidate.
+pub(crate) const MARK_DELIVERED: &str = "\
 WITH target AS (
   SELECT n.id FROM notifications n
-  JOIN unnest($1::uuid[], $2::uuid[]) AS a (id, customer_id) ON n.id = a.id AND n.customer_id = a.customer_id
-  WHERE n.delivered_at IS NULL AND n.read_at IS NULL
+  WHERE n.id = ANY($1::uuid[]) AND coalesce(n.delivered_at, n.read_at) IS NULL
+    AND (SELECT count(*) FROM unnest($1::uuid[], $2::uuid[]) AS a (id, customer_id)
+         WHERE a.id = n.id AND a.customer_id = n.customer_id) > 0
   ORDER BY n.id FOR UPDATE OF n
 )
 UPDATE notifications n SET status = 'DELIVERED', delivered_at = $3
-FROM target t
-WHERE n.id = t.id AND n.delivered_at IS NULL AND n.read_at IS NULL
+WHERE n.id = ANY (ARRAY(SELECT id FROM target)) AND n.customer_id = ANY($2::uuid[])
+  AND coalesce(n.delivered_at, n.read_at) IS NULL
 RETURNING n.id, n.customer_id";
 
-/// PENDING → SENT at `$1` for every notification under the keys `$2`, locked in id order.
-const MARK_SENT: &str = "\
+/// PENDING → SENT at `$1` for every notification under the keys `$2`, locked in id order. As in
+/// [`MARK_DELIVERED`], the rows are found by key (their ids first, then locked by id in the
+/// primary key's order) and updated by id and customer.
+pub(crate) const MARK_SENT: &str = "\
 WITH target AS (
-  SELECT id FROM notifications WHERE dedupe_key = ANY($2) AND status = 'PENDING' ORDER BY id FOR UPDATE
+  SELECT id, customer_id FROM notifications
+  WHERE id = ANY (ARRAY(SELECT id FROM notifications WHERE dedupe_key = ANY($2) AND status = 'PENDING'))
+    AND status = 'PENDING'
+  ORDER BY id FOR UPDATE
 )
 UPDATE notifications n SET status = 'SENT', sent_at = $1
-FROM target t
-WHERE n.id = t.id AND n.status = 'PENDING'
+WHERE n.id = ANY (ARRAY(SELECT id FROM target)) AND n.customer_id = ANY (ARRAY(SELECT customer_id FROM target))
+  AND n.status = 'PENDING'
 RETURNING n.dedupe_key";
 
 /// READ at `$2` (and delivered, if it was not) for every unread notification of customer `$1`,
@@ -179,7 +197,6 @@ async fn mark_all_delivered(pool: PgPool, acks: Vec<(CustomerId, NotificationId)
         .bind::<Array<SqlUuid>, _>(&ids)
         .bind::<Array<SqlUuid>, _>(&customers)
         .bind::<Timestamptz, _>(Utc::now())
-        .planned_each_time()
         .load(&mut conn)
         .await
         .map_err(infra_from_diesel)?;

@@ -17,7 +17,7 @@ use ecom_kernel::InfraError;
 use crate::error::{infra_from_diesel, infra_from_pool};
 use crate::schema::outbox;
 use crate::sql::Statement;
-use crate::PgPool;
+use crate::{BatchPool, PgPool};
 
 /// The INSERT that stages the jobs bound as `$1`…`$7` (by [`JobColumns::bind`], which binds them
 /// first), once for each row of `$from` (`"u, "`: only if the statement's change `u` happened;
@@ -121,13 +121,18 @@ fn queue_named(name: &str) -> Option<QueueName> {
     QueueName::ALL.into_iter().find(|q| q.as_str() == name)
 }
 
+/// Removes the rows `$1`.
+pub(crate) const REMOVE_PUBLISHED: &str = "DELETE FROM outbox WHERE id = ANY($1)";
+
 pub struct PgOutbox {
     pool: PgPool,
+    /// For removing published rows (see [`PgOutbox::remove_published`]).
+    batch: BatchPool,
 }
 
 impl PgOutbox {
-    pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+    pub fn new(pool: PgPool, batch: BatchPool) -> Self {
+        Self { pool, batch }
     }
 
     /// Stages jobs in a transaction of their own and publishes them right after the commit: for
@@ -173,14 +178,15 @@ impl PgOutbox {
     }
 
     /// Removes rows whose jobs were enqueued (by the writer). Returns how many were still there.
+    /// A keyed batch on the [`BatchPool`]: a removal lost in a database crash leaves the row to
+    /// the relay, which publishes it again under the same job id (a no-op for the queue).
     pub async fn remove_published(&self, ids: &[String]) -> Result<usize, InfraError> {
         if ids.is_empty() {
             return Ok(0);
         }
-        let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
-        Statement::new("DELETE FROM outbox WHERE id = ANY($1)")
+        let mut conn = self.batch.0.get().await.map_err(infra_from_pool)?;
+        Statement::new(REMOVE_PUBLISHED)
             .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(ids)
-            .planned_each_time()
             .execute(&mut conn)
             .await
             .map_err(infra_from_diesel)

@@ -58,6 +58,37 @@ pub fn redact_url(url: &str) -> String {
 
 /// Builds the pool. Connections are opened lazily; each gets the session settings.
 pub fn connect(settings: &PgSettings) -> Result<PgPool, InfraError> {
+    build(settings, settings.max_connections, "")
+}
+
+/// Connections for the keyed batch statements of the group commits and the outbox's removals
+/// (see [`connect_batch`]).
+#[derive(Clone)]
+pub struct BatchPool(pub(crate) PgPool);
+
+/// Most connections of a [`BatchPool`]: each kind of batch runs one statement at a time.
+const BATCH_CONNECTIONS: usize = 4;
+
+/// Builds the pool for keyed batch statements. Its sessions differ from [`connect`]'s twice:
+/// - Plans are cached from the first call and never scan a whole table. Every statement there
+///   finds its rows by a list of keys (`= ANY($n)`) in a table that churns (the outbox, the
+///   notifications): a plan cached while the table was small would otherwise scan it whole
+///   for as long as the plan is kept, while the table grows or bloats.
+/// - Commits do not wait for the disk. Each write there is one whose loss in a database crash
+///   the flows repair, or that nothing needs: an acknowledgement of delivery (the notification
+///   is sent again on reconnect; delivery is at least once), a PENDING → SENT mark (both are
+///   undelivered), the removal of a published outbox row (the relay publishes it again; its job
+///   id makes that a no-op). A later ordinary commit flushes them all.
+pub fn connect_batch(settings: &PgSettings) -> Result<BatchPool, InfraError> {
+    build(
+        settings,
+        settings.max_connections.min(BATCH_CONNECTIONS),
+        " SET synchronous_commit = off; SET enable_seqscan = off; SET plan_cache_mode = force_generic_plan;",
+    )
+    .map(BatchPool)
+}
+
+fn build(settings: &PgSettings, max_connections: usize, extra_setup: &str) -> Result<PgPool, InfraError> {
     // Fast recycling: no `SELECT 1` round trip on every checkout (it doubled the latency of short
     // queries); a broken connection is detected on use and dropped by the pool.
     let mut manager_config = ManagerConfig::default();
@@ -66,12 +97,12 @@ pub fn connect(settings: &PgSettings) -> Result<PgPool, InfraError> {
         AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(settings.url.clone(), manager_config);
     let setup = format!(
         "SET application_name = '{}'; SET statement_timeout = {}; SET TIME ZONE 'UTC'; \
-         SET pg_trgm.word_similarity_threshold = 0.5;",
+         SET pg_trgm.word_similarity_threshold = 0.5;{extra_setup}",
         settings.application_name.replace('\'', ""),
         settings.statement_timeout.as_millis()
     );
     Pool::builder(manager)
-        .max_size(settings.max_connections)
+        .max_size(max_connections.max(1))
         .runtime(Runtime::Tokio1)
         .wait_timeout(Some(settings.acquire_timeout))
         .create_timeout(Some(settings.acquire_timeout))
@@ -202,7 +233,115 @@ impl HealthCheck for PgHealth {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
+
+    #[derive(diesel::QueryableByName)]
+    struct PlanLine {
+        #[diesel(sql_type = diesel::sql_types::Text, column_name = "QUERY PLAN")]
+        line: String,
+    }
+
+    /// The indexes of these tables and the column each is led by.
+    const LEADING: [(&str, &str); 6] = [
+        ("notifications_pkey", "id"),
+        ("notifications_once_per_recipient", "dedupe_key"),
+        ("notifications_by_customer", "customer_id"),
+        ("notifications_unread", "customer_id"),
+        ("outbox_pkey", "id"),
+        ("outbox_created_idx", "created_at"),
+    ];
+
+    /// The scans of `plan` (EXPLAIN's text) that read a table without a key: a sequential scan,
+    /// an index walked whole (no condition on its leading column), or a table scan with no
+    /// condition of its own.
+    fn unkeyed_scans(plan: &[String]) -> Vec<String> {
+        let mut found = Vec::new();
+        for (i, line) in plan.iter().enumerate() {
+            if !line.contains(" Scan ") || line.contains("CTE Scan") || line.contains("Function Scan") {
+                continue;
+            }
+            let conds: Vec<&String> = plan[i + 1..].iter().take_while(|l| !l.contains("->")).collect();
+            let has = |text: &str| conds.iter().any(|c| c.contains(text));
+            let keyed = match LEADING.iter().find(|(index, _)| line.contains(&format!("{index} "))) {
+                Some((_, column)) => {
+                    has(&format!("Index Cond: ({column} ")) || has(&format!("Index Cond: (({column} "))
+                }
+                None => !line.contains("Seq Scan") && (has("Recheck Cond:") || has("TID Cond:")),
+            };
+            if !keyed {
+                found.push(line.trim().to_owned());
+            }
+        }
+        found
+    }
+
+    async fn plans(pool: &PgPool) -> Vec<(&'static str, Vec<String>)> {
+        use crate::notifications::{MARK_DELIVERED, MARK_SENT, PENDING};
+        use crate::outbox::REMOVE_PUBLISHED;
+        let mut conn = pool.get().await.unwrap();
+        let mut out = Vec::new();
+        for (name, text, params) in [
+            ("remove_published", REMOVE_PUBLISHED, 1),
+            ("pending", PENDING, 1),
+            ("mark_sent", MARK_SENT, 2),
+            ("mark_delivered", MARK_DELIVERED, 3),
+        ] {
+            conn.batch_execute(&format!("PREPARE {name} AS {text}")).await.unwrap();
+            let nulls = vec!["NULL"; params].join(", ");
+            // The plan the session caches for every later call.
+            let plan: Vec<PlanLine> =
+                diesel::sql_query(format!("EXPLAIN EXECUTE {name}({nulls})")).load(&mut conn).await.unwrap();
+            out.push((name, plan.into_iter().map(|p| p.line).collect()));
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn batch_sessions_cache_keyed_plans_however_small_the_table_and_do_not_wait_for_the_disk() {
+        let db = ecom_testkit::TestDb::new().await;
+        let settings = PgSettings {
+            url: db.url(),
+            max_connections: 2,
+            acquire_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(5),
+            application_name: "batch-plan-test".into(),
+        };
+        // Empty and vacuumed: the state in which a planner left to itself scans these tables
+        // whole, and would keep doing so in a cached plan as they grow.
+        let mut admin = AsyncPgConnection::establish(&db.url()).await.unwrap();
+        for table in ["outbox", "notifications"] {
+            admin.batch_execute(&format!("VACUUM ANALYZE {table}")).await.unwrap();
+        }
+        let ordinary = plans(&connect(&settings).unwrap()).await;
+        assert!(
+            ordinary.iter().any(|(_, plan)| !unkeyed_scans(plan).is_empty()),
+            "the check sees a whole-table plan where one is made: {ordinary:?}"
+        );
+        let batch = connect_batch(&settings).unwrap();
+        for (name, plan) in plans(&batch.0).await {
+            assert_eq!(unkeyed_scans(&plan), Vec::<String>::new(), "{name}: {}", plan.join("\n"));
+        }
+
+        #[derive(diesel::QueryableByName)]
+        struct Setting {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            value: String,
+        }
+        let mut conn = batch.0.get().await.unwrap();
+        let commit: Setting = diesel::sql_query("SELECT current_setting('synchronous_commit') AS value")
+            .get_result(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(commit.value, "off");
+        let mut ordinary = connect(&settings).unwrap().get().await.unwrap();
+        let commit: Setting = diesel::sql_query("SELECT current_setting('synchronous_commit') AS value")
+            .get_result(&mut ordinary)
+            .await
+            .unwrap();
+        assert_eq!(commit.value, "on", "ordinary sessions wait for the disk");
+    }
 
     #[test]
     fn the_maintenance_url_points_at_the_postgres_database() {

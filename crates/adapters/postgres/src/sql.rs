@@ -106,22 +106,11 @@ where
 pub(crate) struct Statement<'a> {
     text: &'static str,
     params: Vec<Box<dyn Param + 'a>>,
-    planned_each_time: bool,
 }
 
 impl<'a> Statement<'a> {
     pub(crate) fn new(text: &'static str) -> Self {
-        Self { text, params: Vec::new(), planned_each_time: false }
-    }
-
-    /// Not cached: planned for its parameters on every call. For a statement that finds rows by
-    /// a list (`= ANY($n)`) in a table that starts empty and grows: a cached statement's plan
-    /// is fixed after a few calls, and one fixed while the table was nearly empty scans the
-    /// whole table (or a partial index full of rows that left it) until the table is next
-    /// analyzed.
-    pub(crate) fn planned_each_time(mut self) -> Self {
-        self.planned_each_time = true;
-        self
+        Self { text, params: Vec::new() }
     }
 
     /// Binds the next parameter as SQL type `ST`.
@@ -147,9 +136,6 @@ impl Query for Statement<'_> {
 
 impl QueryFragment<Pg> for Statement<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        if self.planned_each_time {
-            out.unsafe_to_cache_prepared();
-        }
         let text = self.text;
         let mut rest = text;
         let mut highest = 0;
@@ -224,16 +210,6 @@ mod tests {
         }
         // Named (cached) statements are listed; diesel's one-off statements are unnamed.
         assert_eq!(prepared_with(&mut conn, "statement-test").await, 1, "three calls, one prepared statement");
-
-        for _ in 0..3 {
-            Statement::new("SELECT $1 AS a, 1::int8 AS b -- planned-test")
-                .bind::<Text, _>("x")
-                .planned_each_time()
-                .get_result::<Answer>(&mut conn)
-                .await
-                .unwrap();
-        }
-        assert_eq!(prepared_with(&mut conn, "planned-test").await, 0, "planned each time: never kept");
 
         let unbound = Statement::new("SELECT $2 AS a").bind::<Text, _>("x").execute(&mut conn).await;
         assert!(unbound.is_err(), "a placeholder without a value is an error, not a panic");

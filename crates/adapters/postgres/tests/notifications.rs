@@ -11,19 +11,29 @@ use ecom_notifications::model::{
     Audience, Event, Notification, NotificationId, NotificationRequest, NotificationStatus,
 };
 use ecom_notifications::ports::{NotificationRepository, Recipients};
-use ecom_postgres::{connect, PgAdminRecipients, PgCustomerRepository, PgNotificationRepository, PgPool, PgSettings};
+use ecom_postgres::{
+    connect, connect_batch, BatchPool, PgAdminRecipients, PgCustomerRepository, PgNotificationRepository, PgPool,
+    PgSettings,
+};
 use ecom_testkit::TestDb;
 use uuid::Uuid;
 
-fn pool(db: &TestDb) -> PgPool {
-    connect(&PgSettings {
+fn settings(db: &TestDb) -> PgSettings {
+    PgSettings {
         url: db.url(),
         max_connections: 4,
         acquire_timeout: Duration::from_secs(5),
         statement_timeout: Duration::from_secs(5),
         application_name: "adapter-test".into(),
-    })
-    .unwrap()
+    }
+}
+
+fn pool(db: &TestDb) -> PgPool {
+    connect(&settings(db)).unwrap()
+}
+
+fn batch(db: &TestDb) -> BatchPool {
+    connect_batch(&settings(db)).unwrap()
 }
 
 fn at(secs: i64) -> DateTime<Utc> {
@@ -55,7 +65,7 @@ fn shipped(key: &str, customer: CustomerId) -> Notification {
 async fn saving_twice_keeps_one_row_per_key_and_recipient() {
     let db = TestDb::new().await;
     let pool = pool(&db);
-    let repo = PgNotificationRepository::new(pool.clone());
+    let repo = PgNotificationRepository::new(pool.clone(), batch(&db));
     let (ada, bob) = (account(&pool, Role::Customer).await, account(&pool, Role::Customer).await);
     repo.save(&[shipped("order:1:shipped", ada), shipped("order:1:shipped", bob)]).await.unwrap();
     // A redelivered save job builds new ids for the same key: nothing more is stored.
@@ -72,7 +82,7 @@ async fn saving_twice_keeps_one_row_per_key_and_recipient() {
 async fn statuses_only_move_forward() {
     let db = TestDb::new().await;
     let pool = pool(&db);
-    let repo = PgNotificationRepository::new(pool.clone());
+    let repo = PgNotificationRepository::new(pool.clone(), batch(&db));
     let ada = account(&pool, Role::Customer).await;
     let (first, second) = (shipped("a", ada), shipped("b", ada));
     repo.save(&[first.clone(), second.clone()]).await.unwrap();
@@ -101,7 +111,7 @@ async fn statuses_only_move_forward() {
 async fn nobody_marks_another_recipients_notification() {
     let db = TestDb::new().await;
     let pool = pool(&db);
-    let repo = PgNotificationRepository::new(pool.clone());
+    let repo = PgNotificationRepository::new(pool.clone(), batch(&db));
     let (ada, eve) = (account(&pool, Role::Customer).await, account(&pool, Role::Customer).await);
     let note = shipped("k", ada);
     repo.save(std::slice::from_ref(&note)).await.unwrap();
@@ -116,7 +126,7 @@ async fn nobody_marks_another_recipients_notification() {
 async fn lists_page_newest_first_and_filter_unread() {
     let db = TestDb::new().await;
     let pool = pool(&db);
-    let repo = PgNotificationRepository::new(pool.clone());
+    let repo = PgNotificationRepository::new(pool.clone(), batch(&db));
     let ada = account(&pool, Role::Customer).await;
     let notes: Vec<Notification> = (0..5).map(|i| shipped(&format!("k{i}"), ada)).collect();
     repo.save(&notes).await.unwrap();
@@ -155,7 +165,7 @@ async fn admins_are_the_accounts_with_the_admin_role() {
 async fn acknowledgements_made_together_each_get_their_own_answer() {
     let db = TestDb::new().await;
     let pool = pool(&db);
-    let repo = std::sync::Arc::new(PgNotificationRepository::new(pool.clone()));
+    let repo = std::sync::Arc::new(PgNotificationRepository::new(pool.clone(), batch(&db)));
     let (ada, eve) = (account(&pool, Role::Customer).await, account(&pool, Role::Customer).await);
     let notes: Vec<Notification> = (0..40).map(|i| shipped(&format!("order:{i}:shipped"), ada)).collect();
     repo.save(&notes).await.unwrap();
@@ -179,7 +189,7 @@ async fn acknowledgements_made_together_each_get_their_own_answer() {
 async fn grouped_updates_and_mark_all_read_never_deadlock() {
     let db = TestDb::new().await;
     let pool = pool(&db);
-    let repo = std::sync::Arc::new(PgNotificationRepository::new(pool.clone()));
+    let repo = std::sync::Arc::new(PgNotificationRepository::new(pool.clone(), batch(&db)));
     let ada = account(&pool, Role::Customer).await;
     for round in 0..5 {
         let notes: Vec<Notification> = (0..30).map(|i| shipped(&format!("r{round}:{}", i % 10), ada)).collect();
@@ -210,4 +220,47 @@ async fn grouped_updates_and_mark_all_read_never_deadlock() {
         let page = repo.list(ada, true, &PageRequest::first(100)).await.unwrap();
         assert!(page.items.is_empty(), "round {round}: everything read in the end");
     }
+}
+
+/// Holds notification `id` locked by another transaction that moves it (PENDING → SENT, as the
+/// flow's update step does) until `release` fires; `locked` fires once it holds the lock.
+async fn moved_meanwhile(
+    url: String,
+    id: NotificationId,
+    locked: tokio::sync::oneshot::Sender<()>,
+    release: tokio::sync::oneshot::Receiver<()>,
+) {
+    use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+    let mut conn = AsyncPgConnection::establish(&url).await.unwrap();
+    let moved = format!("UPDATE notifications SET status = 'SENT', sent_at = now() WHERE id = '{}'", id.as_uuid());
+    conn.batch_execute(&format!("BEGIN; {moved}")).await.unwrap();
+    locked.send(()).unwrap();
+    release.await.unwrap();
+    conn.batch_execute("COMMIT").await.unwrap();
+}
+
+#[tokio::test]
+async fn an_acknowledgement_that_waited_for_a_concurrent_change_still_marks_its_notification() {
+    let db = TestDb::new().await;
+    let pool = pool(&db);
+    let repo = std::sync::Arc::new(PgNotificationRepository::new(pool.clone(), batch(&db)));
+    let ada = account(&pool, Role::Customer).await;
+    let note = shipped("k", ada);
+    repo.save(std::slice::from_ref(&note)).await.unwrap();
+    let (locked, is_locked) = tokio::sync::oneshot::channel();
+    let (release, released) = tokio::sync::oneshot::channel();
+    let holder = tokio::spawn(moved_meanwhile(db.url(), note.id, locked, released));
+    is_locked.await.unwrap();
+    // The acknowledgement waits for the lock, then must act on the row's newer version.
+    let ack = tokio::spawn({
+        let repo = repo.clone();
+        async move { repo.mark_delivered(ada, note.id).await.unwrap() }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(!ack.is_finished(), "the acknowledgement waits for the other transaction");
+    release.send(()).unwrap();
+    holder.await.unwrap();
+    assert!(ack.await.unwrap(), "the owner's acknowledgement counts");
+    let page = repo.list(ada, false, &PageRequest::first(10)).await.unwrap();
+    assert_eq!(page.items[0].status, NotificationStatus::Delivered, "marked, not lost");
 }
