@@ -54,7 +54,7 @@ migrate: services
 bench: services
     scripts/bench.sh
 
-# Failure drills under load (Redis restart, PostgreSQL restart, worker SIGKILL, 2 apis + 2 workers); restarts the local PostgreSQL.
+# Failure drills under load (Redis restart, PostgreSQL crash, worker SIGKILL, 2 apis + 2 workers); crashes and restarts the local PostgreSQL.
 drills *DRILLS: services
     scripts/drills.sh {{DRILLS}}
 

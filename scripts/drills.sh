@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Failure drills: two api instances and two workers under the load generator's checkout mix,
-# while one part fails: a Redis restart, a PostgreSQL restart, a worker SIGKILLed. After each
+# while one part fails: a Redis restart, a PostgreSQL crash and restart, a worker SIGKILLed. After each
 # drill every order the load placed must settle and `worker check-invariants` must find nothing.
 #
 # Redis: the drills run their own redis-server (port DRILL_REDIS_PORT, default 6390) with an
@@ -61,9 +61,13 @@ start_worker() { # name
 stop() { # name
   kill -TERM "${pids[$1]}" 2>/dev/null || true; wait "${pids[$1]}" 2>/dev/null || true; unset "pids[$1]"
 }
+# A crash, not a clean restart: an immediate stop writes no checkpoint and loses what was not yet
+# in the write-ahead log on disk (the worker's commits do not wait for the disk: its jobs must be
+# acknowledged only once their writes are flushed).
 restart_postgres() {
   local version; version=$(ls /etc/postgresql | sort -V | tail -n 1)
-  pg_ctlcluster --skip-systemctl-redirect "$version" main restart -m fast
+  pg_ctlcluster --skip-systemctl-redirect "$version" main stop -m immediate
+  pg_ctlcluster --skip-systemctl-redirect "$version" main start
 }
 
 echo "building (release) ..."

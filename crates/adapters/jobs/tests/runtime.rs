@@ -331,3 +331,59 @@ async fn a_queue_full_of_slow_jobs_does_not_starve_another_queue() {
     stop.notify_one();
     handle.await.unwrap();
 }
+
+/// A write barrier that fails its first `failures` flushes and counts every call, noting how
+/// many jobs had run at each.
+struct FlakyBarrier {
+    failures: std::sync::atomic::AtomicUsize,
+    calls: Mutex<Vec<usize>>,
+    recorder: Arc<Recorder>,
+}
+
+#[async_trait]
+impl ecom_kernel::jobs::WriteBarrier for FlakyBarrier {
+    async fn flush(&self) -> Result<(), ecom_kernel::InfraError> {
+        self.calls.lock().unwrap().push(self.recorder.attempts.lock().unwrap().values().map(Vec::len).sum());
+        let left = self.failures.load(std::sync::atomic::Ordering::SeqCst);
+        if left > 0 {
+            self.failures.store(left - 1, std::sync::atomic::Ordering::SeqCst);
+            return Err(ecom_kernel::InfraError::unavailable("postgres is down"));
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_job_is_acknowledged_only_once_its_writes_are_flushed() {
+    let redis = TestRedis::new();
+    let producer = RedisJobQueue::new(pool(&redis), RedisKeys::new(redis.prefix()));
+    let recorder = Arc::new(Recorder::default());
+    let barrier = Arc::new(FlakyBarrier {
+        failures: std::sync::atomic::AtomicUsize::new(2),
+        calls: Mutex::new(Vec::new()),
+        recorder: recorder.clone(),
+    });
+    let registry = HandlerRegistry::default().with("ok", Arc::new(Succeed(recorder.clone())));
+    let runtime = WorkerRuntime::new(vec![consumer(&redis, "w")], registry, fast()).with_write_barrier(barrier.clone());
+    let (handle, stop) = spawn(runtime);
+    producer.enqueue(job("writes", "ok", 5)).await.unwrap();
+
+    let inspector = consumer(&redis, "inspector");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let runs = recorder.attempts.lock().unwrap().get("writes").map_or(0, Vec::len);
+        let stats = inspector.stats().await.unwrap();
+        if runs == 3 && stats.waiting + stats.in_flight + stats.delayed == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not done: {runs} runs, {stats:?}");
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    stop.notify_one();
+    handle.await.unwrap();
+    // Its writes could not be flushed twice: it ran again each time, and was done only after a
+    // flush that worked, which came after its last run.
+    assert_eq!(recorder.attempts.lock().unwrap()["writes"].len(), 3);
+    assert_eq!(*barrier.calls.lock().unwrap(), vec![1, 2, 3], "a flush after every run");
+    assert_eq!(inspector.stats().await.unwrap().dead, 0);
+}
