@@ -94,28 +94,10 @@ pub async fn reset_database(config: &Config) -> anyhow::Result<()> {
     prepare_database(&Config { run_migrations: true, ..config.clone() }).await
 }
 
-/// Whether a process's commits wait for the disk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Commits {
-    WaitForDisk,
-    DeferFlush,
-}
-
 impl Services {
     /// Builds pools and services. Connections open lazily: a dependency that is down now
     /// makes readiness fail, not start-up.
     pub fn build(config: &Config, application_name: &str) -> anyhow::Result<Self> {
-        Self::build_with(config, application_name, Commits::WaitForDisk)
-    }
-
-    /// [`Services::build`] for a process whose commits do not wait for the disk: the worker,
-    /// which flushes its jobs' writes before acknowledging them (see
-    /// `ecom_postgres::connect_deferring_flush`).
-    pub fn build_deferring_flush(config: &Config, application_name: &str) -> anyhow::Result<Self> {
-        Self::build_with(config, application_name, Commits::DeferFlush)
-    }
-
-    fn build_with(config: &Config, application_name: &str, commits: Commits) -> anyhow::Result<Self> {
         let pg_settings = PgSettings {
             url: config.database_url.clone(),
             max_connections: config.database_max_connections,
@@ -123,11 +105,7 @@ impl Services {
             statement_timeout: Duration::from_secs(10),
             application_name: application_name.to_owned(),
         };
-        let pg = match commits {
-            Commits::WaitForDisk => ecom_postgres::connect(&pg_settings),
-            Commits::DeferFlush => ecom_postgres::connect_deferring_flush(&pg_settings),
-        }
-        .context("building the postgres pool")?;
+        let pg = ecom_postgres::connect(&pg_settings).context("building the postgres pool")?;
         let pg_batch = ecom_postgres::connect_batch(&pg_settings).context("building the postgres batch pool")?;
         let redis = ecom_redis::connect(&RedisSettings {
             url: config.redis_url.clone(),

@@ -11,7 +11,6 @@ use ecom_kernel::jobs::{QueueName, CANARY_KIND};
 use ecom_notifications::service::{SAVE_KIND, SEND_KIND, UPDATE_KIND};
 use ecom_orders::service::SAGA_KIND;
 use ecom_payments::service::{PAYMENT_EVENT_KIND, REFUND_KIND};
-use ecom_postgres::PgWriteBarrier;
 use ecom_redis::{ConsumerSettings, QueueConsumer};
 
 use crate::operator_jobs::CanaryHandler;
@@ -42,8 +41,7 @@ fn job_handlers(services: &Services, worker: &str) -> HandlerRegistry {
 /// Runs the worker until SIGINT/SIGTERM. Waits (with backoff) for PostgreSQL and Redis at start,
 /// so that a worker started before its dependencies does not crash-loop.
 pub async fn run_worker(config: &Config) -> anyhow::Result<()> {
-    // Commits do not wait for the disk; the runtime flushes before it acknowledges a job.
-    let services = Services::build_deferring_flush(config, "ecom-worker")?;
+    let services = Services::build(config, "ecom-worker")?;
     let stop = shutdown::signal();
     tokio::pin!(stop);
     let mut delay = Duration::from_millis(200);
@@ -83,8 +81,7 @@ pub async fn run_worker(config: &Config) -> anyhow::Result<()> {
             reclaim_after: config.worker_reclaim_after,
             ..RuntimeSettings::default()
         },
-    )
-    .with_write_barrier(Arc::new(PgWriteBarrier::new(services.pg.clone())));
+    );
     tracing::info!(
         concurrency = config.worker_concurrency,
         consumer = %consumer_name,

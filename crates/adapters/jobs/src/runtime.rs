@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ecom_kernel::jobs::{JobOutcome, WriteBarrier};
+use ecom_kernel::jobs::JobOutcome;
 use ecom_redis::{Delivery, QueueConsumer};
 use futures_util::FutureExt;
 use tokio::sync::Semaphore;
@@ -59,19 +59,11 @@ pub struct WorkerRuntime {
     consumers: Vec<Arc<QueueConsumer>>,
     registry: HandlerRegistry,
     settings: RuntimeSettings,
-    barrier: Option<Arc<dyn WriteBarrier>>,
 }
 
 impl WorkerRuntime {
     pub fn new(consumers: Vec<QueueConsumer>, registry: HandlerRegistry, settings: RuntimeSettings) -> Self {
-        Self { consumers: consumers.into_iter().map(Arc::new).collect(), registry, settings, barrier: None }
-    }
-
-    /// Flushes what each job wrote with `barrier` before recording its outcome: for handlers
-    /// whose commits do not wait for the disk. A failed flush retries the job.
-    pub fn with_write_barrier(mut self, barrier: Arc<dyn WriteBarrier>) -> Self {
-        self.barrier = Some(barrier);
-        self
+        Self { consumers: consumers.into_iter().map(Arc::new).collect(), registry, settings }
     }
 
     /// Runs until `stop` resolves; then stops reading and lets in-flight jobs finish (up to the
@@ -91,7 +83,6 @@ impl WorkerRuntime {
                 slots: Arc::new(Semaphore::new(self.settings.concurrency.max(1))),
                 stopping: stopping.clone(),
                 jobs: jobs.clone(),
-                barrier: self.barrier.clone(),
             };
             loops.spawn(ctx.clone().read_loop());
             loops.spawn(ctx.maintenance_loop());
@@ -125,7 +116,6 @@ struct LoopContext {
     slots: Arc<Semaphore>,
     stopping: Arc<AtomicBool>,
     jobs: Arc<tokio::sync::Mutex<JoinSet<()>>>,
-    barrier: Option<Arc<dyn WriteBarrier>>,
 }
 
 impl LoopContext {
@@ -189,7 +179,6 @@ impl LoopContext {
                 consumer: self.consumer.clone(),
                 registry: self.registry.clone(),
                 settings: self.settings.clone(),
-                barrier: self.barrier.clone(),
             };
             let span = tracing::info_span!(
                 "job",
@@ -219,7 +208,6 @@ struct JobRunner {
     consumer: Arc<QueueConsumer>,
     registry: HandlerRegistry,
     settings: RuntimeSettings,
-    barrier: Option<Arc<dyn WriteBarrier>>,
 }
 
 impl JobRunner {
@@ -258,16 +246,6 @@ impl JobRunner {
                 () = &mut heartbeat => {}
             }
         };
-        // What the job wrote is on disk before its outcome is recorded: a database crash before
-        // this point leaves the job to run again, never counted done with its writes lost.
-        if let Some(barrier) = &self.barrier {
-            if let Err(err) = barrier.flush().await {
-                let delay = backoff(job.attempt, self.settings.base_backoff, self.settings.max_backoff);
-                tracing::warn!(error = %err, "the job's writes could not be flushed; it will run again");
-                self.settle(self.retry_or_bury(&delivery, delay, &format!("writes not flushed: {err}")).await);
-                return;
-            }
-        }
         let result = match outcome {
             Ok(Ok(JobOutcome::Done)) => self.consumer.complete(&delivery, None).await,
             Ok(Ok(JobOutcome::DoneThen(next))) => self.consumer.complete(&delivery, Some(&next)).await,

@@ -24,6 +24,6 @@ pub use orders::PgOrderRepository;
 pub use outbox::{stage, OutboxRemovals, PgOutbox};
 pub use payments::PgPaymentRepository;
 pub use pool::{
-    connect, connect_batch, connect_deferring_flush, drop_database, ensure_database_exists, redact_url, run_migrations,
-    BatchPool, PgHealth, PgPool, PgSettings, PgWriteBarrier,
+    connect, connect_batch, drop_database, ensure_database_exists, redact_url, run_migrations, BatchPool, PgHealth,
+    PgPool, PgSettings,
 };

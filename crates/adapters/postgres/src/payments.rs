@@ -7,7 +7,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel_async::{AsyncConnection, RunQueryDsl, SimpleAsyncConnection};
+use diesel_async::{AsyncConnection, RunQueryDsl};
 use ecom_kernel::jobs::NewJob;
 use ecom_kernel::{Currency, CustomerId, InfraError, Money, OrderId};
 use ecom_payments::model::{GatewayEvent, Payment, PaymentId, PaymentStatus, Provider, Refund, RefundId, RefundStatus};
@@ -171,21 +171,17 @@ SELECT count(*) AS n FROM u"
 );
 
 /// Order `$2`'s first payment of the kind of provider `$4` (`$13`, cash on delivery, or any other),
-/// or, when it has none, payment `$1`…`$12` inserted (the columns of `INSERT_PAYMENT`). An insert
-/// is on disk at its commit whatever the session's default (see `connect_deferring_flush`): the
-/// payment is charged next, and a charge must never outlive the row that refunds it.
+/// or, when it has none, payment `$1`…`$12` inserted (the columns of `INSERT_PAYMENT`).
 const OPEN_ONCE: &str = "\
 WITH existing AS (
   SELECT id, order_id, customer_id, provider, provider_reference, amount, currency, status, refunded_amount,
          failure_reason, created_at, updated_at
   FROM payments WHERE order_id = $2 AND (provider = $13) = ($4 = $13)
   ORDER BY created_at, id LIMIT 1
-), on_disk AS (
-  SELECT set_config('synchronous_commit', 'on', true)
 ), inserted AS (
   INSERT INTO payments (id, order_id, customer_id, provider, provider_reference, amount, currency, status,
                         refunded_amount, failure_reason, created_at, updated_at)
-  SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 FROM on_disk WHERE NOT EXISTS (SELECT 1 FROM existing)
+  SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 WHERE NOT EXISTS (SELECT 1 FROM existing)
   ON CONFLICT (id) DO NOTHING
   RETURNING id, order_id, customer_id, provider, provider_reference, amount, currency, status, refunded_amount,
             failure_reason, created_at, updated_at
@@ -315,8 +311,6 @@ impl PaymentRepository for PgPaymentRepository {
         let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
         let (expected, next, refund, jobs) = (expected.clone(), payment.clone(), refund.clone(), jobs.to_vec());
         conn.transaction::<(), TxError, _>(async move |conn| {
-            // On disk at its commit whatever the session's default: the provider is asked next.
-            conn.batch_execute("SET LOCAL synchronous_commit = on").await?;
             compare_and_set(conn, &expected, &next, &[]).await?;
             diesel::insert_into(refunds::table).values(RefundRow::of(&refund, refund.created_at)).execute(conn).await?;
             stage(conn, &jobs, None, refund.created_at).await?;
@@ -405,58 +399,5 @@ impl PaymentRepository for PgPaymentRepository {
         })
         .await
         .map_err(infra_from_diesel)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-
-    use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
-    use ecom_kernel::{CustomerId, Money, OrderId};
-    use ecom_payments::model::{Payment, Provider};
-
-    use super::{bind_row, PaymentRow, OPEN_ONCE};
-
-    #[derive(diesel::QueryableByName)]
-    struct Setting {
-        #[diesel(sql_type = diesel::sql_types::Text)]
-        value: String,
-    }
-
-    #[tokio::test]
-    async fn opening_a_payment_waits_for_the_disk_even_where_commits_do_not() {
-        let db = ecom_testkit::TestDb::new().await;
-        let mut conn = AsyncPgConnection::establish(&db.url()).await.unwrap();
-        // A customer for the payment's key, as the order's checkout made it.
-        let customer = CustomerId::new();
-        conn.batch_execute(&format!(
-            "INSERT INTO customers (id, email, password_hash, first_name, last_name, role, created_at, updated_at) \
-             VALUES ('{}', 'p@shop.test', 'h', 'P', 'Q', 'CUSTOMER', now(), now())",
-            customer.as_uuid()
-        ))
-        .await
-        .unwrap();
-        // A session of the worker's kind, inside a transaction so that its setting can be read.
-        conn.batch_execute("SET synchronous_commit = off; BEGIN").await.unwrap();
-        let payment = Payment::online(
-            OrderId::new(),
-            customer,
-            Provider::Simulated,
-            Money::new(1500, ecom_kernel::Currency::USD),
-            chrono::Utc::now(),
-        );
-        let opened: PaymentRow = bind_row(super::Statement::new(OPEN_ONCE), PaymentRow::of(&payment))
-            .bind::<diesel::sql_types::Text, _>(Provider::CashOnDelivery.as_str())
-            .get_result(&mut conn)
-            .await
-            .unwrap();
-        assert_eq!(opened.id, payment.id.as_uuid());
-        let at_commit: Setting = diesel::sql_query("SELECT current_setting('synchronous_commit') AS value")
-            .get_result(&mut conn)
-            .await
-            .unwrap();
-        assert_eq!(at_commit.value, "on", "the insert's commit waits for the disk");
-        conn.batch_execute("ROLLBACK").await.unwrap();
     }
 }

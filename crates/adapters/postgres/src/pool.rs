@@ -61,48 +61,6 @@ pub fn connect(settings: &PgSettings) -> Result<PgPool, InfraError> {
     build(settings, settings.max_connections, "")
 }
 
-/// Builds the pool of a process whose commits do not wait for the disk: the worker's. Its
-/// jobs' writes are made durable together, by a [`PgWriteBarrier`] flush before the jobs are
-/// acknowledged (one disk flush for many jobs instead of one per statement), and a statement that
-/// must be on disk at its commit (one an irreversible call to a provider follows: opening the
-/// payment that is then charged, booking a refund) asks for it itself.
-pub fn connect_deferring_flush(settings: &PgSettings) -> Result<PgPool, InfraError> {
-    build(settings, settings.max_connections, " SET synchronous_commit = off;")
-}
-
-/// Flushes the write-ahead log up to now: a one-statement transaction that writes a WAL record (a
-/// logical message, no table) and commits with `synchronous_commit` on, which waits for every
-/// earlier record to be on disk, whichever session wrote it. Concurrent flushes share one.
-pub struct PgWriteBarrier {
-    flushes: crate::group::Grouped<(), ()>,
-}
-
-impl PgWriteBarrier {
-    pub fn new(pool: PgPool) -> Self {
-        Self {
-            flushes: crate::group::Grouped::new(usize::MAX, move |calls: Vec<()>| {
-                let pool = pool.clone();
-                async move {
-                    let mut conn = pool.get().await.map_err(infra_from_pool)?;
-                    conn.batch_execute(FLUSH).await.map_err(infra_from_diesel)?;
-                    Ok(vec![(); calls.len()])
-                }
-            }),
-        }
-    }
-}
-
-/// See [`PgWriteBarrier`].
-const FLUSH: &str =
-    "SELECT set_config('synchronous_commit', 'on', true), pg_logical_emit_message(true, 'ecom:flush', '')";
-
-#[async_trait]
-impl ecom_kernel::jobs::WriteBarrier for PgWriteBarrier {
-    async fn flush(&self) -> Result<(), InfraError> {
-        self.flushes.call(()).await
-    }
-}
-
 /// Connections for the keyed batch statements of the group commits and the outbox's removals
 /// (see [`connect_batch`]).
 #[derive(Clone)]
@@ -383,66 +341,6 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(commit.value, "on", "ordinary sessions wait for the disk");
-    }
-
-    #[tokio::test]
-    async fn deferring_sessions_commit_without_waiting_and_a_flush_waits_for_every_earlier_write() {
-        use ecom_kernel::jobs::WriteBarrier;
-
-        #[derive(diesel::QueryableByName)]
-        struct Seen {
-            #[diesel(sql_type = diesel::sql_types::Text)]
-            commit: String,
-            #[diesel(sql_type = diesel::sql_types::Bool)]
-            writes: bool,
-        }
-        let db = ecom_testkit::TestDb::new().await;
-        let settings = PgSettings {
-            url: db.url(),
-            max_connections: 2,
-            acquire_timeout: Duration::from_secs(5),
-            statement_timeout: Duration::from_secs(5),
-            application_name: "flush-test".into(),
-        };
-        let pool = connect_deferring_flush(&settings).unwrap();
-        let seen = "SELECT current_setting('synchronous_commit') AS commit, \
-                    pg_current_xact_id_if_assigned() IS NOT NULL AS writes";
-        let mut conn = pool.get().await.unwrap();
-        let plain: Seen = diesel::sql_query(seen).get_result(&mut conn).await.unwrap();
-        assert_eq!((plain.commit.as_str(), plain.writes), ("off", false), "commits do not wait");
-        // The flush's transaction writes a record and waits for the disk at its commit: that
-        // wait covers every record before it, whichever session wrote it.
-        conn.batch_execute(&format!("BEGIN; {FLUSH}")).await.unwrap();
-        let flushing: Seen = diesel::sql_query(seen).get_result(&mut conn).await.unwrap();
-        assert_eq!((flushing.commit.as_str(), flushing.writes), ("on", true));
-        conn.batch_execute("ROLLBACK").await.unwrap();
-        drop(conn);
-
-        #[derive(diesel::QueryableByName)]
-        struct Flushed {
-            #[diesel(sql_type = diesel::sql_types::Bool)]
-            flushed: bool,
-        }
-        let mut conn = pool.get().await.unwrap();
-        conn.batch_execute("CREATE TABLE flush_probe (n int); INSERT INTO flush_probe VALUES (1)").await.unwrap();
-        #[derive(diesel::QueryableByName)]
-        struct Lsn {
-            #[diesel(sql_type = diesel::sql_types::Text)]
-            lsn: String,
-        }
-        let after_write: Lsn =
-            diesel::sql_query("SELECT pg_current_wal_insert_lsn()::text AS lsn").get_result(&mut conn).await.unwrap();
-        let barrier = PgWriteBarrier::new(pool.clone());
-        let flushes = (0..20).map(|_| barrier.flush());
-        for result in futures_util::future::join_all(flushes).await {
-            result.unwrap();
-        }
-        let now: Flushed =
-            diesel::sql_query(format!("SELECT pg_current_wal_flush_lsn() >= '{}'::pg_lsn AS flushed", after_write.lsn))
-                .get_result(&mut conn)
-                .await
-                .unwrap();
-        assert!(now.flushed, "the write is on disk once the flush returns");
     }
 
     #[test]

@@ -98,16 +98,6 @@ pub enum JobOutcome {
     Failed(String),
 }
 
-/// Makes durable every write this process has committed so far. A process whose commits do
-/// not wait for the disk (the worker's, see `ecom_postgres::connect_deferring_flush`) calls it
-/// before it acknowledges a job: a job counts as done only once what it wrote is safe, and a
-/// database crash before that leaves the job to run again.
-#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
-#[async_trait]
-pub trait WriteBarrier: Send + Sync {
-    async fn flush(&self) -> Result<(), InfraError>;
-}
-
 /// The producer side of the job queue.
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
