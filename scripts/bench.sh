@@ -149,9 +149,12 @@ fi
 
 echo "checkout end to end ..."
 # Eight database connections per process: on two cores, more backends only contend (measured:
-# 16 per process gave about a quarter fewer checkouts).
-start_api ADMIN_EMAIL=admin@bench.test ADMIN_PASSWORD=bench-admin-password DATABASE_MAX_CONNECTIONS=8
-env WORKER_CONCURRENCY=32 DATABASE_MAX_CONNECTIONS=8 target/release/worker >"$work/worker.log" 2>&1 & worker=$!
+# 16 per process gave about a quarter fewer checkouts). One thread per runtime (one HTTP worker,
+# TOKIO_WORKER_THREADS=1): with five busy processes on two cores, more threads mostly wake each
+# other (measured: about a tenth more CPU per checkout with two).
+start_api ADMIN_EMAIL=admin@bench.test ADMIN_PASSWORD=bench-admin-password DATABASE_MAX_CONNECTIONS=8 \
+  HTTP_WORKERS=1 TOKIO_WORKER_THREADS=1
+env WORKER_CONCURRENCY=32 DATABASE_MAX_CONNECTIONS=8 TOKIO_WORKER_THREADS=1 target/release/worker >"$work/worker.log" 2>&1 & worker=$!
 checkout_table=$(BENCH_BASE_URL="$base" BENCH_SECONDS=${DURATION%s} cargo bench --quiet -p ecom-e2e --bench checkout 2>/dev/null)
 kill -TERM $worker; wait $worker 2>/dev/null || true; worker=
 stop_api
@@ -266,9 +269,10 @@ catalog lookup per line, served from the product cache).
 ## Checkout
 
 \`cargo bench -p ecom-e2e --bench checkout\` against the release api and one release worker
-(\`WORKER_CONCURRENCY=32\` per queue, 8 database connections per process), simulated card
-provider: 64 customers over 20 products, each connected to \`/v1/ws\` and in a loop (new cart,
-add, \`POST /v1/orders/checkout\`, wait for ORDER_CONFIRMED on the WebSocket, acknowledging every
+(\`WORKER_CONCURRENCY=32\` per queue, 8 database connections per process, one thread per runtime:
+\`HTTP_WORKERS=1\`, \`TOKIO_WORKER_THREADS=1\`), simulated card provider: 64 customers over 20
+products, each connected to \`/v1/ws\` with their cart open, in a loop (add to the cart,
+\`POST /v1/orders/checkout\`, wait for ORDER_CONFIRMED on the WebSocket, acknowledging every
 notification), for $DURATION; then every order is followed to CONFIRMED. "completed/s" is confirmed
 orders over the time from the start to the last order's CONFIRMED (its timeline's time). Goal: at
 least 500 completed checkouts/s; the original NestJS service accepted about 100 card checkouts/s
@@ -280,32 +284,39 @@ Calibration, same run: PostgreSQL alone does **$pgbench_tps** simple write trans
 machine now (\`pgbench -N\`, 16 clients, 10 s); the goal was set where it did about 5,500.
 
 Why the goal is not met: the two cores are saturated. CPU time per completed checkout, measured
-late on 2026-11-30 from \`/proc/<pid>/stat\` over 6 s of this benchmark, two runs (pgbench about
-3,500-3,900/s at the time): PostgreSQL 3.1-3.5 ms, worker 1.1-1.2 ms, api 0.8-0.9 ms, Redis
-0.8-0.9 ms, the benchmark's own client 0.3 ms: 6.2-6.8 ms in all, so two cores top out near
-300/s. That session's changes, each measured by running the binaries before and after it
-alternately under the same conditions: the allocator (mimalloc; glibc's malloc took about an
-eighth of the worker's CPU) and fewer Redis round trips per job (flow steps acknowledged in group
-commits, one script call per read batch, no \`SCRIPT LOAD\` per batch, no pooled connection and
-its \`PING\` per publish or simulated charge): 7.5-8.9 ms before, 6.9-7.6 ms after; then
-published outbox rows deleted instead of marked, and a confirmed reservation no longer evicting
-its product's cached detail (what is for sale does not change): 7.3-7.8 ms before, 6.5-7.1 ms
-after; then carts and checkout pricing reading products through the product cache (they read
-PostgreSQL every time): 7.0-8.6 ms before, 6.2-6.8 ms after. The session before took it from 11.2 ms to 7.4 ms (and the one before that from 37 ms, on
-a slower day). Each order costs about 15 statements and no explicit transaction: the checkout (the
-order, its lines and its saga job in one statement), the saga's read of the order with its
-checkout context, the reservation of a one-line order (one statement), the payment (opened or
-found in one statement, then charged), the stock confirmation (one statement), one order write
-for reserved + paid + CONFIRMED + finalized with its notification job, the capture event (payment
+on 2026-11-30 (evening) from \`/proc/<pid>/stat\` over 6 s of this benchmark: 4.0-4.6 ms in all
+(PostgreSQL 2.1-2.4, worker 0.75-0.85, Redis 0.55-0.6, api 0.45-0.5, the benchmark's own client
+0.2), so two cores top out near 450/s, and the machine's speed moves that by a tenth either way
+within an hour (pgbench did 6,100-6,800/s that evening). That session's changes, each measured by
+running the builds before and after it alternately under the same conditions:
+- keyed batch statements (notification marks, outbox removals) on their own sessions, with
+  cached plans and commits that do not wait for the disk (they were planned on every call):
+  5.1-5.3 ms before, 4.9 ms after;
+- one thread per runtime (the api's HTTP workers and each binary's tokio runtime): with five busy
+  processes on two cores, more threads mostly wake each other: 4.9-5.2 ms before, 4.3-4.8 ms
+  after;
+- the benchmark's customers keep their cart open between checkouts (the saga empties it), as a
+  shop's client does, instead of asking for it before each one: 4.4-4.6 ms before, 4.0-4.4 ms
+  after.
+Measured and not kept: letting every commit of the worker skip the disk flush and flushing once
+before acknowledging jobs saved about a tenth (3.9-4.4 ms), but a job could then be counted done
+with its writes lost in a crash; doing it safely is left to a later change.
+Sessions before took it from 37 ms to 6.2-6.8 ms (see the git history of this file). Each order
+costs about 14 statements and no explicit transaction: the checkout (the order, its lines and its
+saga job in one statement), the saga's read of the order with its checkout context, the
+reservation (one statement), the payment (opened or found in one statement, on disk before the
+charge, then written once charged), the stock confirmation (one statement), one order write for
+reserved + paid + CONFIRMED + finalized with its notification job, the capture event (payment
 read and write, order read and write), a catalog read (the product's detail is read again after
 each reservation changed what is for sale), and the notifications' save, send, update and
-delivery acknowledgements, each grouped over many orders. Hand-written statements are prepared once per
-connection (diesel never caches \`sql_query\` or an \`UPDATE\`). What is left is spread evenly: no
-statement, job or request stands out. Relative to PostgreSQL's own speed, 500/s on a
-5,500-transaction machine is one checkout per 11 simple write transactions; in this run one
-checkout cost $checkout_ratio of them ($pgbench_tps / $checkout_rate; the calibration runs just before the
+delivery acknowledgements, each grouped over many orders; and 8 jobs (the saga, the capture
+event, and save → send → update for each of the two notifications). What is left is spread
+evenly over statements, jobs and round trips: PostgreSQL's executor is about a quarter of all
+CPU, its commits a twentieth. Relative to PostgreSQL's own speed, 500/s on a 5,500-transaction
+machine is one checkout per 11 simple write transactions; in this run one checkout cost
+$checkout_ratio of them ($pgbench_tps / $checkout_rate; the calibration runs just before the
 checkout, and the machine's speed drifts between the two: the alternating runs above are the
-fairer comparison). It was about 18 earlier on 2026-11-30 and 26 that morning.
+fairer comparison). It was 15.1 in the session before and 26 on the morning of 2026-11-30.
 
 ## Mixed workload
 
