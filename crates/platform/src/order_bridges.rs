@@ -194,6 +194,10 @@ impl OrderPayments for OrderPaymentsBridge {
         Ok(())
     }
 
+    async fn recover_charge(&self, order: &Order, token: &str) -> Result<(), InfraError> {
+        self.payments.recover_charge(order.id, token).await.map(|_| ()).map_err(payment_infra)
+    }
+
     async fn refund_all(&self, order: OrderId, reason: &str) -> Result<RefundState, InfraError> {
         Ok(match self.payments.refund_order(order, reason).await.map_err(payment_infra)? {
             OrderRefund::NothingTaken => RefundState::NothingToRefund,

@@ -377,7 +377,7 @@ impl OrderService {
             OrderStatus::Confirmed => return self.finalize_loaded(order, &context).await,
             // Cancelled while the charge was under way (expiry, the customer): whatever was
             // taken goes back.
-            OrderStatus::Cancelled => return self.settle_after_cancel(&order).await,
+            OrderStatus::Cancelled => return self.settle_after_cancel(&order, &context).await,
             _ => return Ok(()),
         }
         let (cart_id, Some(token)) = (context.cart_id, context.payment_token) else {
@@ -412,9 +412,15 @@ impl OrderService {
     }
 
     /// An order cancelled while its saga ran (the compensation may have run before the saga
-    /// took anything): gives back what the saga took since.
-    async fn settle_after_cancel(&self, order: &Order) -> Result<(), StepError> {
+    /// took anything): gives back what the saga took since. That includes a charge the saga made
+    /// without recording the provider's answer (it stopped in between, then the order was
+    /// cancelled): the compensation, seeing no charge, refunded nothing, so the charge is
+    /// recovered here with its idempotency key, then refunded.
+    async fn settle_after_cancel(&self, order: &Order, context: &CheckoutContext) -> Result<(), StepError> {
         self.ports.stock.release(order.id).await?;
+        if let Some(token) = context.payment_token.as_deref().filter(|_| order.payment_method.is_online()) {
+            self.ports.payments.recover_charge(order, token).await?;
+        }
         match self.ports.payments.refund_all(order.id, "order cancelled").await? {
             RefundState::NotYetCapturable => Err(StepError::Retry("payment not captured yet".into())),
             RefundState::NothingToRefund | RefundState::Refunded => Ok(()),

@@ -373,11 +373,45 @@ async fn an_order_cancelled_while_its_saga_ran_gets_its_stock_and_money_back() {
     m.carts.expect_clear().returning(|_, _| Ok(()));
     m.orders.expect_update().times(1).returning(|_, _, _| Err(OrderSaveError::Conflict));
     m.stock.expect_release().times(1).returning(|_| Ok(()));
+    m.payments.expect_recover_charge().times(1).returning(|_, _| Ok(()));
     m.payments.expect_refund_all().times(1).returning(|_, _| Ok(RefundState::Refunded));
     let service = m.service();
     let job = SagaJob { order_id: id, step: Step::Reserve, reason: None };
     assert!(matches!(service.run_step(&job).await, Err(StepError::Retry(_))));
     service.run_step(&job).await.unwrap();
+}
+
+#[pollster::test]
+async fn a_charge_made_but_never_recorded_is_recovered_before_the_cancelled_order_is_refunded() {
+    // The worker stopped between the provider's answer and its write; the customer cancelled
+    // meanwhile and the compensation found no charge. The saga's next run recovers the charge
+    // with its idempotency key (so that it is known), then refunds it.
+    for (method, context, recovers) in [
+        (PaymentMethod::CreditCard, visa(), true),
+        (PaymentMethod::CreditCard, CheckoutContext { cart_id: uuid::Uuid::nil(), payment_token: None }, false),
+        (PaymentMethod::CashOnDelivery, visa(), false),
+    ] {
+        let mut order = placed(method);
+        order.cancel(CancellationReason::CustomerRequest, now()).unwrap();
+        let id = order.id;
+        let mut m = Mocks::new();
+        m.orders.expect_get_with_context().returning(move |_| Ok(Some((order.clone(), context.clone()))));
+        let mut steps = mockall::Sequence::new();
+        m.stock.expect_release().times(1).in_sequence(&mut steps).returning(|_| Ok(()));
+        // Without a token (cash, or no card given) nothing can have been charged: no expectation,
+        // so a call would fail the test.
+        if recovers {
+            m.payments
+                .expect_recover_charge()
+                .withf(|_, token| token == "pm_card_visa")
+                .times(1)
+                .in_sequence(&mut steps)
+                .returning(|_, _| Ok(()));
+        }
+        m.payments.expect_refund_all().times(1).in_sequence(&mut steps).returning(|_, _| Ok(RefundState::Refunded));
+        let service = m.service();
+        service.run_step(&SagaJob { order_id: id, step: Step::Charge, reason: None }).await.unwrap();
+    }
 }
 
 #[pollster::test]

@@ -210,6 +210,22 @@ impl PaymentService {
         self.charge_loaded(payment, token).await
     }
 
+    /// The order's online payment opened for a charge whose answer was never recorded (still
+    /// PENDING, no provider reference: the worker stopped between the provider's answer and its
+    /// write) is charged again with the same idempotency key, so the provider answers with the
+    /// charge it made (or, if the first call never reached it, makes it now), and the answer is
+    /// recorded: the charge can then be refunded. A payment with its answer recorded is returned
+    /// as it is, and an order without an online payment gets `None`.
+    pub async fn recover_charge(&self, order: OrderId, token: &str) -> Result<Option<Payment>, PaymentError> {
+        let online = self.payments.of_order(order).await?.into_iter().find(|p| p.provider != Provider::CashOnDelivery);
+        match online {
+            Some(payment) if payment.status == PaymentStatus::Pending && payment.provider_reference.is_none() => {
+                self.charge_loaded(payment, token).await.map(Some)
+            }
+            other => Ok(other),
+        }
+    }
+
     /// Opens the order's cash-on-delivery payment once.
     pub async fn open_cash_for_order(
         &self,

@@ -345,3 +345,46 @@ async fn a_retried_charge_step_reuses_the_orders_payment() {
         .unwrap();
     assert_eq!(again, payment);
 }
+
+#[pollster::test]
+async fn a_charge_made_but_never_recorded_is_asked_for_again_with_its_key_and_recorded() {
+    // Opened, charged at the provider, the answer never written: the same key gets that charge.
+    let opened = pending();
+    let order = opened.order_id;
+    let mut repo = MockPaymentRepository::new();
+    let stored = opened.clone();
+    repo.expect_of_order().with(eq(order)).returning(move |_| Ok(vec![stored.clone()]));
+    let key = format!("order-{order}-charge");
+    let mut gateway = MockPaymentGateway::new();
+    gateway.expect_charge().withf(move |r| r.idempotency_key == key).times(1).returning(|_| {
+        Ok(ProviderPayment {
+            reference: "pi_made".into(),
+            state: ProviderState::Succeeded,
+            amount: usd(5000),
+            refunded: usd(0),
+        })
+    });
+    repo.expect_update()
+        .withf(|expected, next, _| expected.status == PaymentStatus::Pending && next.status == PaymentStatus::Paid)
+        .times(1)
+        .returning(|_, _, _| Ok(()));
+    let recovered =
+        service(repo, gateway, MockJobPublisher::new()).recover_charge(order, "pm_card_visa").await.unwrap();
+    assert_eq!(
+        recovered.map(|p| (p.status, p.provider_reference)),
+        Some((PaymentStatus::Paid, Some("pi_made".into())))
+    );
+
+    // An answer recorded already, or no online payment at all: the provider is not asked.
+    for payments in [vec![paid()], vec![Payment::cash_on_delivery(order, CustomerId::new(), usd(5000), now())], vec![]]
+    {
+        let expected = payments.iter().find(|p| p.provider != Provider::CashOnDelivery).cloned();
+        let mut repo = MockPaymentRepository::new();
+        repo.expect_of_order().returning(move |_| Ok(payments.clone()));
+        let recovered = service(repo, MockPaymentGateway::new(), MockJobPublisher::new())
+            .recover_charge(order, "pm_card_visa")
+            .await
+            .unwrap();
+        assert_eq!(recovered, expected);
+    }
+}
