@@ -614,3 +614,62 @@ async fn saga_jobs_the_queue_lost_are_offered_again_and_every_order_settles() {
     shop.assert_invariants_hold().await;
     assert_eq!(shop.stock(&product).await, (9, 0), "one sold, one given back");
 }
+
+#[tokio::test]
+async fn a_charge_made_but_never_recorded_is_refunded_once_the_cancelled_orders_saga_runs_again() {
+    use ecom_payments::ports::{ChargeRequest, Gateways};
+    // No worker: the test runs the saga's steps itself, around a worker that stopped between the
+    // provider's answer and the payment's write. The simulator captures at once.
+    let app = TestApp::spawn_with(&[("SIMULATED_CAPTURE_DELAY_MS", "0")]).await;
+    let admin = app.admin().await;
+    let shop = Shop { app, admin, _worker: None };
+    let customer = shop.app.register_customer().await;
+    let product = shop.product(10, 1000).await;
+    let cart = shop.cart_with(&customer, &product, 1).await;
+    let id = shop.place(&customer, &cart, "CREDIT_CARD", Some("pm_card_visa")).await;
+    let order_id: ecom_kernel::OrderId = id.parse().unwrap();
+    let services = &shop.app.services;
+    let order = services
+        .orders
+        .view(
+            order_id,
+            ecom_orders::service::Viewer { customer_id: customer.customer_id.parse().unwrap(), admin: false },
+        )
+        .await
+        .unwrap();
+
+    // The payment opened, the provider charged under the order's key, nothing recorded after.
+    let payment = services
+        .payments
+        .open_online(order_id, order.customer_id, ecom_payments::model::Provider::Simulated, order.total)
+        .await
+        .unwrap();
+    let simulator = services.gateways.get(ecom_payments::model::Provider::Simulated).unwrap();
+    simulator
+        .charge(&ChargeRequest {
+            idempotency_key: format!("order-{order_id}-charge"),
+            payment_id: payment.id,
+            order_id,
+            amount: order.total,
+            token: "pm_card_visa".into(),
+        })
+        .await
+        .unwrap();
+
+    // The customer cancels; the compensation sees no charge and refunds nothing.
+    let res = shop.app.post(&format!("/v1/orders/{id}/cancel"), &json!({}), Some(&customer.access_token)).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    services.orders.compensate(order_id, ecom_orders::model::CancellationReason::CustomerRequest).await.unwrap();
+    assert_eq!(shop.payments(&customer, &id).await[0]["status"], "PENDING", "the charge is unknown to the shop");
+
+    // The saga's step runs again (its job was never acknowledged): the charge is recovered with
+    // its key, recorded and refunded.
+    let step = ecom_orders::service::SagaJob { order_id, step: ecom_orders::service::Step::Reserve, reason: None };
+    services.orders.run_step(&step).await.unwrap();
+    let payments = shop.payments(&customer, &id).await;
+    assert_eq!(payments.len(), 1, "no second payment");
+    assert_eq!(payments[0]["status"], "REFUNDED", "{payments:?}");
+    let refunded = simulator.retrieve(payments[0]["providerReference"].as_str().unwrap()).await.unwrap();
+    assert_eq!(refunded.refunded, order.total, "the provider gave the money back");
+    assert_eq!(shop.stock(&product).await, (10, 0), "stock as before");
+}
