@@ -194,8 +194,8 @@ impl OrderPayments for OrderPaymentsBridge {
         Ok(())
     }
 
-    async fn recover_charge(&self, order: &Order, token: &str) -> Result<(), InfraError> {
-        self.payments.recover_charge(order.id, token).await.map(|_| ()).map_err(payment_infra)
+    async fn recover_charge(&self, order: &Order) -> Result<(), InfraError> {
+        self.payments.recover_charge(order.id).await.map(|_| ()).map_err(payment_infra)
     }
 
     async fn refund_all(&self, order: OrderId, reason: &str) -> Result<RefundState, InfraError> {

@@ -13,7 +13,7 @@ use deadpool_redis::{redis, Pool};
 use ecom_kernel::jobs::JobQueue;
 use ecom_kernel::{Clock, Currency, InfraError, Money};
 use ecom_payments::model::{DeclineReason, EventKind, Provider, ProviderPayment, ProviderState, RefundStatus};
-use ecom_payments::ports::{ChargeRequest, GatewayError, PaymentGateway, ProviderRefund, RefundRequest};
+use ecom_payments::ports::{ChargeLookup, ChargeRequest, GatewayError, PaymentGateway, ProviderRefund, RefundRequest};
 use ecom_payments::service::payment_event_job;
 use ecom_redis::SharedConnection;
 
@@ -311,6 +311,15 @@ impl PaymentGateway for SimulatedGateway {
         self.wait().await;
         let stored = self.load(reference).await?;
         Ok(self.seen(reference.to_owned(), &stored))
+    }
+
+    async fn find_charge(&self, idempotency_key: &str) -> Result<ChargeLookup, GatewayError> {
+        self.wait().await;
+        let reference: Option<String> =
+            self.redis.cmd(redis::cmd("GET").arg(self.charge_key(idempotency_key))).await.map_err(unavailable)?;
+        let Some(reference) = reference else { return Ok(ChargeLookup::NotFound) };
+        let stored = self.load(&reference).await?;
+        Ok(ChargeLookup::Found(self.seen(reference, &stored)))
     }
 }
 

@@ -179,8 +179,9 @@ pub trait OrderPayments: Send + Sync {
     async fn open_cash(&self, order: &Order) -> Result<(), InfraError>;
     /// Gives back everything taken for the order.
     async fn refund_all(&self, order: OrderId, reason: &str) -> Result<RefundState, InfraError>;
-    /// Records the answer of an online charge of the order that was made but never recorded
-    /// (its payment still waiting for the provider's first answer), asking the provider again
-    /// with the same idempotency key; does nothing for an order without one.
-    async fn recover_charge(&self, order: &Order, token: &str) -> Result<(), InfraError>;
+    /// Records an online charge of the order that the provider made but the shop never recorded
+    /// (its payment still waiting for the provider's first answer), looking it up by its
+    /// idempotency key, never charging; does nothing when there is none or the provider cannot
+    /// tell.
+    async fn recover_charge(&self, order: &Order) -> Result<(), InfraError>;
 }

@@ -412,14 +412,15 @@ impl OrderService {
     }
 
     /// An order cancelled while its saga ran (the compensation may have run before the saga
-    /// took anything): gives back what the saga took since. That includes a charge the saga made
-    /// without recording the provider's answer (it stopped in between, then the order was
-    /// cancelled): the compensation, seeing no charge, refunded nothing, so the charge is
-    /// recovered here with its idempotency key, then refunded.
+    /// took anything): gives back what the saga took since. That includes a charge the provider
+    /// made without the saga recording its answer (it stopped in between, then the order was
+    /// cancelled): the compensation, seeing no charge, refunded nothing, so the charge is looked
+    /// up by its idempotency key here, then refunded.
     async fn settle_after_cancel(&self, order: &Order, context: &CheckoutContext) -> Result<(), StepError> {
         self.ports.stock.release(order.id).await?;
-        if let Some(token) = context.payment_token.as_deref().filter(|_| order.payment_method.is_online()) {
-            self.ports.payments.recover_charge(order, token).await?;
+        // Without a token the saga never asked for a charge.
+        if order.payment_method.is_online() && context.payment_token.is_some() {
+            self.ports.payments.recover_charge(order).await?;
         }
         match self.ports.payments.refund_all(order.id, "order cancelled").await? {
             RefundState::NotYetCapturable => Err(StepError::Retry("payment not captured yet".into())),

@@ -373,7 +373,7 @@ async fn an_order_cancelled_while_its_saga_ran_gets_its_stock_and_money_back() {
     m.carts.expect_clear().returning(|_, _| Ok(()));
     m.orders.expect_update().times(1).returning(|_, _, _| Err(OrderSaveError::Conflict));
     m.stock.expect_release().times(1).returning(|_| Ok(()));
-    m.payments.expect_recover_charge().times(1).returning(|_, _| Ok(()));
+    m.payments.expect_recover_charge().times(1).returning(|_| Ok(()));
     m.payments.expect_refund_all().times(1).returning(|_, _| Ok(RefundState::Refunded));
     let service = m.service();
     let job = SagaJob { order_id: id, step: Step::Reserve, reason: None };
@@ -384,8 +384,8 @@ async fn an_order_cancelled_while_its_saga_ran_gets_its_stock_and_money_back() {
 #[pollster::test]
 async fn a_charge_made_but_never_recorded_is_recovered_before_the_cancelled_order_is_refunded() {
     // The worker stopped between the provider's answer and its write; the customer cancelled
-    // meanwhile and the compensation found no charge. The saga's next run recovers the charge
-    // with its idempotency key (so that it is known), then refunds it.
+    // meanwhile and the compensation found no charge. The saga's next run looks the charge up
+    // by its idempotency key (so that it is known), then refunds it.
     for (method, context, recovers) in [
         (PaymentMethod::CreditCard, visa(), true),
         (PaymentMethod::CreditCard, CheckoutContext { cart_id: uuid::Uuid::nil(), payment_token: None }, false),
@@ -403,10 +403,10 @@ async fn a_charge_made_but_never_recorded_is_recovered_before_the_cancelled_orde
         if recovers {
             m.payments
                 .expect_recover_charge()
-                .withf(|_, token| token == "pm_card_visa")
+                .withf(move |order| order.id == id)
                 .times(1)
                 .in_sequence(&mut steps)
-                .returning(|_, _| Ok(()));
+                .returning(|_| Ok(()));
         }
         m.payments.expect_refund_all().times(1).in_sequence(&mut steps).returning(|_, _| Ok(RefundState::Refunded));
         let service = m.service();

@@ -76,6 +76,21 @@ pub trait PaymentGateway: Send + Sync {
     async fn refund(&self, request: &RefundRequest) -> Result<ProviderRefund, GatewayError>;
     /// Reads the payment back from the provider (the truth, unlike a webhook body).
     async fn retrieve(&self, reference: &str) -> Result<ProviderPayment, GatewayError>;
+    /// The charge made under `idempotency_key`, if any, without ever making one. A provider that
+    /// cannot look charges up by key answers [`ChargeLookup::Unsupported`] (the default).
+    async fn find_charge(&self, idempotency_key: &str) -> Result<ChargeLookup, GatewayError> {
+        let _ = idempotency_key;
+        Ok(ChargeLookup::Unsupported)
+    }
+}
+
+/// What a provider holds under a charge's idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChargeLookup {
+    Found(ProviderPayment),
+    NotFound,
+    /// The provider cannot tell (no lookup by key).
+    Unsupported,
 }
 
 /// Picks the gateway of a provider (configured at start).

@@ -13,8 +13,8 @@ use crate::model::{
     ProviderState, Refund, RefundId, RefundStatus,
 };
 use crate::ports::{
-    ChargeRequest, GatewayError, Gateways, JobPublisher, PaymentChange, PaymentGateway, PaymentRepository,
-    RefundRequest, SaveError, WebhookError, WebhookRequest, WebhookVerifier,
+    ChargeLookup, ChargeRequest, GatewayError, Gateways, JobPublisher, PaymentChange, PaymentGateway,
+    PaymentRepository, RefundRequest, SaveError, WebhookError, WebhookRequest, WebhookVerifier,
 };
 
 /// Job kind: re-read a payment from its provider and apply what it says.
@@ -212,17 +212,29 @@ impl PaymentService {
 
     /// The order's online payment opened for a charge whose answer was never recorded (still
     /// PENDING, no provider reference: the worker stopped between the provider's answer and its
-    /// write) is charged again with the same idempotency key, so the provider answers with the
-    /// charge it made (or, if the first call never reached it, makes it now), and the answer is
-    /// recorded: the charge can then be refunded. A payment with its answer recorded is returned
-    /// as it is, and an order without an online payment gets `None`.
-    pub async fn recover_charge(&self, order: OrderId, token: &str) -> Result<Option<Payment>, PaymentError> {
+    /// write): the provider is asked what it holds under the charge's idempotency key (never to
+    /// charge), and a charge found is recorded, so that it can be refunded. Stays as it is when
+    /// the provider holds nothing under the key or cannot look charges up by key. `None` when the
+    /// order has no online payment.
+    pub async fn recover_charge(&self, order: OrderId) -> Result<Option<Payment>, PaymentError> {
         let online = self.payments.of_order(order).await?.into_iter().find(|p| p.provider != Provider::CashOnDelivery);
-        match online {
+        let payment = match online {
             Some(payment) if payment.status == PaymentStatus::Pending && payment.provider_reference.is_none() => {
-                self.charge_loaded(payment, token).await.map(Some)
+                payment
             }
-            other => Ok(other),
+            other => return Ok(other),
+        };
+        match self.gateway(payment.provider)?.find_charge(&charge_key(order)).await {
+            Ok(ChargeLookup::Found(seen)) => {
+                let mut next = payment.clone();
+                apply_state(&mut next, &seen, self.clock.now())?;
+                self.save(&payment, &next).await?;
+                Ok(Some(next))
+            }
+            Ok(ChargeLookup::NotFound | ChargeLookup::Unsupported) => Ok(Some(payment)),
+            Err(GatewayError::Unavailable(message)) => Err(PaymentError::ProviderUnavailable(message)),
+            Err(GatewayError::NotConfigured(_)) => Err(PaymentError::ProviderNotConfigured(payment.provider)),
+            Err(other) => Err(PaymentError::ProviderRejected(other.to_string())),
         }
     }
 
@@ -270,7 +282,7 @@ impl PaymentService {
         }
         let gateway = self.gateway(payment.provider)?;
         let request = ChargeRequest {
-            idempotency_key: format!("order-{}-charge", payment.order_id),
+            idempotency_key: charge_key(payment.order_id),
             payment_id: payment.id,
             order_id: payment.order_id,
             amount: payment.amount,
@@ -457,6 +469,12 @@ impl PaymentService {
         self.save(&payment, &next).await?;
         Ok(EventApplied::Changed(next))
     }
+}
+
+/// The idempotency key of an order's online charge: the same for every attempt, so that the
+/// provider charges once.
+fn charge_key(order: OrderId) -> String {
+    format!("order-{order}-charge")
 }
 
 /// Moves a payment to what its provider reports (state, then refunds made at the provider).

@@ -13,8 +13,8 @@ use crate::model::{
     RefundStatus,
 };
 use crate::ports::{
-    GatewayError, MockGateways, MockJobPublisher, MockPaymentGateway, MockPaymentRepository, MockWebhookVerifier,
-    ProviderRefund, WebhookRequest,
+    ChargeLookup, GatewayError, MockGateways, MockJobPublisher, MockPaymentGateway, MockPaymentRepository,
+    MockWebhookVerifier, ProviderRefund, WebhookRequest,
 };
 use crate::service::{EventApplied, PaymentService, WebhookOutcome, PAYMENT_EVENT_KIND, REFUND_KIND};
 use crate::PaymentError;
@@ -347,33 +347,37 @@ async fn a_retried_charge_step_reuses_the_orders_payment() {
 }
 
 #[pollster::test]
-async fn a_charge_made_but_never_recorded_is_asked_for_again_with_its_key_and_recorded() {
-    // Opened, charged at the provider, the answer never written: the same key gets that charge.
+async fn a_charge_made_but_never_recorded_is_looked_up_by_its_key_never_made_and_recorded() {
+    // Opened, charged at the provider, the answer never written: the lookup finds that charge.
     let opened = pending();
     let order = opened.order_id;
-    let mut repo = MockPaymentRepository::new();
-    let stored = opened.clone();
-    repo.expect_of_order().with(eq(order)).returning(move |_| Ok(vec![stored.clone()]));
     let key = format!("order-{order}-charge");
-    let mut gateway = MockPaymentGateway::new();
-    gateway.expect_charge().withf(move |r| r.idempotency_key == key).times(1).returning(|_| {
-        Ok(ProviderPayment {
-            reference: "pi_made".into(),
-            state: ProviderState::Succeeded,
-            amount: usd(5000),
-            refunded: usd(0),
-        })
-    });
-    repo.expect_update()
-        .withf(|expected, next, _| expected.status == PaymentStatus::Pending && next.status == PaymentStatus::Paid)
-        .times(1)
-        .returning(|_, _, _| Ok(()));
-    let recovered =
-        service(repo, gateway, MockJobPublisher::new()).recover_charge(order, "pm_card_visa").await.unwrap();
-    assert_eq!(
-        recovered.map(|p| (p.status, p.provider_reference)),
-        Some((PaymentStatus::Paid, Some("pi_made".into())))
-    );
+    let found = ProviderPayment {
+        reference: "pi_made".into(),
+        state: ProviderState::Succeeded,
+        amount: usd(5000),
+        refunded: usd(0),
+    };
+    for (lookup, recorded) in [
+        (ChargeLookup::Found(found), Some((PaymentStatus::Paid, Some("pi_made".to_owned())))),
+        (ChargeLookup::NotFound, None),
+        (ChargeLookup::Unsupported, None),
+    ] {
+        let mut repo = MockPaymentRepository::new();
+        let stored = opened.clone();
+        repo.expect_of_order().with(eq(order)).returning(move |_| Ok(vec![stored.clone()]));
+        // No `charge` expectation: asking the provider to charge would fail the test.
+        let mut gateway = MockPaymentGateway::new();
+        let key = key.clone();
+        gateway.expect_find_charge().withf(move |k| k == key).times(1).returning(move |_| Ok(lookup.clone()));
+        repo.expect_update()
+            .withf(|expected, next, _| expected.status == PaymentStatus::Pending && next.status == PaymentStatus::Paid)
+            .times(usize::from(recorded.is_some()))
+            .returning(|_, _, _| Ok(()));
+        let recovered = service(repo, gateway, MockJobPublisher::new()).recover_charge(order).await.unwrap().unwrap();
+        let expected = recorded.unwrap_or((PaymentStatus::Pending, None));
+        assert_eq!((recovered.status, recovered.provider_reference), expected);
+    }
 
     // An answer recorded already, or no online payment at all: the provider is not asked.
     for payments in [vec![paid()], vec![Payment::cash_on_delivery(order, CustomerId::new(), usd(5000), now())], vec![]]
@@ -381,10 +385,8 @@ async fn a_charge_made_but_never_recorded_is_asked_for_again_with_its_key_and_re
         let expected = payments.iter().find(|p| p.provider != Provider::CashOnDelivery).cloned();
         let mut repo = MockPaymentRepository::new();
         repo.expect_of_order().returning(move |_| Ok(payments.clone()));
-        let recovered = service(repo, MockPaymentGateway::new(), MockJobPublisher::new())
-            .recover_charge(order, "pm_card_visa")
-            .await
-            .unwrap();
+        let recovered =
+            service(repo, MockPaymentGateway::new(), MockJobPublisher::new()).recover_charge(order).await.unwrap();
         assert_eq!(recovered, expected);
     }
 }

@@ -9,7 +9,7 @@ use ecom_gateways::{SimulatedGateway, DEFAULT_CAPTURE_DELAY};
 use ecom_kernel::jobs::QueueName;
 use ecom_kernel::{Currency, Money};
 use ecom_payments::model::{DeclineReason, EventKind, Provider, ProviderState, RefundStatus};
-use ecom_payments::ports::{GatewayError, PaymentGateway, RefundRequest};
+use ecom_payments::ports::{ChargeLookup, GatewayError, PaymentGateway, RefundRequest};
 use ecom_payments::service::{payment_event_job, PaymentEventJob, PAYMENT_EVENT_KIND};
 use ecom_testkit::TestRedis;
 
@@ -94,6 +94,17 @@ async fn the_same_idempotency_key_charges_once_and_returns_the_same_reference() 
     assert_eq!(first.reference, second.reference);
     assert_eq!(sim.gateway.charges_made("order-1-charge").await.unwrap(), 1);
     assert_eq!(sim.queue.scheduled().len(), 1);
+}
+
+#[tokio::test]
+async fn a_charge_is_found_by_its_idempotency_key_and_looking_never_charges() {
+    let sim = sim();
+    assert_eq!(sim.gateway.find_charge("order-2-charge").await.unwrap(), ChargeLookup::NotFound);
+    assert_eq!(sim.gateway.charges_made("order-2-charge").await.unwrap(), 0, "looking made no charge");
+
+    let made = sim.gateway.charge(&charge_request("order-2-charge", usd(1999), "pm_card_visa")).await.unwrap();
+    assert_eq!(sim.gateway.find_charge("order-2-charge").await.unwrap(), ChargeLookup::Found(made));
+    assert_eq!(sim.gateway.charges_made("order-2-charge").await.unwrap(), 1);
 }
 
 #[tokio::test]
