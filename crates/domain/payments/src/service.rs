@@ -224,17 +224,10 @@ impl PaymentService {
             }
             other => return Ok(other),
         };
-        match self.gateway(payment.provider)?.find_charge(&charge_key(order)).await {
-            Ok(ChargeLookup::Found(seen)) => {
-                let mut next = payment.clone();
-                apply_state(&mut next, &seen, self.clock.now())?;
-                self.save(&payment, &next).await?;
-                Ok(Some(next))
-            }
-            Ok(ChargeLookup::NotFound | ChargeLookup::Unsupported) => Ok(Some(payment)),
-            Err(GatewayError::Unavailable(message)) => Err(PaymentError::ProviderUnavailable(message)),
-            Err(GatewayError::NotConfigured(_)) => Err(PaymentError::ProviderNotConfigured(payment.provider)),
-            Err(other) => Err(PaymentError::ProviderRejected(other.to_string())),
+        let provider = payment.provider;
+        match self.gateway(provider)?.find_charge(&charge_key(order)).await.map_err(|e| read_error(e, provider))? {
+            ChargeLookup::Found(seen) => Ok(Some(self.record_seen(&payment, &seen).await?.0)),
+            ChargeLookup::NotFound | ChargeLookup::Unsupported => Ok(Some(payment)),
         }
     }
 
@@ -454,20 +447,31 @@ impl PaymentService {
         let Some(payment) = self.payments.by_reference(provider, reference).await? else {
             return Ok(EventApplied::UnknownPayment);
         };
-        let seen = match self.gateway(provider)?.retrieve(reference).await {
-            Ok(seen) => seen,
-            Err(GatewayError::Unavailable(message)) => return Err(PaymentError::ProviderUnavailable(message)),
-            Err(GatewayError::Rejected(message)) => return Err(PaymentError::ProviderRejected(message)),
-            Err(GatewayError::Declined(reason)) => return Err(PaymentError::Declined(reason)),
-            Err(GatewayError::NotConfigured(_)) => return Err(PaymentError::ProviderNotConfigured(provider)),
-        };
-        let mut next = payment.clone();
-        let changed = apply_state(&mut next, &seen, self.clock.now())?;
-        if changed == Change::Unchanged {
-            return Ok(EventApplied::Unchanged(payment));
+        let seen = self.gateway(provider)?.retrieve(reference).await.map_err(|e| read_error(e, provider))?;
+        match self.record_seen(&payment, &seen).await? {
+            (next, Change::Applied) => Ok(EventApplied::Changed(next)),
+            (_, Change::Unchanged) => Ok(EventApplied::Unchanged(payment)),
         }
-        self.save(&payment, &next).await?;
-        Ok(EventApplied::Changed(next))
+    }
+
+    /// Moves the payment to what its provider reports and saves it if that changed anything.
+    async fn record_seen(&self, payment: &Payment, seen: &ProviderPayment) -> Result<(Payment, Change), PaymentError> {
+        let mut next = payment.clone();
+        let changed = apply_state(&mut next, seen, self.clock.now())?;
+        if changed == Change::Applied {
+            self.save(payment, &next).await?;
+        }
+        Ok((next, changed))
+    }
+}
+
+/// A provider's error when reading a payment back (a webhook's re-read, a lookup by key).
+fn read_error(err: GatewayError, provider: Provider) -> PaymentError {
+    match err {
+        GatewayError::Unavailable(message) => PaymentError::ProviderUnavailable(message),
+        GatewayError::Rejected(message) => PaymentError::ProviderRejected(message),
+        GatewayError::Declined(reason) => PaymentError::Declined(reason),
+        GatewayError::NotConfigured(_) => PaymentError::ProviderNotConfigured(provider),
     }
 }
 
