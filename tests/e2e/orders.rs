@@ -673,3 +673,48 @@ async fn a_charge_made_but_never_recorded_is_refunded_once_the_cancelled_orders_
     assert_eq!(refunded.refunded, order.total, "the provider gave the money back");
     assert_eq!(shop.stock(&product).await, (10, 0), "stock as before");
 }
+
+#[tokio::test]
+async fn a_capture_that_arrives_after_the_compensation_gave_up_waiting_is_refunded() {
+    use ecom_orders::service::{SagaJob, Step, StepError};
+    use ecom_payments::ports::Gateways;
+    // No worker: the test runs the jobs itself. The simulator captures 1.5 s after the charge.
+    let app = TestApp::spawn_with(&[("SIMULATED_CAPTURE_DELAY_MS", "1500")]).await;
+    let admin = app.admin().await;
+    let shop = Shop { app, admin, _worker: None };
+    let customer = shop.app.register_customer().await;
+    let product = shop.product(10, 1000).await;
+    let cart = shop.cart_with(&customer, &product, 1).await;
+    let id = shop.place(&customer, &cart, "CREDIT_CARD", Some("pm_card_visa")).await;
+    let order_id: ecom_kernel::OrderId = id.parse().unwrap();
+    let services = &shop.app.services;
+
+    // The saga charges: CONFIRMED, the payment authorized and not captured yet.
+    services.orders.run_step(&SagaJob { order_id, step: Step::Reserve, reason: None }).await.unwrap();
+    let order = shop.order(&customer, &id).await;
+    assert_eq!((order["status"].as_str(), order["paymentStatus"].as_str()), (Some("CONFIRMED"), Some("AUTHORIZED")));
+
+    // The customer cancels. The compensation waits for the capture, until its retries run out
+    // (the job is buried): nothing refunded, nothing released.
+    let res = shop.app.post(&format!("/v1/orders/{id}/cancel"), &json!({}), Some(&customer.access_token)).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let reason = ecom_orders::model::CancellationReason::CustomerRequest;
+    assert!(matches!(services.orders.compensate(order_id, reason).await, Err(StepError::Retry(_))));
+    assert_eq!(shop.stock(&product).await, (9, 0), "the unit left the shelf with the confirmation");
+
+    // The capture comes later; its event runs as the worker runs it, and gives everything back.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while crate::payments::run_payment_events(&shop.app).await == 0 {
+        assert!(Instant::now() < deadline, "the simulated capture event never arrived");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let order = shop.order(&customer, &id).await;
+    assert_eq!((order["status"].as_str(), order["paymentStatus"].as_str()), (Some("CANCELLED"), Some("REFUNDED")));
+    let payments = shop.payments(&customer, &id).await;
+    assert_eq!((payments.len(), payments[0]["status"].as_str()), (1, Some("REFUNDED")), "{payments:?}");
+    let simulator = services.gateways.get(ecom_payments::model::Provider::Simulated).unwrap();
+    let seen = simulator.retrieve(payments[0]["providerReference"].as_str().unwrap()).await.unwrap();
+    assert_eq!(seen.refunded.amount(), order["total"]["amount"].as_i64().unwrap(), "the provider gave it all back");
+    assert_eq!(shop.stock(&product).await, (10, 0), "the unit is back on the shelf");
+    shop.assert_invariants_hold().await;
+}

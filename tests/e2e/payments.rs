@@ -83,7 +83,7 @@ async fn payment_events(app: &TestApp) -> QueueConsumer {
 }
 
 /// Runs the payment-events jobs waiting on the queue, as the worker would.
-async fn run_payment_events(app: &TestApp) -> usize {
+pub(crate) async fn run_payment_events(app: &TestApp) -> usize {
     let consumer = payment_events(app).await;
     // Scheduled jobs (the simulator's capture events) wait in the delayed set until promoted.
     consumer.promote(100).await.unwrap();

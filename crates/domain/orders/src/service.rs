@@ -544,8 +544,18 @@ impl OrderService {
     }
 
     /// The payment of an order changed (a provider event, a refund, cash recorded).
+    ///
+    /// Money taken for a cancelled order goes back whenever it arrives: the compensation runs
+    /// again (it is idempotent). A capture can come after the compensation stopped waiting for
+    /// it (its retries ran out) or after it ran, while the payment was only authorized.
     pub async fn payment_changed(&self, id: OrderId, status: PaymentStatus) -> Result<(), StepError> {
         let Some(order) = self.ports.orders.get(id).await? else { return Ok(()) };
+        if order.status == OrderStatus::Cancelled
+            && matches!(status, PaymentStatus::Paid | PaymentStatus::PartiallyRefunded)
+        {
+            let reason = order.cancellation_reason.clone().unwrap_or(CancellationReason::CheckoutFailed);
+            return self.compensate(id, reason).await;
+        }
         let mut next = order.clone();
         if !next.set_payment_status(status, self.ports.clock.now()) {
             return Ok(());

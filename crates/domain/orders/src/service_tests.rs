@@ -11,7 +11,8 @@ use ecom_payments::ports::MockJobPublisher;
 use crate::model::{CancellationReason, Order, OrderStatus, PaymentMethod, ShippingAddress, ShippingPolicy};
 use crate::ports::*;
 use crate::service::{
-    CheckoutRequest, OrderPorts, OrderService, OrderSettings, SagaJob, ShippingChoice, Step, StepError, SAGA_KIND,
+    CheckoutRequest, OrderPorts, OrderService, OrderSettings, SagaJob, ShippingChoice, Step, StepError, COMPENSATED,
+    SAGA_KIND,
 };
 use crate::OrderError;
 
@@ -411,6 +412,52 @@ async fn a_charge_made_but_never_recorded_is_recovered_before_the_cancelled_orde
         m.payments.expect_refund_all().times(1).in_sequence(&mut steps).returning(|_, _| Ok(RefundState::Refunded));
         let service = m.service();
         service.run_step(&SagaJob { order_id: id, step: Step::Charge, reason: None }).await.unwrap();
+    }
+}
+
+#[pollster::test]
+async fn money_that_arrives_for_a_cancelled_order_is_given_back_whenever_it_comes() {
+    // Cancelled while the card payment was only authorized; the compensation gave up waiting
+    // for the capture (or ran before it). The capture's event refunds it, releases what is
+    // still reserved and records REFUNDED, once.
+    let mut order = placed(PaymentMethod::CreditCard);
+    order.cancel(CancellationReason::CustomerRequest, now()).unwrap();
+    let id = order.id;
+    let mut m = Mocks::new();
+    m.payments
+        .expect_refund_all()
+        .withf(|_, reason| reason == "CUSTOMER_REQUEST")
+        .times(2)
+        .returning(|_, _| Ok(RefundState::Refunded));
+    m.stock.expect_release().times(2).returning(|_| Ok(()));
+    let cell = stored(&mut m, order);
+    let service = m.service();
+    service.payment_changed(id, PaymentStatus::Paid).await.unwrap();
+    let after = cell.lock().unwrap().clone();
+    assert_eq!((after.status, after.payment_status), (OrderStatus::Cancelled, PaymentStatus::Refunded));
+    assert!(after.has_note(COMPENSATED));
+    // The event delivered again: the refund finds nothing left, the order is not written again.
+    service.payment_changed(id, PaymentStatus::Paid).await.unwrap();
+    assert_eq!(*cell.lock().unwrap(), after);
+    // The refund settling tells the order what it knows already.
+    service.payment_changed(id, PaymentStatus::Refunded).await.unwrap();
+    assert_eq!(*cell.lock().unwrap(), after);
+}
+
+#[pollster::test]
+async fn a_payment_change_of_an_order_that_stands_is_recorded_without_a_refund() {
+    for status in [OrderStatus::PendingPayment, OrderStatus::Confirmed] {
+        let mut order = placed(PaymentMethod::CreditCard);
+        if status == OrderStatus::Confirmed {
+            order.transition(OrderStatus::Confirmed, None, now()).unwrap();
+        }
+        let id = order.id;
+        // No refund or release expected: a call would fail the test.
+        let mut m = Mocks::new();
+        let cell = stored(&mut m, order);
+        let service = m.service();
+        service.payment_changed(id, PaymentStatus::Paid).await.unwrap();
+        assert_eq!(cell.lock().unwrap().payment_status, PaymentStatus::Paid);
     }
 }
 
