@@ -615,18 +615,25 @@ async fn saga_jobs_the_queue_lost_are_offered_again_and_every_order_settles() {
     assert_eq!(shop.stock(&product).await, (9, 0), "one sold, one given back");
 }
 
-#[tokio::test]
-async fn a_charge_made_but_never_recorded_is_refunded_once_the_cancelled_orders_saga_runs_again() {
-    use ecom_payments::ports::{ChargeRequest, Gateways};
-    // No worker: the test runs the saga's steps itself, around a worker that stopped between the
-    // provider's answer and the payment's write. The simulator captures at once.
-    let app = TestApp::spawn_with(&[("SIMULATED_CAPTURE_DELAY_MS", "0")]).await;
+/// A shop without a worker (the test runs the jobs itself) and one card order placed in it, for
+/// one unit of a product with 10 in stock: (shop, customer, product, order id).
+async fn one_card_order_without_a_worker(capture_delay_ms: &str) -> (Shop, Session, String, String) {
+    let app = TestApp::spawn_with(&[("SIMULATED_CAPTURE_DELAY_MS", capture_delay_ms)]).await;
     let admin = app.admin().await;
     let shop = Shop { app, admin, _worker: None };
     let customer = shop.app.register_customer().await;
     let product = shop.product(10, 1000).await;
     let cart = shop.cart_with(&customer, &product, 1).await;
     let id = shop.place(&customer, &cart, "CREDIT_CARD", Some("pm_card_visa")).await;
+    (shop, customer, product, id)
+}
+
+#[tokio::test]
+async fn a_charge_made_but_never_recorded_is_refunded_once_the_cancelled_orders_saga_runs_again() {
+    use ecom_payments::ports::{ChargeRequest, Gateways};
+    // The test runs the saga's steps itself, around a worker that stopped between the provider's
+    // answer and the payment's write. The simulator captures at once.
+    let (shop, customer, product, id) = one_card_order_without_a_worker("0").await;
     let order_id: ecom_kernel::OrderId = id.parse().unwrap();
     let services = &shop.app.services;
     let order = services
@@ -678,14 +685,8 @@ async fn a_charge_made_but_never_recorded_is_refunded_once_the_cancelled_orders_
 async fn a_capture_that_arrives_after_the_compensation_gave_up_waiting_is_refunded() {
     use ecom_orders::service::{SagaJob, Step, StepError};
     use ecom_payments::ports::Gateways;
-    // No worker: the test runs the jobs itself. The simulator captures 1.5 s after the charge.
-    let app = TestApp::spawn_with(&[("SIMULATED_CAPTURE_DELAY_MS", "1500")]).await;
-    let admin = app.admin().await;
-    let shop = Shop { app, admin, _worker: None };
-    let customer = shop.app.register_customer().await;
-    let product = shop.product(10, 1000).await;
-    let cart = shop.cart_with(&customer, &product, 1).await;
-    let id = shop.place(&customer, &cart, "CREDIT_CARD", Some("pm_card_visa")).await;
+    // The test runs the jobs itself. The simulator captures 1.5 s after the charge.
+    let (shop, customer, product, id) = one_card_order_without_a_worker("1500").await;
     let order_id: ecom_kernel::OrderId = id.parse().unwrap();
     let services = &shop.app.services;
 
