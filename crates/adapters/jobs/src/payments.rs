@@ -36,15 +36,25 @@ pub struct PaymentEventHandler {
     pub orders: Option<Arc<ecom_orders::OrderService>>,
 }
 
+/// Where a payment's change came from: its provider (an event), or the shop (a refund settling).
+#[derive(Clone, Copy)]
+enum Source {
+    Provider,
+    Refund,
+}
+
 async fn sync_order(
     orders: Option<&Arc<ecom_orders::OrderService>>,
     payment: &ecom_payments::model::Payment,
+    source: Source,
 ) -> Result<(), JobFailure> {
     if let Some(orders) = orders {
-        orders
-            .payment_changed(payment.order_id, payment.status)
-            .await
-            .map_err(|e| JobFailure::Retryable(format!("order not updated: {e}")))?;
+        let (id, status) = (payment.order_id, payment.status);
+        match source {
+            Source::Provider => orders.payment_event(id, status).await,
+            Source::Refund => orders.payment_changed(id, status).await,
+        }
+        .map_err(|e| JobFailure::Retryable(format!("order not updated: {e}")))?;
     }
     Ok(())
 }
@@ -57,7 +67,7 @@ impl JobHandler for PaymentEventHandler {
             .ok_or_else(|| JobFailure::Permanent(format!("unknown provider {:?}", event.provider)))?;
         match self.payments.apply_event(provider, &event.reference).await.map_err(classify)? {
             EventApplied::Changed(payment) => {
-                sync_order(self.orders.as_ref(), &payment).await?;
+                sync_order(self.orders.as_ref(), &payment, Source::Provider).await?;
                 tracing::info!(
                     payment_id = %payment.id,
                     order_id = %payment.order_id,
@@ -68,7 +78,7 @@ impl JobHandler for PaymentEventHandler {
             }
             EventApplied::Unchanged(payment) => {
                 // A retry after the order update failed: bring the order along.
-                sync_order(self.orders.as_ref(), &payment).await?;
+                sync_order(self.orders.as_ref(), &payment, Source::Provider).await?;
                 tracing::debug!(payment_id = %payment.id, event_id = %event.event_id, "event changed nothing");
             }
             EventApplied::UnknownPayment if job.attempt < UNKNOWN_PAYMENT_ATTEMPTS => {
@@ -94,7 +104,7 @@ impl JobHandler for RefundHandler {
         let RefundJob { refund_id } = payload(job)?;
         match self.payments.settle_refund(refund_id).await {
             Ok(result) => {
-                sync_order(self.orders.as_ref(), &result.payment).await?;
+                sync_order(self.orders.as_ref(), &result.payment, Source::Refund).await?;
                 tracing::info!(refund_id = %refund_id, status = result.refund.status.as_str(), "refund settled");
                 Ok(JobOutcome::Done)
             }

@@ -543,24 +543,37 @@ impl OrderService {
         .await
     }
 
-    /// The payment of an order changed (a provider event, a refund, cash recorded).
-    ///
-    /// Money taken for a cancelled order goes back whenever it arrives: the compensation runs
-    /// again (it is idempotent). A capture can come after the compensation stopped waiting for
-    /// it (its retries ran out) or after it ran, while the payment was only authorized.
+    /// The payment of an order changed (a refund settled, cash recorded): the order shows it.
     pub async fn payment_changed(&self, id: OrderId, status: PaymentStatus) -> Result<(), StepError> {
         let Some(order) = self.ports.orders.get(id).await? else { return Ok(()) };
-        if order.status == OrderStatus::Cancelled
-            && matches!(status, PaymentStatus::Paid | PaymentStatus::PartiallyRefunded)
-        {
+        self.show_payment_status(&order, status).await
+    }
+
+    /// The payment's provider moved it (captured, failed): the order shows it, and a cancelled
+    /// order's compensation runs again (it is idempotent) once the payment is settled there, so
+    /// money that arrives for a cancelled order goes back and its stock is released whenever
+    /// that happens. A capture can come after the compensation stopped waiting for it (its
+    /// retries ran out), or after it ran while the payment was only authorized.
+    ///
+    /// Only the provider's events do this: a refund settling (refused, say) or cash recorded by
+    /// hand never start a refund.
+    pub async fn payment_event(&self, id: OrderId, status: PaymentStatus) -> Result<(), StepError> {
+        let Some(order) = self.ports.orders.get(id).await? else { return Ok(()) };
+        self.show_payment_status(&order, status).await?;
+        let settled = matches!(status, PaymentStatus::Paid | PaymentStatus::PartiallyRefunded | PaymentStatus::Failed);
+        if order.status == OrderStatus::Cancelled && settled {
             let reason = order.cancellation_reason.clone().unwrap_or(CancellationReason::CheckoutFailed);
             return self.compensate(id, reason).await;
         }
+        Ok(())
+    }
+
+    async fn show_payment_status(&self, order: &Order, status: PaymentStatus) -> Result<(), StepError> {
         let mut next = order.clone();
         if !next.set_payment_status(status, self.ports.clock.now()) {
             return Ok(());
         }
-        self.save(&order, &next, &[]).await
+        self.save(order, &next, &[]).await
     }
 
     /// Puts the saga job of every order whose saga has work left and that nothing touched for

@@ -427,36 +427,57 @@ async fn money_that_arrives_for_a_cancelled_order_is_given_back_whenever_it_come
     m.payments
         .expect_refund_all()
         .withf(|_, reason| reason == "CUSTOMER_REQUEST")
-        .times(2)
+        .times(1)
         .returning(|_, _| Ok(RefundState::Refunded));
-    m.stock.expect_release().times(2).returning(|_| Ok(()));
+    m.stock.expect_release().times(1).returning(|_| Ok(()));
     let cell = stored(&mut m, order);
     let service = m.service();
-    service.payment_changed(id, PaymentStatus::Paid).await.unwrap();
+    service.payment_event(id, PaymentStatus::Paid).await.unwrap();
     let after = cell.lock().unwrap().clone();
     assert_eq!((after.status, after.payment_status), (OrderStatus::Cancelled, PaymentStatus::Refunded));
     assert!(after.has_note(COMPENSATED));
-    // The event delivered again: the refund finds nothing left, the order is not written again.
-    service.payment_changed(id, PaymentStatus::Paid).await.unwrap();
-    assert_eq!(*cell.lock().unwrap(), after);
-    // The refund settling tells the order what it knows already.
-    service.payment_changed(id, PaymentStatus::Refunded).await.unwrap();
+    // The event delivered again finds the payment refunded: nothing changes.
+    service.payment_event(id, PaymentStatus::Refunded).await.unwrap();
     assert_eq!(*cell.lock().unwrap(), after);
 }
 
 #[pollster::test]
-async fn a_payment_change_of_an_order_that_stands_is_recorded_without_a_refund() {
-    for status in [OrderStatus::PendingPayment, OrderStatus::Confirmed] {
-        let mut order = placed(PaymentMethod::CreditCard);
-        if status == OrderStatus::Confirmed {
-            order.transition(OrderStatus::Confirmed, None, now()).unwrap();
-        }
+async fn an_authorization_that_fails_after_the_cancellation_lets_the_compensation_finish() {
+    // The capture never comes: the provider lets the authorization go. Nothing to refund; the
+    // stock goes back and the compensation is recorded.
+    let mut order = placed(PaymentMethod::CreditCard);
+    order.cancel(CancellationReason::CustomerRequest, now()).unwrap();
+    let id = order.id;
+    let mut m = Mocks::new();
+    m.payments.expect_refund_all().times(1).returning(|_, _| Ok(RefundState::NothingToRefund));
+    m.stock.expect_release().times(1).returning(|_| Ok(()));
+    let cell = stored(&mut m, order);
+    let service = m.service();
+    service.payment_event(id, PaymentStatus::Failed).await.unwrap();
+    let after = cell.lock().unwrap().clone();
+    assert_eq!((after.status, after.payment_status), (OrderStatus::Cancelled, PaymentStatus::Failed));
+    assert!(after.has_note(COMPENSATED));
+}
+
+#[pollster::test]
+async fn only_the_providers_events_start_a_refund() {
+    // A refund the provider refused leaves the payment PAID, and cash can be recorded for a
+    // cancelled order by hand: the order shows it, and no refund starts (no expectation, so a
+    // call fails the test), or a refused refund would book another one, again and again.
+    let mut cancelled = placed(PaymentMethod::CreditCard);
+    cancelled.cancel(CancellationReason::CustomerRequest, now()).unwrap();
+    let mut confirmed = placed(PaymentMethod::CreditCard);
+    confirmed.transition(OrderStatus::Confirmed, None, now()).unwrap();
+    for (order, by_provider) in [(cancelled, false), (confirmed.clone(), false), (confirmed, true)] {
         let id = order.id;
-        // No refund or release expected: a call would fail the test.
         let mut m = Mocks::new();
         let cell = stored(&mut m, order);
         let service = m.service();
-        service.payment_changed(id, PaymentStatus::Paid).await.unwrap();
+        if by_provider {
+            service.payment_event(id, PaymentStatus::Paid).await.unwrap();
+        } else {
+            service.payment_changed(id, PaymentStatus::Paid).await.unwrap();
+        }
         assert_eq!(cell.lock().unwrap().payment_status, PaymentStatus::Paid);
     }
 }
