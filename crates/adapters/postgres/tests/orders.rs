@@ -132,8 +132,13 @@ async fn an_order_round_trips_with_its_lines_and_checkout_context() {
     assert_eq!(repo.get(OrderId::new()).await.unwrap(), None);
     assert_eq!(repo.get_with_context(OrderId::new()).await.unwrap(), None);
 
-    // A corrupt row is an error, never a panic.
+    // A row this version cannot read (written by a newer one, past the constraint this test
+    // drops) is an error, never a panic.
     let mut conn = pool.get().await.unwrap();
+    diesel::sql_query("ALTER TABLE orders DROP CONSTRAINT orders_payment_status_check")
+        .execute(&mut conn)
+        .await
+        .unwrap();
     diesel::update(orders::table.find(cash.id.as_uuid()))
         .set(orders::payment_status.eq("BOGUS"))
         .execute(&mut conn)
@@ -143,6 +148,24 @@ async fn an_order_round_trips_with_its_lines_and_checkout_context() {
     assert!(repo.get_with_context(cash.id).await.is_err());
     assert!(repo.list(&OrderFilter::default(), &PageRequest::first(10)).await.is_err());
     assert!(repo.get(online.id).await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn the_database_takes_every_status_and_payment_status_and_refuses_anything_else() {
+    let db = TestDb::new().await;
+    let pool = pool(&db);
+    let placed = order(customer(&pool).await, PaymentMethod::CreditCard, at(0));
+    PgOrderRepository::new(pool.clone()).create(&placed, &context(), &[]).await.unwrap();
+    let mut conn = pool.get().await.unwrap();
+    let row = orders::table.find(placed.id.as_uuid());
+    for status in OrderStatus::ALL {
+        diesel::update(row).set(orders::status.eq(status.as_str())).execute(&mut conn).await.unwrap();
+    }
+    for status in PaymentStatus::ALL {
+        diesel::update(row).set(orders::payment_status.eq(status.as_str())).execute(&mut conn).await.unwrap();
+    }
+    assert!(diesel::update(row).set(orders::status.eq("BOGUS")).execute(&mut conn).await.is_err());
+    assert!(diesel::update(row).set(orders::payment_status.eq("BOGUS")).execute(&mut conn).await.is_err());
 }
 
 #[tokio::test]
