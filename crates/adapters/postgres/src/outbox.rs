@@ -292,6 +292,9 @@ impl OutboxRemovals {
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<String>>(4096);
         tokio::spawn(async move {
             while let Some(mut ids) = rx.recv().await {
+                // Woken by the first removal, ahead of the writers that publish with it: let them
+                // queue theirs first (one turn of the scheduler), so that one DELETE takes them all.
+                tokio::task::yield_now().await;
                 while ids.len() < 2000 {
                     match rx.try_recv() {
                         Ok(more) => ids.extend(more),
