@@ -416,47 +416,35 @@ async fn a_charge_made_but_never_recorded_is_recovered_before_the_cancelled_orde
 }
 
 #[pollster::test]
-async fn money_that_arrives_for_a_cancelled_order_is_given_back_whenever_it_comes() {
+async fn the_provider_settling_a_cancelled_orders_payment_finishes_its_compensation() {
     // Cancelled while the card payment was only authorized; the compensation gave up waiting
-    // for the capture (or ran before it). The capture's event refunds it, releases what is
-    // still reserved and records REFUNDED, once.
-    let mut order = placed(PaymentMethod::CreditCard);
-    order.cancel(CancellationReason::CustomerRequest, now()).unwrap();
-    let id = order.id;
-    let mut m = Mocks::new();
-    m.payments
-        .expect_refund_all()
-        .withf(|_, reason| reason == "CUSTOMER_REQUEST")
-        .times(1)
-        .returning(|_, _| Ok(RefundState::Refunded));
-    m.stock.expect_release().times(1).returning(|_| Ok(()));
-    let cell = stored(&mut m, order);
-    let service = m.service();
-    service.payment_event(id, PaymentStatus::Paid).await.unwrap();
-    let after = cell.lock().unwrap().clone();
-    assert_eq!((after.status, after.payment_status), (OrderStatus::Cancelled, PaymentStatus::Refunded));
-    assert!(after.has_note(COMPENSATED));
-    // The event delivered again finds the payment refunded: nothing changes.
-    service.payment_event(id, PaymentStatus::Refunded).await.unwrap();
-    assert_eq!(*cell.lock().unwrap(), after);
-}
-
-#[pollster::test]
-async fn an_authorization_that_fails_after_the_cancellation_lets_the_compensation_finish() {
-    // The capture never comes: the provider lets the authorization go. Nothing to refund; the
-    // stock goes back and the compensation is recorded.
-    let mut order = placed(PaymentMethod::CreditCard);
-    order.cancel(CancellationReason::CustomerRequest, now()).unwrap();
-    let id = order.id;
-    let mut m = Mocks::new();
-    m.payments.expect_refund_all().times(1).returning(|_, _| Ok(RefundState::NothingToRefund));
-    m.stock.expect_release().times(1).returning(|_| Ok(()));
-    let cell = stored(&mut m, order);
-    let service = m.service();
-    service.payment_event(id, PaymentStatus::Failed).await.unwrap();
-    let after = cell.lock().unwrap().clone();
-    assert_eq!((after.status, after.payment_status), (OrderStatus::Cancelled, PaymentStatus::Failed));
-    assert!(after.has_note(COMPENSATED));
+    // for the capture (or ran before it). A capture is refunded; an authorization the provider
+    // let go leaves nothing to refund. Either way the stock goes back and the compensation is
+    // recorded. The event delivered again, with the payment as it is now, changes nothing (a
+    // failed payment runs the idempotent compensation again, a refunded one does not).
+    for (event, refund, shown, runs) in [
+        (PaymentStatus::Paid, RefundState::Refunded, PaymentStatus::Refunded, 1),
+        (PaymentStatus::Failed, RefundState::NothingToRefund, PaymentStatus::Failed, 2),
+    ] {
+        let mut order = placed(PaymentMethod::CreditCard);
+        order.cancel(CancellationReason::CustomerRequest, now()).unwrap();
+        let id = order.id;
+        let mut m = Mocks::new();
+        m.payments
+            .expect_refund_all()
+            .withf(|_, reason| reason == "CUSTOMER_REQUEST")
+            .times(runs)
+            .returning(move |_, _| Ok(refund));
+        m.stock.expect_release().times(runs).returning(|_| Ok(()));
+        let cell = stored(&mut m, order);
+        let service = m.service();
+        service.payment_event(id, event).await.unwrap();
+        let after = cell.lock().unwrap().clone();
+        assert_eq!((after.status, after.payment_status), (OrderStatus::Cancelled, shown));
+        assert!(after.has_note(COMPENSATED));
+        service.payment_event(id, shown).await.unwrap();
+        assert_eq!(*cell.lock().unwrap(), after);
+    }
 }
 
 #[pollster::test]
