@@ -293,7 +293,8 @@ impl OutboxRemovals {
         tokio::spawn(async move {
             while let Some(mut ids) = rx.recv().await {
                 // Woken by the first removal, ahead of the writers that publish with it: let them
-                // queue theirs first (one turn of the scheduler), so that one DELETE takes them all.
+                // queue theirs first (it yields until its thread has no other task ready), so that
+                // one DELETE takes them all.
                 tokio::task::yield_now().await;
                 while ids.len() < 2000 {
                     match rx.try_recv() {

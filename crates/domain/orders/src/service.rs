@@ -550,18 +550,21 @@ impl OrderService {
     }
 
     /// The payment's provider moved it (captured, failed): the order shows it, and a cancelled
-    /// order's compensation runs again (it is idempotent) once the payment is settled there, so
-    /// money that arrives for a cancelled order goes back and its stock is released whenever
-    /// that happens. A capture can come after the compensation stopped waiting for it (its
-    /// retries ran out), or after it ran while the payment was only authorized.
+    /// order's compensation runs again (it is idempotent) when money is held for it, or when the
+    /// payment is settled and the compensation never finished. So money that arrives for a
+    /// cancelled order goes back, and its stock is released, whenever that happens: a capture
+    /// can come after the compensation stopped waiting for it (its retries ran out), or after
+    /// it ran while the payment was only authorized; an event retried after a compensation
+    /// interrupted past its refund finishes it.
     ///
     /// Only the provider's events do this: a refund settling (refused, say) or cash recorded by
     /// hand never start a refund.
     pub async fn payment_event(&self, id: OrderId, status: PaymentStatus) -> Result<(), StepError> {
         let Some(order) = self.ports.orders.get(id).await? else { return Ok(()) };
         self.show_payment_status(&order, status).await?;
-        let settled = matches!(status, PaymentStatus::Paid | PaymentStatus::PartiallyRefunded | PaymentStatus::Failed);
-        if order.status == OrderStatus::Cancelled && settled {
+        let held = matches!(status, PaymentStatus::Paid | PaymentStatus::PartiallyRefunded);
+        let settled = matches!(status, PaymentStatus::Failed | PaymentStatus::Refunded);
+        if order.status == OrderStatus::Cancelled && (held || (settled && !order.has_note(COMPENSATED))) {
             let reason = order.cancellation_reason.clone().unwrap_or(CancellationReason::CheckoutFailed);
             return self.compensate(id, reason).await;
         }

@@ -420,11 +420,10 @@ async fn the_provider_settling_a_cancelled_orders_payment_finishes_its_compensat
     // Cancelled while the card payment was only authorized; the compensation gave up waiting
     // for the capture (or ran before it). A capture is refunded; an authorization the provider
     // let go leaves nothing to refund. Either way the stock goes back and the compensation is
-    // recorded. The event delivered again, with the payment as it is now, changes nothing (a
-    // failed payment runs the idempotent compensation again, a refunded one does not).
-    for (event, refund, shown, runs) in [
-        (PaymentStatus::Paid, RefundState::Refunded, PaymentStatus::Refunded, 1),
-        (PaymentStatus::Failed, RefundState::NothingToRefund, PaymentStatus::Failed, 2),
+    // recorded, once: the event delivered again, with the payment as it is now, changes nothing.
+    for (event, refund, shown) in [
+        (PaymentStatus::Paid, RefundState::Refunded, PaymentStatus::Refunded),
+        (PaymentStatus::Failed, RefundState::NothingToRefund, PaymentStatus::Failed),
     ] {
         let mut order = placed(PaymentMethod::CreditCard);
         order.cancel(CancellationReason::CustomerRequest, now()).unwrap();
@@ -433,9 +432,9 @@ async fn the_provider_settling_a_cancelled_orders_payment_finishes_its_compensat
         m.payments
             .expect_refund_all()
             .withf(|_, reason| reason == "CUSTOMER_REQUEST")
-            .times(runs)
+            .times(1)
             .returning(move |_, _| Ok(refund));
-        m.stock.expect_release().times(runs).returning(|_| Ok(()));
+        m.stock.expect_release().times(1).returning(|_| Ok(()));
         let cell = stored(&mut m, order);
         let service = m.service();
         service.payment_event(id, event).await.unwrap();
@@ -445,6 +444,32 @@ async fn the_provider_settling_a_cancelled_orders_payment_finishes_its_compensat
         service.payment_event(id, shown).await.unwrap();
         assert_eq!(*cell.lock().unwrap(), after);
     }
+}
+
+#[pollster::test]
+async fn an_event_retried_after_the_refund_finishes_the_interrupted_compensation() {
+    // The capture's event refunded, then failed to release the stock: its retry finds the
+    // payment REFUNDED, and still finishes the compensation.
+    let mut order = placed(PaymentMethod::CreditCard);
+    order.cancel(CancellationReason::CustomerRequest, now()).unwrap();
+    let id = order.id;
+    let mut m = Mocks::new();
+    m.payments.expect_refund_all().times(2).returning(|_, _| Ok(RefundState::Refunded));
+    let mut releases = mockall::Sequence::new();
+    m.stock
+        .expect_release()
+        .times(1)
+        .in_sequence(&mut releases)
+        .returning(|_| Err(ecom_kernel::InfraError::unavailable("pool timed out")));
+    m.stock.expect_release().times(1).in_sequence(&mut releases).returning(|_| Ok(()));
+    let cell = stored(&mut m, order);
+    let service = m.service();
+    assert!(service.payment_event(id, PaymentStatus::Paid).await.is_err());
+    assert!(!cell.lock().unwrap().has_note(COMPENSATED));
+    service.payment_event(id, PaymentStatus::Refunded).await.unwrap();
+    let after = cell.lock().unwrap().clone();
+    assert_eq!(after.payment_status, PaymentStatus::Refunded);
+    assert!(after.has_note(COMPENSATED));
 }
 
 #[pollster::test]
