@@ -5,8 +5,8 @@
 //! on a saturated thread at most one scheduler maintenance interval, 61 polls), so that calls
 //! made together (the jobs of one delivery from the queue, say) go in one batch; calls made
 //! while a batch is being written wait and go together in the next one. So an idle system pays
-//! no delay, and a busy one many fewer statements and commits. When a batch fails, its calls are run one by one, so that one bad call cannot fail
-//! the others.
+//! no delay, and a busy one many fewer statements and commits. When a batch fails, its calls are
+//! run one by one, so that one bad call cannot fail the others.
 
 use std::future::Future;
 use std::pin::Pin;
