@@ -161,6 +161,8 @@ async fn resume_sagas(services: &Services) {
 
 /// Rows younger than this are left to their writer's eager publish.
 const RELAY_MIN_AGE: Duration = Duration::from_secs(2);
+// A row its writer published waits up to this long to be removed: far less than the relay waits.
+const _: () = assert!(RELAY_MIN_AGE.as_millis() >= 10 * ecom_postgres::REMOVAL_LINGER.as_millis());
 
 /// Publishes outbox rows that their writer did not (it crashed between commit and publish).
 async fn relay_outbox(services: &Services) {

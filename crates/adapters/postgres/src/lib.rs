@@ -21,7 +21,7 @@ pub use invariants::{invariant_checks, InvariantSettings, PgInvariants, Violatio
 pub use inventory::PgStockRepository;
 pub use notifications::{PgAdminRecipients, PgNotificationRepository};
 pub use orders::PgOrderRepository;
-pub use outbox::{stage, OutboxRemovals, PgOutbox};
+pub use outbox::{stage, OutboxRemovals, PgOutbox, REMOVAL_LINGER};
 pub use payments::PgPaymentRepository;
 pub use pool::{
     connect, connect_batch, drop_database, ensure_database_exists, redact_url, run_migrations, BatchPool, PgHealth,

@@ -278,9 +278,20 @@ impl From<diesel::result::Error> for RelayError {
     }
 }
 
+/// How long the remover gathers removals before one DELETE; far below the age at which the
+/// relay takes a row (the worker's relay waits 2 s), so a lingering row is never relayed.
+pub const REMOVAL_LINGER: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Most rows one DELETE removes.
+const REMOVAL_BATCH: usize = 2000;
+
 /// Removes eagerly published rows in batches, off the writer's path: one DELETE for many
 /// commits. A removal lost (a crash, a full buffer) only means the relay enqueues that job again,
 /// which does nothing.
+///
+/// Nothing waits for a removal, and the relay leaves rows alone until they are seconds old, so
+/// the remover gathers removals for [`REMOVAL_LINGER`] before it deletes: on a busy system one
+/// DELETE then takes the rows of many commits instead of one burst's.
 #[derive(Clone)]
 pub struct OutboxRemovals {
     tx: tokio::sync::mpsc::Sender<Vec<String>>,
@@ -289,22 +300,33 @@ pub struct OutboxRemovals {
 impl OutboxRemovals {
     /// Starts the remover on the current tokio runtime.
     pub fn spawn(outbox: std::sync::Arc<PgOutbox>) -> Self {
+        Self::spawn_with(move |ids| {
+            let outbox = outbox.clone();
+            async move {
+                if let Err(err) = outbox.remove_published(&ids).await {
+                    tracing::warn!(error = %err, rows = ids.len(), "published outbox rows not removed; the relay will");
+                }
+            }
+        })
+    }
+
+    /// The remover's batching, with `remove` deleting one batch.
+    fn spawn_with<F, Fut>(remove: F) -> Self
+    where
+        F: Fn(Vec<String>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send,
+    {
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<String>>(4096);
         tokio::spawn(async move {
             while let Some(mut ids) = rx.recv().await {
-                // Woken by the first removal, ahead of the writers that publish with it: let them
-                // queue theirs first (it yields until its thread has no other task ready), so that
-                // one DELETE takes them all.
-                tokio::task::yield_now().await;
-                while ids.len() < 2000 {
+                tokio::time::sleep(REMOVAL_LINGER).await;
+                while ids.len() < REMOVAL_BATCH {
                     match rx.try_recv() {
                         Ok(more) => ids.extend(more),
                         Err(_) => break,
                     }
                 }
-                if let Err(err) = outbox.remove_published(&ids).await {
-                    tracing::warn!(error = %err, rows = ids.len(), "published outbox rows not removed; the relay will");
-                }
+                remove(ids).await;
             }
         });
         Self { tx }
@@ -315,5 +337,59 @@ impl OutboxRemovals {
         if !ids.is_empty() && self.tx.try_send(ids).is_err() {
             tracing::debug!("outbox remover busy; the relay will remove these rows");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use super::*;
+
+    fn ids(range: std::ops::Range<u32>) -> Vec<String> {
+        range.map(|i| i.to_string()).collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn removals_within_the_linger_share_one_delete_and_later_ones_wait_for_the_next() {
+        let batches = Arc::new(Mutex::new(Vec::<Vec<String>>::new()));
+        let seen = batches.clone();
+        let removals = OutboxRemovals::spawn_with(move |ids| {
+            seen.lock().unwrap().push(ids);
+            async {}
+        });
+        // Three commits' rows, spread over most of the linger.
+        let step = REMOVAL_LINGER / 4;
+        removals.remove(ids(0..2));
+        tokio::time::sleep(step).await;
+        removals.remove(ids(2..3));
+        tokio::time::sleep(step * 2).await;
+        removals.remove(ids(3..5));
+        assert!(batches.lock().unwrap().is_empty(), "nothing deleted before the linger ends");
+        tokio::time::sleep(step * 2).await;
+        assert_eq!(*batches.lock().unwrap(), vec![ids(0..5)], "one DELETE for the three");
+
+        // Rows queued after that wait for a batch of their own.
+        removals.remove(ids(5..6));
+        tokio::time::sleep(REMOVAL_LINGER + Duration::from_millis(1)).await;
+        assert_eq!(*batches.lock().unwrap(), vec![ids(0..5), ids(5..6)]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_delete_takes_at_most_a_batch_and_the_rest_follows() {
+        let batches = Arc::new(Mutex::new(Vec::<usize>::new()));
+        let seen = batches.clone();
+        let removals = OutboxRemovals::spawn_with(move |ids| {
+            seen.lock().unwrap().push(ids.len());
+            async {}
+        });
+        for chunk in 0..3 {
+            removals.remove(ids(chunk * 1000..(chunk + 1) * 1000));
+        }
+        tokio::time::sleep(REMOVAL_LINGER * 3).await;
+        assert_eq!(*batches.lock().unwrap(), vec![REMOVAL_BATCH, 1000]);
     }
 }
