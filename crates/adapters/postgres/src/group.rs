@@ -5,12 +5,15 @@
 //! on a saturated thread at most one scheduler maintenance interval, 61 polls), so that calls
 //! made together (the jobs of one delivery from the queue, say) go in one batch; calls made
 //! while a batch is being written wait and go together in the next one. So an idle system pays
-//! no delay, and a busy one many fewer statements and commits. When a batch fails, its calls are
-//! run one by one, so that one bad call cannot fail the others.
+//! no delay, and a busy one many fewer statements and commits. A group whose callers can afford
+//! to wait (nothing the user sees waits on them) can instead linger: gather calls for a fixed
+//! time before each batch. When a batch fails, its calls are run one by one, so that one bad call
+//! cannot fail the others.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use ecom_kernel::InfraError;
 use tokio::sync::{mpsc, oneshot};
@@ -21,6 +24,7 @@ type RunBatch<T, R> = Arc<dyn Fn(Vec<T>) -> BatchFuture<R> + Send + Sync>;
 
 pub(crate) struct Grouped<T, R> {
     max: usize,
+    linger: Duration,
     run: RunBatch<T, R>,
     queue: OnceLock<mpsc::UnboundedSender<(T, Reply<R>)>>,
 }
@@ -32,7 +36,18 @@ impl<T: Clone + Send + 'static, R: Send + 'static> Grouped<T, R> {
         F: Fn(Vec<T>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Vec<R>, InfraError>> + Send + 'static,
     {
-        Self { max: max.max(1), run: Arc::new(move |batch| Box::pin(run(batch))), queue: OnceLock::new() }
+        Self {
+            max: max.max(1),
+            linger: Duration::ZERO,
+            run: Arc::new(move |batch| Box::pin(run(batch))),
+            queue: OnceLock::new(),
+        }
+    }
+
+    /// Gathers calls for `linger` before each batch (instead of only the burst that woke it).
+    pub(crate) fn lingering(mut self, linger: Duration) -> Self {
+        self.linger = linger;
+        self
     }
 
     /// Runs `item` in the next batch and returns its result.
@@ -40,7 +55,7 @@ impl<T: Clone + Send + 'static, R: Send + 'static> Grouped<T, R> {
         let queue = self.queue.get_or_init(|| {
             // Started on first use, on the caller's runtime.
             let (tx, rx) = mpsc::unbounded_channel();
-            tokio::spawn(drain(rx, self.run.clone(), self.max));
+            tokio::spawn(drain(rx, self.run.clone(), self.max, self.linger));
             tx
         });
         let (reply, answer) = oneshot::channel();
@@ -56,11 +71,20 @@ async fn one<T, R>(run: &RunBatch<T, R>, item: T) -> Result<R, InfraError> {
     run(vec![item]).await?.pop().ok_or_else(|| InfraError::unexpected("a batch of one returned nothing"))
 }
 
-async fn drain<T: Clone, R>(mut rx: mpsc::UnboundedReceiver<(T, Reply<R>)>, run: RunBatch<T, R>, max: usize) {
+async fn drain<T: Clone, R>(
+    mut rx: mpsc::UnboundedReceiver<(T, Reply<R>)>,
+    run: RunBatch<T, R>,
+    max: usize,
+    linger: Duration,
+) {
     while let Some(first) = rx.recv().await {
-        // Woken by the first call of a burst, ahead of its other callers (on a worker thread,
-        // tokio runs the task another task woke right after it): let them make their calls first.
-        tokio::task::yield_now().await;
+        if linger.is_zero() {
+            // Woken by the first call of a burst, ahead of its other callers (on a worker thread,
+            // tokio runs the task another task woke right after it): let them call first.
+            tokio::task::yield_now().await;
+        } else {
+            tokio::time::sleep(linger).await;
+        }
         let mut batch = vec![first];
         while batch.len() < max {
             match rx.try_recv() {
@@ -123,6 +147,30 @@ mod tests {
         });
         assert_eq!(burst.await.unwrap(), (1..=10).collect::<Vec<i64>>());
         assert_eq!(*sizes.lock().unwrap(), vec![1, 10]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lingering_group_takes_the_calls_of_its_whole_linger() {
+        let sizes = Arc::new(Mutex::new(Vec::new()));
+        let seen = sizes.clone();
+        let linger = Duration::from_millis(20);
+        let grouped = Arc::new(
+            Grouped::new(50, move |batch: Vec<i64>| {
+                seen.lock().unwrap().push(batch.len());
+                async move { Ok(batch) }
+            })
+            .lingering(linger),
+        );
+        // Five calls a few milliseconds apart, then one after the linger.
+        let mut calls = Vec::new();
+        for i in 0..6 {
+            let grouped = grouped.clone();
+            calls.push(tokio::spawn(async move { grouped.call(i).await.unwrap() }));
+            tokio::time::sleep(if i == 4 { linger } else { Duration::from_millis(3) }).await;
+        }
+        let answers: Vec<i64> = futures_util::future::join_all(calls).await.into_iter().map(Result::unwrap).collect();
+        assert_eq!(answers, (0..6).collect::<Vec<i64>>());
+        assert_eq!(*sizes.lock().unwrap(), vec![5, 1]);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

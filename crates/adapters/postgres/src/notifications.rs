@@ -39,6 +39,10 @@ pub struct PgNotificationRepository {
 /// Most calls one grouped statement serves.
 const GROUP: usize = 64;
 
+/// How long the marks (SENT, delivered) gather calls: nobody waits on them but the flow's last
+/// job and the acknowledging session, so a few milliseconds buy one statement for many.
+const MARK_LINGER: std::time::Duration = std::time::Duration::from_millis(5);
+
 impl PgNotificationRepository {
     pub fn new(pool: PgPool, batch: BatchPool) -> Self {
         let (a, b, c, d) = (pool.clone(), batch.0.clone(), batch.0.clone(), batch.0);
@@ -46,8 +50,8 @@ impl PgNotificationRepository {
             pool,
             saves: Grouped::new(GROUP, move |batch| save_all(a.clone(), batch)),
             pendings: Grouped::new(GROUP, move |keys| pending_all(b.clone(), keys)),
-            sents: Grouped::new(GROUP, move |keys| mark_all_sent(c.clone(), keys)),
-            deliveries: Grouped::new(GROUP, move |acks| mark_all_delivered(d.clone(), acks)),
+            sents: Grouped::new(GROUP, move |keys| mark_all_sent(c.clone(), keys)).lingering(MARK_LINGER),
+            deliveries: Grouped::new(GROUP, move |acks| mark_all_delivered(d.clone(), acks)).lingering(MARK_LINGER),
         }
     }
 }
