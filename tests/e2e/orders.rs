@@ -224,6 +224,35 @@ async fn an_online_checkout_is_confirmed_then_paid_with_stock_taken_and_the_cart
 }
 
 #[tokio::test]
+async fn checkouts_price_from_the_catalog_as_it_is_now_however_the_product_sells() {
+    // A sale moves the product's stock (and evicts its cached detail); its price and status
+    // come from its own cache entry, which only a change of the product evicts.
+    let shop = shop().await;
+    let product = shop.product(10, 1000).await;
+    let (first, second, third) =
+        (shop.app.register_customer().await, shop.app.register_customer().await, shop.app.register_customer().await);
+    let cart = shop.cart_with(&first, &product, 1).await;
+    let id = shop.place(&first, &cart, "CREDIT_CARD", Some("pm_card_visa")).await;
+    shop.wait(&first, &id, "confirmed", |o| o["status"] == "CONFIRMED").await;
+    let (second_cart, third_cart) =
+        (shop.cart_with(&second, &product, 1).await, shop.cart_with(&third, &product, 1).await);
+
+    let admin = Some(shop.admin.access_token.as_str());
+    let price = json!({"price": {"amount": 1500, "currency": "USD"}});
+    let res = shop.app.patch(&format!("/v1/products/{product}"), &price, admin).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let res = shop.checkout(&second, &second_cart, "CREDIT_CARD", Some("pm_card_visa")).await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let placed: Value = res.json().await.unwrap();
+    assert_eq!(placed["items"][0]["unitPrice"], json!({"amount": 1500, "currency": "USD"}), "the new price");
+
+    let res = shop.app.delete(&format!("/v1/products/{product}"), admin).await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let res = shop.checkout(&third, &third_cart, "CREDIT_CARD", Some("pm_card_visa")).await;
+    assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "PRODUCT_UNAVAILABLE").await;
+}
+
+#[tokio::test]
 async fn a_declined_card_cancels_the_order_and_leaves_the_stock_as_it_was() {
     let shop = shop().await;
     let customer = shop.app.register_customer().await;

@@ -62,13 +62,13 @@ pub struct OrderCatalog(pub Arc<CatalogService>);
 impl Catalog for OrderCatalog {
     async fn products(&self, ids: &[ProductId]) -> Result<Vec<Option<PricedProduct>>, InfraError> {
         try_join_all(ids.iter().map(|id| async move {
-            match self.0.lookup_product(*id).await {
-                Ok(view) => Ok(Some(PricedProduct {
+            match self.0.priced_product(*id).await {
+                Ok(product) => Ok(Some(PricedProduct {
                     product_id: *id,
-                    sku: view.product.sku.as_str().to_owned(),
-                    name: view.product.name.as_str().to_owned(),
-                    unit_price: view.product.price,
-                    active: view.product.is_active(),
+                    sku: product.sku.as_str().to_owned(),
+                    name: product.name.as_str().to_owned(),
+                    unit_price: product.price,
+                    active: product.is_active(),
                 })),
                 Err(CatalogError::ProductNotFound(_)) => Ok(None),
                 Err(CatalogError::Infrastructure(e)) => Err(e),

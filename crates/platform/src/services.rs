@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use ecom_carts::model::CartLimits;
 use ecom_carts::CartService;
-use ecom_catalog::model::ProductView;
+use ecom_catalog::model::{Product, ProductView};
 use ecom_catalog::ports::{CacheLookup, CacheToken, ProductCache};
 use ecom_catalog::CatalogService;
 use ecom_gateways::{
@@ -337,6 +337,12 @@ impl ProductCache for NoProductCache {
         Ok(CacheLookup::Miss(CacheToken(String::new())))
     }
     async fn fill(&self, _: CacheToken, _: &ProductView) -> Result<(), InfraError> {
+        Ok(())
+    }
+    async fn lookup_priced(&self, _: ecom_kernel::ProductId) -> Result<CacheLookup<Product>, InfraError> {
+        Ok(CacheLookup::Miss(CacheToken(String::new())))
+    }
+    async fn fill_priced(&self, _: CacheToken, _: &Product) -> Result<(), InfraError> {
         Ok(())
     }
     async fn invalidate(&self, _: ecom_kernel::ProductId) -> Result<(), InfraError> {

@@ -23,6 +23,12 @@ impl RedisKeys {
         (self.key(&[&tag, "detail"]), self.key(&[&tag, "generation"]))
     }
 
+    /// The product alone (for pricing) and its own generation, which stock changes leave alone.
+    pub fn priced_product_cache(&self, product_id: &str) -> (String, String) {
+        let tag = format!("{{product:{product_id}}}");
+        (self.key(&[&tag, "priced"]), self.key(&[&tag, "priced-generation"]))
+    }
+
     /// A cart's hash; its own hash tag, so every cart script touches one cluster slot.
     pub fn cart(&self, cart_id: &str) -> String {
         self.key(&[&format!("{{cart:{cart_id}}}")])

@@ -52,6 +52,35 @@ async fn a_filled_entry_is_served_until_it_is_invalidated() {
 }
 
 #[tokio::test]
+async fn a_stock_change_evicts_the_detail_but_not_the_priced_product_and_a_product_change_both() {
+    let redis = TestRedis::new();
+    let cache = cache(&redis);
+    let v = view("Kettle");
+    let id = v.product.id;
+    let CacheLookup::Miss(token) = cache.lookup_priced(id).await.unwrap() else { panic!("empty cache must miss") };
+    cache.fill_priced(token, &v.product).await.unwrap();
+    let CacheLookup::Miss(token) = cache.lookup(id).await.unwrap() else { panic!("the detail is its own entry") };
+    cache.fill(token, &v).await.unwrap();
+    assert_eq!(cache.lookup_priced(id).await.unwrap(), CacheLookup::Hit(v.product.clone()));
+
+    // A sale: the units available changed, the product did not.
+    cache.stock_changed(&[id]).await.unwrap();
+    assert!(matches!(cache.lookup(id).await.unwrap(), CacheLookup::Miss(_)));
+    assert_eq!(cache.lookup_priced(id).await.unwrap(), CacheLookup::Hit(v.product.clone()));
+
+    // A change of the product evicts both.
+    cache.invalidate(id).await.unwrap();
+    assert!(matches!(cache.lookup(id).await.unwrap(), CacheLookup::Miss(_)));
+    let CacheLookup::Miss(before) = cache.lookup_priced(id).await.unwrap() else {
+        panic!("a product change evicts it")
+    };
+    // A reader that missed before another change cannot fill what it read.
+    cache.invalidate(id).await.unwrap();
+    cache.fill_priced(before, &v.product).await.unwrap();
+    assert!(matches!(cache.lookup_priced(id).await.unwrap(), CacheLookup::Miss(_)), "stale fill served");
+}
+
+#[tokio::test]
 async fn a_fill_from_a_read_that_raced_with_a_change_is_refused() {
     let redis = TestRedis::new();
     let cache = cache(&redis);

@@ -26,10 +26,11 @@ pub trait ProductRepository: Send + Sync {
     async fn search(&self, query: &ProductQuery, page: &PageRequest) -> Result<Page<ProductView>, InfraError>;
 }
 
-/// What a cache lookup found.
+/// What a cache lookup found: the product detail (`ProductView`), or for `lookup_priced` the
+/// product alone.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CacheLookup {
-    Hit(ProductView),
+pub enum CacheLookup<T = ProductView> {
+    Hit(T),
     /// Not cached; `fill` with this token stores a value only if nothing changed meanwhile.
     Miss(CacheToken),
 }
@@ -38,14 +39,23 @@ pub enum CacheLookup {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CacheToken(pub String);
 
-/// A read cache of product detail that never serves a product after its change was acknowledged:
+/// A read cache of products that never serves a product after its change was acknowledged:
 /// writers `invalidate` after committing; a reader's `fill` is refused if a change happened
 /// between its lookup and its fill.
+///
+/// It holds two entries per product: the detail, whose units available change with every
+/// reservation (the inventory's stock changes evict it), and the product alone, which only a
+/// change of the product evicts: prices for carts' lines and checkouts stay cached however fast
+/// the product sells.
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait ProductCache: Send + Sync {
     async fn lookup(&self, id: ProductId) -> Result<CacheLookup, InfraError>;
     async fn fill(&self, token: CacheToken, view: &ProductView) -> Result<(), InfraError>;
-    /// MUST make every later `lookup` miss until the next `fill`.
+    /// The product without its availability.
+    async fn lookup_priced(&self, id: ProductId) -> Result<CacheLookup<Product>, InfraError>;
+    async fn fill_priced(&self, token: CacheToken, product: &Product) -> Result<(), InfraError>;
+    /// The product changed: MUST make every later `lookup` and `lookup_priced` miss until the
+    /// next fill of each.
     async fn invalidate(&self, id: ProductId) -> Result<(), InfraError>;
 }

@@ -72,6 +72,22 @@ impl CatalogService {
         self.cached(id).await
     }
 
+    /// A product whatever its status, without its availability: for a checkout, which prices its
+    /// lines. Read from the cache's product entry, which stock changes leave alone; like
+    /// `lookup_product`, it answers as a database read would.
+    pub async fn priced_product(&self, id: ProductId) -> Result<Product, CatalogError> {
+        let token = match self.cache.lookup_priced(id).await {
+            Ok(CacheLookup::Hit(product)) => return Ok(product),
+            Ok(CacheLookup::Miss(token)) => Some(token),
+            Err(_) => None,
+        };
+        let product = self.products.find(id).await?.ok_or(CatalogError::ProductNotFound(id))?.product;
+        if let Some(token) = token {
+            let _ = self.cache.fill_priced(token, &product).await;
+        }
+        Ok(product)
+    }
+
     async fn cached(&self, id: ProductId) -> Result<ProductView, CatalogError> {
         let token = match self.cache.lookup(id).await {
             Ok(CacheLookup::Hit(view)) => return Ok(view),

@@ -181,6 +181,49 @@ async fn a_lookup_reads_through_the_cache_whatever_the_status() {
 }
 
 #[pollster::test]
+async fn a_priced_product_comes_from_its_own_cache_entry_and_a_miss_fills_it() {
+    let archived = view(ProductStatus::Archived);
+    let id = archived.product.id;
+    let mut cache = MockProductCache::new();
+    let hit = archived.product.clone();
+    cache.expect_lookup_priced().with(eq(id)).times(1).returning(move |_| Ok(CacheLookup::Hit(hit.clone())));
+    cache.expect_lookup().never();
+    let mut repo = MockProductRepository::new();
+    repo.expect_find().never();
+    assert_eq!(service(repo, cache).priced_product(id).await.unwrap(), archived.product, "archived, not missing");
+
+    let mut cache = MockProductCache::new();
+    cache.expect_lookup_priced().returning(|_| Ok(CacheLookup::Miss(CacheToken("gen-2".into()))));
+    let filled = archived.product.clone();
+    cache
+        .expect_fill_priced()
+        .withf(move |token, product| token.0 == "gen-2" && *product == filled)
+        .times(1)
+        .returning(|_, _| Ok(()));
+    cache.expect_fill().never();
+    let mut repo = MockProductRepository::new();
+    let stored = archived.clone();
+    repo.expect_find().with(eq(id)).times(1).returning(move |_| Ok(Some(stored.clone())));
+    assert_eq!(service(repo, cache).priced_product(id).await.unwrap(), archived.product);
+
+    // A broken cache: the database answers. A missing product: not found, nothing filled.
+    let mut cache = MockProductCache::new();
+    cache.expect_lookup_priced().returning(|_| Err(ecom_kernel::InfraError::unavailable("redis")));
+    cache.expect_fill_priced().never();
+    let mut repo = MockProductRepository::new();
+    let stored = archived.clone();
+    repo.expect_find().returning(move |_| Ok(Some(stored.clone())));
+    assert_eq!(service(repo, cache).priced_product(id).await.unwrap(), archived.product);
+
+    let mut cache = MockProductCache::new();
+    cache.expect_lookup_priced().returning(|_| Ok(CacheLookup::Miss(CacheToken("gen-1".into()))));
+    cache.expect_fill_priced().never();
+    let mut repo = MockProductRepository::new();
+    repo.expect_find().returning(|_| Ok(None));
+    assert!(matches!(service(repo, cache).priced_product(id).await, Err(CatalogError::ProductNotFound(p)) if p == id));
+}
+
+#[pollster::test]
 async fn an_update_is_saved_then_the_cache_invalidated() {
     let stored = view(ProductStatus::Active);
     let id = stored.product.id;
