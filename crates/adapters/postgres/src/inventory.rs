@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use crate::error::{infra_from_diesel, infra_from_pool};
 use crate::schema::{products, reservation_lines, reservations, stock_levels, stock_movements};
-use crate::sql::Statement;
+use crate::sql::{first_row, Statement};
 use crate::PgPool;
 
 /// One ledger row.
@@ -262,7 +262,7 @@ async fn reserve_one(
     expires_at: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Result<Option<Vec<LowStockCrossing>>, TxError> {
-    let reserved = Statement::new(RESERVE_ONE)
+    let statement = Statement::new(RESERVE_ONE)
         .bind::<SqlUuid, _>(product_id)
         .bind::<Int4, _>(to_i32(quantity)?)
         .bind::<Timestamptz, _>(now)
@@ -270,10 +270,10 @@ async fn reserve_one(
         .bind::<SqlUuid, _>(Uuid::now_v7())
         .bind::<Text, _>(format!("order:{order_id}"))
         .bind::<Timestamptz, _>(expires_at)
-        .bind::<Text, _>(ReservationStatus::Active.as_str())
-        .get_result::<LevelAfter>(conn)
-        .await
-        .optional();
+        .bind::<Text, _>(ReservationStatus::Active.as_str());
+    // Outside a transaction: read to the statement's end, so that a reservation is only reported
+    // once committed.
+    let reserved = statement.load::<LevelAfter>(conn).await.and_then(first_row).optional();
     match reserved {
         Ok(Some(after)) => Ok(Some(crossing(product_id, quantity, &after).into_iter().collect())),
         Err(diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _)) => Ok(None),

@@ -33,7 +33,7 @@ use uuid::Uuid;
 use crate::error::{infra_from_diesel, infra_from_pool};
 use crate::outbox::{stage_jobs_sql, JobColumns};
 use crate::schema::{order_lines, orders};
-use crate::sql::{Count, Statement};
+use crate::sql::{first_row, Count, Statement};
 use crate::PgPool;
 
 #[derive(diesel::QueryableByName)]
@@ -379,7 +379,7 @@ impl OrderRepository for PgOrderRepository {
             .bind::<Nullable<Text>, _>(context.payment_token.clone());
         let statement = bind_lines(statement, lines);
         let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
-        let created: Count = statement.get_result(&mut conn).await.map_err(infra_from_diesel)?;
+        let created: Count = statement.load(&mut conn).await.and_then(first_row).map_err(infra_from_diesel)?;
         if created.n != 1 {
             return Err(InfraError::unexpected(format!("order {} was not created", order.id)));
         }
@@ -485,7 +485,7 @@ impl OrderRepository for PgOrderRepository {
             .bind::<Jsonb, _>(timeline_json(&order.timeline)?)
             .bind::<Timestamptz, _>(order.updated_at);
         let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
-        let updated: Count = statement.get_result(&mut conn).await.map_err(infra_from_diesel)?;
+        let updated: Count = statement.load(&mut conn).await.and_then(first_row).map_err(infra_from_diesel)?;
         if updated.n != 1 {
             return Err(OrderSaveError::Conflict);
         }

@@ -17,7 +17,7 @@ use uuid::Uuid;
 use crate::error::{infra_from_diesel, infra_from_pool};
 use crate::outbox::{stage, stage_jobs_sql, JobColumns};
 use crate::schema::{payment_events, payments, refunds};
-use crate::sql::{Count, Statement};
+use crate::sql::{first_row, Count, Statement};
 use crate::PgPool;
 
 pub struct PgPaymentRepository {
@@ -232,7 +232,7 @@ async fn compare_and_set(
         .bind::<BigInt, _>(row.refunded_amount)
         .bind::<Nullable<Text>, _>(row.failure_reason)
         .bind::<Timestamptz, _>(row.updated_at);
-    let updated: Count = statement.get_result(conn).await?;
+    let updated: Count = statement.load(conn).await.and_then(first_row)?;
     if updated.n == 1 {
         Ok(())
     } else {
@@ -253,7 +253,8 @@ impl PaymentRepository for PgPaymentRepository {
         let statement = bind_row(Statement::new(OPEN_ONCE), PaymentRow::of(payment))
             .bind::<diesel::sql_types::Text, _>(Provider::CashOnDelivery.as_str());
         let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
-        let row: Option<PaymentRow> = statement.get_result(&mut conn).await.optional().map_err(infra_from_diesel)?;
+        let row: Option<PaymentRow> =
+            statement.load(&mut conn).await.and_then(first_row).optional().map_err(infra_from_diesel)?;
         row.ok_or_else(|| InfraError::unexpected(format!("payment {} neither found nor inserted", payment.id)))?
             .into_domain()
     }

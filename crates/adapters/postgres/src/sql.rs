@@ -76,6 +76,18 @@ impl QueryFragment<Pg> for Sql {
     }
 }
 
+/// The first of the rows a statement returned, for a write read with `load`.
+///
+/// diesel-async's `get_result` answers at the first row. Outside an explicit transaction,
+/// PostgreSQL commits a statement when the protocol's Sync arrives, after the rows: a write read
+/// that way is reported done before it is committed, so it can still fail (a deferred
+/// constraint), be lost in a crash although the caller went on (a 201 answered, a job
+/// published), or be missed by a read that follows at once. Every write that returns rows reads
+/// them with `load`, which waits for the statement's end, then takes its row with this.
+pub(crate) fn first_row<U>(rows: Vec<U>) -> QueryResult<U> {
+    rows.into_iter().next().ok_or(diesel::result::Error::NotFound)
+}
+
 /// The one row of a statement that counts what it changed (`SELECT count(*) AS n …`).
 #[derive(diesel::QueryableByName)]
 pub(crate) struct Count {
@@ -168,9 +180,9 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use diesel::sql_types::{BigInt, Text};
-    use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+    use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 
-    use super::{Count, Statement};
+    use super::{first_row, Count, Statement};
 
     #[derive(diesel::QueryableByName)]
     struct Answer {
@@ -191,6 +203,31 @@ mod tests {
         .await
         .unwrap();
         prepared.n
+    }
+
+    #[tokio::test]
+    async fn a_write_that_fails_when_it_commits_is_an_error_and_not_reported_done() {
+        // A deferred constraint is checked when the statement's implicit transaction commits,
+        // after its rows were sent: the write is rolled back once its row is out.
+        let db = ecom_testkit::TestDb::new().await;
+        let mut conn = AsyncPgConnection::establish(&db.url()).await.unwrap();
+        conn.batch_execute(
+            "CREATE TABLE probe (id BIGINT, CONSTRAINT probe_once UNIQUE (id) DEFERRABLE INITIALLY DEFERRED); \
+             INSERT INTO probe VALUES (1);",
+        )
+        .await
+        .unwrap();
+        let again = || {
+            Statement::new("WITH i AS (INSERT INTO probe VALUES ($1) RETURNING id) SELECT count(*) AS n FROM i")
+                .bind::<BigInt, _>(1_i64)
+        };
+        // The hazard `first_row` exists for: `get_result` reports the rolled-back write as done.
+        let early: Count = again().get_result(&mut conn).await.unwrap();
+        assert_eq!(early.n, 1);
+        let read = again().load::<Count>(&mut conn).await.and_then(first_row);
+        assert!(read.is_err(), "the commit's failure is seen");
+        let rows: Count = Statement::new("SELECT count(*) AS n FROM probe").get_result(&mut conn).await.unwrap();
+        assert_eq!(rows.n, 1, "neither write stayed");
     }
 
     #[tokio::test]
