@@ -14,30 +14,32 @@
 -- leads, and which of two equally cheap indexes a plan cached on an empty table picks would
 -- change with it (see the batch plans' test in `pool.rs`).
 --
--- Changing a column to a domain over its own type rewrites nothing and keeps the indexes, but
--- checks every existing row under an exclusive lock: behind a long transaction the migration
--- fails after 10 s (run it again later) instead of holding every query up.
+-- Done so that no table is rewritten and no index rebuilt: each domain is created without its
+-- check, the columns move to it (a change of the catalog only, under a brief exclusive lock),
+-- then the check is added NOT VALID, which enforces it on every new value without scanning: the
+-- rows there already passed the table checks this migration drops in the same transaction.
+-- (Adding a constrained domain to a column would rewrite the table and its indexes.) Behind a
+-- long transaction the migration fails after 10 s (run it again later) instead of holding every
+-- query up.
+--
+-- Deploy: processes that ran before this migration keep prepared statements whose result types
+-- it changes, which PostgreSQL then refuses ("cached plan must not change result type"): restart
+-- every api and worker once it has run (a deploy of this version replaces them all).
 SET LOCAL lock_timeout = '10s';
 
-CREATE DOMAIN order_status AS TEXT CHECK (VALUE IN (
-    'PENDING_PAYMENT', 'PENDING_CONFIRMATION', 'CONFIRMED', 'PROCESSING', 'SHIPPED', 'DELIVERED', 'CANCELLED',
-    'REFUNDED'));
-CREATE DOMAIN payment_status AS TEXT CHECK (VALUE IN (
-    'PENDING', 'AUTHORIZED', 'PAID', 'FAILED', 'REFUNDED', 'PARTIALLY_REFUNDED', 'COLLECT_ON_DELIVERY'));
-CREATE DOMAIN payment_method AS TEXT CHECK (VALUE IN ('CREDIT_CARD', 'DEBIT_CARD', 'PAYPAL', 'CASH_ON_DELIVERY'));
-CREATE DOMAIN payment_provider AS TEXT CHECK (VALUE IN ('simulated', 'stripe', 'paypal', 'cash_on_delivery'));
-CREATE DOMAIN reservation_status AS TEXT CHECK (VALUE IN ('ACTIVE', 'CONFIRMED', 'RELEASED', 'EXPIRED', 'RETURNED'));
-CREATE DOMAIN stock_movement_kind AS TEXT CHECK (VALUE IN (
-    'ADJUST_ADD', 'ADJUST_SUBTRACT', 'ADJUST_SET', 'INITIAL', 'RESERVE', 'CONFIRM', 'RELEASE', 'EXPIRE', 'RETURN'));
-CREATE DOMAIN notification_kind AS TEXT CHECK (VALUE IN (
-    'ORDER_CONFIRMED', 'ORDER_CANCELLED', 'PAYMENT_RECEIVED', 'ORDER_SHIPPED', 'ORDER_DELIVERED', 'REFUND_ISSUED',
-    'COD_ORDER_PENDING', 'LOW_STOCK'));
-CREATE DOMAIN notification_status AS TEXT CHECK (VALUE IN ('PENDING', 'SENT', 'DELIVERED', 'READ'));
-CREATE DOMAIN job_id AS TEXT CHECK (length(VALUE) BETWEEN 1 AND 200);
-CREATE DOMAIN order_notes AS TEXT CHECK (length(VALUE) <= 1000);
-CREATE DOMAIN minor_units AS BIGINT CHECK (VALUE >= 0);
-CREATE DOMAIN stock_count AS INTEGER CHECK (VALUE >= 0);
-CREATE DOMAIN positive_count AS INTEGER CHECK (VALUE > 0);
+CREATE DOMAIN order_status AS TEXT;
+CREATE DOMAIN payment_status AS TEXT;
+CREATE DOMAIN payment_method AS TEXT;
+CREATE DOMAIN payment_provider AS TEXT;
+CREATE DOMAIN reservation_status AS TEXT;
+CREATE DOMAIN stock_movement_kind AS TEXT;
+CREATE DOMAIN notification_kind AS TEXT;
+CREATE DOMAIN notification_status AS TEXT;
+CREATE DOMAIN job_id AS TEXT;
+CREATE DOMAIN order_notes AS TEXT;
+CREATE DOMAIN minor_units AS BIGINT;
+CREATE DOMAIN stock_count AS INTEGER;
+CREATE DOMAIN positive_count AS INTEGER;
 
 ALTER TABLE orders
     DROP CONSTRAINT orders_status_check,
@@ -70,7 +72,7 @@ ALTER TABLE payments
     ALTER COLUMN amount TYPE minor_units,
     ALTER COLUMN status TYPE payment_status,
     ALTER COLUMN refunded_amount TYPE minor_units,
-    ADD CONSTRAINT payments_refunded_within_amount CHECK (refunded_amount <= amount);
+    ADD CONSTRAINT payments_refunded_within_amount CHECK (refunded_amount <= amount) NOT VALID;
 ALTER TABLE reservations
     DROP CONSTRAINT reservations_status_check,
     ALTER COLUMN status TYPE reservation_status;
@@ -97,3 +99,23 @@ ALTER TABLE notifications
     DROP CONSTRAINT notifications_status_check,
     ALTER COLUMN kind TYPE notification_kind,
     ALTER COLUMN status TYPE notification_status;
+
+ALTER DOMAIN order_status ADD CONSTRAINT order_status_check CHECK (VALUE IN (
+    'PENDING_PAYMENT', 'PENDING_CONFIRMATION', 'CONFIRMED', 'PROCESSING', 'SHIPPED', 'DELIVERED', 'CANCELLED',
+    'REFUNDED')) NOT VALID;
+ALTER DOMAIN payment_status ADD CONSTRAINT payment_status_check CHECK (VALUE IN (
+    'PENDING', 'AUTHORIZED', 'PAID', 'FAILED', 'REFUNDED', 'PARTIALLY_REFUNDED', 'COLLECT_ON_DELIVERY')) NOT VALID;
+ALTER DOMAIN payment_method ADD CONSTRAINT payment_method_check CHECK (VALUE IN ('CREDIT_CARD', 'DEBIT_CARD', 'PAYPAL', 'CASH_ON_DELIVERY')) NOT VALID;
+ALTER DOMAIN payment_provider ADD CONSTRAINT payment_provider_check CHECK (VALUE IN ('simulated', 'stripe', 'paypal', 'cash_on_delivery')) NOT VALID;
+ALTER DOMAIN reservation_status ADD CONSTRAINT reservation_status_check CHECK (VALUE IN ('ACTIVE', 'CONFIRMED', 'RELEASED', 'EXPIRED', 'RETURNED')) NOT VALID;
+ALTER DOMAIN stock_movement_kind ADD CONSTRAINT stock_movement_kind_check CHECK (VALUE IN (
+    'ADJUST_ADD', 'ADJUST_SUBTRACT', 'ADJUST_SET', 'INITIAL', 'RESERVE', 'CONFIRM', 'RELEASE', 'EXPIRE', 'RETURN')) NOT VALID;
+ALTER DOMAIN notification_kind ADD CONSTRAINT notification_kind_check CHECK (VALUE IN (
+    'ORDER_CONFIRMED', 'ORDER_CANCELLED', 'PAYMENT_RECEIVED', 'ORDER_SHIPPED', 'ORDER_DELIVERED', 'REFUND_ISSUED',
+    'COD_ORDER_PENDING', 'LOW_STOCK')) NOT VALID;
+ALTER DOMAIN notification_status ADD CONSTRAINT notification_status_check CHECK (VALUE IN ('PENDING', 'SENT', 'DELIVERED', 'READ')) NOT VALID;
+ALTER DOMAIN job_id ADD CONSTRAINT job_id_check CHECK (length(VALUE) BETWEEN 1 AND 200) NOT VALID;
+ALTER DOMAIN order_notes ADD CONSTRAINT order_notes_check CHECK (length(VALUE) <= 1000) NOT VALID;
+ALTER DOMAIN minor_units ADD CONSTRAINT minor_units_check CHECK (VALUE >= 0) NOT VALID;
+ALTER DOMAIN stock_count ADD CONSTRAINT stock_count_check CHECK (VALUE >= 0) NOT VALID;
+ALTER DOMAIN positive_count ADD CONSTRAINT positive_count_check CHECK (VALUE > 0) NOT VALID;
