@@ -82,7 +82,8 @@ async fn drain<T: Clone, R>(
             // Woken by the first call of a burst, ahead of its other callers (on a worker thread,
             // tokio runs the task another task woke right after it): let them call first.
             tokio::task::yield_now().await;
-        } else {
+        } else if rx.len() + 1 < max {
+            // A full batch waiting already goes at once.
             tokio::time::sleep(linger).await;
         }
         let mut batch = vec![first];
@@ -171,6 +172,30 @@ mod tests {
         let answers: Vec<i64> = futures_util::future::join_all(calls).await.into_iter().map(Result::unwrap).collect();
         assert_eq!(answers, (0..6).collect::<Vec<i64>>());
         assert_eq!(*sizes.lock().unwrap(), vec![5, 1]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_batch_does_not_wait_for_the_linger() {
+        let sizes = Arc::new(Mutex::new(Vec::new()));
+        let seen = sizes.clone();
+        let grouped = Arc::new(
+            Grouped::new(5, move |batch: Vec<i64>| {
+                seen.lock().unwrap().push((batch.len(), tokio::time::Instant::now()));
+                async move { Ok(batch) }
+            })
+            .lingering(Duration::from_secs(1)),
+        );
+        let start = tokio::time::Instant::now();
+        let calls: Vec<_> = (0..5)
+            .map(|i| {
+                let grouped = grouped.clone();
+                tokio::spawn(async move { grouped.call(i).await.unwrap() })
+            })
+            .collect();
+        for call in calls {
+            call.await.unwrap();
+        }
+        assert_eq!(*sizes.lock().unwrap(), vec![(5, start)], "five calls, a full batch, at once");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -39,8 +39,9 @@ pub struct PgNotificationRepository {
 /// Most calls one grouped statement serves.
 const GROUP: usize = 64;
 
-/// How long the marks (SENT, delivered) gather calls: nobody waits on them but the flow's last
-/// job and the acknowledging session, so a few milliseconds buy one statement for many.
+/// How long the SENT marks gather calls: only the flow's last job waits on them, so a few
+/// milliseconds buy one statement for many. (Acknowledgements do not linger: the session that
+/// sent one waits for it before its next frame.)
 const MARK_LINGER: std::time::Duration = std::time::Duration::from_millis(5);
 
 impl PgNotificationRepository {
@@ -51,7 +52,7 @@ impl PgNotificationRepository {
             saves: Grouped::new(GROUP, move |batch| save_all(a.clone(), batch)),
             pendings: Grouped::new(GROUP, move |keys| pending_all(b.clone(), keys)),
             sents: Grouped::new(GROUP, move |keys| mark_all_sent(c.clone(), keys)).lingering(MARK_LINGER),
-            deliveries: Grouped::new(GROUP, move |acks| mark_all_delivered(d.clone(), acks)).lingering(MARK_LINGER),
+            deliveries: Grouped::new(GROUP, move |acks| mark_all_delivered(d.clone(), acks)),
         }
     }
 }

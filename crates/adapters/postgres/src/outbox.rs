@@ -319,7 +319,10 @@ impl OutboxRemovals {
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<String>>(4096);
         tokio::spawn(async move {
             while let Some(mut ids) = rx.recv().await {
-                tokio::time::sleep(REMOVAL_LINGER).await;
+                // Each message holds at least one row: a full batch waiting already goes at once.
+                if ids.len() + rx.len() < REMOVAL_BATCH {
+                    tokio::time::sleep(REMOVAL_LINGER).await;
+                }
                 while ids.len() < REMOVAL_BATCH {
                     match rx.try_recv() {
                         Ok(more) => ids.extend(more),
@@ -376,6 +379,20 @@ mod tests {
         removals.remove(ids(5..6));
         tokio::time::sleep(REMOVAL_LINGER + Duration::from_millis(1)).await;
         assert_eq!(*batches.lock().unwrap(), vec![ids(0..5), ids(5..6)]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_batch_is_deleted_without_waiting_for_the_linger() {
+        let batches = Arc::new(Mutex::new(Vec::new()));
+        let seen = batches.clone();
+        let removals = OutboxRemovals::spawn_with(move |ids| {
+            seen.lock().unwrap().push((ids.len(), tokio::time::Instant::now()));
+            async {}
+        });
+        let start = tokio::time::Instant::now();
+        removals.remove(ids(0..REMOVAL_BATCH as u32));
+        tokio::time::sleep(REMOVAL_LINGER * 2).await;
+        assert_eq!(*batches.lock().unwrap(), vec![(REMOVAL_BATCH, start)]);
     }
 
     #[tokio::test(start_paused = true)]

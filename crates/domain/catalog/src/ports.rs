@@ -45,8 +45,8 @@ pub struct CacheToken(pub String);
 ///
 /// It holds two entries per product: the detail, whose units available change with every
 /// reservation (the inventory's stock changes evict it), and the product alone, which only a
-/// change of the product evicts: prices for carts' lines and checkouts stay cached however fast
-/// the product sells.
+/// change of the product evicts: a checkout's prices stay cached however fast the product sells.
+/// (Carts read the detail: they check the units available.)
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait ProductCache: Send + Sync {
