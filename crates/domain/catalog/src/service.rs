@@ -81,7 +81,7 @@ impl CatalogService {
             Ok(CacheLookup::Miss(token)) => Some(token),
             Err(_) => None,
         };
-        let product = self.products.find(id).await?.ok_or(CatalogError::ProductNotFound(id))?.product;
+        let product = self.get_any_product(id).await?.product;
         if let Some(token) = token {
             let _ = self.cache.fill_priced(token, &product).await;
         }
@@ -94,7 +94,7 @@ impl CatalogService {
             Ok(CacheLookup::Miss(token)) => Some(token),
             Err(_) => None,
         };
-        let view = self.products.find(id).await?.ok_or(CatalogError::ProductNotFound(id))?;
+        let view = self.get_any_product(id).await?;
         if let Some(token) = token {
             // A failed fill only costs the next reader a database read.
             let _ = self.cache.fill(token, &view).await;
