@@ -270,7 +270,8 @@ catalog lookup per line, served from the product cache).
 
 \`cargo bench -p ecom-e2e --bench checkout\` against the release api and one release worker
 (\`WORKER_CONCURRENCY=32\` per queue, 8 database connections per process, one thread per runtime:
-\`HTTP_WORKERS=1\`, \`TOKIO_WORKER_THREADS=1\`), simulated card provider: 64 customers over 20
+\`HTTP_WORKERS=1\`, \`TOKIO_WORKER_THREADS=1\`; the worker's commits wait for the disk once per
+job, its default \`WORKER_DEFERRED_FLUSH\`), simulated card provider: 64 customers over 20
 products, each connected to \`/v1/ws\` with their cart open, in a loop (add to the cart,
 \`POST /v1/orders/checkout\`, wait for ORDER_CONFIRMED on the WebSocket, acknowledging every
 notification), for $DURATION; then every order is followed to CONFIRMED. "completed/s" is confirmed

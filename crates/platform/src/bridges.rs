@@ -51,7 +51,8 @@ pub struct OutboxPublisher {
 #[async_trait]
 impl ecom_payments::ports::JobPublisher for OutboxPublisher {
     async fn publish(&self, jobs: &[ecom_kernel::jobs::NewJob]) {
-        if jobs.is_empty() {
+        // A job of a worker whose commits do not wait for the disk publishes after its flush.
+        if jobs.is_empty() || ecom_jobs::hold(jobs) {
             return;
         }
         match self.queue.enqueue_many(jobs).await {

@@ -91,6 +91,9 @@ pub struct Config {
     pub cod_confirmation_window: Duration,
     pub worker_concurrency: usize,
     pub worker_reclaim_after: Duration,
+    /// The worker's commits do not wait for the disk; each job flushes once, before it counts
+    /// as done (its durability barrier). `false`: every commit waits.
+    pub worker_deferred_flush: bool,
     pub shop_currency: ecom_kernel::Currency,
     pub product_cache_ttl: Duration,
     pub reservation_sweep_interval: Duration,
@@ -276,6 +279,7 @@ impl Config {
             cod_confirmation_window: Duration::from_secs(r.positive("COD_CONFIRMATION_WINDOW_SECS", 48 * 3600)),
             worker_concurrency: r.positive("WORKER_CONCURRENCY", 16) as usize,
             worker_reclaim_after: Duration::from_secs(r.positive("WORKER_RECLAIM_AFTER_SECS", 30)),
+            worker_deferred_flush: r.flag("WORKER_DEFERRED_FLUSH", true),
             shop_currency,
             product_cache_ttl: Duration::from_secs(r.parsed("PRODUCT_CACHE_TTL_SECS", 300, "a number of seconds")),
             reservation_sweep_interval: Duration::from_secs(r.positive("RESERVATION_SWEEP_INTERVAL_SECS", 15)),
@@ -338,6 +342,7 @@ impl fmt::Debug for Config {
             .field("cod_confirmation_window", &self.cod_confirmation_window)
             .field("worker_concurrency", &self.worker_concurrency)
             .field("worker_reclaim_after", &self.worker_reclaim_after)
+            .field("worker_deferred_flush", &self.worker_deferred_flush)
             .field("shop_currency", &self.shop_currency)
             .field("product_cache_ttl", &self.product_cache_ttl)
             .field("reservation_sweep_interval", &self.reservation_sweep_interval)

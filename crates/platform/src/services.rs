@@ -25,7 +25,7 @@ use ecom_kernel::{Clock, Email, HealthCheck, InfraError, SystemClock};
 use ecom_notifications::NotificationService;
 use ecom_payments::ports::{PaymentGateway, WebhookVerifier};
 use ecom_payments::PaymentService;
-use ecom_postgres::{OutboxRemovals, PgAdminRecipients, PgNotificationRepository};
+use ecom_postgres::{OutboxRemovals, PgAdminRecipients, PgNotificationRepository, PgWriteBarrier};
 use ecom_postgres::{
     PgAddressRepository, PgCustomerRepository, PgHealth, PgOutbox, PgPaymentRepository, PgPool, PgProductRepository,
     PgRefreshTokenRepository, PgSettings, PgStockRepository,
@@ -64,6 +64,10 @@ pub struct Services {
     /// The producer side of the job queue.
     pub jobs: Arc<RedisJobQueue>,
     pub outbox: Arc<PgOutbox>,
+    /// Publishes the jobs staged in the outbox, right after their commit.
+    pub publisher: Arc<OutboxPublisher>,
+    /// The worker's durability barrier, when its commits do not wait for the disk.
+    pub barrier: Option<Arc<PgWriteBarrier>>,
     pub canaries: Arc<RedisCanaryLog>,
     pub payments: Arc<PaymentService>,
     pub orders: Arc<OrderService>,
@@ -98,6 +102,16 @@ impl Services {
     /// Builds pools and services. Connections open lazily: a dependency that is down now
     /// makes readiness fail, not start-up.
     pub fn build(config: &Config, application_name: &str) -> anyhow::Result<Self> {
+        Self::build_with(config, application_name, false)
+    }
+
+    /// The worker's services: with `WORKER_DEFERRED_FLUSH` (the default), commits that do not
+    /// wait for the disk and the durability barrier its job runtime flushes them with.
+    pub fn build_worker(config: &Config) -> anyhow::Result<Self> {
+        Self::build_with(config, "ecom-worker", config.worker_deferred_flush)
+    }
+
+    fn build_with(config: &Config, application_name: &str, deferred_flush: bool) -> anyhow::Result<Self> {
         let pg_settings = PgSettings {
             url: config.database_url.clone(),
             max_connections: config.database_max_connections,
@@ -105,7 +119,13 @@ impl Services {
             statement_timeout: Duration::from_secs(10),
             application_name: application_name.to_owned(),
         };
-        let pg = ecom_postgres::connect(&pg_settings).context("building the postgres pool")?;
+        let pg = if deferred_flush {
+            ecom_postgres::connect_deferring_flush(&pg_settings)
+        } else {
+            ecom_postgres::connect(&pg_settings)
+        }
+        .context("building the postgres pool")?;
+        let barrier = deferred_flush.then(|| Arc::new(PgWriteBarrier::new(&pg_settings)));
         let pg_batch = ecom_postgres::connect_batch(&pg_settings).context("building the postgres batch pool")?;
         let redis = ecom_redis::connect(&RedisSettings {
             url: config.redis_url.clone(),
@@ -163,9 +183,13 @@ impl Services {
         let canaries = Arc::new(RedisCanaryLog::new(redis.clone(), redis_keys.clone()));
         let publisher: Arc<OutboxPublisher> =
             Arc::new(OutboxPublisher { queue: jobs.clone(), removals: OutboxRemovals::spawn(outbox.clone()) });
+        let eager_publisher = publisher.clone();
         let payment_gateways = PaymentGateways::build(config, redis.clone(), jobs.clone())?;
         let payments = Arc::new(PaymentService::new(
-            Arc::new(PgPaymentRepository::new(pg.clone())),
+            Arc::new(match &barrier {
+                Some(barrier) => PgPaymentRepository::new(pg.clone()).with_barrier(barrier.clone()),
+                None => PgPaymentRepository::new(pg.clone()),
+            }),
             payment_gateways.registry.clone(),
             publisher.clone(),
             Arc::new(SystemClock),
@@ -225,6 +249,8 @@ impl Services {
             carts,
             jobs,
             outbox,
+            publisher: eager_publisher,
+            barrier,
             canaries,
             payments,
             orders,
@@ -245,6 +271,16 @@ impl Services {
         let password = Password::parse(password.expose().clone()).context("ADMIN_PASSWORD")?;
         let admin = self.identity.bootstrap_admin(email, password).await.context("bootstrapping the admin")?;
         tracing::info!(customer_id = %admin.id(), "admin account ready");
+        Ok(())
+    }
+
+    /// Checks every dependency once, then opens the durability barrier's session (if any), so
+    /// that the first jobs find its epoch.
+    pub async fn connect(&self) -> anyhow::Result<()> {
+        self.check_dependencies().await?;
+        if let Some(barrier) = &self.barrier {
+            barrier.connect().await.context("opening the durability barrier's session")?;
+        }
         Ok(())
     }
 

@@ -41,13 +41,13 @@ fn job_handlers(services: &Services, worker: &str) -> HandlerRegistry {
 /// Runs the worker until SIGINT/SIGTERM. Waits (with backoff) for PostgreSQL and Redis at start,
 /// so that a worker started before its dependencies does not crash-loop.
 pub async fn run_worker(config: &Config) -> anyhow::Result<()> {
-    let services = Services::build(config, "ecom-worker")?;
+    let services = Services::build_worker(config)?;
     let stop = shutdown::signal();
     tokio::pin!(stop);
     let mut delay = Duration::from_millis(200);
     loop {
         tokio::select! {
-            result = services.check_dependencies() => match result {
+            result = services.connect() => match result {
                 Ok(()) => break,
                 Err(err) => tracing::warn!(error = %err, retry_in_ms = delay.as_millis() as u64, "waiting for dependencies"),
             },
@@ -73,7 +73,7 @@ pub async fn run_worker(config: &Config) -> anyhow::Result<()> {
             )
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let runtime = WorkerRuntime::new(
+    let mut runtime = WorkerRuntime::new(
         consumers,
         job_handlers(&services, &consumer_name),
         RuntimeSettings {
@@ -82,8 +82,12 @@ pub async fn run_worker(config: &Config) -> anyhow::Result<()> {
             ..RuntimeSettings::default()
         },
     );
+    if let Some(barrier) = &services.barrier {
+        runtime = runtime.with_barrier(barrier.clone(), services.publisher.clone());
+    }
     tracing::info!(
         concurrency = config.worker_concurrency,
+        deferred_flush = services.barrier.is_some(),
         consumer = %consumer_name,
         "worker started: postgres and redis reachable"
     );
@@ -111,6 +115,9 @@ pub async fn run_worker(config: &Config) -> anyhow::Result<()> {
         Ok(0) => {}
         Ok(left) => tracing::warn!(left, "stopped with jobs still running; another worker will reclaim them"),
         Err(err) => tracing::error!(error = %err, "the job runtime failed"),
+    }
+    if let Some(barrier) = &services.barrier {
+        barrier.close().await;
     }
     services.pg.close();
     services.redis.close();

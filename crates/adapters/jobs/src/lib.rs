@@ -9,4 +9,4 @@ mod registry;
 mod runtime;
 
 pub use registry::{HandlerRegistry, JobFailure, JobHandler};
-pub use runtime::{backoff, RuntimeSettings, WorkerRuntime};
+pub use runtime::{backoff, hold, RuntimeSettings, WorkerRuntime};

@@ -1,12 +1,16 @@
 //! The worker runtime: per queue a reader that takes only as many deliveries as the queue has
 //! free handler slots, a promoter for due retries and a reclaimer for deliveries of crashed workers;
 //! one task per job with a tracing span, panics caught, a heartbeat while it runs.
+//!
+//! With a durability barrier ([`WorkerRuntime::with_barrier`]), a job's database writes are made
+//! durable before it counts as done, and the jobs it publishes are held until then.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ecom_kernel::jobs::JobOutcome;
+use ecom_kernel::jobs::{JobOutcome, NewJob, WriteBarrier};
+use ecom_payments::ports::JobPublisher;
 use ecom_redis::{Delivery, QueueConsumer};
 use futures_util::FutureExt;
 use tokio::sync::Semaphore;
@@ -55,15 +59,58 @@ pub fn backoff(attempt: u32, base: Duration, max: Duration) -> Duration {
     capped + capped.mul_f64(f64::from(jitter) / 1020.0)
 }
 
+tokio::task_local! {
+    /// The jobs published by the job running on this task, held until its writes are durable.
+    static HELD: Option<Arc<std::sync::Mutex<Vec<NewJob>>>>;
+}
+
+/// Holds `jobs` if a job with a durability barrier runs on this task: they are published once
+/// its writes are on disk, so that nothing acts on writes a crash could still take back. `false`
+/// when nothing holds them: publish them now.
+pub fn hold(jobs: &[NewJob]) -> bool {
+    HELD.try_with(|held| match held {
+        Some(held) => match held.lock() {
+            Ok(mut held) => {
+                held.extend_from_slice(jobs);
+                true
+            }
+            Err(_) => false,
+        },
+        None => false,
+    })
+    .unwrap_or(false)
+}
+
+/// What makes a job's writes durable before it counts as done.
+#[derive(Clone)]
+struct Durability {
+    barrier: Arc<dyn WriteBarrier>,
+    /// Publishes the jobs held while a job ran.
+    publisher: Arc<dyn JobPublisher>,
+}
+
 pub struct WorkerRuntime {
     consumers: Vec<Arc<QueueConsumer>>,
     registry: HandlerRegistry,
     settings: RuntimeSettings,
+    durability: Option<Durability>,
 }
 
 impl WorkerRuntime {
     pub fn new(consumers: Vec<QueueConsumer>, registry: HandlerRegistry, settings: RuntimeSettings) -> Self {
-        Self { consumers: consumers.into_iter().map(Arc::new).collect(), registry, settings }
+        Self { consumers: consumers.into_iter().map(Arc::new).collect(), registry, settings, durability: None }
+    }
+
+    /// For handlers whose commits do not wait for the disk: each job reads the barrier's epoch
+    /// before it runs and flushes when it ends, before it is acknowledged, retried or
+    /// dead-lettered. A flush that fails, or finds that the database may have lost writes since
+    /// the epoch, runs the job again. The jobs a handler publishes meanwhile (through a publisher
+    /// that calls [`hold`]) are published with `publisher` after the flush, or dropped with the
+    /// writes that staged them (the outbox relay publishes what was kept).
+    #[must_use]
+    pub fn with_barrier(mut self, barrier: Arc<dyn WriteBarrier>, publisher: Arc<dyn JobPublisher>) -> Self {
+        self.durability = Some(Durability { barrier, publisher });
+        self
     }
 
     /// Runs until `stop` resolves; then stops reading and lets in-flight jobs finish (up to the
@@ -80,6 +127,7 @@ impl WorkerRuntime {
                 consumer: consumer.clone(),
                 registry: self.registry.clone(),
                 settings: self.settings.clone(),
+                durability: self.durability.clone(),
                 slots: Arc::new(Semaphore::new(self.settings.concurrency.max(1))),
                 stopping: stopping.clone(),
                 jobs: jobs.clone(),
@@ -113,6 +161,7 @@ struct LoopContext {
     consumer: Arc<QueueConsumer>,
     registry: HandlerRegistry,
     settings: RuntimeSettings,
+    durability: Option<Durability>,
     slots: Arc<Semaphore>,
     stopping: Arc<AtomicBool>,
     jobs: Arc<tokio::sync::Mutex<JoinSet<()>>>,
@@ -179,6 +228,7 @@ impl LoopContext {
                 consumer: self.consumer.clone(),
                 registry: self.registry.clone(),
                 settings: self.settings.clone(),
+                durability: self.durability.clone(),
             };
             let span = tracing::info_span!(
                 "job",
@@ -192,13 +242,7 @@ impl LoopContext {
             // Finished tasks stay in the set until joined: reap them, or every job ever run
             // would keep its task's memory until shutdown.
             while jobs.try_join_next().is_some() {}
-            jobs.spawn(
-                async move {
-                    runner.run_one(delivery).await;
-                    drop(permit);
-                }
-                .instrument(span),
-            );
+            jobs.spawn(async move { runner.run_one(delivery, permit).await }.instrument(span));
         }
     }
 }
@@ -208,10 +252,13 @@ struct JobRunner {
     consumer: Arc<QueueConsumer>,
     registry: HandlerRegistry,
     settings: RuntimeSettings,
+    durability: Option<Durability>,
 }
 
 impl JobRunner {
-    async fn run_one(&self, delivery: Delivery) {
+    /// Runs the job holding `slot`, which it gives back once the handler returned (a flush and
+    /// the acknowledgement need none).
+    async fn run_one(&self, delivery: Delivery, slot: tokio::sync::OwnedSemaphorePermit) {
         let job = &delivery.job;
         if job.attempt > job.max_attempts {
             // Delivered more often than allowed (its workers kept crashing): a poison job.
@@ -237,15 +284,29 @@ impl JobRunner {
                 }
             }
         };
-        let work = std::panic::AssertUnwindSafe(handler.handle(job)).catch_unwind();
+        let since = self.durability.as_ref().map(|d| d.barrier.epoch());
+        let held = since.map(|_| Arc::new(std::sync::Mutex::new(Vec::new())));
+        let work = HELD.scope(held.clone(), std::panic::AssertUnwindSafe(handler.handle(job)).catch_unwind());
         tokio::pin!(work);
         tokio::pin!(heartbeat);
-        let outcome = loop {
+        let mut outcome = loop {
             tokio::select! {
                 outcome = &mut work => break outcome,
                 () = &mut heartbeat => {}
             }
         };
+        drop(slot);
+        if let Err(reason) = self.make_durable(since, held).await {
+            tracing::warn!(%reason, "the job's writes are not known to be durable; it runs again");
+            // An outcome that retries stays as it is; any other retries.
+            if matches!(
+                outcome,
+                Ok(Ok(JobOutcome::Done | JobOutcome::DoneThen(_) | JobOutcome::Failed(_)))
+                    | Ok(Err(JobFailure::Permanent(_)))
+            ) {
+                outcome = Ok(Err(JobFailure::Retryable(reason)));
+            }
+        }
         let result = match outcome {
             Ok(Ok(JobOutcome::Done)) => self.consumer.complete(&delivery, None).await,
             Ok(Ok(JobOutcome::DoneThen(next))) => self.consumer.complete(&delivery, Some(&next)).await,
@@ -273,6 +334,27 @@ impl JobRunner {
             }
         };
         self.settle(result);
+    }
+
+    /// Flushes the job's writes (when it ran with a barrier), then publishes the jobs it held.
+    /// `Err` when the writes may be lost: the held jobs are dropped and the job must run again.
+    async fn make_durable(
+        &self,
+        since: Option<u64>,
+        held: Option<Arc<std::sync::Mutex<Vec<NewJob>>>>,
+    ) -> Result<(), String> {
+        let (Some(durability), Some(since)) = (&self.durability, since) else { return Ok(()) };
+        match durability.barrier.flush(since).await {
+            Ok(true) => {}
+            Ok(false) => return Err("the database may have lost writes since the job started".to_owned()),
+            Err(err) => return Err(format!("durability barrier: {err}")),
+        }
+        let held =
+            held.and_then(|held| held.lock().map(|mut jobs| std::mem::take(&mut *jobs)).ok()).unwrap_or_default();
+        if !held.is_empty() {
+            durability.publisher.publish(&held).await;
+        }
+        Ok(())
     }
 
     async fn retry_or_bury(

@@ -1,5 +1,6 @@
 //! PostgreSQL adapters: the connection pool, embedded migrations and the repositories.
 
+mod barrier;
 mod catalog;
 mod error;
 mod group;
@@ -14,6 +15,7 @@ mod pool;
 pub mod schema;
 mod sql;
 
+pub use barrier::PgWriteBarrier;
 pub use catalog::PgProductRepository;
 pub use error::{infra_from_diesel, infra_from_pool};
 pub use identity::{PgAddressRepository, PgCustomerRepository, PgRefreshTokenRepository};
@@ -24,6 +26,6 @@ pub use orders::PgOrderRepository;
 pub use outbox::{stage, OutboxRemovals, PgOutbox, REMOVAL_LINGER};
 pub use payments::PgPaymentRepository;
 pub use pool::{
-    connect, connect_batch, drop_database, ensure_database_exists, redact_url, run_migrations, BatchPool, PgHealth,
-    PgPool, PgSettings,
+    connect, connect_batch, connect_deferring_flush, drop_database, ensure_database_exists, redact_url, run_migrations,
+    BatchPool, PgHealth, PgPool, PgSettings,
 };

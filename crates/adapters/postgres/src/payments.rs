@@ -4,11 +4,14 @@
 //! (status, refunded amount, updated_at), so two writers can never both act on one state; the
 //! CHECK on `refunded_amount` is the last line of defence against refunding more than was paid.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
-use ecom_kernel::jobs::NewJob;
+
+use ecom_kernel::jobs::{NewJob, WriteBarrier};
 use ecom_kernel::{Currency, CustomerId, InfraError, Money, OrderId};
 use ecom_payments::model::{GatewayEvent, Payment, PaymentId, PaymentStatus, Provider, Refund, RefundId, RefundStatus};
 use ecom_payments::ports::{PaymentChange, PaymentRepository, SaveError};
@@ -22,11 +25,31 @@ use crate::PgPool;
 
 pub struct PgPaymentRepository {
     pool: PgPool,
+    barrier: Option<Arc<dyn WriteBarrier>>,
 }
 
 impl PgPaymentRepository {
     pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+        Self { pool, barrier: None }
+    }
+
+    /// For a pool whose commits do not wait for the disk: a payment opened, or a refund booked,
+    /// is flushed with `barrier` before the call returns, since the provider is asked next (a
+    /// compensation finds a charge through its payment; a refund's id is its key there).
+    #[must_use]
+    pub fn with_barrier(mut self, barrier: Arc<dyn WriteBarrier>) -> Self {
+        self.barrier = Some(barrier);
+        self
+    }
+
+    /// Flushes what this process committed since `since` (see [`PgPaymentRepository::with_barrier`]).
+    async fn make_durable(&self, since: Option<u64>) -> Result<(), InfraError> {
+        let (Some(barrier), Some(since)) = (&self.barrier, since) else { return Ok(()) };
+        if barrier.flush(since).await? {
+            Ok(())
+        } else {
+            Err(InfraError::unavailable("the database may have lost the payment's write (it restarted)"))
+        }
     }
 }
 
@@ -252,9 +275,13 @@ impl PaymentRepository for PgPaymentRepository {
     async fn open_once(&self, payment: &Payment) -> Result<Payment, InfraError> {
         let statement = bind_row(Statement::new(OPEN_ONCE), PaymentRow::of(payment))
             .bind::<diesel::sql_types::Text, _>(Provider::CashOnDelivery.as_str());
+        let since = self.barrier.as_ref().map(|b| b.epoch());
         let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
         let row: Option<PaymentRow> =
             statement.load(&mut conn).await.and_then(first_row).optional().map_err(infra_from_diesel)?;
+        drop(conn);
+        // On disk before the charge it leads to: a compensation finds the charge through it.
+        self.make_durable(since).await?;
         row.ok_or_else(|| InfraError::unexpected(format!("payment {} neither found nor inserted", payment.id)))?
             .into_domain()
     }
@@ -309,6 +336,7 @@ impl PaymentRepository for PgPaymentRepository {
         refund: &Refund,
         jobs: &[NewJob],
     ) -> Result<(), SaveError> {
+        let since = self.barrier.as_ref().map(|b| b.epoch());
         let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
         let (expected, next, refund, jobs) = (expected.clone(), payment.clone(), refund.clone(), jobs.to_vec());
         conn.transaction::<(), TxError, _>(async move |conn| {
@@ -318,7 +346,10 @@ impl PaymentRepository for PgPaymentRepository {
             Ok(())
         })
         .await
-        .map_err(SaveError::from)
+        .map_err(SaveError::from)?;
+        drop(conn);
+        // On disk before the provider is asked: the refund's id is its idempotency key there.
+        self.make_durable(since).await.map_err(SaveError::Infrastructure)
     }
 
     async fn refund(&self, id: RefundId) -> Result<Option<Refund>, InfraError> {

@@ -61,6 +61,15 @@ pub fn connect(settings: &PgSettings) -> Result<PgPool, InfraError> {
     build(settings, settings.max_connections, "")
 }
 
+/// Builds a pool whose commits do not wait for the disk (`synchronous_commit = off`), for the
+/// worker: its jobs call a [`PgWriteBarrier`](crate::PgWriteBarrier) before they count as done,
+/// and the few writes that must be on disk before something outside acts on them (a payment
+/// opened before its charge, a refund booked before the provider is asked) ask for it
+/// themselves (see `durable_commit`). Nothing else may use such a pool.
+pub fn connect_deferring_flush(settings: &PgSettings) -> Result<PgPool, InfraError> {
+    build(settings, settings.max_connections, " SET synchronous_commit = off;")
+}
+
 /// Connections for the keyed batch statements of the group commits and the outbox's removals
 /// (see [`connect_batch`]).
 #[derive(Clone)]

@@ -226,3 +226,13 @@ diesel::table! {
         read_at -> Nullable<Timestamptz>,
     }
 }
+
+diesel::table! {
+    durability_barriers (process_id) {
+        process_id -> Uuid,
+        application_name -> Text,
+        flushes -> Int8,
+        started_at -> Timestamptz,
+        flushed_at -> Timestamptz,
+    }
+}

@@ -118,6 +118,23 @@ pub trait JobQueue: Send + Sync {
     }
 }
 
+/// Makes a job's writes durable before the job counts as done, for a worker whose commits do not
+/// wait for the disk. A job reads [`WriteBarrier::epoch`] before it starts and calls
+/// [`WriteBarrier::flush`] when it ends; only a flush that answers `true` lets the job be
+/// acknowledged (or its follow-on jobs published).
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait WriteBarrier: Send + Sync {
+    /// The store's current epoch: it changes whenever writes committed before may have been
+    /// lost (the database restarted, or the barrier could not tell).
+    fn epoch(&self) -> u64;
+
+    /// Waits until every write committed before this call is on disk. `true` when the epoch is
+    /// still `since`, so writes made since are among them; `false` when writes made since may
+    /// be lost: the job must run again.
+    async fn flush(&self, since: u64) -> Result<bool, InfraError>;
+}
+
 /// How many jobs of one queue are in each state, and its throughput counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QueueDepth {

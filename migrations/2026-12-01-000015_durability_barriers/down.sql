@@ -1,0 +1,1 @@
+DROP TABLE durability_barriers;
