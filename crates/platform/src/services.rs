@@ -21,6 +21,7 @@ use ecom_http::{AppState, HttpSettings};
 use ecom_identity::model::Password;
 use ecom_identity::{IdentityPorts, IdentityService, TokenPolicy};
 use ecom_inventory::InventoryService;
+use ecom_jobs::{Durability, ScopedBarrier};
 use ecom_kernel::{Clock, Email, HealthCheck, InfraError, SystemClock};
 use ecom_notifications::NotificationService;
 use ecom_payments::ports::{PaymentGateway, WebhookVerifier};
@@ -64,10 +65,10 @@ pub struct Services {
     /// The producer side of the job queue.
     pub jobs: Arc<RedisJobQueue>,
     pub outbox: Arc<PgOutbox>,
-    /// Publishes the jobs staged in the outbox, right after their commit.
-    pub publisher: Arc<OutboxPublisher>,
-    /// The worker's durability barrier, when its commits do not wait for the disk.
+    /// The worker's durability barrier, when its commits do not wait for the disk, and what
+    /// its work runs in (see `ecom_jobs::Durability`).
     pub barrier: Option<Arc<PgWriteBarrier>>,
+    pub durability: Option<Durability>,
     pub canaries: Arc<RedisCanaryLog>,
     pub payments: Arc<PaymentService>,
     pub orders: Arc<OrderService>,
@@ -183,11 +184,13 @@ impl Services {
         let canaries = Arc::new(RedisCanaryLog::new(redis.clone(), redis_keys.clone()));
         let publisher: Arc<OutboxPublisher> =
             Arc::new(OutboxPublisher { queue: jobs.clone(), removals: OutboxRemovals::spawn(outbox.clone()) });
-        let eager_publisher = publisher.clone();
+        let eager_publisher: Arc<dyn ecom_payments::ports::JobPublisher> = publisher.clone();
         let payment_gateways = PaymentGateways::build(config, redis.clone(), jobs.clone())?;
         let payments = Arc::new(PaymentService::new(
             Arc::new(match &barrier {
-                Some(barrier) => PgPaymentRepository::new(pg.clone()).with_barrier(barrier.clone()),
+                Some(barrier) => {
+                    PgPaymentRepository::new(pg.clone()).with_barrier(Arc::new(ScopedBarrier(barrier.clone())))
+                }
                 None => PgPaymentRepository::new(pg.clone()),
             }),
             payment_gateways.registry.clone(),
@@ -249,7 +252,7 @@ impl Services {
             carts,
             jobs,
             outbox,
-            publisher: eager_publisher,
+            durability: barrier.as_ref().map(|b| Durability::new(b.clone(), eager_publisher)),
             barrier,
             canaries,
             payments,

@@ -82,8 +82,8 @@ pub async fn run_worker(config: &Config) -> anyhow::Result<()> {
             ..RuntimeSettings::default()
         },
     );
-    if let Some(barrier) = &services.barrier {
-        runtime = runtime.with_barrier(barrier.clone(), services.publisher.clone());
+    if let Some(durability) = &services.durability {
+        runtime = runtime.with_durability(durability.clone());
     }
     tracing::info!(
         concurrency = config.worker_concurrency,
@@ -101,11 +101,11 @@ pub async fn run_worker(config: &Config) -> anyhow::Result<()> {
     relay.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = sweep.tick() => {
+            _ = sweep.tick() => durably(&services, "sweep", async {
                 expire_reservations(&services).await;
                 expire_orders(&services).await;
                 resume_sagas(&services).await;
-            }
+            }).await,
             _ = relay.tick() => relay_outbox(&services).await,
             () = &mut stop => break,
         }
@@ -123,6 +123,16 @@ pub async fn run_worker(config: &Config) -> anyhow::Result<()> {
     services.redis.close();
     tracing::info!("worker stopped");
     Ok(())
+}
+
+/// Runs `work` (a sweep) in the worker's durability scope when its commits do not wait for the
+/// disk: what it publishes waits until its writes are on disk, and is dropped with writes that
+/// may be lost (the next tick does the work again: it finds what is overdue still overdue).
+async fn durably(services: &Services, what: &str, work: impl std::future::Future<Output = ()>) {
+    let Some(durability) = &services.durability else { return work.await };
+    if let ((), Err(reason)) = durability.run(work).await {
+        tracing::warn!(%reason, what, "the writes may be lost; the next tick does the work again");
+    }
 }
 
 /// Releases the stock of ACTIVE reservations past their time, in batches.
@@ -173,6 +183,13 @@ const _: () = assert!(RELAY_MIN_AGE.as_millis() >= 10 * ecom_postgres::REMOVAL_L
 
 /// Publishes outbox rows that their writer did not (it crashed between commit and publish).
 async fn relay_outbox(services: &Services) {
+    // The rows it publishes were committed seconds ago: on disk once the log is flushed now.
+    if let Some(durability) = &services.durability {
+        if let Err(reason) = durability.flushed().await {
+            tracing::warn!(%reason, "outbox relay waits for the next tick");
+            return;
+        }
+    }
     loop {
         match services.outbox.relay_older_than(services.jobs.as_ref(), 200, RELAY_MIN_AGE).await {
             Ok(n) if n > 0 => {

@@ -2,11 +2,13 @@
 //! feeds them from the queues with bounded concurrency, retries, dead letters and a drain on
 //! shutdown.
 
+mod durability;
 pub mod notifications;
 pub mod orders;
 pub mod payments;
 mod registry;
 mod runtime;
 
+pub use durability::{hold, Durability, ScopedBarrier};
 pub use registry::{HandlerRegistry, JobFailure, JobHandler};
-pub use runtime::{backoff, hold, RuntimeSettings, WorkerRuntime};
+pub use runtime::{backoff, RuntimeSettings, WorkerRuntime};

@@ -2,22 +2,22 @@
 //! free handler slots, a promoter for due retries and a reclaimer for deliveries of crashed workers;
 //! one task per job with a tracing span, panics caught, a heartbeat while it runs.
 //!
-//! With a durability barrier ([`WorkerRuntime::with_barrier`]), a job's database writes are made
-//! durable before it counts as done, and the jobs it publishes are held until then.
+//! With durability ([`WorkerRuntime::with_durability`]), a job's database writes are on disk
+//! before it counts as done, and the jobs it publishes are held until then.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ecom_kernel::jobs::{JobOutcome, NewJob, WriteBarrier};
-use ecom_payments::ports::JobPublisher;
+use ecom_kernel::jobs::JobOutcome;
 use ecom_redis::{Delivery, QueueConsumer};
 use futures_util::FutureExt;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
-use crate::registry::{HandlerRegistry, JobFailure};
+use crate::durability::Durability;
+use crate::registry::{HandlerRegistry, JobFailure, JobHandler};
 
 #[derive(Debug, Clone)]
 pub struct RuntimeSettings {
@@ -59,35 +59,12 @@ pub fn backoff(attempt: u32, base: Duration, max: Duration) -> Duration {
     capped + capped.mul_f64(f64::from(jitter) / 1020.0)
 }
 
-tokio::task_local! {
-    /// The jobs published by the job running on this task, held until its writes are durable.
-    static HELD: Option<Arc<std::sync::Mutex<Vec<NewJob>>>>;
-}
+/// What a handler returned, or its panic.
+type Outcome = Result<Result<JobOutcome, JobFailure>, Box<dyn std::any::Any + Send>>;
 
-/// Holds `jobs` if a job with a durability barrier runs on this task: they are published once
-/// its writes are on disk, so that nothing acts on writes a crash could still take back. `false`
-/// when nothing holds them: publish them now.
-pub fn hold(jobs: &[NewJob]) -> bool {
-    HELD.try_with(|held| match held {
-        Some(held) => match held.lock() {
-            Ok(mut held) => {
-                held.extend_from_slice(jobs);
-                true
-            }
-            Err(_) => false,
-        },
-        None => false,
-    })
-    .unwrap_or(false)
-}
-
-/// What makes a job's writes durable before it counts as done.
-#[derive(Clone)]
-struct Durability {
-    barrier: Arc<dyn WriteBarrier>,
-    /// Publishes the jobs held while a job ran.
-    publisher: Arc<dyn JobPublisher>,
-}
+/// How many times a job whose writes may have been lost runs again at once, before it takes
+/// the ordinary retry (which counts an attempt).
+const RERUNS: u32 = 3;
 
 pub struct WorkerRuntime {
     consumers: Vec<Arc<QueueConsumer>>,
@@ -101,15 +78,13 @@ impl WorkerRuntime {
         Self { consumers: consumers.into_iter().map(Arc::new).collect(), registry, settings, durability: None }
     }
 
-    /// For handlers whose commits do not wait for the disk: each job reads the barrier's epoch
-    /// before it runs and flushes when it ends, before it is acknowledged, retried or
-    /// dead-lettered. A flush that fails, or finds that the database may have lost writes since
-    /// the epoch, runs the job again. The jobs a handler publishes meanwhile (through a publisher
-    /// that calls [`hold`]) are published with `publisher` after the flush, or dropped with the
-    /// writes that staged them (the outbox relay publishes what was kept).
+    /// For handlers whose commits do not wait for the disk: each job runs in a durability scope
+    /// (see [`Durability::run`]) and counts as done, retried or dead-lettered only once its
+    /// writes are on disk. A job whose writes may have been lost runs again at once, up to
+    /// [`RERUNS`] times, then retries as a failure would.
     #[must_use]
-    pub fn with_barrier(mut self, barrier: Arc<dyn WriteBarrier>, publisher: Arc<dyn JobPublisher>) -> Self {
-        self.durability = Some(Durability { barrier, publisher });
+    pub fn with_durability(mut self, durability: Durability) -> Self {
+        self.durability = Some(durability);
         self
     }
 
@@ -229,6 +204,7 @@ impl LoopContext {
                 registry: self.registry.clone(),
                 settings: self.settings.clone(),
                 durability: self.durability.clone(),
+                slots: self.slots.clone(),
             };
             let span = tracing::info_span!(
                 "job",
@@ -253,6 +229,8 @@ struct JobRunner {
     registry: HandlerRegistry,
     settings: RuntimeSettings,
     durability: Option<Durability>,
+    /// The queue's handler slots (a job that runs again takes one again).
+    slots: Arc<Semaphore>,
 }
 
 impl JobRunner {
@@ -284,29 +262,15 @@ impl JobRunner {
                 }
             }
         };
-        let since = self.durability.as_ref().map(|d| d.barrier.epoch());
-        let held = since.map(|_| Arc::new(std::sync::Mutex::new(Vec::new())));
-        let work = HELD.scope(held.clone(), std::panic::AssertUnwindSafe(handler.handle(job)).catch_unwind());
+        let work = self.run_handler(job, handler, slot);
         tokio::pin!(work);
         tokio::pin!(heartbeat);
-        let mut outcome = loop {
+        let outcome = loop {
             tokio::select! {
                 outcome = &mut work => break outcome,
                 () = &mut heartbeat => {}
             }
         };
-        drop(slot);
-        if let Err(reason) = self.make_durable(since, held).await {
-            tracing::warn!(%reason, "the job's writes are not known to be durable; it runs again");
-            // An outcome that retries stays as it is; any other retries.
-            if matches!(
-                outcome,
-                Ok(Ok(JobOutcome::Done | JobOutcome::DoneThen(_) | JobOutcome::Failed(_)))
-                    | Ok(Err(JobFailure::Permanent(_)))
-            ) {
-                outcome = Ok(Err(JobFailure::Retryable(reason)));
-            }
-        }
         let result = match outcome {
             Ok(Ok(JobOutcome::Done)) => self.consumer.complete(&delivery, None).await,
             Ok(Ok(JobOutcome::DoneThen(next))) => self.consumer.complete(&delivery, Some(&next)).await,
@@ -336,25 +300,46 @@ impl JobRunner {
         self.settle(result);
     }
 
-    /// Flushes the job's writes (when it ran with a barrier), then publishes the jobs it held.
-    /// `Err` when the writes may be lost: the held jobs are dropped and the job must run again.
-    async fn make_durable(
+    /// Runs the handler holding `slot`, which it gives back as soon as the handler returns: the
+    /// flush that follows (with a barrier) needs none.
+    async fn run_handler(
         &self,
-        since: Option<u64>,
-        held: Option<Arc<std::sync::Mutex<Vec<NewJob>>>>,
-    ) -> Result<(), String> {
-        let (Some(durability), Some(since)) = (&self.durability, since) else { return Ok(()) };
-        match durability.barrier.flush(since).await {
-            Ok(true) => {}
-            Ok(false) => return Err("the database may have lost writes since the job started".to_owned()),
-            Err(err) => return Err(format!("durability barrier: {err}")),
+        job: &ecom_kernel::jobs::JobEnvelope,
+        handler: Arc<dyn JobHandler>,
+        slot: tokio::sync::OwnedSemaphorePermit,
+    ) -> Outcome {
+        let handle = |slot: Option<tokio::sync::OwnedSemaphorePermit>| {
+            let handler = handler.clone();
+            async move {
+                let outcome = std::panic::AssertUnwindSafe(handler.handle(job)).catch_unwind().await;
+                drop(slot);
+                outcome
+            }
+        };
+        let Some(durability) = &self.durability else { return handle(Some(slot)).await };
+        let mut slot = Some(slot);
+        let mut reruns = 0;
+        loop {
+            let slot = match slot.take() {
+                Some(slot) => Some(slot),
+                None => self.slots.clone().acquire_owned().await.ok(),
+            };
+            let (outcome, durable) = durability.run(handle(slot)).await;
+            let Err(reason) = durable else { return outcome };
+            if reruns < RERUNS {
+                reruns += 1;
+                tracing::warn!(%reason, reruns, "the job's writes may be lost; it runs again");
+                tokio::time::sleep(backoff(reruns, Duration::from_millis(100), Duration::from_secs(2))).await;
+                continue;
+            }
+            tracing::warn!(%reason, "the job's writes may be lost; it will retry");
+            // An outcome that retries stays as it is; any other retries.
+            return match outcome {
+                Ok(Ok(JobOutcome::Done | JobOutcome::DoneThen(_) | JobOutcome::Failed(_)))
+                | Ok(Err(JobFailure::Permanent(_))) => Ok(Err(JobFailure::Retryable(reason))),
+                other => other,
+            };
         }
-        let held =
-            held.and_then(|held| held.lock().map(|mut jobs| std::mem::take(&mut *jobs)).ok()).unwrap_or_default();
-        if !held.is_empty() {
-            durability.publisher.publish(&held).await;
-        }
-        Ok(())
     }
 
     async fn retry_or_bury(

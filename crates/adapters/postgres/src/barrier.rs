@@ -10,15 +10,19 @@
 //! A flush reads, on a session of its own, where the log ends and how far it is on disk. The
 //! commits of other sessions that wait for the disk (the api's, one per checkout) usually bring
 //! it there within a few milliseconds; a flush gives them [`FLUSH_WAIT`], then commits a change
-//! of its process's row with the server's usual durability, which brings it there at once.
-//! Concurrent flushes share those statements.
+//! of its process's row, waiting for the disk, which brings it there at once. Concurrent flushes
+//! share those statements. The guarantee is the local disk's: with synchronous standbys, a
+//! deployment that needs a job's writes on a standby before it counts as done sets
+//! `WORKER_DEFERRED_FLUSH=false`.
 //!
 //! What a crash could still lose is caught by the epoch. PostgreSQL restarts every session when
 //! it restarts, after a crash of its own or of any of its processes, losing the commits that
 //! had not reached the disk; the barrier's session is one of those sessions. The epoch counts
 //! the barrier's sessions: a job reads it before it starts, and its flush answers `true` only
 //! when it ran on the same session, which was then alive throughout the job. Any other answer
-//! means the job's writes may be gone, and the job runs again (every job is idempotent).
+//! means the job's writes may be gone, and the job runs again (every job is idempotent). A
+//! session that fails or stops answering is dropped, so a flush never waits longer than the
+//! statement timeout.
 //!
 //! The barrier's session must be a session of the server (a direct connection, or a pooler in
 //! session mode): behind a pooler in transaction mode its statements could run on other
@@ -26,7 +30,7 @@
 //!
 //! [`connect_deferring_flush`]: crate::connect_deferring_flush
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -78,10 +82,14 @@ struct Session {
     setup: String,
     application_name: String,
     connect_timeout: Duration,
+    /// Longest a flush may take before its session counts as lost.
+    flush_timeout: Duration,
     process_id: Uuid,
     connection: Mutex<Option<AsyncPgConnection>>,
     /// How many sessions were opened; the epoch.
     opened: AtomicU64,
+    /// Set by [`PgWriteBarrier::close`]: no session opens again.
+    closed: AtomicBool,
 }
 
 impl std::fmt::Debug for PgWriteBarrier {
@@ -100,15 +108,19 @@ impl PgWriteBarrier {
             format!("{}-barrier", settings.application_name).chars().filter(|c| *c != '\'').take(64).collect();
         let session = Arc::new(Session {
             url: settings.url.clone(),
+            // Its commit waits for the local disk whatever the server's default says.
             setup: format!(
-                "SET application_name = '{application_name}'; SET statement_timeout = {}; SET TIME ZONE 'UTC';",
+                "SET application_name = '{application_name}'; SET statement_timeout = {}; SET TIME ZONE 'UTC'; \
+                 SET synchronous_commit = on;",
                 settings.statement_timeout.as_millis()
             ),
             application_name,
             connect_timeout: settings.acquire_timeout,
+            flush_timeout: settings.statement_timeout + FLUSH_WAIT,
             process_id: Uuid::now_v7(),
             connection: Mutex::new(None),
             opened: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
         });
         let batch = session.clone();
         let group = Grouped::new(MAX_GROUP, move |since: Vec<u64>| {
@@ -127,8 +139,10 @@ impl PgWriteBarrier {
         Ok(())
     }
 
-    /// Removes this process's row and closes the session (at shutdown).
+    /// Removes this process's row and closes the session (at shutdown); later flushes answer
+    /// `false`.
     pub async fn close(&self) {
+        self.session.closed.store(true, Ordering::SeqCst);
         let mut connection = self.session.connection.lock().await;
         if let Some(mut conn) = connection.take() {
             let removed = Statement::new("DELETE FROM durability_barriers WHERE process_id = $1")
@@ -144,6 +158,9 @@ impl PgWriteBarrier {
 
 impl Session {
     async fn open(&self) -> Result<AsyncPgConnection, InfraError> {
+        if AtomicBool::load(&self.closed, Ordering::SeqCst) {
+            return Err(InfraError::unavailable("the durability barrier is closed"));
+        }
         let opening = async {
             let mut conn = AsyncPgConnection::establish(&self.url)
                 .await
@@ -179,14 +196,15 @@ impl Session {
             },
         };
         let epoch = AtomicU64::load(&self.opened, Ordering::SeqCst);
-        match self.flushed(conn).await {
-            Ok(()) => since.iter().map(|s| *s == epoch).collect(),
-            Err(err) => {
-                tracing::warn!(error = %err, "durability barrier failed; the jobs run again");
-                *connection = None;
-                vec![false; since.len()]
-            }
-        }
+        // A session that stopped answering (a half-open connection) is dropped like a failed one.
+        let failure = match tokio::time::timeout(self.flush_timeout, self.flushed(conn)).await {
+            Ok(Ok(())) => return since.iter().map(|s| *s == epoch).collect(),
+            Ok(Err(err)) => err.to_string(),
+            Err(_) => "timed out".to_owned(),
+        };
+        tracing::warn!(error = %failure, "durability barrier failed; the jobs run again");
+        *connection = None;
+        vec![false; since.len()]
     }
 
     /// Returns once the log is on disk up to where it ends now. Other sessions' commits that

@@ -62,10 +62,10 @@ pub fn connect(settings: &PgSettings) -> Result<PgPool, InfraError> {
 }
 
 /// Builds a pool whose commits do not wait for the disk (`synchronous_commit = off`), for the
-/// worker: its jobs call a [`PgWriteBarrier`](crate::PgWriteBarrier) before they count as done,
-/// and the few writes that must be on disk before something outside acts on them (a payment
-/// opened before its charge, a refund booked before the provider is asked) ask for it
-/// themselves (see `durable_commit`). Nothing else may use such a pool.
+/// worker: everything it does runs in a durability scope whose writes a
+/// [`PgWriteBarrier`](crate::PgWriteBarrier) flushes before anything acts on them (its jobs, its
+/// sweeps), and the writes a provider call follows flush themselves first
+/// ([`PgPaymentRepository::with_barrier`](crate::PgPaymentRepository::with_barrier)).
 pub fn connect_deferring_flush(settings: &PgSettings) -> Result<PgPool, InfraError> {
     build(settings, settings.max_connections, " SET synchronous_commit = off;")
 }

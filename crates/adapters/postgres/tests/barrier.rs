@@ -113,6 +113,11 @@ async fn once_its_session_is_lost_a_flush_answers_false_for_writes_made_before()
     let after = barrier.epoch();
     assert_ne!(after, before);
     assert!(barrier.flush(after).await.unwrap(), "a job started since is safe");
+
+    // Closed at shutdown: no session opens again, so nothing can vouch for a write any more.
+    barrier.close().await;
+    assert!(!barrier.flush(after).await.unwrap());
+    assert_eq!(barrier.epoch(), after);
 }
 
 fn now() -> DateTime<Utc> {
