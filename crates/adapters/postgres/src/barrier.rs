@@ -108,10 +108,11 @@ impl PgWriteBarrier {
             format!("{}-barrier", settings.application_name).chars().filter(|c| *c != '\'').take(64).collect();
         let session = Arc::new(Session {
             url: settings.url.clone(),
-            // Its commit waits for the local disk whatever the server's default says.
+            // Its commit waits for the local disk (as the check of the log's position does),
+            // whatever the server's default says, and not for standbys.
             setup: format!(
                 "SET application_name = '{application_name}'; SET statement_timeout = {}; SET TIME ZONE 'UTC'; \
-                 SET synchronous_commit = on;",
+                 SET synchronous_commit = local;",
                 settings.statement_timeout.as_millis()
             ),
             application_name,
