@@ -284,40 +284,36 @@ $checkout_table
 Calibration, same run: PostgreSQL alone does **$pgbench_tps** simple write transactions/s on this
 machine now (\`pgbench -N\`, 16 clients, 10 s); the goal was set where it did about 5,500.
 
-Why the goal is not met: the two cores are saturated. CPU time per completed checkout, measured
-on 2026-11-30 (evening) from \`/proc/<pid>/stat\` over 6 s of this benchmark: 4.0-4.6 ms in all
-(PostgreSQL 2.1-2.4, worker 0.75-0.85, Redis 0.55-0.6, api 0.45-0.5, the benchmark's own client
-0.2), so two cores top out near 450/s, and the machine's speed moves that by a tenth either way
-within an hour (pgbench did 6,100-6,800/s that evening). That session's changes, each measured by
+Where the time goes: the two cores are saturated. CPU time per completed checkout, measured on
+2026-12-01 from \`/proc/<pid>/stat\` over 6 s of this benchmark (20 s runs, 64 customers):
+4.0-4.35 ms in all (PostgreSQL 2.07-2.26, worker 0.77-0.81, Redis 0.53-0.58, api 0.45-0.47, the
+benchmark's own client 0.21-0.24), so two cores top out between about 460 and 500/s, as the
+machine's speed drifts (by up to a quarter within minutes). That session's change, measured by
 running the builds before and after it alternately under the same conditions:
-- keyed batch statements (notification marks, outbox removals) on their own sessions, with
-  cached plans and commits that do not wait for the disk (they were planned on every call):
-  5.1-5.3 ms before, 4.9 ms after;
-- one thread per runtime (the api's HTTP workers and each binary's tokio runtime): with five busy
-  processes on two cores, more threads mostly wake each other: 4.9-5.2 ms before, 4.3-4.8 ms
-  after;
-- the benchmark's customers keep their cart open between checkouts (the saga empties it), as a
-  shop's client does, instead of asking for it before each one: 4.4-4.6 ms before, 4.0-4.4 ms
-  after.
-Measured and not kept: letting every commit of the worker skip the disk flush and flushing once
-before acknowledging jobs saved about a tenth (3.9-4.4 ms), but a job could then be counted done
-with its writes lost in a crash; doing it safely is left to a later change.
-Sessions before took it from 37 ms to 6.2-6.8 ms (see the git history of this file). Each order
+- the worker's commits no longer wait for the disk; each job waits, before it counts as done,
+  until the log is on disk past its commits, which the api's commits (which do wait) usually
+  bring about within 2 ms (see the README's worker section for what keeps it crash-safe; the
+  PostgreSQL crash drill passes). Disk flushes per checkout went from 3.4-3.6 to 0.8, CPU per
+  checkout from 4.87-5.04 ms to 4.03-4.35 ms, completed checkouts/s from 374-392 to 456-490 in
+  the same runs.
+Sessions before took it from 37 ms to about 5 ms (see the git history of this file). Each order
 costs about 14 statements and no explicit transaction: the checkout (the order, its lines and its
 saga job in one statement), the saga's read of the order with its checkout context, the
-reservation (one statement), the payment (opened or found in one statement, on disk before the
-charge, then written once charged), the stock confirmation (one statement), one order write for
-reserved + paid + CONFIRMED + finalized with its notification job, the capture event (payment
-read and write, order read and write), a catalog read (the product's detail is read again after
-each reservation changed what is for sale), and the notifications' save, send, update and
-delivery acknowledgements, each grouped over many orders; and 8 jobs (the saga, the capture
-event, and save → send → update for each of the two notifications). What is left is spread
-evenly over statements, jobs and round trips: PostgreSQL's executor is about a quarter of all
-CPU, its commits a twentieth. Relative to PostgreSQL's own speed, 500/s on a 5,500-transaction
-machine is one checkout per 11 simple write transactions; in this run one checkout cost
-$checkout_ratio of them ($pgbench_tps / $checkout_rate; the calibration runs just before the
-checkout, and the machine's speed drifts between the two: the alternating runs above are the
-fairer comparison). It was 15.1 in the session before and 26 on the morning of 2026-11-30.
+reservation (one statement), the payment (opened or found in one statement and on disk before
+the charge, then written once charged), the stock confirmation (one statement), one order write
+for reserved + paid + CONFIRMED + finalized with its notification job, the capture event
+(payment read and write, order read and write), a catalog read (the product's detail is read
+again after each reservation changed what is for sale), the notifications' save, send, update
+and delivery acknowledgements, each grouped over many orders, and the durability barrier's
+reads of the log's position, grouped over every job that finished meanwhile; and 8 jobs (the
+saga, the capture event, and save → send → update for each of the two notifications). What is
+left is spread over statements, jobs and round trips (perf: the largest single items are the
+kernel waking the process at the other end of a loopback socket, about a twentieth of all CPU,
+and PostgreSQL's hash lookups, a fortieth). Relative to PostgreSQL's own speed, 500/s on a 5,500-transaction machine is one
+checkout per 11 simple write transactions; in this run one checkout cost $checkout_ratio of them
+($pgbench_tps / $checkout_rate; the calibration runs just before the checkout, and the machine's
+speed drifts between the two: the alternating runs above are the fairer comparison). It was 14.2
+in the last run of 2026-11-30 and 26 on that morning.
 
 ## Mixed workload
 
