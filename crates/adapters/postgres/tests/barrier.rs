@@ -1,24 +1,13 @@
-//! The worker's durability barrier, and the payment writes that wait for it, against the real
-//! PostgreSQL.
+//! The worker's durability barrier against the real PostgreSQL.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use diesel::sql_types::BigInt;
 use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
-use ecom_identity::model::*;
-use ecom_identity::ports::CustomerRepository;
-use ecom_kernel::jobs::{MockWriteBarrier, WriteBarrier};
-use ecom_kernel::{Currency, Email, InfraErrorKind, Money, OrderId};
-use ecom_payments::model::*;
-use ecom_payments::ports::{PaymentRepository, SaveError};
-use ecom_postgres::{
-    connect, connect_deferring_flush, PgCustomerRepository, PgPaymentRepository, PgPool, PgSettings, PgWriteBarrier,
-};
+use ecom_kernel::jobs::WriteBarrier;
+use ecom_postgres::{connect, connect_deferring_flush, PgSettings, PgWriteBarrier};
 use ecom_testkit::TestDb;
-use mockall::predicate::eq;
 
 const APP: &str = "barrier-test";
 
@@ -118,64 +107,4 @@ async fn once_its_session_is_lost_a_flush_answers_false_for_writes_made_before()
     barrier.close().await;
     assert!(!barrier.flush(after).await.unwrap());
     assert_eq!(barrier.epoch(), after);
-}
-
-fn now() -> DateTime<Utc> {
-    DateTime::from_timestamp_micros(Utc::now().timestamp_micros()).unwrap()
-}
-
-async fn customer(pool: &PgPool) -> CustomerId {
-    let text = |s: &str| BoundedText::parse(s, 200).unwrap();
-    let c = Customer::restore(
-        CustomerId::new(),
-        Email::parse(&format!("{}@shop.test", uuid::Uuid::now_v7().simple())).unwrap(),
-        text("Ada"),
-        text("Lovelace"),
-        None,
-        Role::Customer,
-        now(),
-        now(),
-    );
-    PgCustomerRepository::new(pool.clone()).insert(&c, &PasswordHash::new("h".into())).await.unwrap();
-    c.id()
-}
-
-/// A barrier at epoch 3 whose flushes answer `answer`, `times` times.
-fn barrier(answer: bool, times: usize) -> Arc<dyn WriteBarrier> {
-    let mut barrier = MockWriteBarrier::new();
-    barrier.expect_epoch().return_const(3u64);
-    barrier.expect_flush().with(eq(3)).times(times).returning(move |_| Ok(answer));
-    Arc::new(barrier)
-}
-
-#[tokio::test]
-async fn an_opened_payment_and_a_booked_refund_are_flushed_before_the_provider_is_asked() {
-    let db = TestDb::new().await;
-    let pool = connect_deferring_flush(&settings(&db)).unwrap();
-    let customer = customer(&pool).await;
-
-    let payment = Payment::online(OrderId::new(), customer, Provider::Stripe, Money::new(5000, Currency::USD), now());
-    let lost = PgPaymentRepository::new(pool.clone()).with_barrier(barrier(false, 2));
-    let err = lost.open_once(&payment).await.unwrap_err();
-    assert_eq!(err.kind(), InfraErrorKind::Unavailable, "not known to be on disk: the saga tries again");
-    let flushed = PgPaymentRepository::new(pool.clone()).with_barrier(barrier(true, 1));
-    assert_eq!(flushed.open_once(&payment).await.unwrap(), payment);
-
-    let mut paid = payment.clone();
-    paid.succeed("pi_1", now()).unwrap();
-    PgPaymentRepository::new(pool.clone()).update(&payment, &paid, &[]).await.unwrap();
-    let mut next = paid.clone();
-    next.refund(Money::new(2000, Currency::USD), now() + chrono::Duration::seconds(1)).unwrap();
-    let refund = Refund {
-        id: RefundId::new(),
-        payment_id: payment.id,
-        amount: Money::new(2000, Currency::USD),
-        reason: None,
-        provider_reference: None,
-        status: RefundStatus::Requested,
-        created_at: now(),
-    };
-    let result = lost.book_refund(&paid, &next, &refund, &[]).await;
-    assert!(matches!(result, Err(SaveError::Infrastructure(_))), "not known to be on disk: not asked for yet");
-    assert_eq!(flushed.refunds(payment.id).await.unwrap(), vec![refund], "booked all the same (its job retries it)");
 }

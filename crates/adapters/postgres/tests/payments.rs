@@ -1,27 +1,32 @@
 //! The payment repository against the real PostgreSQL, one database per test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use ecom_identity::model::*;
 use ecom_identity::ports::CustomerRepository;
-use ecom_kernel::jobs::{JobId, NewJob, QueueName};
-use ecom_kernel::{Currency, Email, Money, OrderId};
+use ecom_kernel::jobs::{JobId, MockWriteBarrier, NewJob, QueueName, WriteBarrier};
+use ecom_kernel::{Currency, Email, InfraErrorKind, Money, OrderId};
 use ecom_payments::model::*;
 use ecom_payments::ports::{PaymentChange, PaymentRepository, SaveError};
-use ecom_postgres::{connect, PgCustomerRepository, PgPaymentRepository, PgPool, PgSettings};
+use ecom_postgres::{connect, connect_deferring_flush, PgCustomerRepository, PgPaymentRepository, PgPool, PgSettings};
 use ecom_testkit::TestDb;
+use mockall::predicate::eq;
 
-fn pool(db: &TestDb) -> PgPool {
-    connect(&PgSettings {
+fn settings(db: &TestDb) -> PgSettings {
+    PgSettings {
         url: db.url(),
         max_connections: 8,
         acquire_timeout: Duration::from_secs(5),
         statement_timeout: Duration::from_secs(5),
         application_name: "adapter-test".into(),
-    })
-    .unwrap()
+    }
+}
+
+fn pool(db: &TestDb) -> PgPool {
+    connect(&settings(db)).unwrap()
 }
 
 fn now() -> DateTime<Utc> {
@@ -169,4 +174,44 @@ async fn an_order_opens_one_payment_of_each_kind_however_often_asked() {
 
     let stored = repo.of_order(order).await.unwrap();
     assert_eq!(stored.iter().map(|p| p.id).collect::<Vec<_>>(), [card.id, cash.id], "two rows in all");
+}
+
+/// A barrier at epoch 3 whose flushes answer `answer`, `times` times.
+fn barrier(answer: bool, times: usize) -> Arc<dyn WriteBarrier> {
+    let mut barrier = MockWriteBarrier::new();
+    barrier.expect_epoch().return_const(3u64);
+    barrier.expect_flush().with(eq(3)).times(times).returning(move |_| Ok(answer));
+    Arc::new(barrier)
+}
+
+#[tokio::test]
+async fn an_opened_payment_and_a_booked_refund_are_flushed_before_the_provider_is_asked() {
+    let db = TestDb::new().await;
+    let pool = connect_deferring_flush(&settings(&db)).unwrap();
+    let customer = customer(&pool).await;
+
+    let payment = Payment::online(OrderId::new(), customer, Provider::Stripe, Money::new(5000, Currency::USD), now());
+    let lost = PgPaymentRepository::new(pool.clone()).with_barrier(barrier(false, 2));
+    let err = lost.open_once(&payment).await.unwrap_err();
+    assert_eq!(err.kind(), InfraErrorKind::Unavailable, "not known to be on disk: the saga tries again");
+    let flushed = PgPaymentRepository::new(pool.clone()).with_barrier(barrier(true, 1));
+    assert_eq!(flushed.open_once(&payment).await.unwrap(), payment);
+
+    let mut paid = payment.clone();
+    paid.succeed("pi_1", now()).unwrap();
+    PgPaymentRepository::new(pool.clone()).update(&payment, &paid, &[]).await.unwrap();
+    let mut next = paid.clone();
+    next.refund(Money::new(2000, Currency::USD), now() + chrono::Duration::seconds(1)).unwrap();
+    let refund = Refund {
+        id: RefundId::new(),
+        payment_id: payment.id,
+        amount: Money::new(2000, Currency::USD),
+        reason: None,
+        provider_reference: None,
+        status: RefundStatus::Requested,
+        created_at: now(),
+    };
+    let result = lost.book_refund(&paid, &next, &refund, &[]).await;
+    assert!(matches!(result, Err(SaveError::Infrastructure(_))), "not known to be on disk: not asked for yet");
+    assert_eq!(flushed.refunds(payment.id).await.unwrap(), vec![refund], "booked all the same (its job retries it)");
 }
