@@ -180,7 +180,10 @@ impl Services {
             config.shop_currency,
         ));
         let jobs = Arc::new(RedisJobQueue::new(redis.clone(), redis_keys.clone()));
-        let outbox = Arc::new(PgOutbox::new(pg.clone(), pg_batch.clone()));
+        let outbox = Arc::new(match &barrier {
+            Some(barrier) => PgOutbox::new(pg.clone(), pg_batch.clone()).with_barrier(barrier.clone()),
+            None => PgOutbox::new(pg.clone(), pg_batch.clone()),
+        });
         let canaries = Arc::new(RedisCanaryLog::new(redis.clone(), redis_keys.clone()));
         let publisher: Arc<OutboxPublisher> =
             Arc::new(OutboxPublisher { queue: jobs.clone(), removals: OutboxRemovals::spawn(outbox.clone()) });

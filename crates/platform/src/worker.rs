@@ -183,13 +183,6 @@ const _: () = assert!(RELAY_MIN_AGE.as_millis() >= 10 * ecom_postgres::REMOVAL_L
 
 /// Publishes outbox rows that their writer did not (it crashed between commit and publish).
 async fn relay_outbox(services: &Services) {
-    // The rows it publishes were committed seconds ago: on disk once the log is flushed now.
-    if let Some(durability) = &services.durability {
-        if let Err(reason) = durability.flushed().await {
-            tracing::warn!(%reason, "outbox relay waits for the next tick");
-            return;
-        }
-    }
     loop {
         match services.outbox.relay_older_than(services.jobs.as_ref(), 200, RELAY_MIN_AGE).await {
             Ok(n) if n > 0 => {

@@ -1,11 +1,14 @@
 //! The transactional outbox against the real PostgreSQL and Redis.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use async_trait::async_trait;
 use diesel_async::{AsyncConnection, AsyncPgConnection};
-use ecom_kernel::jobs::{JobId, JobQueue, NewJob, QueueName};
+use ecom_kernel::jobs::{JobId, JobQueue, NewJob, QueueName, WriteBarrier};
+use ecom_kernel::InfraError;
 use ecom_postgres::{connect as pg_connect, connect_batch, stage, OutboxRemovals, PgOutbox, PgSettings};
 use ecom_redis::{connect, ConsumerSettings, QueueConsumer, RedisJobQueue, RedisKeys, RedisSettings};
 use ecom_testkit::{TestDb, TestRedis};
@@ -18,16 +21,20 @@ struct World {
     consumer: QueueConsumer,
 }
 
-async fn world() -> World {
-    let db = TestDb::new().await;
-    let redis = TestRedis::new();
-    let settings = PgSettings {
+fn settings(db: &TestDb) -> PgSettings {
+    PgSettings {
         url: db.url(),
         max_connections: 4,
         acquire_timeout: Duration::from_secs(5),
         statement_timeout: Duration::from_secs(5),
         application_name: "outbox-test".into(),
-    };
+    }
+}
+
+async fn world() -> World {
+    let db = TestDb::new().await;
+    let redis = TestRedis::new();
+    let settings = settings(&db);
     let (pg, batch) = (pg_connect(&settings).unwrap(), connect_batch(&settings).unwrap());
     let pool = connect(&RedisSettings { url: redis.url().into(), max_connections: 4, timeout: Duration::from_secs(2) })
         .unwrap();
@@ -160,4 +167,46 @@ async fn the_writer_enqueues_and_removes_in_the_background_and_the_relay_leaves_
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(w.outbox.relay_older_than(&w.queue, 100, Duration::from_millis(200)).await.unwrap(), 1);
     assert_eq!(ids(&w).await, ["orphan"]);
+}
+
+/// Answers every flush with what it is told, counting them.
+#[derive(Default)]
+struct Barrier {
+    on_disk: AtomicBool,
+    flushes: AtomicUsize,
+}
+
+#[async_trait]
+impl WriteBarrier for Barrier {
+    fn epoch(&self) -> u64 {
+        1
+    }
+
+    async fn flush(&self, since: u64) -> Result<bool, InfraError> {
+        assert_eq!(since, 1);
+        self.flushes.fetch_add(1, Ordering::SeqCst);
+        Ok(self.on_disk.load(Ordering::SeqCst))
+    }
+}
+
+#[tokio::test]
+async fn behind_a_barrier_rows_are_published_only_once_found_on_disk() {
+    let w = world().await;
+    let barrier = Arc::new(Barrier::default());
+    let settings = settings(&w.db);
+    let outbox =
+        PgOutbox::new(pg_connect(&settings).unwrap(), connect_batch(&settings).unwrap()).with_barrier(barrier.clone());
+    assert_eq!(outbox.relay(&w.queue, 100).await.unwrap(), 0);
+    assert_eq!(barrier.flushes.load(Ordering::SeqCst), 0, "nothing to publish, nothing to flush");
+
+    commit(&w, vec![job("order-1"), job("order-2")], false).await;
+    // The database may have lost them (it restarted since): not published, kept for later.
+    assert!(outbox.relay(&w.queue, 100).await.is_err());
+    assert_eq!(outbox.unpublished().await.unwrap(), 2);
+    assert!(ids(&w).await.is_empty());
+
+    barrier.on_disk.store(true, Ordering::SeqCst);
+    assert_eq!(outbox.relay(&w.queue, 100).await.unwrap(), 2);
+    assert_eq!(ids(&w).await, ["order-1", "order-2"]);
+    assert_eq!(barrier.flushes.load(Ordering::SeqCst), 2);
 }

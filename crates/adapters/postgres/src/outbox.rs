@@ -8,10 +8,12 @@
 //! The enqueue is idempotent on the job id, so a relay that dies after enqueueing and before
 //! committing only causes a no-op enqueue next time.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use ecom_kernel::jobs::{JobId, JobQueue, NewJob, QueueName};
+use ecom_kernel::jobs::{JobId, JobQueue, NewJob, QueueName, WriteBarrier};
 use ecom_kernel::InfraError;
 
 use crate::error::{infra_from_diesel, infra_from_pool};
@@ -128,11 +130,21 @@ pub struct PgOutbox {
     pool: PgPool,
     /// For removing published rows (see [`PgOutbox::remove_published`]).
     batch: BatchPool,
+    barrier: Option<Arc<dyn WriteBarrier>>,
 }
 
 impl PgOutbox {
     pub fn new(pool: PgPool, batch: BatchPool) -> Self {
-        Self { pool, batch }
+        Self { pool, batch, barrier: None }
+    }
+
+    /// For a pool whose commits do not wait for the disk (the worker's): rows are published
+    /// only once `barrier` found them on disk, so that no job is queued for a write a crash
+    /// could still take back (a row is committed before it is read here, so before the flush).
+    #[must_use]
+    pub fn with_barrier(mut self, barrier: Arc<dyn WriteBarrier>) -> Self {
+        self.barrier = Some(barrier);
+        self
     }
 
     /// Stages jobs in a transaction of their own and publishes them right after the commit: for
@@ -205,6 +217,7 @@ impl PgOutbox {
         limit: i64,
         created_before: Option<DateTime<Utc>>,
     ) -> Result<usize, InfraError> {
+        let barrier = self.barrier.clone().map(|b| (b.epoch(), b));
         let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
         let result = conn
             .transaction::<usize, RelayError, _>(async move |conn| {
@@ -233,6 +246,13 @@ impl PgOutbox {
                             .await?
                     }
                 };
+                if let (Some((since, barrier)), false) = (&barrier, rows.is_empty()) {
+                    if !barrier.flush(*since).await.map_err(RelayError::Infra)? {
+                        return Err(RelayError::Infra(InfraError::unavailable(
+                            "outbox rows not known to be on disk (the database restarted); published later",
+                        )));
+                    }
+                }
                 let mut published = Vec::with_capacity(rows.len());
                 for row in rows {
                     let Some(queue_name) = queue_named(&row.queue) else {
