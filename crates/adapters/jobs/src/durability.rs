@@ -32,15 +32,9 @@ struct Scope {
 /// writes are on disk. `false` when nothing holds them: publish them now.
 pub fn hold(jobs: &[NewJob]) -> bool {
     SCOPE
-        .try_with(|scope| match scope {
-            Some(scope) => match scope.held.lock() {
-                Ok(mut held) => {
-                    held.extend_from_slice(jobs);
-                    true
-                }
-                Err(_) => false,
-            },
-            None => false,
+        .try_with(|scope| {
+            let held = scope.as_ref().and_then(|scope| scope.held.lock().ok());
+            held.map(|mut held| held.extend_from_slice(jobs)).is_some()
         })
         .unwrap_or(false)
 }

@@ -240,3 +240,26 @@ impl WriteBarrier for PgWriteBarrier {
         self.group.call(since).await
     }
 }
+
+/// The writes of one call through a pool whose commits do not wait for the disk, when something
+/// outside the database acts on them next: [`Flush::start`] before them, [`Flush::on_disk`]
+/// after them (see `PgPaymentRepository::with_barrier`, `PgOutbox::with_barrier`).
+pub(crate) struct Flush(Option<(u64, Arc<dyn WriteBarrier>)>);
+
+impl Flush {
+    /// Reads the barrier's epoch, if there is a barrier.
+    pub(crate) fn start(barrier: Option<&Arc<dyn WriteBarrier>>) -> Self {
+        Self(barrier.map(|b| (b.epoch(), b.clone())))
+    }
+
+    /// `Ok` once the writes made since the start are on disk (at once without a barrier);
+    /// unavailable when the database may have lost them (it restarted): try again.
+    pub(crate) async fn on_disk(&self, what: &str) -> Result<(), InfraError> {
+        let Some((since, barrier)) = &self.0 else { return Ok(()) };
+        if barrier.flush(*since).await? {
+            Ok(())
+        } else {
+            Err(InfraError::unavailable(format!("the database may have lost {what} (it restarted)")))
+        }
+    }
+}

@@ -16,6 +16,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use ecom_kernel::jobs::{JobId, JobQueue, NewJob, QueueName, WriteBarrier};
 use ecom_kernel::InfraError;
 
+use crate::barrier::Flush;
 use crate::error::{infra_from_diesel, infra_from_pool};
 use crate::schema::outbox;
 use crate::sql::Statement;
@@ -217,7 +218,7 @@ impl PgOutbox {
         limit: i64,
         created_before: Option<DateTime<Utc>>,
     ) -> Result<usize, InfraError> {
-        let barrier = self.barrier.clone().map(|b| (b.epoch(), b));
+        let flush = Flush::start(self.barrier.as_ref());
         let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
         let result = conn
             .transaction::<usize, RelayError, _>(async move |conn| {
@@ -246,12 +247,8 @@ impl PgOutbox {
                             .await?
                     }
                 };
-                if let (Some((since, barrier)), false) = (&barrier, rows.is_empty()) {
-                    if !barrier.flush(*since).await.map_err(RelayError::Infra)? {
-                        return Err(RelayError::Infra(InfraError::unavailable(
-                            "outbox rows not known to be on disk (the database restarted); published later",
-                        )));
-                    }
+                if !rows.is_empty() {
+                    flush.on_disk("the outbox rows").await.map_err(RelayError::Infra)?;
                 }
                 let mut published = Vec::with_capacity(rows.len());
                 for row in rows {

@@ -17,6 +17,7 @@ use ecom_payments::model::{GatewayEvent, Payment, PaymentId, PaymentStatus, Prov
 use ecom_payments::ports::{PaymentChange, PaymentRepository, SaveError};
 use uuid::Uuid;
 
+use crate::barrier::Flush;
 use crate::error::{infra_from_diesel, infra_from_pool};
 use crate::outbox::{stage, stage_jobs_sql, JobColumns};
 use crate::schema::{payment_events, payments, refunds};
@@ -40,16 +41,6 @@ impl PgPaymentRepository {
     pub fn with_barrier(mut self, barrier: Arc<dyn WriteBarrier>) -> Self {
         self.barrier = Some(barrier);
         self
-    }
-
-    /// Flushes what this process committed since `since` (see [`PgPaymentRepository::with_barrier`]).
-    async fn make_durable(&self, since: Option<u64>) -> Result<(), InfraError> {
-        let (Some(barrier), Some(since)) = (&self.barrier, since) else { return Ok(()) };
-        if barrier.flush(since).await? {
-            Ok(())
-        } else {
-            Err(InfraError::unavailable("the database may have lost the payment's write (it restarted)"))
-        }
     }
 }
 
@@ -275,13 +266,13 @@ impl PaymentRepository for PgPaymentRepository {
     async fn open_once(&self, payment: &Payment) -> Result<Payment, InfraError> {
         let statement = bind_row(Statement::new(OPEN_ONCE), PaymentRow::of(payment))
             .bind::<diesel::sql_types::Text, _>(Provider::CashOnDelivery.as_str());
-        let since = self.barrier.as_ref().map(|b| b.epoch());
+        let flush = Flush::start(self.barrier.as_ref());
         let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
         let row: Option<PaymentRow> =
             statement.load(&mut conn).await.and_then(first_row).optional().map_err(infra_from_diesel)?;
         drop(conn);
         // On disk before the charge it leads to: a compensation finds the charge through it.
-        self.make_durable(since).await?;
+        flush.on_disk("the payment's write").await?;
         row.ok_or_else(|| InfraError::unexpected(format!("payment {} neither found nor inserted", payment.id)))?
             .into_domain()
     }
@@ -336,7 +327,7 @@ impl PaymentRepository for PgPaymentRepository {
         refund: &Refund,
         jobs: &[NewJob],
     ) -> Result<(), SaveError> {
-        let since = self.barrier.as_ref().map(|b| b.epoch());
+        let flush = Flush::start(self.barrier.as_ref());
         let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
         let (expected, next, refund, jobs) = (expected.clone(), payment.clone(), refund.clone(), jobs.to_vec());
         conn.transaction::<(), TxError, _>(async move |conn| {
@@ -349,7 +340,7 @@ impl PaymentRepository for PgPaymentRepository {
         .map_err(SaveError::from)?;
         drop(conn);
         // On disk before the provider is asked: the refund's id is its idempotency key there.
-        self.make_durable(since).await.map_err(SaveError::Infrastructure)
+        flush.on_disk("the refund's booking").await.map_err(SaveError::Infrastructure)
     }
 
     async fn refund(&self, id: RefundId) -> Result<Option<Refund>, InfraError> {
