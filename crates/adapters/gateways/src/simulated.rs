@@ -256,7 +256,14 @@ impl PaymentGateway for SimulatedGateway {
             .arg(&event_id)
             .arg(STATE_TTL_SECS);
         let (created, reference): (i64, String) = self.redis.script(&call).await.map_err(unavailable)?;
-        let stored = self.load(&reference).await?;
+        // A new charge is what this call stored; a replay is read back (its first call's).
+        let stored = if created == 1 {
+            // Stored to the microsecond, as a read would give it back.
+            let capture_at = DateTime::from_timestamp_micros(capture_at.timestamp_micros()).unwrap_or(capture_at);
+            Stored { amount: request.amount, refunded: Money::zero(request.amount.currency()), capture_at, event_id }
+        } else {
+            self.load(&reference).await?
+        };
         if stored.amount != request.amount {
             return Err(GatewayError::Rejected("idempotency key reused for another amount".into()));
         }

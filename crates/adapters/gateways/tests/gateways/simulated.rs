@@ -92,6 +92,8 @@ async fn the_same_idempotency_key_charges_once_and_returns_the_same_reference() 
     let second = sim.gateway.charge(&request).await.unwrap();
 
     assert_eq!(first.reference, second.reference);
+    assert_eq!(first, second, "a replay answers what the charge did");
+    assert_eq!(sim.gateway.retrieve(&first.reference).await.unwrap(), first, "the answer is what was stored");
     assert_eq!(sim.gateway.charges_made("order-1-charge").await.unwrap(), 1);
     assert_eq!(sim.queue.scheduled().len(), 1);
 }
