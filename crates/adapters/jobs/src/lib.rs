@@ -10,5 +10,5 @@ mod registry;
 mod runtime;
 
 pub use durability::{hold, Durability, ScopedBarrier};
-pub use registry::{HandlerRegistry, JobFailure, JobHandler};
+pub use registry::{payload, HandlerRegistry, JobFailure, JobHandler};
 pub use runtime::{backoff, RuntimeSettings, WorkerRuntime};

@@ -9,17 +9,13 @@ use ecom_notifications::model::NotificationRequest;
 use ecom_notifications::service::{send_job, update_job, FlowStep, SAVE_KIND, SEND_KIND, UPDATE_KIND};
 use ecom_notifications::{NotificationError, NotificationService};
 
-use crate::{JobFailure, JobHandler};
+use crate::{payload, JobFailure, JobHandler};
 
 fn classify(err: NotificationError) -> JobFailure {
     match err {
         NotificationError::Infrastructure(e) => JobFailure::Retryable(e.to_string()),
         other => JobFailure::Permanent(other.to_string()),
     }
-}
-
-fn payload<T: serde::de::DeserializeOwned>(job: &JobEnvelope) -> Result<T, JobFailure> {
-    serde_json::from_value(job.payload.clone()).map_err(|e| JobFailure::Permanent(format!("bad payload: {e}")))
 }
 
 /// Runs `notifications.save`, `notifications.send` and `notifications.update`.

@@ -9,7 +9,7 @@ use ecom_orders::model::CancellationReason;
 use ecom_orders::service::{SagaJob, Step, StepError};
 use ecom_orders::OrderService;
 
-use crate::{JobFailure, JobHandler};
+use crate::{payload, JobFailure, JobHandler};
 
 /// `checkout.step`.
 pub struct SagaHandler {
@@ -29,8 +29,7 @@ impl SagaHandler {
 #[async_trait]
 impl JobHandler for SagaHandler {
     async fn handle(&self, job: &JobEnvelope) -> Result<JobOutcome, JobFailure> {
-        let step: SagaJob = serde_json::from_value(job.payload.clone())
-            .map_err(|e| JobFailure::Permanent(format!("bad payload: {e}")))?;
+        let step: SagaJob = payload(job)?;
         match self.orders.run_step(&step).await {
             Ok(()) => {
                 tracing::info!(order_id = %step.order_id, step = ?step.step, "checkout step done");

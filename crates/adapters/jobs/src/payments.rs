@@ -9,7 +9,7 @@ use ecom_payments::model::Provider;
 use ecom_payments::service::{EventApplied, PaymentEventJob, RefundJob};
 use ecom_payments::{PaymentError, PaymentService};
 
-use crate::{JobFailure, JobHandler};
+use crate::{payload, JobFailure, JobHandler};
 
 /// How many times an event about a payment this shop does not know (yet) is retried: the
 /// provider's event can overtake the write that stores the payment's reference.
@@ -23,10 +23,6 @@ fn classify(err: PaymentError) -> JobFailure {
         }
         other => JobFailure::Permanent(other.to_string()),
     }
-}
-
-fn payload<T: serde::de::DeserializeOwned>(job: &JobEnvelope) -> Result<T, JobFailure> {
-    serde_json::from_value(job.payload.clone()).map_err(|e| JobFailure::Permanent(format!("bad payload: {e}")))
 }
 
 /// `payments.event`.

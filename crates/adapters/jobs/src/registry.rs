@@ -23,6 +23,12 @@ impl From<InfraError> for JobFailure {
     }
 }
 
+/// A job's payload as `T`, read in place; one that does not parse is a permanent failure (no
+/// retry can fix it).
+pub fn payload<T: serde::de::DeserializeOwned>(job: &JobEnvelope) -> Result<T, JobFailure> {
+    T::deserialize(&job.payload).map_err(|e| JobFailure::Permanent(format!("bad payload: {e}")))
+}
+
 /// Runs jobs of one kind. Delivery is at least once: a handler MUST be idempotent.
 #[async_trait]
 pub trait JobHandler: Send + Sync {
@@ -48,5 +54,46 @@ impl HandlerRegistry {
 
     pub fn kinds(&self) -> impl Iterator<Item = &str> {
         self.handlers.keys().map(String::as_str)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+
+    use ecom_kernel::jobs::{JobId, QueueName};
+
+    use super::*;
+
+    #[derive(Debug, PartialEq, serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Step {
+        order_id: String,
+        step: u8,
+    }
+
+    fn job(payload: serde_json::Value) -> JobEnvelope {
+        JobEnvelope {
+            id: JobId::new("j"),
+            queue: QueueName::Checkout,
+            kind: "k".into(),
+            payload,
+            schema_version: 1,
+            attempt: 1,
+            max_attempts: 3,
+            trace_id: None,
+            enqueued_at: chrono::Utc::now(),
+        }
+    }
+
+    #[test]
+    fn a_payload_is_read_in_place_and_one_that_does_not_parse_fails_for_good() {
+        let read: Step = payload(&job(serde_json::json!({"orderId": "o-1", "step": 2}))).unwrap();
+        assert_eq!(read, Step { order_id: "o-1".into(), step: 2 });
+
+        match payload::<Step>(&job(serde_json::json!({"orderId": 7}))) {
+            Err(JobFailure::Permanent(why)) => assert!(why.starts_with("bad payload"), "{why}"),
+            other => panic!("expected a permanent failure, got {other:?}"),
+        }
     }
 }
