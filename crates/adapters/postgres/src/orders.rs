@@ -302,9 +302,13 @@ SELECT count(*) AS n FROM o"
 /// Moves order `$8` from status `$9` as of `$10` to `$11`…`$15` (status, payment status,
 /// cancellation reason, timeline, updated at) and stages its jobs (`$1`…`$7`, see
 /// [`JobColumns`]) in the same statement; counts the orders changed (none: it had moved on).
+/// The payment token is kept only while the saga may still use it: to charge (PENDING_PAYMENT),
+/// or to look for a charge it asked for before a cancellation (CANCELLED); once the order moves
+/// anywhere else, its charge is recorded (or there never was one) and the token is dropped.
 const UPDATE_ORDER: &str = concat!(
     "WITH u AS (
-  UPDATE orders SET status = $11, payment_status = $12, cancellation_reason = $13, timeline = $14, updated_at = $15
+  UPDATE orders SET status = $11, payment_status = $12, cancellation_reason = $13, timeline = $14, updated_at = $15,
+                    payment_token = CASE WHEN $11 IN ('PENDING_PAYMENT', 'CANCELLED') THEN payment_token END
   WHERE id = $8 AND status = $9 AND updated_at = $10
   RETURNING id
 ), j AS (

@@ -216,6 +216,8 @@ async fn an_update_applies_once_and_a_stale_read_is_a_conflict() {
     confirmed.transition(OrderStatus::Confirmed, Some("payment authorized".into()), at(1)).unwrap();
     repo.update(&placed, &confirmed, &[]).await.unwrap();
     assert_eq!(repo.get(placed.id).await.unwrap(), Some(confirmed.clone()));
+    let (_, ctx) = repo.get_with_context(placed.id).await.unwrap().unwrap();
+    assert_eq!(ctx.payment_token, None, "a confirmed order's charge is recorded: its token is dropped");
     assert!(
         matches!(repo.update(&placed, &confirmed, &[]).await, Err(OrderSaveError::Conflict)),
         "the same change twice"
@@ -244,6 +246,43 @@ async fn an_update_applies_once_and_a_stale_read_is_a_conflict() {
     assert_eq!(stored, cancelled);
     assert_eq!(stored.cancellation_reason, Some(CancellationReason::CustomerRequest));
     assert_eq!(stored.timeline.len(), 4);
+}
+
+#[tokio::test]
+async fn the_payment_token_is_kept_while_the_saga_may_use_it_and_dropped_after() {
+    let db = TestDb::new().await;
+    let pool = pool(&db);
+    let repo = PgOrderRepository::new(pool.clone());
+    let token = |id| {
+        let repo = &repo;
+        async move { repo.get_with_context(id).await.unwrap().unwrap().1.payment_token }
+    };
+    let placed = order(customer(&pool).await, PaymentMethod::CreditCard, at(0));
+    repo.create(&placed, &context(), &[]).await.unwrap();
+
+    // Still waiting for its payment: the saga charges with it.
+    let mut noted = placed.clone();
+    noted.record("stock reserved", at(1));
+    repo.update(&placed, &noted, &[]).await.unwrap();
+    assert_eq!(token(placed.id).await.as_deref(), Some("tok_visa"));
+
+    // Cancelled before any charge was recorded: the saga looks for one it asked for.
+    let mut cancelled = noted.clone();
+    cancelled.cancel(CancellationReason::PaymentExpired, at(2)).unwrap();
+    repo.update(&noted, &cancelled, &[]).await.unwrap();
+    assert_eq!(token(placed.id).await.as_deref(), Some("tok_visa"));
+
+    // Confirmed, then shipped: the charge is recorded, the token gone for good.
+    let other = order(placed.customer_id, PaymentMethod::CreditCard, at(3));
+    repo.create(&other, &context(), &[]).await.unwrap();
+    let mut confirmed = other.clone();
+    confirmed.transition(OrderStatus::Confirmed, Some("payment accepted".into()), at(4)).unwrap();
+    repo.update(&other, &confirmed, &[]).await.unwrap();
+    assert_eq!(token(other.id).await, None);
+    let mut refunded = confirmed.clone();
+    refunded.cancel(CancellationReason::CustomerRequest, at(5)).unwrap();
+    repo.update(&confirmed, &refunded, &[]).await.unwrap();
+    assert_eq!(token(other.id).await, None, "a later cancellation does not bring it back");
 }
 
 #[tokio::test]
