@@ -17,7 +17,8 @@ use ecom_notifications::model::NotificationRequest;
 
 use crate::error::OrderError;
 use crate::model::{
-    CancellationReason, NewOrder, Order, OrderLine, OrderStatus, PaymentMethod, ShippingAddress, ShippingPolicy,
+    CancellationReason, NewOrder, Order, OrderLine, OrderRuleError, OrderStatus, PaymentMethod, ShippingAddress,
+    ShippingPolicy,
 };
 use crate::notices::{low_stock_notices, notices, with_notices};
 use crate::ports::{
@@ -418,7 +419,8 @@ impl OrderService {
     /// up by its idempotency key here, then refunded.
     async fn settle_after_cancel(&self, order: &Order, context: &CheckoutContext) -> Result<(), StepError> {
         self.ports.stock.release(order.id).await?;
-        // Without a token the saga never asked for a charge.
+        // Without a token the saga never asked for a charge, or the order was confirmed (its
+        // charge recorded: the token is dropped then) before it was cancelled.
         if order.payment_method.is_online() && context.payment_token.is_some() {
             self.ports.payments.recover_charge(order).await?;
         }
@@ -524,10 +526,14 @@ impl OrderService {
     }
 
     /// An admin moves an order along: CONFIRMED (cash on delivery; then the finalize job),
-    /// PROCESSING, SHIPPED, DELIVERED.
+    /// PROCESSING, SHIPPED, DELIVERED. Only the saga confirms an online order, once its charge
+    /// is accepted: an admin confirming one still waiting for its payment is refused.
     pub async fn advance(&self, id: OrderId, to: OrderStatus) -> Result<Order, OrderError> {
         self.retry_on_conflict(|| async {
             let order = self.load(id).await?;
+            if to == OrderStatus::Confirmed && order.status != OrderStatus::PendingConfirmation {
+                return Err(OrderRuleError::InvalidTransition { from: order.status, to }.into());
+            }
             if to == OrderStatus::Confirmed
                 && order.status == OrderStatus::PendingConfirmation
                 && !order.has_note(STOCK_RESERVED)

@@ -617,3 +617,27 @@ async fn a_cash_order_is_confirmed_only_once_its_stock_is_reserved() {
     *cell.lock().unwrap() = reserved;
     assert_eq!(service.advance(id, OrderStatus::Confirmed).await.unwrap().status, OrderStatus::Confirmed);
 }
+
+#[pollster::test]
+async fn an_admin_cannot_confirm_an_online_order_waiting_for_its_payment() {
+    let order = placed(PaymentMethod::CreditCard);
+    let id = order.id;
+    let mut m = Mocks::new();
+    let (cell, jobs) = stored_with_jobs(&mut m, order);
+    let service = m.service();
+
+    let refused = service.advance(id, OrderStatus::Confirmed).await;
+
+    assert!(
+        matches!(
+            refused,
+            Err(OrderError::Rule(crate::model::OrderRuleError::InvalidTransition {
+                from: OrderStatus::PendingPayment,
+                to: OrderStatus::Confirmed
+            }))
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(cell.lock().unwrap().status, OrderStatus::PendingPayment, "nothing written");
+    assert!(jobs.lock().unwrap().is_empty(), "no finalize job");
+}
