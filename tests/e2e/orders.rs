@@ -433,6 +433,20 @@ async fn an_unconfirmed_cash_order_expires_and_its_stock_goes_back_on_sale() {
     let id = shop.place(&customer, &cart, "CASH_ON_DELIVERY", None).await;
     let order = shop.wait(&customer, &id, "expired", |o| o["status"] == "CANCELLED").await;
     assert_eq!(order["cancellationReason"], "CONFIRMATION_EXPIRED");
+    // No cash will be collected for it, and none can be recorded.
+    assert_eq!(order["paymentStatus"], "FAILED");
+    assert_problem(
+        shop.app
+            .post(
+                "/v1/payments/cod/record",
+                &json!({"orderId": id, "amountCollected": {"amount": 2500, "currency": "USD"}}),
+                Some(&shop.admin.access_token),
+            )
+            .await,
+        StatusCode::CONFLICT,
+        "INVALID_TRANSITION",
+    )
+    .await;
     assert_eq!(shop.stock(&product).await, (5, 0));
     assert_problem(
         shop.app.patch(&format!("/v1/orders/{id}/confirm"), &json!({}), Some(&shop.admin.access_token)).await,

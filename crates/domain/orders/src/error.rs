@@ -26,6 +26,8 @@ pub enum OrderError {
     Conflict,
     #[error("the order's stock is still being reserved; try again in a moment")]
     NotReadyYet,
+    #[error("the order was not confirmed within its confirmation window; it is being cancelled")]
+    ConfirmationExpired,
     #[error(transparent)]
     Infrastructure(#[from] InfraError),
 }

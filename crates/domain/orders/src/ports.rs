@@ -161,8 +161,10 @@ pub enum Charged {
 /// Where giving the money back stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RefundState {
-    /// Nothing was taken (no payment, declined, cash not collected).
+    /// Nothing was taken (no payment, declined).
     NothingToRefund,
+    /// Cash on delivery not collected: its collection is cancelled (the payment FAILED).
+    CollectionCancelled,
     /// Refunded, or booked and on its way (a job finishes it).
     Refunded,
     /// Authorized but not captured yet: ask again once it is.

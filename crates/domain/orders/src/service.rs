@@ -426,7 +426,7 @@ impl OrderService {
         }
         match self.ports.payments.refund_all(order.id, "order cancelled").await? {
             RefundState::NotYetCapturable => Err(StepError::Retry("payment not captured yet".into())),
-            RefundState::NothingToRefund | RefundState::Refunded => Ok(()),
+            RefundState::NothingToRefund | RefundState::CollectionCancelled | RefundState::Refunded => Ok(()),
         }
     }
 
@@ -471,8 +471,15 @@ impl OrderService {
             if next.status != OrderStatus::Cancelled {
                 next.cancel(reason.clone(), now).map_err(OrderError::from)?;
             }
-            if refund == RefundState::Refunded {
-                next.set_payment_status(PaymentStatus::Refunded, now);
+            match refund {
+                RefundState::Refunded => {
+                    next.set_payment_status(PaymentStatus::Refunded, now);
+                }
+                // No cash will be collected for it.
+                RefundState::CollectionCancelled => {
+                    next.set_payment_status(PaymentStatus::Failed, now);
+                }
+                RefundState::NothingToRefund | RefundState::NotYetCapturable => {}
             }
             if !next.has_note(COMPENSATED) {
                 next.record(COMPENSATED, now);
@@ -533,6 +540,12 @@ impl OrderService {
             let order = self.load(id).await?;
             if to == OrderStatus::Confirmed && order.status != OrderStatus::PendingConfirmation {
                 return Err(OrderRuleError::InvalidTransition { from: order.status, to }.into());
+            }
+            if to == OrderStatus::Confirmed
+                && order.created_at + self.settings.confirmation_window <= self.ports.clock.now()
+            {
+                // Past its window the expiry cancels it (its cash collection first): too late.
+                return Err(OrderError::ConfirmationExpired);
             }
             if to == OrderStatus::Confirmed
                 && order.status == OrderStatus::PendingConfirmation

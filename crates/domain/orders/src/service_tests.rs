@@ -641,3 +641,38 @@ async fn an_admin_cannot_confirm_an_online_order_waiting_for_its_payment() {
     assert_eq!(cell.lock().unwrap().status, OrderStatus::PendingPayment, "nothing written");
     assert!(jobs.lock().unwrap().is_empty(), "no finalize job");
 }
+
+#[pollster::test]
+async fn a_cancelled_cash_order_shows_its_collection_cancelled() {
+    let order = placed(PaymentMethod::CashOnDelivery);
+    let id = order.id;
+    let mut m = Mocks::new();
+    m.payments.expect_refund_all().times(2).returning(|_, _| Ok(RefundState::CollectionCancelled));
+    m.stock.expect_release().times(2).returning(|_| Ok(()));
+    let cell = stored(&mut m, order);
+    let service = m.service();
+
+    service.compensate(id, CancellationReason::ConfirmationExpired).await.unwrap();
+
+    let after = cell.lock().unwrap().clone();
+    assert_eq!((after.status, after.payment_status), (OrderStatus::Cancelled, PaymentStatus::Failed));
+    service.compensate(id, CancellationReason::ConfirmationExpired).await.unwrap();
+    assert_eq!(*cell.lock().unwrap(), after, "running it again changes nothing");
+}
+
+#[pollster::test]
+async fn a_cash_order_past_its_confirmation_window_can_no_longer_be_confirmed() {
+    let mut order = placed(PaymentMethod::CashOnDelivery);
+    order.created_at = now() - Duration::hours(48);
+    order.record(crate::service::STOCK_RESERVED, now() - Duration::hours(48));
+    let id = order.id;
+    let mut m = Mocks::new();
+    let (cell, jobs) = stored_with_jobs(&mut m, order);
+    let service = m.service();
+
+    let refused = service.advance(id, OrderStatus::Confirmed).await;
+
+    assert!(matches!(refused, Err(OrderError::ConfirmationExpired)), "{refused:?}");
+    assert_eq!(cell.lock().unwrap().status, OrderStatus::PendingConfirmation, "nothing written");
+    assert!(jobs.lock().unwrap().is_empty(), "no finalize job");
+}

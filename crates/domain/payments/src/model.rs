@@ -331,6 +331,20 @@ impl Payment {
         Ok(Change::Applied)
     }
 
+    /// The order of a cash-on-delivery payment was cancelled before delivery: no cash will be
+    /// collected, and none can be recorded any more. FAILED, with reason `canceled`.
+    pub fn cancel_collection(&mut self, now: DateTime<Utc>) -> Result<Change, PaymentRuleError> {
+        match self.status {
+            PaymentStatus::CollectOnDelivery => {
+                self.failure_reason = Some(DeclineReason::Canceled.code().to_owned());
+                self.set(PaymentStatus::Failed, now);
+                Ok(Change::Applied)
+            }
+            PaymentStatus::Failed if self.provider == Provider::CashOnDelivery => Ok(Change::Unchanged),
+            _ => Err(self.invalid(PaymentStatus::Failed)),
+        }
+    }
+
     /// Cash collected on delivery.
     pub fn record_cash(&mut self, collected: Money, now: DateTime<Utc>) -> Result<Change, PaymentRuleError> {
         match self.status {
@@ -581,6 +595,17 @@ mod tests {
         assert_eq!(p.record_cash(usd(4200), at(3)), Ok(Change::Unchanged));
         let mut online = paid(4200);
         assert!(matches!(online.record_cash(usd(4200), at(3)), Err(PaymentRuleError::InvalidTransition { .. })));
+
+        let mut cancelled = Payment::cash_on_delivery(OrderId::new(), CustomerId::new(), usd(4200), at(0));
+        assert_eq!(cancelled.cancel_collection(at(1)), Ok(Change::Applied));
+        assert_eq!((cancelled.status, cancelled.failure_reason.as_deref()), (PaymentStatus::Failed, Some("canceled")));
+        assert_eq!(cancelled.cancel_collection(at(2)), Ok(Change::Unchanged));
+        assert!(
+            matches!(cancelled.record_cash(usd(4200), at(3)), Err(PaymentRuleError::InvalidTransition { .. })),
+            "no cash is recorded for a cancelled order"
+        );
+        assert!(matches!(p.cancel_collection(at(4)), Err(PaymentRuleError::InvalidTransition { .. })), "collected");
+        assert!(matches!(online.cancel_collection(at(4)), Err(PaymentRuleError::InvalidTransition { .. })));
     }
 
     #[test]

@@ -103,8 +103,10 @@ pub enum EventApplied {
 /// What giving back everything taken for an order came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OrderRefund {
-    /// Nothing was taken (no payment, declined, cash not collected).
+    /// Nothing was taken (no payment, declined).
     NothingTaken,
+    /// Cash on delivery, not collected: no cash will be (its payment is FAILED, `canceled`).
+    CollectionCancelled,
     /// Refunded, or booked and on its way.
     Refunded,
     /// Authorized or processing at the provider: refund once it is captured.
@@ -242,7 +244,8 @@ impl PaymentService {
         Ok(self.payments.open_once(&new).await?)
     }
 
-    /// Gives back everything taken for an order (compensation, cancellation). Idempotent.
+    /// Gives back everything taken for an order (compensation, cancellation), and cancels the
+    /// collection of cash not collected yet. Idempotent.
     pub async fn refund_order(&self, order: OrderId, reason: &str) -> Result<OrderRefund, PaymentError> {
         let mut outcome = OrderRefund::NothingTaken;
         for payment in self.payments.of_order(order).await? {
@@ -254,6 +257,17 @@ impl PaymentService {
                 PaymentStatus::Refunded => outcome = OrderRefund::Refunded,
                 PaymentStatus::Authorized | PaymentStatus::Pending if payment.provider_reference.is_some() => {
                     return Ok(OrderRefund::NotYetCapturable)
+                }
+                PaymentStatus::CollectOnDelivery | PaymentStatus::Failed
+                    if payment.provider == Provider::CashOnDelivery =>
+                {
+                    let mut next = payment.clone();
+                    if next.cancel_collection(self.clock.now())? == Change::Applied {
+                        self.save(&payment, &next).await?;
+                    }
+                    if outcome == OrderRefund::NothingTaken {
+                        outcome = OrderRefund::CollectionCancelled;
+                    }
                 }
                 _ => {}
             }

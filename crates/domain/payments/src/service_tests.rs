@@ -302,6 +302,35 @@ async fn cash_is_recorded_on_the_orders_cash_payment_only() {
 }
 
 #[pollster::test]
+async fn a_cancelled_orders_cash_collection_is_cancelled_once_and_no_cash_is_recorded_after() {
+    let order = OrderId::new();
+    let cod = Payment::cash_on_delivery(order, CustomerId::new(), usd(4200), now());
+    let cell = Arc::new(std::sync::Mutex::new(cod));
+    let mut repo = MockPaymentRepository::new();
+    let read = cell.clone();
+    repo.expect_of_order().returning(move |_| Ok(vec![read.lock().unwrap().clone()]));
+    let write = cell.clone();
+    repo.expect_update().withf(|_, next, _| next.status == PaymentStatus::Failed).times(1).returning(
+        move |_, next, _| {
+            *write.lock().unwrap() = next.clone();
+            Ok(())
+        },
+    );
+    let service = service(repo, MockPaymentGateway::new(), MockJobPublisher::new());
+
+    for _ in 0..2 {
+        let outcome = service.refund_order(order, "cancelled").await.unwrap();
+        assert_eq!(outcome, crate::service::OrderRefund::CollectionCancelled, "the same on a rerun");
+    }
+    assert_eq!(cell.lock().unwrap().failure_reason.as_deref(), Some("canceled"));
+    let refused = service.record_cash(order, usd(4200)).await.unwrap_err();
+    assert!(
+        matches!(refused, PaymentError::Rule(crate::model::PaymentRuleError::InvalidTransition { .. })),
+        "{refused:?}"
+    );
+}
+
+#[pollster::test]
 async fn an_orders_payments_are_refunded_only_once_captured() {
     let order = OrderId::new();
     let mut authorized = Payment::online(order, CustomerId::new(), Provider::Stripe, usd(5000), now());

@@ -233,7 +233,8 @@ pub struct CashRecordDto {
 }
 
 /// Records the cash a courier collected for a cash-on-delivery order: its payment becomes
-/// PAID. Recording the same amount again changes nothing. ADMIN only.
+/// PAID. Recording the same amount again changes nothing; a cancelled order's is refused. ADMIN
+/// only.
 #[utoipa::path(
     tag = "payments",
     security(("bearer" = ["ADMIN"])),
@@ -241,6 +242,7 @@ pub struct CashRecordDto {
     responses(
         (status = 200, body = PaymentDto),
         (status = 404, description = "PAYMENT_NOT_FOUND: the order has no cash-on-delivery payment", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "INVALID_TRANSITION: the order was cancelled (no cash is collected for it)", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "AMOUNT_MISMATCH", body = Problem, content_type = "application/problem+json"),
     )
 )]
