@@ -324,6 +324,11 @@ impl OrderService {
             // Moved on: an online order goes on where it stands (a redelivered job after a crash).
             return if order.payment_method.is_online() {
                 self.charge_loaded(order, context, Vec::new()).await
+            } else if order.status == OrderStatus::Cancelled {
+                // Cancelled while this step reserved and opened its cash payment (its save then
+                // conflicted): the compensation, idempotent, gives those back too.
+                let reason = order.cancellation_reason.clone().unwrap_or(CancellationReason::CheckoutFailed);
+                self.compensate(id, reason).await
             } else {
                 Ok(())
             };

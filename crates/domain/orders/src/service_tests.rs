@@ -676,3 +676,24 @@ async fn a_cash_order_past_its_confirmation_window_can_no_longer_be_confirmed() 
     assert_eq!(cell.lock().unwrap().status, OrderStatus::PendingConfirmation, "nothing written");
     assert!(jobs.lock().unwrap().is_empty(), "no finalize job");
 }
+
+#[pollster::test]
+async fn a_cash_order_cancelled_while_its_stock_was_reserved_gets_everything_back() {
+    let mut order = placed(PaymentMethod::CashOnDelivery);
+    order.cancel(CancellationReason::CustomerRequest, now()).unwrap();
+    order.record(crate::service::COMPENSATED, now());
+    let id = order.id;
+    let mut m = Mocks::new();
+    // The step's reservation and cash payment came after the compensation: both go back.
+    m.stock.expect_reserve().never();
+    m.stock.expect_release().times(1).returning(|_| Ok(()));
+    m.payments.expect_refund_all().times(1).returning(|_, _| Ok(RefundState::CollectionCancelled));
+    let cell = stored(&mut m, order);
+    let service = m.service();
+
+    service.run_step(&SagaJob { order_id: id, step: Step::Reserve, reason: None }).await.unwrap();
+
+    let after = cell.lock().unwrap().clone();
+    assert_eq!((after.status, after.payment_status), (OrderStatus::Cancelled, PaymentStatus::Failed));
+    assert_eq!(after.cancellation_reason, Some(CancellationReason::CustomerRequest), "the first reason stays");
+}
