@@ -180,22 +180,20 @@ impl Services {
             config.shop_currency,
         ));
         let jobs = Arc::new(RedisJobQueue::new(redis.clone(), redis_keys.clone()));
-        let outbox = Arc::new(match &barrier {
-            Some(barrier) => PgOutbox::new(pg.clone(), pg_batch.clone()).with_barrier(barrier.clone()),
-            None => PgOutbox::new(pg.clone(), pg_batch.clone()),
-        });
+        let mut outbox = PgOutbox::new(pg.clone(), pg_batch.clone());
+        let mut payment_repository = PgPaymentRepository::new(pg.clone());
+        if let Some(barrier) = &barrier {
+            outbox = outbox.with_barrier(barrier.clone());
+            payment_repository = payment_repository.with_barrier(Arc::new(ScopedBarrier(barrier.clone())));
+        }
+        let outbox = Arc::new(outbox);
         let canaries = Arc::new(RedisCanaryLog::new(redis.clone(), redis_keys.clone()));
         let publisher: Arc<OutboxPublisher> =
             Arc::new(OutboxPublisher { queue: jobs.clone(), removals: OutboxRemovals::spawn(outbox.clone()) });
         let eager_publisher: Arc<dyn ecom_payments::ports::JobPublisher> = publisher.clone();
         let payment_gateways = PaymentGateways::build(config, redis.clone(), jobs.clone())?;
         let payments = Arc::new(PaymentService::new(
-            Arc::new(match &barrier {
-                Some(barrier) => {
-                    PgPaymentRepository::new(pg.clone()).with_barrier(Arc::new(ScopedBarrier(barrier.clone())))
-                }
-                None => PgPaymentRepository::new(pg.clone()),
-            }),
+            Arc::new(payment_repository),
             payment_gateways.registry.clone(),
             publisher.clone(),
             Arc::new(SystemClock),

@@ -327,8 +327,7 @@ impl OrderService {
             } else if order.status == OrderStatus::Cancelled {
                 // Cancelled while this step reserved and opened its cash payment (its save then
                 // conflicted): the compensation, idempotent, gives those back too.
-                let reason = order.cancellation_reason.clone().unwrap_or(CancellationReason::CheckoutFailed);
-                self.compensate(id, reason).await
+                self.compensate_again(&order).await
             } else {
                 Ok(())
             };
@@ -500,6 +499,12 @@ impl OrderService {
         }
     }
 
+    /// Runs a cancelled order's compensation again (it is idempotent), with its first reason.
+    async fn compensate_again(&self, order: &Order) -> Result<(), StepError> {
+        let reason = order.cancellation_reason.clone().unwrap_or(CancellationReason::CheckoutFailed);
+        self.compensate(order.id, reason).await
+    }
+
     /// Cancels an order before it ships (the customer, or an admin): the order is CANCELLED at
     /// once; the refund and the release follow in a compensation job.
     pub async fn cancel(&self, id: OrderId, viewer: Viewer) -> Result<Order, OrderError> {
@@ -543,21 +548,18 @@ impl OrderService {
     pub async fn advance(&self, id: OrderId, to: OrderStatus) -> Result<Order, OrderError> {
         self.retry_on_conflict(|| async {
             let order = self.load(id).await?;
-            if to == OrderStatus::Confirmed && order.status != OrderStatus::PendingConfirmation {
-                return Err(OrderRuleError::InvalidTransition { from: order.status, to }.into());
-            }
-            if to == OrderStatus::Confirmed
-                && order.created_at + self.settings.confirmation_window <= self.ports.clock.now()
-            {
-                // Past its window the expiry cancels it (its cash collection first): too late.
-                return Err(OrderError::ConfirmationExpired);
-            }
-            if to == OrderStatus::Confirmed
-                && order.status == OrderStatus::PendingConfirmation
-                && !order.has_note(STOCK_RESERVED)
-            {
-                // Its stock is being reserved right now: confirming first would ship unreserved units.
-                return Err(OrderError::NotReadyYet);
+            if to == OrderStatus::Confirmed {
+                if order.status != OrderStatus::PendingConfirmation {
+                    return Err(OrderRuleError::InvalidTransition { from: order.status, to }.into());
+                }
+                if order.created_at + self.settings.confirmation_window <= self.ports.clock.now() {
+                    // Past its window the expiry cancels it (its cash collection first): too late.
+                    return Err(OrderError::ConfirmationExpired);
+                }
+                if !order.has_note(STOCK_RESERVED) {
+                    // Its stock is being reserved right now: confirming first would ship unreserved units.
+                    return Err(OrderError::NotReadyYet);
+                }
             }
             let mut next = order.clone();
             next.transition(to, Some("by an admin".into()), self.ports.clock.now())?;
@@ -589,8 +591,7 @@ impl OrderService {
         let held = matches!(status, PaymentStatus::Paid | PaymentStatus::PartiallyRefunded);
         let settled = matches!(status, PaymentStatus::Failed | PaymentStatus::Refunded);
         if order.status == OrderStatus::Cancelled && (held || (settled && !order.has_note(COMPENSATED))) {
-            let reason = order.cancellation_reason.clone().unwrap_or(CancellationReason::CheckoutFailed);
-            return self.compensate(id, reason).await;
+            return self.compensate_again(&order).await;
         }
         Ok(())
     }
