@@ -658,6 +658,57 @@ async fn saga_jobs_the_queue_lost_are_offered_again_and_every_order_settles() {
     assert_eq!(shop.stock(&product).await, (9, 0), "one sold, one given back");
 }
 
+#[tokio::test]
+async fn a_saga_job_dead_lettered_by_an_outage_runs_again_and_its_order_settles() {
+    use ecom_kernel::jobs::QueueName;
+    use ecom_redis::{ConsumerSettings, QueueConsumer};
+    let settings = [
+        ("SIMULATED_CAPTURE_DELAY_MS", "100"),
+        ("SAGA_RESUME_AFTER_SECS", "1"),
+        ("RESERVATION_SWEEP_INTERVAL_SECS", "1"),
+    ];
+    let app = TestApp::spawn_with(&settings).await;
+    let admin = app.admin().await;
+    let shop = Shop { app, admin, _worker: None };
+    let customer = shop.app.register_customer().await;
+    let product = shop.product(10, 1000).await;
+    let cart = shop.cart_with(&customer, &product, 1).await;
+    let placed = shop.place(&customer, &cart, "CREDIT_CARD", Some("pm_card_visa")).await;
+
+    // The saga's job ran out of retries while the database was down, and was dead-lettered
+    // as the worker's runtime does then (here by hand, with no worker running).
+    let consumer = QueueConsumer::new(
+        shop.app.services.redis.clone(),
+        &shop.app.config.redis_url,
+        &shop.app.services.redis_keys,
+        QueueName::Checkout,
+        "outage",
+        ConsumerSettings::default(),
+    )
+    .unwrap();
+    consumer.ensure_group().await.unwrap();
+    let delivery = consumer.read(1, Duration::from_millis(500)).await.unwrap().remove(0);
+    assert_eq!(delivery.job.id.as_str(), format!("checkout:{placed}:reserve"));
+    assert!(consumer.dead_letter_spent(&delivery, "gave up after 10 attempts: database unavailable").await.unwrap());
+    let jobs: Value = shop.app.get("/v1/admin/jobs", Some(&shop.admin.access_token)).await.json().await.unwrap();
+    assert_eq!(jobs["deadLetters"].as_array().map(Vec::len), Some(1), "{jobs}");
+
+    // A worker comes back: its sweep finds the order idle with its saga unfinished, and the
+    // job runs again from its first attempt.
+    let Shop { app, admin, .. } = shop;
+    let worker = Proc::spawn("worker", &worker_env(&app, &settings));
+    worker.wait_for_line("worker started", Duration::from_secs(30));
+    let shop = Shop { app, admin, _worker: Some(worker) };
+    shop.wait(&customer, &placed, "confirmed and paid after the redrive", |o| {
+        o["status"] == "CONFIRMED" && o["paymentStatus"] == "PAID"
+    })
+    .await;
+    let jobs: Value = shop.app.get("/v1/admin/jobs", Some(&shop.admin.access_token)).await.json().await.unwrap();
+    assert_eq!(jobs["deadLetters"].as_array().map(Vec::len), Some(0), "no longer dead: {jobs}");
+    shop.assert_invariants_hold().await;
+    assert_eq!(shop.stock(&product).await, (9, 0));
+}
+
 /// A shop without a worker (the test runs the jobs itself) and one card order placed in it, for
 /// one unit of a product with 10 in stock: (shop, customer, product, order id).
 async fn one_card_order_without_a_worker(capture_delay_ms: &str) -> (Shop, Session, String, String) {

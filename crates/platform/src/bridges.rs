@@ -61,4 +61,26 @@ impl ecom_payments::ports::JobPublisher for OutboxPublisher {
             Err(err) => tracing::warn!(error = %err, "eager publish failed; the outbox relay will publish"),
         }
     }
+
+    /// Straight to the queue, never held: these jobs wait for no write of the caller's, and
+    /// no outbox row stands behind them.
+    async fn reoffer(&self, jobs: &[ecom_kernel::jobs::NewJob], revive_after: std::time::Duration) {
+        if jobs.is_empty() {
+            return;
+        }
+        match self.queue.reoffer(jobs, revive_after).await {
+            Ok(answers) => {
+                let redriven: Vec<&str> = jobs
+                    .iter()
+                    .zip(&answers)
+                    .filter(|(_, a)| **a == ecom_kernel::jobs::Enqueued::Redriven)
+                    .map(|(j, _)| j.id.as_str())
+                    .collect();
+                if !redriven.is_empty() {
+                    tracing::warn!(jobs = ?redriven, "jobs dead-lettered after their retries ran out run again");
+                }
+            }
+            Err(err) => tracing::warn!(error = %err, "jobs not offered again; the next sweep will"),
+        }
+    }
 }

@@ -74,7 +74,8 @@ pub struct Config {
     /// How long the first request with a key holds it (after a crash, a retry runs it again).
     pub idempotency_lease: Duration,
     /// An order whose saga has work left and that nothing touched for this long gets its job
-    /// offered to the queue again (a no-op unless the queue lost it).
+    /// offered to the queue again (a no-op unless the queue lost it, or dead-lettered it when
+    /// its retries ran out: it runs again once dead this long, doubled per revival).
     pub saga_resume_after: Duration,
     /// WebSocket: how often an idle connection is pinged, and when a silent one is closed.
     pub ws_heartbeat: Duration,

@@ -180,6 +180,9 @@ impl OrderPayments for OrderPaymentsBridge {
             Ok(p) if p.status == PaymentStatus::Failed => {
                 Ok(Charged::Declined { reason: p.failure_reason.unwrap_or_else(|| "declined".into()) })
             }
+            Ok(p) if matches!(p.status, PaymentStatus::Refunded | PaymentStatus::PartiallyRefunded) => {
+                Ok(Charged::Refunded)
+            }
             Ok(p) => Ok(Charged::Accepted(p.status)),
             Err(PaymentError::ProviderUnavailable(_)) => Ok(Charged::Unavailable),
             Err(PaymentError::ProviderNotConfigured(p)) => {

@@ -120,6 +120,8 @@ mod tests {
     #[async_trait]
     impl JobPublisher for Nowhere {
         async fn publish(&self, _jobs: &[NewJob]) {}
+
+        async fn reoffer(&self, _jobs: &[NewJob], _revive_after: std::time::Duration) {}
     }
 
     #[tokio::test]

@@ -223,6 +223,15 @@ impl LoopContext {
     }
 }
 
+/// How a job whose attempts ran out is dead-lettered.
+#[derive(Clone, Copy)]
+enum Burial {
+    /// Its failures may pass (an outage): a sweep that finds its work undone may run it again.
+    Spent,
+    /// Only an operator runs it again.
+    Final,
+}
+
 /// What one job task needs (never the set of tasks itself, which would keep it alive).
 struct JobRunner {
     consumer: Arc<QueueConsumer>,
@@ -275,7 +284,7 @@ impl JobRunner {
             Ok(Ok(JobOutcome::Done)) => self.consumer.complete(&delivery, None).await,
             Ok(Ok(JobOutcome::DoneThen(next))) => self.consumer.complete(&delivery, Some(&next)).await,
             Ok(Ok(JobOutcome::RetryAfter(delay))) => {
-                self.retry_or_bury(&delivery, delay, "handler asked to retry").await
+                self.retry_or_bury(&delivery, delay, "handler asked to retry", Burial::Spent).await
             }
             Ok(Ok(JobOutcome::Failed(reason))) | Ok(Err(JobFailure::Permanent(reason))) => {
                 tracing::warn!(%reason, "job failed permanently");
@@ -284,7 +293,7 @@ impl JobRunner {
             Ok(Err(JobFailure::Retryable(reason))) => {
                 let delay = backoff(job.attempt, self.settings.base_backoff, self.settings.max_backoff);
                 tracing::warn!(%reason, retry_in_ms = delay.as_millis() as u64, "job failed; will retry");
-                self.retry_or_bury(&delivery, delay, &reason).await
+                self.retry_or_bury(&delivery, delay, &reason, Burial::Spent).await
             }
             Err(panic) => {
                 let message = panic
@@ -294,7 +303,8 @@ impl JobRunner {
                     .unwrap_or_else(|| "unknown panic".to_owned());
                 tracing::error!(panic = %message, "job handler panicked");
                 let delay = backoff(job.attempt, self.settings.base_backoff, self.settings.max_backoff);
-                self.retry_or_bury(&delivery, delay, &format!("panic: {message}")).await
+                // A handler that panics on every attempt has a bug: no sweep runs it again.
+                self.retry_or_bury(&delivery, delay, &format!("panic: {message}"), Burial::Final).await
             }
         };
         self.settle(result);
@@ -347,11 +357,15 @@ impl JobRunner {
         delivery: &Delivery,
         delay: Duration,
         reason: &str,
+        burial: Burial,
     ) -> Result<bool, ecom_kernel::InfraError> {
         if delivery.job.attempt >= delivery.job.max_attempts {
             let error = format!("gave up after {} attempts: {reason}", delivery.job.attempt);
             tracing::warn!(%error, "job dead-lettered");
-            self.consumer.dead_letter(delivery, &error).await
+            match burial {
+                Burial::Spent => self.consumer.dead_letter_spent(delivery, &error).await,
+                Burial::Final => self.consumer.dead_letter(delivery, &error).await,
+            }
         } else {
             self.consumer.retry(delivery, delay, reason).await
         }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use ecom_jobs::{hold, Durability, HandlerRegistry, JobFailure, JobHandler, RuntimeSettings, WorkerRuntime};
-use ecom_kernel::jobs::{JobEnvelope, JobId, JobOutcome, JobQueue, NewJob, QueueName, WriteBarrier};
+use ecom_kernel::jobs::{Enqueued, JobEnvelope, JobId, JobOutcome, JobQueue, NewJob, QueueName, WriteBarrier};
 use ecom_kernel::InfraError;
 use ecom_payments::ports::JobPublisher;
 use ecom_redis::{connect, ConsumerSettings, QueueConsumer, RedisJobQueue, RedisKeys, RedisSettings};
@@ -178,6 +178,10 @@ async fn a_failing_job_is_retried_with_growing_delays_then_dead_lettered() {
         assert_eq!(id, "doomed");
         let expected = if panics { "panic: handler bug" } else { "gateway timeout" };
         assert!(error.starts_with("gave up after 4 attempts") && error.contains(expected), "{error}");
+        // Out of retries on a failure that may pass (an outage): a sweep's offer of its id runs
+        // it again. A handler that panicked every time has a bug: it stays dead.
+        let offered = producer.reoffer(&[job("doomed", "fail", 4)], Duration::ZERO).await.unwrap();
+        assert_eq!(offered, [if panics { Enqueued::AlreadyPresent } else { Enqueued::Redriven }]);
     }
 }
 
@@ -196,6 +200,11 @@ async fn a_job_of_an_unknown_kind_is_dead_lettered() {
     stop.notify_one();
     handle.await.unwrap();
     assert!(inspector.dead_letters(1).await.unwrap()[0].1.contains("no handler"));
+    // Failed for good: a sweep's offer leaves it for an operator.
+    assert_eq!(
+        producer.reoffer(&[job("mystery", "nobody.handles.this", 3)], Duration::ZERO).await.unwrap(),
+        [Enqueued::AlreadyPresent]
+    );
 }
 
 #[tokio::test]
@@ -352,6 +361,11 @@ impl JobPublisher for HoldingPublisher {
         } else {
             self.0.lock().unwrap().push(format!("published {}", ids.join(",")));
         }
+    }
+
+    async fn reoffer(&self, jobs: &[NewJob], _revive_after: Duration) {
+        let ids: Vec<&str> = jobs.iter().map(|j| j.id.as_str()).collect();
+        self.0.lock().unwrap().push(format!("reoffered {}", ids.join(",")));
     }
 }
 

@@ -56,9 +56,11 @@ for i = 1, #KEYS do
 end
 return started";
 
-/// KEYS: stream, job, delayed, dead, stats. ARGV: consumer, entry, outcome (retry | dead | skip),
-/// due_ms, error, job id. Settles a delivery that did not succeed (completions go through
-/// `COMPLETE_MANY`). Returns -1 when the consumer no longer owns the delivery.
+/// KEYS: stream, job, delayed, dead, stats. ARGV: consumer, entry, outcome (retry | dead |
+/// spent | skip), due_ms (for dead and spent: now), error, job id. Settles a delivery that did
+/// not succeed (completions go through `COMPLETE_MANY`). A dead job remembers why it died
+/// (`dead`: for good; `spent`: out of retries, which `REOFFER` may run again), when, and its
+/// dead-letter entry. Returns -1 when the consumer no longer owns the delivery.
 const FINISH: &str = r"
 local owned = redis.call('XPENDING', KEYS[1], 'workers', ARGV[2], ARGV[2], 1, ARGV[1])
 if #owned == 0 then return -1 end
@@ -68,12 +70,37 @@ if ARGV[3] == 'retry' then
   redis.call('HINCRBY', KEYS[5], 'retried', 1)
   redis.call('HSET', KEYS[2], 'state', 'delayed', 'error', ARGV[5])
   redis.call('ZADD', KEYS[3], ARGV[4], ARGV[6])
-elseif ARGV[3] == 'dead' then
+elseif ARGV[3] == 'dead' or ARGV[3] == 'spent' then
   redis.call('HINCRBY', KEYS[5], 'dead', 1)
-  redis.call('HSET', KEYS[2], 'state', 'dead', 'error', ARGV[5])
-  redis.call('XADD', KEYS[4], '*', 'id', ARGV[6], 'error', ARGV[5])
+  local entry = redis.call('XADD', KEYS[4], '*', 'id', ARGV[6], 'error', ARGV[5])
+  redis.call('HSET', KEYS[2], 'state', 'dead', 'error', ARGV[5], 'died', ARGV[3], 'died_at', ARGV[4],
+    'dead_entry', entry)
 end
 return 1";
+
+/// KEYS: job, stream, dead. ARGV: id, data, now_ms, wait_ms, max_wait_ms. Enqueues a job that
+/// does not exist (1); runs a job that died out of retries again with fresh attempts, its
+/// dead-letter entry removed (2), once it has been dead for `wait_ms` doubled for every time it
+/// was revived before (at most `max_wait_ms`); leaves any other job as it is (0).
+const REOFFER: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('HSET', KEYS[1], 'data', ARGV[2], 'attempt', 0, 'state', 'waiting')
+  redis.call('XADD', KEYS[2], '*', 'id', ARGV[1])
+  return 1
+end
+local job = redis.call('HMGET', KEYS[1], 'state', 'died', 'dead_entry', 'died_at', 'revivals')
+if job[1] ~= 'dead' or job[2] ~= 'spent' then return 0 end
+local revivals = tonumber(job[5]) or 0
+local wait = math.min(tonumber(ARGV[4]) * 2 ^ revivals, tonumber(ARGV[5]))
+if tonumber(ARGV[3]) - (tonumber(job[4]) or 0) < wait then return 0 end
+if job[3] then redis.call('XDEL', KEYS[3], job[3]) end
+redis.call('HSET', KEYS[1], 'attempt', 0, 'state', 'waiting', 'revivals', revivals + 1)
+redis.call('HDEL', KEYS[1], 'error', 'died', 'died_at', 'dead_entry')
+redis.call('XADD', KEYS[2], '*', 'id', ARGV[1])
+return 2";
+
+/// The longest a job that keeps running out of retries waits between two revivals.
+const MAX_REVIVE_WAIT: Duration = Duration::from_secs(3600);
 
 /// KEYS: stream, stats, then per delivery its job and its flow's next job (the job again when
 /// there is none). ARGV: consumer, retention_ms, then per delivery its entry, the next job's id
@@ -154,6 +181,7 @@ struct Scripts {
     finish: redis::Script,
     complete_many: redis::Script,
     promote: redis::Script,
+    reoffer: redis::Script,
 }
 
 impl Scripts {
@@ -164,6 +192,7 @@ impl Scripts {
             finish: redis::Script::new(FINISH),
             complete_many: redis::Script::new(COMPLETE_MANY),
             promote: redis::Script::new(PROMOTE),
+            reoffer: redis::Script::new(REOFFER),
         }
     }
 }
@@ -222,6 +251,39 @@ impl RedisJobQueue {
         let created: Vec<i64> = self.redis.script_pipe(&pipe, &[&self.scripts.enqueue]).await?;
         Ok(created.into_iter().map(|c| if c == 1 { Enqueued::Created } else { Enqueued::AlreadyPresent }).collect())
     }
+
+    /// `JobQueue::reoffer`, in one round trip.
+    async fn reoffer_batch(&self, jobs: &[NewJob], revive_after: Duration) -> Result<Vec<Enqueued>, InfraError> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = Utc::now();
+        let max_wait = MAX_REVIVE_WAIT.max(revive_after);
+        let mut pipe = redis::pipe();
+        for job in jobs {
+            let keys = self.keys.queue(job.queue.as_str());
+            let mut call = self.scripts.reoffer.prepare_invoke();
+            call.key(keys.job(job.id.as_str()))
+                .key(keys.stream())
+                .key(keys.dead())
+                .arg(job.id.as_str())
+                .arg(encode(job, now)?)
+                .arg(now.timestamp_millis())
+                .arg(millis(revive_after))
+                .arg(millis(max_wait));
+            pipe.invoke_script(&call);
+        }
+        // Idempotent too: a job runs again only while it is dead.
+        let answers: Vec<i64> = self.redis.script_pipe(&pipe, &[&self.scripts.reoffer]).await?;
+        Ok(answers
+            .into_iter()
+            .map(|a| match a {
+                1 => Enqueued::Created,
+                2 => Enqueued::Redriven,
+                _ => Enqueued::AlreadyPresent,
+            })
+            .collect())
+    }
 }
 
 #[async_trait]
@@ -236,6 +298,10 @@ impl JobQueue for RedisJobQueue {
 
     async fn enqueue_many(&self, jobs: &[NewJob]) -> Result<Vec<Enqueued>, InfraError> {
         self.enqueue_batch(jobs).await
+    }
+
+    async fn reoffer(&self, jobs: &[NewJob], revive_after: Duration) -> Result<Vec<Enqueued>, InfraError> {
+        self.reoffer_batch(jobs, revive_after).await
     }
 }
 
@@ -543,9 +609,18 @@ impl QueueConsumer {
         self.finish_raw(&delivery.entry_id, delivery.job.id.as_str(), "retry", due, error).await
     }
 
-    /// Moves the job to the dead-letter stream with its last error.
+    /// Moves the job to the dead-letter stream with its last error: it failed for good (or kept
+    /// crashing its workers), and only an operator runs it again.
     pub async fn dead_letter(&self, delivery: &Delivery, error: &str) -> Result<bool, InfraError> {
-        self.finish_raw(&delivery.entry_id, delivery.job.id.as_str(), "dead", 0, error).await
+        self.finish_raw(&delivery.entry_id, delivery.job.id.as_str(), "dead", Utc::now().timestamp_millis(), error)
+            .await
+    }
+
+    /// Moves the job to the dead-letter stream because its retries ran out on failures that
+    /// may pass (an outage): a sweep's `JobQueue::reoffer` of its id runs it again.
+    pub async fn dead_letter_spent(&self, delivery: &Delivery, error: &str) -> Result<bool, InfraError> {
+        self.finish_raw(&delivery.entry_id, delivery.job.id.as_str(), "spent", Utc::now().timestamp_millis(), error)
+            .await
     }
 
     /// Keeps a long-running delivery owned (resets its idle time).
@@ -642,7 +717,7 @@ for _, entry in ipairs(redis.call('XRANGE', KEYS[1], '-', '+')) do
 end
 if not found or redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
 redis.call('HSET', KEYS[2], 'attempt', 0, 'state', 'waiting')
-redis.call('HDEL', KEYS[2], 'error')
+redis.call('HDEL', KEYS[2], 'error', 'died', 'died_at', 'dead_entry')
 redis.call('XADD', KEYS[3], '*', 'id', ARGV[1])
 return 1";
 

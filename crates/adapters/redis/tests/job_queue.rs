@@ -141,6 +141,76 @@ async fn a_failing_job_is_retried_later_then_dead_lettered_with_its_error() {
 }
 
 #[tokio::test]
+async fn a_reoffer_runs_again_only_a_job_whose_retries_ran_out_and_only_once_it_was_dead_long_enough() {
+    let redis = TestRedis::new();
+    let queue = producer(&redis);
+    let c = consumer(&redis, "c1").await;
+    for id in ["broken", "outage", "busy", "finished"] {
+        queue.enqueue(job(id, 1)).await.unwrap();
+    }
+    let mut got: HashMap<String, ecom_redis::Delivery> =
+        c.read(10, SHORT).await.unwrap().into_iter().map(|d| (d.job.id.as_str().to_owned(), d)).collect();
+    assert!(c.dead_letter(&got["broken"], "bad payload").await.unwrap());
+    assert!(c.dead_letter_spent(&got["outage"], "gave up after 1 attempts: database unavailable").await.unwrap());
+    assert!(c.complete(&got["finished"], None).await.unwrap());
+    let busy = got.remove("busy").unwrap();
+    assert_eq!(c.stats().await.unwrap().dead, 2);
+
+    // Offered with another payload: a job that exists keeps its own.
+    let offered = |id: &str| NewJob { payload: serde_json::json!({"offered": id}), ..job(id, 1) };
+    let all = [offered("broken"), offered("outage"), offered("busy"), offered("finished"), offered("new")];
+    let hour = Duration::from_secs(3600);
+    assert_eq!(
+        queue.reoffer(&all, hour).await.unwrap(),
+        [
+            Enqueued::AlreadyPresent,
+            Enqueued::AlreadyPresent,
+            Enqueued::AlreadyPresent,
+            Enqueued::AlreadyPresent,
+            Enqueued::Created
+        ],
+        "dead for less than an hour: not yet"
+    );
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    assert_eq!(
+        queue.reoffer(&all, Duration::from_millis(50)).await.unwrap(),
+        [
+            Enqueued::AlreadyPresent,
+            Enqueued::Redriven,
+            Enqueued::AlreadyPresent,
+            Enqueued::AlreadyPresent,
+            Enqueued::AlreadyPresent
+        ]
+    );
+    // The one that died of an outage left the dead letters and runs again from its first
+    // attempt, with its own payload; the one that failed for good stays for an operator.
+    assert_eq!(c.dead_letters(10).await.unwrap(), vec![("broken".to_owned(), "bad payload".to_owned())]);
+    let mut again: Vec<ecom_redis::Delivery> = c.read(10, SHORT).await.unwrap();
+    again.sort_by(|a, b| a.job.id.as_str().cmp(b.job.id.as_str()));
+    let seen: Vec<(&str, u32, &serde_json::Value)> =
+        again.iter().map(|d| (d.job.id.as_str(), d.job.attempt, &d.job.payload)).collect();
+    assert_eq!(
+        seen,
+        [("new", 1, &serde_json::json!({"offered": "new"})), ("outage", 1, &serde_json::json!({"n": "outage"}))]
+    );
+    // Offered again while it runs: nothing happens.
+    assert_eq!(queue.reoffer(&[offered("outage")], Duration::ZERO).await.unwrap(), [Enqueued::AlreadyPresent]);
+
+    // It runs out of retries again: revived once before, it now waits twice as long.
+    assert!(c.dead_letter_spent(&again[1], "gave up after 1 attempts: database unavailable").await.unwrap());
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    let wait = Duration::from_millis(50);
+    assert_eq!(queue.reoffer(&[offered("outage")], wait).await.unwrap(), [Enqueued::AlreadyPresent]);
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    assert_eq!(queue.reoffer(&[offered("outage")], wait).await.unwrap(), [Enqueued::Redriven]);
+
+    assert!(c.complete(&busy, None).await.unwrap());
+    assert!(c.complete(&again[0], None).await.unwrap());
+    assert_eq!(c.read(10, SHORT).await.unwrap().len(), 1, "only the revived job");
+    assert_eq!(c.stats().await.unwrap().dead, 1);
+}
+
+#[tokio::test]
 async fn a_crashed_consumers_delivery_is_reclaimed_and_its_late_ack_refused() {
     let redis = TestRedis::new();
     let queue = producer(&redis);

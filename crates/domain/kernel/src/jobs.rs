@@ -83,6 +83,9 @@ pub struct NewJob {
 pub enum Enqueued {
     Created,
     AlreadyPresent,
+    /// Only from [`JobQueue::reoffer`]: the job had been dead-lettered after its retries ran
+    /// out, and runs again with fresh attempts.
+    Redriven,
 }
 
 /// What a handler reports after running a job.
@@ -116,6 +119,14 @@ pub trait JobQueue: Send + Sync {
         }
         Ok(done)
     }
+
+    /// For a sweep that found the work of these jobs undone: enqueues each as `enqueue_many`
+    /// does, and a job of the same id that was dead-lettered because its retries ran out (an
+    /// outage longer than its backoff) runs again with fresh attempts, once it has been dead
+    /// for `revive_after`, doubled for every time it was revived before (up to an hour, so a
+    /// job that can never succeed costs a few attempts an hour). A job that failed for good, or
+    /// kept crashing its workers, stays dead for an operator to look at.
+    async fn reoffer(&self, jobs: &[NewJob], revive_after: Duration) -> Result<Vec<Enqueued>, InfraError>;
 }
 
 /// Makes a job's writes durable before the job counts as done, for a worker whose commits do not

@@ -395,6 +395,8 @@ impl OrderService {
         }
         match self.ports.payments.charge(&order, &token).await? {
             Charged::Unavailable => Err(StepError::Retry("payment provider unavailable".into())),
+            // Never CONFIRMED on money given back: the compensation that refunded it finishes.
+            Charged::Refunded => self.compensate(id, CancellationReason::CheckoutFailed).await,
             Charged::Declined { reason } => {
                 let now = self.ports.clock.now();
                 next.set_payment_status(PaymentStatus::Failed, now);
@@ -606,9 +608,11 @@ impl OrderService {
 
     /// Puts the saga job of every order whose saga has work left and that nothing touched for
     /// `idle` back on the queue: not reserved yet (or not charged), confirmed but not finalized,
-    /// cancelled but not compensated. The enqueue is idempotent on the job id, so a job still
-    /// queued, retrying or recently run changes nothing; only a job the queue lost (Redis lost
-    /// its data, say) runs again. Returns how many jobs were offered.
+    /// cancelled but not compensated. The offer is idempotent on the job id, so a job still
+    /// queued, retrying or recently run changes nothing; a job the queue lost (Redis lost its
+    /// data, say) runs again, and so does one dead-lettered because its retries ran out (an
+    /// outage longer than its backoff, its compensation's included). Returns how many jobs were
+    /// offered.
     pub async fn resume_unfinished(&self, idle: Duration, limit: usize) -> Result<usize, StepError> {
         const PAGE: i64 = 100;
         let before = self.ports.clock.now() - idle;
@@ -631,7 +635,9 @@ impl OrderService {
                     _ => None,
                 })
                 .collect();
-            self.ports.publisher.publish(&jobs).await;
+            // A job dead of an outage runs again once it has been dead as long as an order
+            // has to be idle to be offered.
+            self.ports.publisher.reoffer(&jobs, idle.to_std().unwrap_or_default()).await;
             offered += jobs.len();
             match page.last() {
                 Some(last) if page.len() as i64 == PAGE => after = Some((last.updated_at, last.id)),

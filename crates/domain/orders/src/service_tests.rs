@@ -383,6 +383,28 @@ async fn an_order_cancelled_while_its_saga_ran_gets_its_stock_and_money_back() {
 }
 
 #[pollster::test]
+async fn a_step_run_again_after_a_compensation_refunded_the_charge_finishes_the_compensation() {
+    // The compensation refunded the charge, then stopped before it cancelled the order (the
+    // database went away); the saga's step runs again on the order still waiting for payment.
+    let order = placed(PaymentMethod::CreditCard);
+    let id = order.id;
+    let mut m = Mocks::new();
+    m.stock.expect_reserve().times(1).returning(|_, _, _| Ok(Reserved::Done { low_stock: vec![] }));
+    m.payments.expect_charge().times(1).returning(|_, _| Ok(Charged::Refunded));
+    m.stock.expect_confirm().never();
+    m.carts.expect_clear().never();
+    m.payments.expect_refund_all().times(1).returning(|_, _| Ok(RefundState::Refunded));
+    m.stock.expect_release().times(1).returning(|_| Ok(()));
+    let cell = stored(&mut m, order);
+    m.service().run_step(&SagaJob { order_id: id, step: Step::Reserve, reason: None }).await.unwrap();
+    let after = cell.lock().unwrap().clone();
+    assert_eq!(
+        (after.status, after.payment_status, after.cancellation_reason),
+        (OrderStatus::Cancelled, PaymentStatus::Refunded, Some(CancellationReason::CheckoutFailed))
+    );
+}
+
+#[pollster::test]
 async fn a_charge_made_but_never_recorded_is_recovered_before_the_cancelled_order_is_refunded() {
     // The worker stopped between the provider's answer and its write; the customer cancelled
     // meanwhile and the compensation found no charge. The saga's next run looks the charge up
@@ -575,19 +597,22 @@ async fn unfinished_sagas_get_their_next_job_offered_again() {
         .times(1)
         .returning(move |_, _, _| Ok(page.clone()));
     m.publisher = MockJobPublisher::new();
+    // Offered, not published: a job that died of an outage runs again, once dead as long as
+    // the order had to be idle.
     m.publisher
-        .expect_publish()
-        .withf(move |jobs: &[ecom_kernel::jobs::NewJob]| {
-            jobs.iter().map(|j| j.id.as_str().to_owned()).collect::<Vec<_>>()
-                == vec![
-                    format!("checkout:{unpaid}:reserve"),
-                    format!("checkout:{confirmed}:finalize"),
-                    format!("checkout:{cancelled}:compensate"),
-                ]
+        .expect_reoffer()
+        .withf(move |jobs: &[ecom_kernel::jobs::NewJob], revive_after| {
+            *revive_after == std::time::Duration::from_secs(60)
+                && jobs.iter().map(|j| j.id.as_str().to_owned()).collect::<Vec<_>>()
+                    == vec![
+                        format!("checkout:{unpaid}:reserve"),
+                        format!("checkout:{confirmed}:finalize"),
+                        format!("checkout:{cancelled}:compensate"),
+                    ]
                 && jobs[2].payload["reason"] == "CUSTOMER_REQUEST"
         })
         .times(1)
-        .returning(|_| ());
+        .returning(|_, _| ());
     assert_eq!(m.service().resume_unfinished(Duration::seconds(60), 1000).await.unwrap(), 3);
 }
 

@@ -192,6 +192,11 @@ pub trait PaymentRepository: Send + Sync {
 #[async_trait]
 pub trait JobPublisher: Send + Sync {
     async fn publish(&self, jobs: &[NewJob]);
+
+    /// For a sweep that found the work of these jobs undone (nothing staged them): offers them
+    /// to the queue as `JobQueue::reoffer` does, so that a job dead-lettered because its retries
+    /// ran out during an outage runs again. Failures are logged; the next sweep offers again.
+    async fn reoffer(&self, jobs: &[NewJob], revive_after: std::time::Duration);
 }
 
 /// How long a webhook's timestamp stays acceptable (Stripe's default tolerance).
