@@ -180,9 +180,9 @@ impl OrderPayments for OrderPaymentsBridge {
             Ok(p) if p.status == PaymentStatus::Failed => {
                 Ok(Charged::Declined { reason: p.failure_reason.unwrap_or_else(|| "declined".into()) })
             }
-            Ok(p) if matches!(p.status, PaymentStatus::Refunded | PaymentStatus::PartiallyRefunded) => {
-                Ok(Charged::Refunded)
-            }
+            // A compensation refunds all that is left: a partial refund is someone else's (an
+            // admin's goodwill), and the order goes on.
+            Ok(p) if p.status == PaymentStatus::Refunded => Ok(Charged::Refunded),
             Ok(p) => Ok(Charged::Accepted(p.status)),
             Err(PaymentError::ProviderUnavailable(_)) => Ok(Charged::Unavailable),
             Err(PaymentError::ProviderNotConfigured(p)) => {

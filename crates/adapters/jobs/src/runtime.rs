@@ -303,7 +303,7 @@ impl JobRunner {
                     .unwrap_or_else(|| "unknown panic".to_owned());
                 tracing::error!(panic = %message, "job handler panicked");
                 let delay = backoff(job.attempt, self.settings.base_backoff, self.settings.max_backoff);
-                // A handler that panics on every attempt has a bug: no sweep runs it again.
+                // A panic on its last attempt is taken for a bug: no sweep runs it again.
                 self.retry_or_bury(&delivery, delay, &format!("panic: {message}"), Burial::Final).await
             }
         };

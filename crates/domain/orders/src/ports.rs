@@ -151,8 +151,8 @@ pub trait Stock: Send + Sync {
 pub enum Charged {
     /// The provider holds or took the money (AUTHORIZED, PAID or still processing).
     Accepted(ecom_payments::model::PaymentStatus),
-    /// The charge was made and (some of) it given back: a compensation began (it refunds
-    /// before it cancels) and stopped before it cancelled the order.
+    /// The charge was made and all of it given back: a compensation began (it refunds before
+    /// it cancels) and stopped before it cancelled the order.
     Refunded,
     Declined {
         reason: String,

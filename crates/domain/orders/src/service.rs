@@ -555,7 +555,7 @@ impl OrderService {
                     return Err(OrderRuleError::InvalidTransition { from: order.status, to }.into());
                 }
                 if order.created_at + self.settings.confirmation_window <= self.ports.clock.now() {
-                    // Past its window the expiry cancels it (its cash collection first): too late.
+                    // Past its window the expiry cancels it (if it has not yet): too late.
                     return Err(OrderError::ConfirmationExpired);
                 }
                 if !order.has_note(STOCK_RESERVED) {
@@ -648,7 +648,9 @@ impl OrderService {
     }
 
     /// Cancels online orders left unpaid past the payment window and cash orders left
-    /// unconfirmed past theirs (their stock goes back on sale). Returns how many.
+    /// unconfirmed past theirs: CANCELLED at once, as a customer's cancel, and their stock goes
+    /// back on sale (and whatever else was taken back) in the compensation job staged with that
+    /// write. Returns how many.
     pub async fn expire_overdue(&self, limit: i64) -> Result<usize, StepError> {
         let now = self.ports.clock.now();
         let mut expired = 0;
@@ -661,10 +663,33 @@ impl OrderService {
             ),
         ] {
             for id in self.ports.orders.stale(status, now - window, limit).await? {
-                self.compensate(id, reason.clone()).await?;
-                expired += 1;
+                if self.expire(id, status, &reason).await? {
+                    expired += 1;
+                }
             }
         }
         Ok(expired)
+    }
+
+    /// Cancels an order still in `status`, staging its compensation; `false` when it moved on
+    /// meanwhile (paid, confirmed, cancelled). Written before anything is given back, so an
+    /// admin's confirmation that races with it is refused rather than confirming an order whose
+    /// stock or cash collection the compensation then takes back.
+    async fn expire(&self, id: OrderId, status: OrderStatus, reason: &CancellationReason) -> Result<bool, StepError> {
+        let mut attempts = 0;
+        loop {
+            let order = self.load(id).await?;
+            if order.status != status {
+                return Ok(false);
+            }
+            let mut next = order.clone();
+            next.cancel(reason.clone(), self.ports.clock.now()).map_err(OrderError::from)?;
+            let compensate = saga_job(id, Step::Compensate, Some(reason));
+            match self.store(&order, &next, &[compensate], &[]).await {
+                Ok(()) => return Ok(true),
+                Err(OrderSaveError::Conflict) if attempts < 5 => attempts += 1,
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 }

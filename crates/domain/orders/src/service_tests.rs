@@ -722,3 +722,47 @@ async fn a_cash_order_cancelled_while_its_stock_was_reserved_gets_everything_bac
     assert_eq!((after.status, after.payment_status), (OrderStatus::Cancelled, PaymentStatus::Failed));
     assert_eq!(after.cancellation_reason, Some(CancellationReason::CustomerRequest), "the first reason stays");
 }
+
+#[pollster::test]
+async fn an_overdue_order_is_cancelled_first_and_given_back_what_it_took_in_its_compensation_job() {
+    let (cash, online) = (placed(PaymentMethod::CashOnDelivery), placed(PaymentMethod::CreditCard));
+    let (cash_id, online_id) = (cash.id, online.id);
+    let mut m = Mocks::new();
+    m.orders.expect_stale().returning(move |status, before, _| {
+        Ok(match status {
+            OrderStatus::PendingConfirmation if before == now() - Duration::hours(48) => vec![cash_id],
+            OrderStatus::PendingPayment if before == now() - Duration::minutes(30) => vec![online_id],
+            _ => vec![],
+        })
+    });
+    // Nothing is given back by the sweep itself: the compensation job does it.
+    m.payments.expect_refund_all().never();
+    m.stock.expect_release().never();
+    // The online order was paid meanwhile: left alone.
+    let mut paid = online.clone();
+    paid.set_payment_status(PaymentStatus::Paid, now());
+    paid.transition(OrderStatus::Confirmed, None, now()).unwrap();
+    m.orders.expect_get().withf(move |id| *id == online_id).returning(move |_| Ok(Some(paid.clone())));
+    m.orders.expect_get().withf(move |id| *id == cash_id).times(1).returning(move |_| Ok(Some(cash.clone())));
+    let (written, staged) = (Arc::new(Mutex::new(Vec::new())), Arc::new(Mutex::new(Vec::new())));
+    let (write, stage) = (written.clone(), staged.clone());
+    m.orders.expect_update().times(1).returning(move |_, next: &Order, jobs| {
+        write.lock().unwrap().push(next.clone());
+        stage.lock().unwrap().extend_from_slice(jobs);
+        Ok(())
+    });
+    assert_eq!(m.service().expire_overdue(100).await.unwrap(), 1);
+
+    let after = written.lock().unwrap()[0].clone();
+    assert_eq!(after.id, cash_id);
+    assert_eq!(
+        (after.status, after.cancellation_reason),
+        (OrderStatus::Cancelled, Some(CancellationReason::ConfirmationExpired))
+    );
+    let staged = staged.lock().unwrap().clone();
+    let compensation: Vec<_> =
+        staged.iter().filter(|j| j.id.as_str() == format!("checkout:{cash_id}:compensate")).collect();
+    assert_eq!(compensation.len(), 1, "{staged:?}");
+    assert_eq!(compensation[0].payload["reason"], "CONFIRMATION_EXPIRED");
+    assert!(notice_keys(&staged).contains(&format!("order:{cash_id}:cancelled")));
+}
