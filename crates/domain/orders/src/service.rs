@@ -650,10 +650,11 @@ impl OrderService {
     /// Cancels online orders left unpaid past the payment window and cash orders left
     /// unconfirmed past theirs: CANCELLED at once, as a customer's cancel, and their stock goes
     /// back on sale (and whatever else was taken back) in the compensation job staged with that
-    /// write. Returns how many.
+    /// write. Returns how many, or the first error once every other order was tried.
     pub async fn expire_overdue(&self, limit: i64) -> Result<usize, StepError> {
         let now = self.ports.clock.now();
         let mut expired = 0;
+        let mut failed = None;
         for (status, window, reason) in [
             (OrderStatus::PendingPayment, self.settings.payment_window, CancellationReason::PaymentExpired),
             (
@@ -663,12 +664,15 @@ impl OrderService {
             ),
         ] {
             for id in self.ports.orders.stale(status, now - window, limit).await? {
-                if self.expire(id, status, &reason).await? {
-                    expired += 1;
+                // One order that cannot be expired now does not hold up the others.
+                match self.expire(id, status, &reason).await {
+                    Ok(true) => expired += 1,
+                    Ok(false) => {}
+                    Err(err) => failed = failed.or(Some(err)),
                 }
             }
         }
-        Ok(expired)
+        failed.map_or(Ok(expired), Err)
     }
 
     /// Cancels an order still in `status`, staging its compensation; `false` when it moved on

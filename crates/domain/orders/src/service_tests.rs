@@ -766,3 +766,38 @@ async fn an_overdue_order_is_cancelled_first_and_given_back_what_it_took_in_its_
     assert_eq!(compensation[0].payload["reason"], "CONFIRMATION_EXPIRED");
     assert!(notice_keys(&staged).contains(&format!("order:{cash_id}:cancelled")));
 }
+
+#[pollster::test]
+async fn an_expiry_that_loses_the_race_to_an_admins_confirmation_leaves_the_order_confirmed() {
+    let cash = placed(PaymentMethod::CashOnDelivery);
+    let id = cash.id;
+    let mut confirmed = cash.clone();
+    confirmed.transition(OrderStatus::Confirmed, Some("confirmed by an admin".into()), now()).unwrap();
+    let mut m = Mocks::new();
+    m.orders
+        .expect_stale()
+        .returning(move |status, _, _| Ok(if status == OrderStatus::PendingConfirmation { vec![id] } else { vec![] }));
+    let mut reads = mockall::Sequence::new();
+    m.orders.expect_get().times(1).in_sequence(&mut reads).returning(move |_| Ok(Some(cash.clone())));
+    m.orders.expect_get().times(1).in_sequence(&mut reads).returning(move |_| Ok(Some(confirmed.clone())));
+    // The admin's write landed between the expiry's read and its write: only one write tried.
+    m.orders.expect_update().times(1).returning(|_, _, _| Err(OrderSaveError::Conflict));
+    assert_eq!(m.service().expire_overdue(100).await.unwrap(), 0);
+}
+
+#[pollster::test]
+async fn an_order_that_cannot_be_expired_now_does_not_hold_up_the_others() {
+    let (online, cash) = (placed(PaymentMethod::CreditCard), placed(PaymentMethod::CashOnDelivery));
+    let (online_id, cash_id) = (online.id, cash.id);
+    let mut m = Mocks::new();
+    m.orders.expect_stale().returning(move |status, _, _| {
+        Ok(if status == OrderStatus::PendingPayment { vec![online_id] } else { vec![cash_id] })
+    });
+    m.orders
+        .expect_get()
+        .withf(move |id| *id == online_id)
+        .returning(|_| Err(ecom_kernel::InfraError::unavailable("postgres unavailable")));
+    m.orders.expect_get().withf(move |id| *id == cash_id).returning(move |_| Ok(Some(cash.clone())));
+    m.orders.expect_update().times(1).withf(move |_, next, _| next.id == cash_id).returning(|_, _, _| Ok(()));
+    assert!(matches!(m.service().expire_overdue(100).await, Err(StepError::Retry(_))));
+}
