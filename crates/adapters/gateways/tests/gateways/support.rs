@@ -62,11 +62,7 @@ impl JobQueue for RecordingQueue {
 
     /// Nothing here is ever dead-lettered: the same as enqueuing.
     async fn reoffer(&self, jobs: &[NewJob], _revive_after: std::time::Duration) -> Result<Vec<Enqueued>, InfraError> {
-        let mut done = Vec::with_capacity(jobs.len());
-        for job in jobs {
-            done.push(self.enqueue(job.clone()).await?);
-        }
-        Ok(done)
+        self.enqueue_many(jobs).await
     }
 }
 
