@@ -713,6 +713,67 @@ async fn a_saga_job_dead_lettered_by_an_outage_runs_again_and_its_order_settles(
     assert_eq!(shop.stock(&product).await, (9, 0));
 }
 
+#[tokio::test]
+async fn a_payment_event_dead_lettered_by_an_outage_runs_again_by_itself_and_the_order_is_paid() {
+    use ecom_kernel::jobs::QueueName;
+    use ecom_redis::{ConsumerSettings, QueueConsumer};
+    // The capture comes 4 s after the charge: long enough to stop the worker before it.
+    let settings = [("SIMULATED_CAPTURE_DELAY_MS", "4000"), ("JOB_REVIVE_AFTER_SECS", "1")];
+    let app = TestApp::spawn_with(&settings).await;
+    let first = Proc::spawn("worker", &worker_env(&app, &settings));
+    first.wait_for_line("worker started", Duration::from_secs(30));
+    let admin = app.admin().await;
+    let shop = Shop { app, admin, _worker: Some(first) };
+    let customer = shop.app.register_customer().await;
+    let product = shop.product(10, 1000).await;
+    let cart = shop.cart_with(&customer, &product, 1).await;
+    let placed = shop.place(&customer, &cart, "CREDIT_CARD", Some("pm_card_visa")).await;
+    shop.wait(&customer, &placed, "confirmed", |o| o["status"] == "CONFIRMED").await;
+    let Shop { app, admin, _worker: first } = shop;
+    drop(first);
+    let shop = Shop { app, admin, _worker: None };
+
+    // The provider's capture event ran out of retries while the database was down, and was
+    // dead-lettered as the worker's runtime does then (here by hand, with no worker running).
+    let consumer = QueueConsumer::new(
+        shop.app.services.redis.clone(),
+        &shop.app.config.redis_url,
+        &shop.app.services.redis_keys,
+        QueueName::PaymentEvents,
+        "outage",
+        ConsumerSettings { revive_after: Duration::from_secs(1), ..ConsumerSettings::default() },
+    )
+    .unwrap();
+    consumer.ensure_group().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let delivery = loop {
+        consumer.promote(10).await.unwrap();
+        if let Some(delivery) = consumer.read(1, Duration::from_millis(200)).await.unwrap().pop() {
+            break delivery;
+        }
+        assert!(Instant::now() < deadline, "no capture event");
+    };
+    assert_eq!(delivery.job.kind, "payments.event");
+    assert!(consumer.dead_letter_spent(&delivery, "gave up after 10 attempts: database unavailable").await.unwrap());
+    let order = shop.wait(&customer, &placed, "still confirmed", |o| o["status"] == "CONFIRMED").await;
+    assert_eq!(order["paymentStatus"], "AUTHORIZED", "{order}");
+    let jobs: Value = shop.app.get("/v1/admin/jobs", Some(&shop.admin.access_token)).await.json().await.unwrap();
+    let letters = jobs["deadLetters"].as_array().cloned().unwrap_or_default();
+    assert_eq!(letters.len(), 1, "{jobs}");
+    assert_eq!(letters[0]["queue"], "payment-events");
+    assert!(letters[0]["revivesAt"].is_string(), "it runs again by itself: {jobs}");
+
+    // A worker comes back: the event runs again from its first attempt, and the order is paid.
+    let Shop { app, admin, .. } = shop;
+    let second = Proc::spawn("worker", &worker_env(&app, &settings));
+    second.wait_for_line("worker started", Duration::from_secs(30));
+    let shop = Shop { app, admin, _worker: Some(second) };
+    shop.wait(&customer, &placed, "paid after the revival", |o| o["paymentStatus"] == "PAID").await;
+    let jobs: Value = shop.app.get("/v1/admin/jobs", Some(&shop.admin.access_token)).await.json().await.unwrap();
+    assert_eq!(jobs["deadLetters"].as_array().map(Vec::len), Some(0), "no longer dead: {jobs}");
+    shop.assert_invariants_hold().await;
+}
+
 /// A shop without a worker (the test runs the jobs itself) and one card order placed in it, for
 /// one unit of a product with 10 in stock: (shop, customer, product, order id).
 async fn one_card_order_without_a_worker(capture_delay_ms: &str) -> (Shop, Session, String, String) {

@@ -92,6 +92,9 @@ pub struct Config {
     pub cod_confirmation_window: Duration,
     pub worker_concurrency: usize,
     pub worker_reclaim_after: Duration,
+    /// A job dead-lettered because its retries ran out (an outage outlasted them) runs again
+    /// this long after, twice as long after each revival, at most an hour (or this, if longer).
+    pub job_revive_after: Duration,
     /// The worker's commits do not wait for the disk; each job flushes once, before it counts
     /// as done (its durability barrier). `false`: every commit waits.
     pub worker_deferred_flush: bool,
@@ -280,6 +283,7 @@ impl Config {
             cod_confirmation_window: Duration::from_secs(r.positive("COD_CONFIRMATION_WINDOW_SECS", 48 * 3600)),
             worker_concurrency: r.positive("WORKER_CONCURRENCY", 16) as usize,
             worker_reclaim_after: Duration::from_secs(r.positive("WORKER_RECLAIM_AFTER_SECS", 30)),
+            job_revive_after: Duration::from_secs(r.positive("JOB_REVIVE_AFTER_SECS", 60)),
             worker_deferred_flush: r.flag("WORKER_DEFERRED_FLUSH", true),
             shop_currency,
             product_cache_ttl: Duration::from_secs(r.parsed("PRODUCT_CACHE_TTL_SECS", 300, "a number of seconds")),
@@ -343,6 +347,7 @@ impl fmt::Debug for Config {
             .field("cod_confirmation_window", &self.cod_confirmation_window)
             .field("worker_concurrency", &self.worker_concurrency)
             .field("worker_reclaim_after", &self.worker_reclaim_after)
+            .field("job_revive_after", &self.job_revive_after)
             .field("worker_deferred_flush", &self.worker_deferred_flush)
             .field("shop_currency", &self.shop_currency)
             .field("product_cache_ttl", &self.product_cache_ttl)

@@ -69,7 +69,7 @@ pub async fn run_worker(config: &Config) -> anyhow::Result<()> {
                 &services.redis_keys,
                 queue,
                 consumer_name.clone(),
-                ConsumerSettings::default(),
+                ConsumerSettings { revive_after: config.job_revive_after, ..ConsumerSettings::default() },
             )
         })
         .collect::<Result<Vec<_>, _>>()?;

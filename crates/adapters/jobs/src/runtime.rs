@@ -1,6 +1,7 @@
 //! The worker runtime: per queue a reader that takes only as many deliveries as the queue has
-//! free handler slots, a promoter for due retries and a reclaimer for deliveries of crashed workers;
-//! one task per job with a tracing span, panics caught, a heartbeat while it runs.
+//! free handler slots, a promoter for due retries, a reviver for jobs dead out of retries whose
+//! time to run again has come, and a reclaimer for deliveries of crashed workers; one task per
+//! job with a tracing span, panics caught, a heartbeat while it runs.
 //!
 //! With durability ([`WorkerRuntime::with_durability`]), a job's database writes are on disk
 //! before it counts as done, and the jobs it publishes are held until then.
@@ -61,6 +62,9 @@ pub fn backoff(attempt: u32, base: Duration, max: Duration) -> Duration {
 
 /// What a handler returned, or its panic.
 type Outcome = Result<Result<JobOutcome, JobFailure>, Box<dyn std::any::Any + Send>>;
+
+/// How often each queue looks for dead-lettered jobs whose time to run again has come.
+const REVIVE_EVERY: Duration = Duration::from_secs(1);
 
 /// How many times a job whose writes may have been lost runs again at once, before it takes
 /// the ordinary retry (which counts an attempt).
@@ -167,9 +171,11 @@ impl LoopContext {
         }
     }
 
-    /// Promotes due retries and reclaims deliveries of crashed workers, periodically.
+    /// Promotes due retries, revives jobs whose retries ran out once their time has come, and
+    /// reclaims deliveries of crashed workers, periodically.
     async fn maintenance_loop(self) {
         let mut promote = tokio::time::interval(Duration::from_millis(200));
+        let mut revive = tokio::time::interval(REVIVE_EVERY);
         let mut reclaim = tokio::time::interval((self.settings.reclaim_after / 2).max(Duration::from_millis(50)));
         loop {
             tokio::select! {
@@ -178,6 +184,15 @@ impl LoopContext {
                         tracing::warn!(queue = self.consumer.queue().as_str(), error = %err, "promote failed");
                     }
                 }
+                _ = revive.tick() => match self.consumer.revive_due(100).await {
+                    Ok(0) => {}
+                    Ok(count) => tracing::warn!(
+                        queue = self.consumer.queue().as_str(),
+                        count,
+                        "jobs whose retries ran out run again"
+                    ),
+                    Err(err) => tracing::warn!(queue = self.consumer.queue().as_str(), error = %err, "revive failed"),
+                },
                 _ = reclaim.tick() => {
                     let free = self.slots.available_permits();
                     if free == 0 || self.stopping.load(Ordering::SeqCst) {
@@ -226,7 +241,8 @@ impl LoopContext {
 /// How a job whose attempts ran out is dead-lettered.
 #[derive(Clone, Copy)]
 enum Burial {
-    /// Its failures may pass (an outage): a sweep that finds its work undone may run it again.
+    /// Its failures may pass (an outage): it runs again by itself later (the consumer's
+    /// `revive_after`, doubled per revival), or when a sweep finds its work undone.
     Spent,
     /// Only an operator runs it again.
     Final,

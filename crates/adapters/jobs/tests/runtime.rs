@@ -185,6 +185,63 @@ async fn a_failing_job_is_retried_with_growing_delays_then_dead_lettered() {
     }
 }
 
+/// Fails (retryably, or for good) the first `n` times it runs a job, then succeeds.
+struct FailTimes(Arc<Recorder>, usize, bool);
+
+#[async_trait]
+impl JobHandler for FailTimes {
+    async fn handle(&self, job: &JobEnvelope) -> Result<JobOutcome, JobFailure> {
+        self.0.record(job.id.as_str());
+        let runs = self.0.attempts.lock().unwrap()[job.id.as_str()].len();
+        match (runs <= self.1, self.2) {
+            (false, _) => Ok(JobOutcome::Done),
+            (true, false) => Err(JobFailure::Retryable("database unavailable".into())),
+            (true, true) => Err(JobFailure::Permanent("no such order".into())),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_job_out_of_retries_runs_again_by_itself_until_it_succeeds_and_one_that_failed_for_good_stays_dead() {
+    let redis = TestRedis::new();
+    let producer = RedisJobQueue::new(pool(&redis), RedisKeys::new(redis.prefix()));
+    let recorder = Arc::new(Recorder::default());
+    let registry = HandlerRegistry::default()
+        .with("outage", Arc::new(FailTimes(recorder.clone(), 4, false)))
+        .with("broken", Arc::new(FailTimes(recorder.clone(), 1, true)));
+    let settings = ConsumerSettings { revive_after: Duration::from_millis(200), ..ConsumerSettings::default() };
+    let worker = QueueConsumer::new(
+        pool(&redis),
+        redis.url(),
+        &RedisKeys::new(redis.prefix()),
+        QueueName::Notifications,
+        "w",
+        settings,
+    )
+    .unwrap();
+    let (handle, stop) = spawn(WorkerRuntime::new(vec![worker], registry, fast()));
+    // Two attempts per round: out of retries twice, revived twice, then it succeeds.
+    producer.enqueue(job("outage", "outage", 2)).await.unwrap();
+    producer.enqueue(job("broken", "broken", 2)).await.unwrap();
+
+    let inspector = consumer(&redis, "inspector");
+    let runs = |id: &str| recorder.attempts.lock().unwrap().get(id).map_or(0, Vec::len);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while runs("outage") < 5 || inspector.stats().await.unwrap().in_flight > 0 {
+        assert!(Instant::now() < deadline, "ran {} times", runs("outage"));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Past the longest wait a third revival would have had.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stop.notify_one();
+    handle.await.unwrap();
+    assert_eq!(runs("outage"), 5, "four failures, then done once");
+    assert_eq!(runs("broken"), 1);
+    let letters = inspector.dead_letters(10).await.unwrap();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(letters[0].0, "broken");
+}
+
 #[tokio::test]
 async fn a_job_of_an_unknown_kind_is_dead_lettered() {
     let redis = TestRedis::new();

@@ -76,7 +76,8 @@ impl RedisKeys {
     }
 }
 
-/// Keys of one queue: the ready stream, the delayed set, the dead-letter stream, job hashes.
+/// Keys of one queue: the ready stream, the delayed set, the dead-letter stream, the set of dead
+/// jobs waiting to be revived, job hashes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueKeys {
     base: String,
@@ -91,6 +92,10 @@ impl QueueKeys {
     }
     pub fn dead(&self) -> String {
         format!("{}:dead", self.base)
+    }
+    /// Jobs dead-lettered because their retries ran out, scored by when they run again.
+    pub fn spent(&self) -> String {
+        format!("{}:spent", self.base)
     }
     pub fn stats(&self) -> String {
         format!("{}:stats", self.base)

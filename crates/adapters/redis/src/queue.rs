@@ -1,6 +1,7 @@
 //! The job queue on Redis Streams: one stream per queue with one consumer group, a delayed set
-//! for retries and scheduled jobs, a dead-letter stream, and one hash per job (its envelope, its
-//! attempts, its state). Every state change is one Lua script over keys of one hash tag.
+//! for retries and scheduled jobs, a dead-letter stream, a set of the dead jobs that run again by
+//! themselves (out of retries), and one hash per job (its envelope, its attempts, its state).
+//! Every state change is one Lua script over keys of one hash tag.
 //!
 //! - Enqueue is idempotent on the job id: a second enqueue of an id that exists does nothing.
 //! - A delivery is acknowledged only when its handler finished, and only by the consumer that
@@ -56,11 +57,13 @@ for i = 1, #KEYS do
 end
 return started";
 
-/// KEYS: stream, job, delayed, dead, stats. ARGV: consumer, entry, outcome (retry | dead |
-/// spent | skip), due_ms (for dead and spent: now), error, job id. Settles a delivery that did
-/// not succeed (completions go through `COMPLETE_MANY`). A dead job remembers why it died
-/// (`dead`: for good; `spent`: out of retries, which `REOFFER` may run again), when, and its
-/// dead-letter entry. Returns -1 when the consumer no longer owns the delivery.
+/// KEYS: stream, job, delayed, dead, stats, spent. ARGV: consumer, entry, outcome (retry | dead |
+/// spent | skip), due_ms (for dead and spent: now), error, job id, wait_ms, max_wait_ms. Settles
+/// a delivery that did not succeed (completions go through `COMPLETE_MANY`). A dead job remembers
+/// why it died (`dead`: for good; `spent`: out of retries), when, and its dead-letter entry; a
+/// spent job also waits in the spent set to run again, `wait_ms` after its death, doubled for
+/// every time it was revived before (at most `max_wait_ms`). Returns -1 when the consumer no
+/// longer owns the delivery.
 const FINISH: &str = r"
 local owned = redis.call('XPENDING', KEYS[1], 'workers', ARGV[2], ARGV[2], 1, ARGV[1])
 if #owned == 0 then return -1 end
@@ -75,13 +78,19 @@ elseif ARGV[3] == 'dead' or ARGV[3] == 'spent' then
   local entry = redis.call('XADD', KEYS[4], '*', 'id', ARGV[6], 'error', ARGV[5])
   redis.call('HSET', KEYS[2], 'state', 'dead', 'error', ARGV[5], 'died', ARGV[3], 'died_at', ARGV[4],
     'dead_entry', entry)
+  if ARGV[3] == 'spent' then
+    local revivals = tonumber(redis.call('HGET', KEYS[2], 'revivals')) or 0
+    local wait = math.min(tonumber(ARGV[7]) * 2 ^ revivals, tonumber(ARGV[8]))
+    redis.call('ZADD', KEYS[6], tonumber(ARGV[4]) + wait, ARGV[6])
+  end
 end
 return 1";
 
-/// KEYS: job, stream, dead. ARGV: id, data, now_ms, wait_ms, max_wait_ms. Enqueues a job that
-/// does not exist (1); runs a job that died out of retries again with fresh attempts, its
-/// dead-letter entry removed (2), once it has been dead for `wait_ms` doubled for every time it
-/// was revived before (at most `max_wait_ms`); leaves any other job as it is (0).
+/// KEYS: job, stream, dead, spent. ARGV: id, data, now_ms, wait_ms, max_wait_ms. Enqueues a job
+/// that does not exist (1); runs a job that died out of retries again with fresh attempts, its
+/// dead-letter entry removed and out of the spent set (2), once it has been dead for `wait_ms`
+/// doubled for every time it was revived before (at most `max_wait_ms`); leaves any other job as
+/// it is (0).
 const REOFFER: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 0 then
   redis.call('HSET', KEYS[1], 'data', ARGV[2], 'attempt', 0, 'state', 'waiting')
@@ -94,6 +103,7 @@ local revivals = tonumber(job[5]) or 0
 local wait = math.min(tonumber(ARGV[4]) * 2 ^ revivals, tonumber(ARGV[5]))
 if tonumber(ARGV[3]) - (tonumber(job[4]) or 0) < wait then return 0 end
 if job[3] then redis.call('XDEL', KEYS[3], job[3]) end
+redis.call('ZREM', KEYS[4], ARGV[1])
 redis.call('HSET', KEYS[1], 'attempt', 0, 'state', 'waiting', 'revivals', revivals + 1)
 redis.call('HDEL', KEYS[1], 'error', 'died', 'died_at', 'dead_entry')
 redis.call('XADD', KEYS[2], '*', 'id', ARGV[1])
@@ -101,6 +111,29 @@ return 2";
 
 /// The longest a job that keeps running out of retries waits between two revivals.
 const MAX_REVIVE_WAIT: Duration = Duration::from_secs(3600);
+
+/// KEYS: stream, dead, spent, then jobs. ARGV: now_ms, then the jobs' ids. Runs again, with fresh
+/// attempts and its dead letter removed, each job of the spent set whose time has come and that
+/// is still dead out of retries (an operator may have run it again meanwhile); drops from the set
+/// those that are not. Returns how many run again.
+const REVIVE: &str = r"
+local revived = 0
+for i = 4, #KEYS do
+  local id = ARGV[i - 2]
+  local due = tonumber(redis.call('ZSCORE', KEYS[3], id))
+  if due and due <= tonumber(ARGV[1]) then
+    redis.call('ZREM', KEYS[3], id)
+    local job = redis.call('HMGET', KEYS[i], 'state', 'died', 'dead_entry', 'revivals')
+    if job[1] == 'dead' and job[2] == 'spent' then
+      if job[3] then redis.call('XDEL', KEYS[2], job[3]) end
+      redis.call('HSET', KEYS[i], 'attempt', 0, 'state', 'waiting', 'revivals', (tonumber(job[4]) or 0) + 1)
+      redis.call('HDEL', KEYS[i], 'error', 'died', 'died_at', 'dead_entry')
+      redis.call('XADD', KEYS[1], '*', 'id', id)
+      revived = revived + 1
+    end
+  end
+end
+return revived";
 
 /// KEYS: stream, stats, then per delivery its job and its flow's next job (the job again when
 /// there is none). ARGV: consumer, retention_ms, then per delivery its entry, the next job's id
@@ -182,6 +215,7 @@ struct Scripts {
     complete_many: redis::Script,
     promote: redis::Script,
     reoffer: redis::Script,
+    revive: redis::Script,
 }
 
 impl Scripts {
@@ -193,6 +227,7 @@ impl Scripts {
             complete_many: redis::Script::new(COMPLETE_MANY),
             promote: redis::Script::new(PROMOTE),
             reoffer: redis::Script::new(REOFFER),
+            revive: redis::Script::new(REVIVE),
         }
     }
 }
@@ -266,6 +301,7 @@ impl RedisJobQueue {
             call.key(keys.job(job.id.as_str()))
                 .key(keys.stream())
                 .key(keys.dead())
+                .key(keys.spent())
                 .arg(job.id.as_str())
                 .arg(encode(job, now)?)
                 .arg(now.timestamp_millis())
@@ -317,11 +353,14 @@ pub struct Delivery {
 pub struct ConsumerSettings {
     /// How long finished jobs are remembered (so a re-enqueue of their id does nothing).
     pub retention: Duration,
+    /// A job dead-lettered because its retries ran out runs again this long after, twice as long
+    /// after each revival, at most an hour (or this, if longer).
+    pub revive_after: Duration,
 }
 
 impl Default for ConsumerSettings {
     fn default() -> Self {
-        Self { retention: Duration::from_secs(24 * 3600) }
+        Self { retention: Duration::from_secs(24 * 3600), revive_after: Duration::from_secs(60) }
     }
 }
 
@@ -525,12 +564,15 @@ impl QueueConsumer {
             .key(self.keys.delayed())
             .key(self.keys.dead())
             .key(self.keys.stats())
+            .key(self.keys.spent())
             .arg(&self.name)
             .arg(entry_id)
             .arg(outcome)
             .arg(due_ms)
             .arg(error)
-            .arg(job_id);
+            .arg(job_id)
+            .arg(millis(self.settings.revive_after))
+            .arg(millis(MAX_REVIVE_WAIT.max(self.settings.revive_after)));
         let owned: i64 = self.redis.script(&call).await?;
         Ok(owned == 1)
     }
@@ -617,7 +659,9 @@ impl QueueConsumer {
     }
 
     /// Moves the job to the dead-letter stream because its retries ran out on failures that
-    /// may pass (an outage): a sweep's `JobQueue::reoffer` of its id runs it again.
+    /// may pass (an outage): [`QueueConsumer::revive_due`] runs it again once it has been dead
+    /// for the settings' `revive_after` (doubled per revival), and a sweep's `JobQueue::reoffer`
+    /// of its id may do so earlier.
     pub async fn dead_letter_spent(&self, delivery: &Delivery, error: &str) -> Result<bool, InfraError> {
         self.finish_raw(&delivery.entry_id, delivery.job.id.as_str(), "spent", Utc::now().timestamp_millis(), error)
             .await
@@ -645,6 +689,34 @@ impl QueueConsumer {
         call.key(self.keys.delayed()).key(self.keys.stream()).arg(Utc::now().timestamp_millis()).arg(limit);
         let moved: i64 = self.redis.script(&call).await?;
         Ok(usize::try_from(moved).unwrap_or(0))
+    }
+
+    /// Runs again, with fresh attempts, up to `limit` jobs dead-lettered out of retries whose
+    /// time to run again has come. Any number of processes may run it. Returns how many.
+    pub async fn revive_due(&self, limit: usize) -> Result<usize, InfraError> {
+        let now = Utc::now().timestamp_millis();
+        let due: Vec<String> = self
+            .redis
+            .cmd(
+                redis::cmd("ZRANGEBYSCORE")
+                    .arg(self.keys.spent())
+                    .arg("-inf")
+                    .arg(now)
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(limit.max(1)),
+            )
+            .await?;
+        if due.is_empty() {
+            return Ok(0);
+        }
+        let mut call = self.scripts.revive.prepare_invoke();
+        call.key(self.keys.stream()).key(self.keys.dead()).key(self.keys.spent()).arg(now);
+        for id in &due {
+            call.key(self.keys.job(id)).arg(id);
+        }
+        let revived: i64 = self.redis.script(&call).await?;
+        Ok(usize::try_from(revived).unwrap_or(0))
     }
 
     pub async fn stats(&self) -> Result<QueueStats, InfraError> {
@@ -703,7 +775,7 @@ async fn depth_of(redis: &SharedConnection, keys: &QueueKeys, queue: QueueName) 
     })
 }
 
-/// KEYS: dead stream, job, stream. ARGV: job id. Re-drives a dead job with fresh attempts.
+/// KEYS: dead stream, job, stream, spent. ARGV: job id. Re-drives a dead job with fresh attempts.
 const REDRIVE: &str = r"
 local found = false
 for _, entry in ipairs(redis.call('XRANGE', KEYS[1], '-', '+')) do
@@ -716,6 +788,7 @@ for _, entry in ipairs(redis.call('XRANGE', KEYS[1], '-', '+')) do
   end
 end
 if not found or redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
+redis.call('ZREM', KEYS[4], ARGV[1])
 redis.call('HSET', KEYS[2], 'attempt', 0, 'state', 'waiting')
 redis.call('HDEL', KEYS[2], 'error', 'died', 'died_at', 'dead_entry')
 redis.call('XADD', KEYS[3], '*', 'id', ARGV[1])
@@ -752,15 +825,27 @@ impl RedisJobAdmin {
                 .redis
                 .cmd(redis::cmd("XREVRANGE").arg(keys.dead()).arg("+").arg("-").arg("COUNT").arg(limit))
                 .await?;
-            letters.extend(reply.ids.into_iter().filter_map(|e| {
-                Some((
-                    e.id.clone(),
-                    DeadLetter {
-                        queue,
-                        job_id: JobId::new(e.get::<String>("id")?),
-                        error: e.get::<String>("error").unwrap_or_default(),
-                    },
-                ))
+            let found: Vec<(String, String, String)> = reply
+                .ids
+                .into_iter()
+                .filter_map(|e| {
+                    Some((e.id.clone(), e.get::<String>("id")?, e.get::<String>("error").unwrap_or_default()))
+                })
+                .collect();
+            if found.is_empty() {
+                continue;
+            }
+            // When each runs again by itself (scores of the spent set; none for a final death).
+            let mut scores = redis::cmd("ZMSCORE");
+            scores.arg(keys.spent());
+            for (_, id, _) in &found {
+                scores.arg(id);
+            }
+            let revives: Vec<Option<f64>> = self.redis.cmd(&scores).await?;
+            letters.extend(found.into_iter().zip(revives).map(|((entry, id, error), at)| {
+                #[allow(clippy::cast_possible_truncation)]
+                let revives_at = at.and_then(|ms| DateTime::from_timestamp_millis(ms as i64));
+                (entry, DeadLetter { queue, job_id: JobId::new(id), error, revives_at })
             }));
         }
         // Stream ids start with their time: newest first across queues.
@@ -772,7 +857,7 @@ impl RedisJobAdmin {
         for queue in QueueName::ALL {
             let keys = self.keys.queue(queue.as_str());
             let mut call = self.redrive.prepare_invoke();
-            call.key(keys.dead()).key(keys.job(job.as_str())).key(keys.stream()).arg(job.as_str());
+            call.key(keys.dead()).key(keys.job(job.as_str())).key(keys.stream()).key(keys.spent()).arg(job.as_str());
             if self.redis.script::<i64>(&call).await? == 1 {
                 return Ok(Some(queue));
             }

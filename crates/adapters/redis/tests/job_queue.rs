@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ecom_kernel::jobs::{Enqueued, JobId, JobQueue, NewJob, QueueName};
-use ecom_redis::{connect, ConsumerSettings, QueueConsumer, RedisJobQueue, RedisKeys, RedisSettings};
+use ecom_redis::{connect, ConsumerSettings, QueueConsumer, RedisJobAdmin, RedisJobQueue, RedisKeys, RedisSettings};
 use ecom_testkit::TestRedis;
 
 fn pool(redis: &TestRedis) -> deadpool_redis::Pool {
@@ -18,13 +18,17 @@ fn producer(redis: &TestRedis) -> RedisJobQueue {
 }
 
 async fn consumer(redis: &TestRedis, name: &str) -> QueueConsumer {
+    consumer_with(redis, name, ConsumerSettings::default()).await
+}
+
+async fn consumer_with(redis: &TestRedis, name: &str, settings: ConsumerSettings) -> QueueConsumer {
     let c = QueueConsumer::new(
         pool(redis),
         redis.url(),
         &RedisKeys::new(redis.prefix()),
         QueueName::Checkout,
         name,
-        ConsumerSettings::default(),
+        settings,
     )
     .unwrap();
     c.ensure_group().await.unwrap();
@@ -209,6 +213,77 @@ async fn a_reoffer_runs_again_only_a_job_whose_retries_ran_out_and_only_once_it_
     assert!(c.complete(&again[0], None).await.unwrap());
     assert_eq!(c.read(10, SHORT).await.unwrap().len(), 1, "only the revived job");
     assert_eq!(c.stats().await.unwrap().dead, 1);
+}
+
+#[tokio::test]
+async fn a_job_whose_retries_ran_out_runs_again_by_itself_later_each_time_and_one_that_failed_for_good_never() {
+    let redis = TestRedis::new();
+    let queue = producer(&redis);
+    let admin = RedisJobAdmin::new(pool(&redis), RedisKeys::new(redis.prefix()));
+    let second = Duration::from_secs(1);
+    let c = consumer_with(&redis, "c1", ConsumerSettings { revive_after: second, ..ConsumerSettings::default() }).await;
+    for id in ["broken", "outage", "manual"] {
+        queue.enqueue(job(id, 1)).await.unwrap();
+    }
+    let got: HashMap<String, ecom_redis::Delivery> =
+        c.read(10, SHORT).await.unwrap().into_iter().map(|d| (d.job.id.as_str().to_owned(), d)).collect();
+    let died = chrono::Utc::now();
+    assert!(c.dead_letter(&got["broken"], "bad payload").await.unwrap());
+    assert!(c.dead_letter_spent(&got["outage"], "gave up after 1 attempts: database unavailable").await.unwrap());
+    // Run again by an operator before its time: it leaves the set, and is not run a second time
+    // (while it runs) when that time comes.
+    assert!(c.dead_letter_spent(&got["manual"], "gave up after 1 attempts: database unavailable").await.unwrap());
+    assert_eq!(admin.retry_dead(&JobId::new("manual")).await.unwrap(), Some(QueueName::Checkout));
+    let manual = c.read(10, SHORT).await.unwrap().remove(0);
+    assert_eq!((manual.job.id.as_str(), manual.job.attempt), ("manual", 1));
+
+    // Operators see which dead letters run again by themselves, and when.
+    let letters = admin.dead_letters(10).await.unwrap();
+    let revives: HashMap<&str, Option<chrono::DateTime<chrono::Utc>>> =
+        letters.iter().map(|l| (l.job_id.as_str(), l.revives_at)).collect();
+    assert_eq!(revives["broken"], None, "failed for good");
+    let at = revives["outage"].expect("out of retries: it runs again");
+    let after = at - died;
+    assert!(after >= chrono::Duration::milliseconds(900) && after <= chrono::Duration::milliseconds(1500), "{after}");
+
+    assert_eq!(c.revive_due(10).await.unwrap(), 0, "not dead long enough");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(c.revive_due(10).await.unwrap(), 1, "the outage's job, not the one running");
+    assert_eq!(c.revive_due(10).await.unwrap(), 0, "once");
+    assert!(c.complete(&manual, None).await.unwrap());
+    assert_eq!(c.dead_letters(10).await.unwrap(), vec![("broken".to_owned(), "bad payload".to_owned())]);
+    let again = c.read(10, SHORT).await.unwrap();
+    let seen: Vec<(&str, u32, &serde_json::Value)> =
+        again.iter().map(|d| (d.job.id.as_str(), d.job.attempt, &d.job.payload)).collect();
+    assert_eq!(seen, [("outage", 1, &serde_json::json!({"n": "outage"}))], "from its first attempt, as it was");
+
+    // Out of retries again: revived once before, it now waits two seconds (wide margins: a
+    // loaded machine may stall between the steps).
+    assert!(c.dead_letter_spent(&again[0], "gave up after 1 attempts: database unavailable").await.unwrap());
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(c.revive_due(10).await.unwrap(), 0, "not yet: twice as long");
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(c.revive_due(10).await.unwrap(), 1);
+    let third = c.read(10, SHORT).await.unwrap().remove(0);
+    assert_eq!(third.job.attempt, 1);
+
+    // A sweep's offer before its time takes it out of the set too.
+    assert!(c.dead_letter_spent(&third, "gave up after 1 attempts: database unavailable").await.unwrap());
+    assert!(admin
+        .dead_letters(10)
+        .await
+        .unwrap()
+        .iter()
+        .any(|l| l.job_id.as_str() == "outage" && l.revives_at.is_some()));
+    assert_eq!(queue.reoffer(&[job("outage", 1)], Duration::ZERO).await.unwrap(), [Enqueued::Redriven]);
+    let offered = c.read(10, SHORT).await.unwrap().remove(0);
+    assert!(c.complete(&offered, None).await.unwrap());
+    assert!(c.read(10, SHORT).await.unwrap().is_empty());
+    let spent = RedisKeys::new(redis.prefix()).queue(QueueName::Checkout.as_str()).spent();
+    let mut conn = pool(&redis).get().await.unwrap();
+    let waiting: u64 = deadpool_redis::redis::cmd("ZCARD").arg(&spent).query_async(&mut conn).await.unwrap();
+    assert_eq!(waiting, 0, "nothing left waiting to run again");
+    assert_eq!(c.stats().await.unwrap().dead, 1, "the broken job waits for an operator");
 }
 
 #[tokio::test]

@@ -156,7 +156,7 @@ pub struct QueueDepth {
     pub in_flight: u64,
     /// Waiting for a retry or their scheduled time.
     pub delayed: u64,
-    /// Dead-lettered, waiting for an operator.
+    /// Dead-lettered: waiting for an operator, or to run again by themselves (see [`DeadLetter`]).
     pub dead: u64,
     /// Totals since the queue was created.
     pub completed_total: u64,
@@ -172,6 +172,9 @@ pub struct DeadLetter {
     pub queue: QueueName,
     pub job_id: JobId,
     pub error: String,
+    /// When it runs again by itself: a job whose retries ran out on failures that may pass (an
+    /// outage). `None`: it failed for good, and only an operator runs it again.
+    pub revives_at: Option<DateTime<Utc>>,
 }
 
 /// What operators can see and do with the queues.

@@ -39,6 +39,9 @@ pub struct DeadLetterDto {
     queue: &'static str,
     job_id: String,
     error: String,
+    /// When the job runs again by itself (its retries ran out on failures that may pass, such as
+    /// an outage); `null`: it failed for good and runs again only when retried here.
+    revives_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -82,7 +85,12 @@ async fn queues(state: Data<AppState>, _admin: Admin) -> Result<HttpResponse, Ap
             .collect(),
         dead_letters: dead
             .into_iter()
-            .map(|l| DeadLetterDto { queue: l.queue.as_str(), job_id: l.job_id.as_str().to_owned(), error: l.error })
+            .map(|l| DeadLetterDto {
+                queue: l.queue.as_str(),
+                job_id: l.job_id.as_str().to_owned(),
+                error: l.error,
+                revives_at: l.revives_at,
+            })
             .collect(),
     }))
 }
