@@ -461,6 +461,37 @@ async fn an_unconfirmed_cash_order_expires_and_its_stock_goes_back_on_sale() {
 }
 
 #[tokio::test]
+async fn no_cash_is_recorded_for_a_cancelled_order_even_before_its_compensation_ran() {
+    let shop = shop().await;
+    let customer = shop.app.register_customer().await;
+    let product = shop.product(5, 1000).await;
+    let cart = shop.cart_with(&customer, &product, 2).await;
+    let id = shop.place(&customer, &cart, "CASH_ON_DELIVERY", None).await;
+    shop.wait(&customer, &id, "reserved", |o| o["status"] == "PENDING_CONFIRMATION").await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while shop.stock(&product).await != (5, 2) {
+        assert!(Instant::now() < deadline, "not reserved: {:?}", shop.stock(&product).await);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // No worker: the cancellation's compensation (which cancels the collection) waits.
+    let Shop { app, admin, _worker } = shop;
+    drop(_worker);
+    let shop = Shop { app, admin, _worker: None };
+    let res = shop.app.post(&format!("/v1/orders/{id}/cancel"), &json!({}), Some(&customer.access_token)).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let record = json!({"orderId": id, "amountCollected": {"amount": 2500, "currency": "USD"}});
+    assert_problem(
+        shop.app.post("/v1/payments/cod/record", &record, Some(&shop.admin.access_token)).await,
+        StatusCode::CONFLICT,
+        "INVALID_TRANSITION",
+    )
+    .await;
+    let payments = shop.payments(&customer, &id).await;
+    assert_eq!(payments.len(), 1);
+    assert_eq!(payments[0]["status"], "COLLECT_ON_DELIVERY", "nothing recorded: {payments:?}");
+}
+
+#[tokio::test]
 async fn twenty_concurrent_checkouts_with_one_key_make_one_order_and_one_charge() {
     let shop = shop().await;
     let customer = shop.app.register_customer().await;

@@ -562,9 +562,9 @@ impl From<OrderError> for ApiError {
             OrderError::PaymentTokenRequired | OrderError::RawCardNumber => {
                 ApiError::field(P::ValidationFailed, "paymentToken", detail)
             }
-            OrderError::Rule(OrderRuleError::InvalidTransition { .. }) | OrderError::ConfirmationExpired => {
-                ApiError::new(P::InvalidTransition, detail)
-            }
+            OrderError::Rule(OrderRuleError::InvalidTransition { .. })
+            | OrderError::ConfirmationExpired
+            | OrderError::Cancelled(_) => ApiError::new(P::InvalidTransition, detail),
             OrderError::Rule(_) => ApiError::new(P::ValidationFailed, detail),
             OrderError::Conflict | OrderError::NotReadyYet => ApiError::new(P::ConcurrentModification, detail),
             OrderError::Infrastructure(e) => ApiError::from_infra(e),

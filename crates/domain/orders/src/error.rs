@@ -28,6 +28,8 @@ pub enum OrderError {
     NotReadyYet,
     #[error("the order was not confirmed within its confirmation window; it is being cancelled")]
     ConfirmationExpired,
+    #[error("order {0} was cancelled: no cash is collected for it")]
+    Cancelled(OrderId),
     #[error(transparent)]
     Infrastructure(#[from] InfraError),
 }

@@ -231,6 +231,16 @@ impl OrderService {
         }
     }
 
+    /// Whether cash may be recorded for the order: not once it was cancelled (its compensation
+    /// cancels the collection, or already did). An order this shop does not know is left to the
+    /// payments' own answer (no cash payment).
+    pub async fn check_cash_collectable(&self, id: OrderId) -> Result<(), OrderError> {
+        match self.ports.orders.get(id).await? {
+            Some(order) if order.status == OrderStatus::Cancelled => Err(OrderError::Cancelled(id)),
+            _ => Ok(()),
+        }
+    }
+
     /// Customers see their own orders; admins all, filtered.
     pub async fn list(
         &self,

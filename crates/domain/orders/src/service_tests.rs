@@ -801,3 +801,22 @@ async fn an_order_that_cannot_be_expired_now_does_not_hold_up_the_others() {
     m.orders.expect_update().times(1).withf(move |_, next, _| next.id == cash_id).returning(|_, _, _| Ok(()));
     assert!(matches!(m.service().expire_overdue(100).await, Err(StepError::Retry(_))));
 }
+
+#[pollster::test]
+async fn cash_is_not_collected_for_a_cancelled_order() {
+    let open = placed(PaymentMethod::CashOnDelivery);
+    let mut cancelled = placed(PaymentMethod::CashOnDelivery);
+    cancelled.status = OrderStatus::Cancelled;
+    let (open_id, cancelled_id, unknown) = (open.id, cancelled.id, OrderId::new());
+    let mut m = Mocks::new();
+    m.orders.expect_get().withf(move |id| *id == open_id).returning(move |_| Ok(Some(open.clone())));
+    m.orders.expect_get().withf(move |id| *id == cancelled_id).returning(move |_| Ok(Some(cancelled.clone())));
+    m.orders.expect_get().withf(move |id| *id == unknown).returning(|_| Ok(None));
+    let service = m.service();
+
+    assert!(service.check_cash_collectable(open_id).await.is_ok());
+    assert!(
+        matches!(service.check_cash_collectable(cancelled_id).await, Err(OrderError::Cancelled(id)) if id == cancelled_id)
+    );
+    assert!(service.check_cash_collectable(unknown).await.is_ok(), "the payments answer for an unknown order");
+}

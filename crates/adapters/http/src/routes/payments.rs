@@ -255,7 +255,10 @@ async fn record_cash(
     let CashRecordDto { order_id, amount_collected } = body.into_inner();
     let collected =
         amount_collected.parse().map_err(|e| ValidationErrors::single("amountCollected.currency", e.to_string()))?;
-    let payment = state.payments.record_cash(OrderId::from_uuid(order_id), collected).await?;
+    let order = OrderId::from_uuid(order_id);
+    // A cancelled order's collection is being cancelled by its compensation (or was already).
+    state.orders.check_cash_collectable(order).await?;
+    let payment = state.payments.record_cash(order, collected).await?;
     sync_order(&state, &payment).await;
     tracing::info!(payment_id = %payment.id, order_id = %order_id, actor = %admin.0.customer_id, "cash recorded");
     Ok(HttpResponse::Ok().json(PaymentDto::from(&payment)))
