@@ -51,7 +51,8 @@ async fn admins_see_the_queues_and_re_drive_a_dead_job() {
     assert_eq!((notifications["dead"].as_u64(), notifications["waiting"].as_u64()), (Some(1), Some(0)));
     assert_eq!(
         overview["deadLetters"][0],
-        json!({"queue": "notifications", "jobId": "notify:42", "error": "websocket gateway unreachable"})
+        json!({"queue": "notifications", "jobId": "notify:42", "error": "websocket gateway unreachable", "revivesAt": null}),
+        "failed for good: it runs again only when retried"
     );
     let metrics = app.get("/metrics", None).await.text().await.unwrap();
     assert!(metrics.contains(r#"job_queue_jobs{queue="notifications",state="dead"} 1"#), "{metrics}");

@@ -748,8 +748,8 @@ async fn a_saga_job_dead_lettered_by_an_outage_runs_again_and_its_order_settles(
 async fn a_payment_event_dead_lettered_by_an_outage_runs_again_by_itself_and_the_order_is_paid() {
     use ecom_kernel::jobs::QueueName;
     use ecom_redis::{ConsumerSettings, QueueConsumer};
-    // The capture comes 4 s after the charge: long enough to stop the worker before it.
-    let settings = [("SIMULATED_CAPTURE_DELAY_MS", "4000"), ("JOB_REVIVE_AFTER_SECS", "1")];
+    // The capture comes 6 s after the charge: long enough to stop the worker before it.
+    let settings = [("SIMULATED_CAPTURE_DELAY_MS", "6000")];
     let app = TestApp::spawn_with(&settings).await;
     let first = Proc::spawn("worker", &worker_env(&app, &settings));
     first.wait_for_line("worker started", Duration::from_secs(30));
@@ -765,7 +765,8 @@ async fn a_payment_event_dead_lettered_by_an_outage_runs_again_by_itself_and_the
     let shop = Shop { app, admin, _worker: None };
 
     // The provider's capture event ran out of retries while the database was down, and was
-    // dead-lettered as the worker's runtime does then (here by hand, with no worker running).
+    // dead-lettered as the worker's runtime does then (here by hand, with no worker running; a
+    // second after which it runs again, as `JOB_REVIVE_AFTER_SECS=1` would have it).
     let consumer = QueueConsumer::new(
         shop.app.services.redis.clone(),
         &shop.app.config.redis_url,

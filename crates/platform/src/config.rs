@@ -381,6 +381,9 @@ mod tests {
         assert!(c.run_migrations && !c.seed_demo_data);
         assert_eq!(c.payment_provider, PaymentProvider::Simulated);
         assert_eq!(c.log_format, LogFormat::Pretty);
+        assert_eq!(c.job_revive_after, Duration::from_secs(60));
+        assert_eq!(config(&[("JOB_REVIVE_AFTER_SECS", "5")]).unwrap().job_revive_after, Duration::from_secs(5));
+        assert!(config(&[("JOB_REVIVE_AFTER_SECS", "0")]).is_err(), "never at once");
     }
 
     #[test]

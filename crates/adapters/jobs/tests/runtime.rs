@@ -219,7 +219,9 @@ async fn a_job_out_of_retries_runs_again_by_itself_until_it_succeeds_and_one_tha
         settings,
     )
     .unwrap();
-    let (handle, stop) = spawn(WorkerRuntime::new(vec![worker], registry, fast()));
+    // No reclaim within the test: a stalled machine must not make a delivery run twice.
+    let runtime = RuntimeSettings { reclaim_after: Duration::from_secs(30), ..fast() };
+    let (handle, stop) = spawn(WorkerRuntime::new(vec![worker], registry, runtime));
     // Two attempts per round: out of retries twice, revived twice, then it succeeds.
     producer.enqueue(job("outage", "outage", 2)).await.unwrap();
     producer.enqueue(job("broken", "broken", 2)).await.unwrap();

@@ -58,12 +58,13 @@ end
 return started";
 
 /// KEYS: stream, job, delayed, dead, stats, spent. ARGV: consumer, entry, outcome (retry | dead |
-/// spent | skip), due_ms (for dead and spent: now), error, job id, wait_ms, max_wait_ms. Settles
-/// a delivery that did not succeed (completions go through `COMPLETE_MANY`). A dead job remembers
-/// why it died (`dead`: for good; `spent`: out of retries), when, and its dead-letter entry; a
-/// spent job also waits in the spent set to run again, `wait_ms` after its death, doubled for
-/// every time it was revived before (at most `max_wait_ms`). Returns -1 when the consumer no
-/// longer owns the delivery.
+/// spent | skip), due_ms (for dead and spent: now), error, job id, wait_ms, max_wait_ms, jitter
+/// (0 to 1). Settles a delivery that did not succeed (completions go through `COMPLETE_MANY`). A
+/// dead job remembers why it died (`dead`: for good; `spent`: out of retries), when, and its
+/// dead-letter entry; a spent job also waits in the spent set to run again, `wait_ms` after its
+/// death, doubled for every time it was revived before (at most `max_wait_ms`), plus up to a
+/// quarter of that at random (`jitter`), so that jobs killed by one outage do not all come back
+/// at once. Returns -1 when the consumer no longer owns the delivery.
 const FINISH: &str = r"
 local owned = redis.call('XPENDING', KEYS[1], 'workers', ARGV[2], ARGV[2], 1, ARGV[1])
 if #owned == 0 then return -1 end
@@ -81,7 +82,7 @@ elseif ARGV[3] == 'dead' or ARGV[3] == 'spent' then
   if ARGV[3] == 'spent' then
     local revivals = tonumber(redis.call('HGET', KEYS[2], 'revivals')) or 0
     local wait = math.min(tonumber(ARGV[7]) * 2 ^ revivals, tonumber(ARGV[8]))
-    redis.call('ZADD', KEYS[6], tonumber(ARGV[4]) + wait, ARGV[6])
+    redis.call('ZADD', KEYS[6], tonumber(ARGV[4]) + math.floor(wait * (1 + tonumber(ARGV[9]) / 4)), ARGV[6])
   end
 end
 return 1";
@@ -111,6 +112,16 @@ return 2";
 
 /// The longest a job that keeps running out of retries waits between two revivals.
 const MAX_REVIVE_WAIT: Duration = Duration::from_secs(3600);
+
+/// A random fraction (0 to 1, in steps of 1/255) for spreading revivals.
+fn jitter() -> f64 {
+    let mut byte = [0u8; 1];
+    if getrandom::fill(&mut byte).is_ok() {
+        f64::from(byte[0]) / 255.0
+    } else {
+        0.0
+    }
+}
 
 /// KEYS: stream, dead, spent, then jobs. ARGV: now_ms, then the jobs' ids. Runs again, with fresh
 /// attempts and its dead letter removed, each job of the spent set whose time has come and that
@@ -354,7 +365,8 @@ pub struct ConsumerSettings {
     /// How long finished jobs are remembered (so a re-enqueue of their id does nothing).
     pub retention: Duration,
     /// A job dead-lettered because its retries ran out runs again this long after, twice as long
-    /// after each revival, at most an hour (or this, if longer).
+    /// after each revival, at most an hour (or this, if longer), each time plus up to a quarter
+    /// at random.
     pub revive_after: Duration,
 }
 
@@ -572,7 +584,8 @@ impl QueueConsumer {
             .arg(error)
             .arg(job_id)
             .arg(millis(self.settings.revive_after))
-            .arg(millis(MAX_REVIVE_WAIT.max(self.settings.revive_after)));
+            .arg(millis(MAX_REVIVE_WAIT.max(self.settings.revive_after)))
+            .arg(jitter());
         let owned: i64 = self.redis.script(&call).await?;
         Ok(owned == 1)
     }

@@ -172,8 +172,9 @@ pub struct DeadLetter {
     pub queue: QueueName,
     pub job_id: JobId,
     pub error: String,
-    /// When it runs again by itself: a job whose retries ran out on failures that may pass (an
-    /// outage). `None`: it failed for good, and only an operator runs it again.
+    /// When the queue runs it again by itself: a job whose retries ran out on failures that may
+    /// pass (an outage). `None`: it does not (it failed for good, or died before the queue
+    /// recorded this); an operator, or a sweep's [`JobQueue::reoffer`], may.
     pub revives_at: Option<DateTime<Utc>>,
 }
 

@@ -39,8 +39,10 @@ pub struct DeadLetterDto {
     queue: &'static str,
     job_id: String,
     error: String,
-    /// When the job runs again by itself (its retries ran out on failures that may pass, such as
-    /// an outage); `null`: it failed for good and runs again only when retried here.
+    /// When the queue runs the job again by itself (its retries ran out on failures that may
+    /// pass, such as an outage); `null`: it does not (it failed for good, or died before this
+    /// was recorded) and runs again when retried here (a saga's job also when the resume sweep
+    /// finds its order unfinished).
     revives_at: Option<DateTime<Utc>>,
 }
 
