@@ -467,9 +467,9 @@ async fn no_cash_is_recorded_for_a_cancelled_order_even_before_its_compensation_
     let product = shop.product(5, 1000).await;
     let cart = shop.cart_with(&customer, &product, 2).await;
     let id = shop.place(&customer, &cart, "CASH_ON_DELIVERY", None).await;
-    shop.wait(&customer, &id, "reserved", |o| o["status"] == "PENDING_CONFIRMATION").await;
+    // The saga reserves the stock, then opens the cash collection: wait for both.
     let deadline = Instant::now() + Duration::from_secs(20);
-    while shop.stock(&product).await != (5, 2) {
+    while shop.stock(&product).await != (5, 2) || shop.payments(&customer, &id).await.is_empty() {
         assert!(Instant::now() < deadline, "not reserved: {:?}", shop.stock(&product).await);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

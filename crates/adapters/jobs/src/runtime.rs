@@ -264,9 +264,18 @@ impl JobRunner {
     async fn run_one(&self, delivery: Delivery, slot: tokio::sync::OwnedSemaphorePermit) {
         let job = &delivery.job;
         if job.attempt > job.max_attempts {
-            // Delivered more often than allowed (its workers kept crashing): a poison job.
-            tracing::warn!("job dead-lettered: delivered too many times (its workers crashed)");
-            self.settle(self.consumer.dead_letter(&delivery, "delivered too many times (worker crashes)").await);
+            // Delivered more often than allowed: the outcome of its last attempt was never recorded.
+            if delivery.failed_before {
+                // Its attempts failed and were retried until then: an outage (or a stopped
+                // worker) took the last outcome too, as it took the others' success.
+                let error = format!("gave up after {} attempts: the last one's outcome was lost", job.max_attempts);
+                tracing::warn!(%error, "job dead-lettered");
+                self.settle(self.consumer.dead_letter_spent(&delivery, &error).await);
+            } else {
+                // Its workers kept crashing: a poison job.
+                tracing::warn!("job dead-lettered: delivered too many times (its workers crashed)");
+                self.settle(self.consumer.dead_letter(&delivery, "delivered too many times (worker crashes)").await);
+            }
             return;
         }
         let Some(handler) = self.registry.handler(&job.kind) else {

@@ -245,6 +245,66 @@ async fn a_job_out_of_retries_runs_again_by_itself_until_it_succeeds_and_one_tha
 }
 
 #[tokio::test]
+async fn a_job_whose_last_outcome_was_lost_after_retried_failures_runs_again_by_itself_but_a_crasher_stays_dead() {
+    let redis = TestRedis::new();
+    let producer = RedisJobQueue::new(pool(&redis), RedisKeys::new(redis.prefix()));
+    producer.enqueue(job("outage", "ok", 2)).await.unwrap();
+    producer.enqueue(job("crasher", "ok", 2)).await.unwrap();
+    // By hand, as workers would: the outage's job fails once (recorded) and its second attempt
+    // ends with its worker before its outcome is written; both of the crasher's attempts end
+    // with their worker.
+    let hand = consumer(&redis, "hand");
+    hand.ensure_group().await.unwrap();
+    let first: HashMap<String, ecom_redis::Delivery> = hand
+        .read(10, Duration::from_millis(100))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| (d.job.id.as_str().to_owned(), d))
+        .collect();
+    assert!(!first["outage"].failed_before && !first["crasher"].failed_before);
+    assert!(hand.retry(&first["outage"], Duration::ZERO, "database unavailable").await.unwrap());
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let crashed = hand.reclaim(Duration::from_millis(300), 10).await.unwrap();
+    assert_eq!(crashed.len(), 1);
+    assert_eq!((crashed[0].job.id.as_str(), crashed[0].job.attempt, crashed[0].failed_before), ("crasher", 2, false));
+    assert_eq!(hand.promote(10).await.unwrap(), 1);
+    let second = hand.read(10, Duration::from_millis(100)).await.unwrap();
+    assert_eq!(second.len(), 1);
+    assert_eq!((second[0].job.id.as_str(), second[0].job.attempt, second[0].failed_before), ("outage", 2, true));
+
+    // A worker takes both over, each now delivered once more than allowed.
+    let recorder = Arc::new(Recorder::default());
+    let registry = HandlerRegistry::default().with("ok", Arc::new(Succeed(recorder.clone())));
+    let settings = ConsumerSettings { revive_after: Duration::from_millis(200), ..ConsumerSettings::default() };
+    let worker = QueueConsumer::new(
+        pool(&redis),
+        redis.url(),
+        &RedisKeys::new(redis.prefix()),
+        QueueName::Notifications,
+        "w",
+        settings,
+    )
+    .unwrap();
+    let (handle, stop) = spawn(WorkerRuntime::new(vec![worker], registry, fast()));
+    recorder.wait_for(1, Duration::from_secs(20)).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while hand.stats().await.unwrap().dead != 1 || hand.stats().await.unwrap().in_flight != 0 {
+        assert!(Instant::now() < deadline, "{:?}", hand.stats().await.unwrap());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.notify_one();
+    handle.await.unwrap();
+    // The outage's job ran again by itself (from a fresh round of attempts) and finished; the
+    // crasher waits for an operator.
+    assert_eq!(recorder.attempts.lock().unwrap().keys().collect::<Vec<_>>(), ["outage"]);
+    let letters = hand.dead_letters(10).await.unwrap();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(letters[0].0, "crasher");
+    assert!(letters[0].1.contains("delivered too many times"), "{letters:?}");
+}
+
+#[tokio::test]
 async fn a_job_of_an_unknown_kind_is_dead_lettered() {
     let redis = TestRedis::new();
     let producer = RedisJobQueue::new(pool(&redis), RedisKeys::new(redis.prefix()));

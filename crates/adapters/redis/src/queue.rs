@@ -41,8 +41,9 @@ else
 end
 return 1";
 
-/// KEYS: job 1..n. Marks each delivery started. Returns, per job, {data, attempt}, or {} for a
-/// job that vanished.
+/// KEYS: job 1..n. Marks each delivery started. Returns, per job, {data, attempt, failed} (failed:
+/// '1' when an earlier attempt since the job was last (re)started failed and was retried), or {}
+/// for a job that vanished.
 const START: &str = r"
 local started = {}
 for i = 1, #KEYS do
@@ -50,7 +51,7 @@ for i = 1, #KEYS do
   if data then
     local attempt = redis.call('HINCRBY', KEYS[i], 'attempt', 1)
     redis.call('HSET', KEYS[i], 'state', 'active')
-    started[i] = {data, attempt}
+    started[i] = {data, attempt, tostring(redis.call('HEXISTS', KEYS[i], 'error'))}
   else
     started[i] = {}
   end
@@ -110,7 +111,8 @@ redis.call('HDEL', KEYS[1], 'error', 'died', 'died_at', 'dead_entry')
 redis.call('XADD', KEYS[2], '*', 'id', ARGV[1])
 return 2";
 
-/// The longest a job that keeps running out of retries waits between two revivals.
+/// The longest a job that keeps running out of retries waits between two revivals (unless the
+/// consumer's `revive_after` is longer), before its random quarter.
 const MAX_REVIVE_WAIT: Duration = Duration::from_secs(3600);
 
 /// A random fraction (0 to 1, in steps of 1/255) for spreading revivals.
@@ -357,6 +359,10 @@ impl JobQueue for RedisJobQueue {
 pub struct Delivery {
     pub entry_id: String,
     pub job: JobEnvelope,
+    /// An earlier attempt of this round failed and was retried (its outcome was recorded): a job
+    /// delivered more often than allowed after that lost only its last outcome (an outage, a
+    /// worker stopped), rather than crashing every worker that ran it.
+    pub failed_before: bool,
 }
 
 /// Settings of a consumer.
@@ -538,7 +544,7 @@ impl QueueConsumer {
         let started: Vec<Vec<String>> = self.redis.script(&call).await?;
         let mut deliveries = Vec::with_capacity(entries.len());
         for ((entry_id, job_id), started) in entries.into_iter().zip(started) {
-            let [data, attempt] = started.as_slice() else {
+            let [data, attempt, failed] = started.as_slice() else {
                 self.finish_raw(&entry_id, &job_id, "skip", 0, "").await?;
                 continue;
             };
@@ -557,6 +563,7 @@ impl QueueConsumer {
                     trace_id: stored.trace_id,
                     enqueued_at: stored.enqueued_at,
                 },
+                failed_before: failed == "1",
             });
         }
         Ok(deliveries)

@@ -231,12 +231,16 @@ impl OrderService {
         }
     }
 
-    /// Whether cash may be recorded for the order: not once it was cancelled (its compensation
-    /// cancels the collection, or already did). An order this shop does not know is left to the
-    /// payments' own answer (no cash payment).
+    /// Whether cash may be recorded for the order: not once a cash order was cancelled (its
+    /// compensation cancels the collection, or already did). Any other order (one this shop does
+    /// not know, one paid online) is left to the payments' own answer (no cash payment).
     pub async fn check_cash_collectable(&self, id: OrderId) -> Result<(), OrderError> {
         match self.ports.orders.get(id).await? {
-            Some(order) if order.status == OrderStatus::Cancelled => Err(OrderError::Cancelled(id)),
+            Some(order)
+                if order.status == OrderStatus::Cancelled && order.payment_method == PaymentMethod::CashOnDelivery =>
+            {
+                Err(OrderError::Cancelled(id))
+            }
             _ => Ok(()),
         }
     }

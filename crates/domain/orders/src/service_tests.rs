@@ -807,8 +807,11 @@ async fn cash_is_not_collected_for_a_cancelled_order() {
     let open = placed(PaymentMethod::CashOnDelivery);
     let mut cancelled = placed(PaymentMethod::CashOnDelivery);
     cancelled.status = OrderStatus::Cancelled;
-    let (open_id, cancelled_id, unknown) = (open.id, cancelled.id, OrderId::new());
+    let mut card = placed(PaymentMethod::CreditCard);
+    card.status = OrderStatus::Cancelled;
+    let (open_id, cancelled_id, card_id, unknown) = (open.id, cancelled.id, card.id, OrderId::new());
     let mut m = Mocks::new();
+    m.orders.expect_get().withf(move |id| *id == card_id).returning(move |_| Ok(Some(card.clone())));
     m.orders.expect_get().withf(move |id| *id == open_id).returning(move |_| Ok(Some(open.clone())));
     m.orders.expect_get().withf(move |id| *id == cancelled_id).returning(move |_| Ok(Some(cancelled.clone())));
     m.orders.expect_get().withf(move |id| *id == unknown).returning(|_| Ok(None));
@@ -819,4 +822,5 @@ async fn cash_is_not_collected_for_a_cancelled_order() {
         matches!(service.check_cash_collectable(cancelled_id).await, Err(OrderError::Cancelled(id)) if id == cancelled_id)
     );
     assert!(service.check_cash_collectable(unknown).await.is_ok(), "the payments answer for an unknown order");
+    assert!(service.check_cash_collectable(card_id).await.is_ok(), "and for one paid online (no cash payment)");
 }

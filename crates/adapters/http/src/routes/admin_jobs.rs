@@ -41,8 +41,8 @@ pub struct DeadLetterDto {
     error: String,
     /// When the queue runs the job again by itself (its retries ran out on failures that may
     /// pass, such as an outage); `null`: it does not (it failed for good, or died before this
-    /// was recorded) and runs again when retried here (a saga's job also when the resume sweep
-    /// finds its order unfinished).
+    /// was recorded) and runs again when retried here (a saga's job that ran out of retries
+    /// before the queue recorded this also when the resume sweep finds its order unfinished).
     revives_at: Option<DateTime<Utc>>,
 }
 
