@@ -18,7 +18,7 @@ use ecom_orders::ports::{
     AddressBook, CartItem, Carts, Catalog, Charged, LowStock, OrderPayments, PricedProduct, RefundState, Reserved,
     Stock,
 };
-use ecom_payments::model::{PaymentStatus, Provider};
+use ecom_payments::model::{PaymentId, PaymentStatus, Provider};
 use ecom_payments::service::OrderRefund;
 use ecom_payments::{PaymentError, PaymentService};
 use futures_util::future::try_join_all;
@@ -199,6 +199,10 @@ impl OrderPayments for OrderPaymentsBridge {
 
     async fn recover_charge(&self, order: &Order) -> Result<(), InfraError> {
         self.payments.recover_charge(order.id).await.map(|_| ()).map_err(payment_infra)
+    }
+
+    async fn status(&self, payment: PaymentId) -> Result<Option<PaymentStatus>, InfraError> {
+        self.payments.status(payment).await.map_err(payment_infra)
     }
 
     async fn refund_all(&self, order: OrderId, reason: &str) -> Result<RefundState, InfraError> {

@@ -45,10 +45,10 @@ async fn sync_order(
     source: Source,
 ) -> Result<(), JobFailure> {
     if let Some(orders) = orders {
-        let (id, status) = (payment.order_id, payment.status);
+        let (id, payment) = (payment.order_id, payment.id);
         match source {
-            Source::Provider => orders.payment_event(id, status).await,
-            Source::Refund => orders.payment_changed(id, status).await,
+            Source::Provider => orders.payment_event(id, payment).await,
+            Source::Refund => orders.payment_changed(id, payment).await,
         }
         .map_err(|e| JobFailure::Retryable(format!("order not updated: {e}")))?;
     }

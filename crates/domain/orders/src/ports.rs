@@ -189,4 +189,9 @@ pub trait OrderPayments: Send + Sync {
     /// idempotency key, never charging; does nothing when there is none or the provider cannot
     /// tell.
     async fn recover_charge(&self, order: &Order) -> Result<(), InfraError>;
+    /// The payment's status as it stands now; `None` when there is no such payment.
+    async fn status(
+        &self,
+        payment: ecom_payments::model::PaymentId,
+    ) -> Result<Option<ecom_payments::model::PaymentStatus>, InfraError>;
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use chrono::Duration;
 use ecom_kernel::jobs::{JobId, NewJob, QueueName};
 use ecom_kernel::{Clock, CustomerId, OrderId, Page, PageRequest, ProductId};
-use ecom_payments::model::PaymentStatus;
+use ecom_payments::model::{PaymentId, PaymentStatus};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -585,10 +585,10 @@ impl OrderService {
         .await
     }
 
-    /// The payment of an order changed (a refund settled, cash recorded): the order shows it.
-    pub async fn payment_changed(&self, id: OrderId, status: PaymentStatus) -> Result<(), StepError> {
-        let Some(order) = self.ports.orders.get(id).await? else { return Ok(()) };
-        self.show_payment_status(&order, status).await
+    /// The payment of an order changed (a refund settled, cash recorded): the order shows it,
+    /// as the payment stands now.
+    pub async fn payment_changed(&self, id: OrderId, payment: PaymentId) -> Result<(), StepError> {
+        self.follow_payment(id, payment).await.map(|_| ())
     }
 
     /// The payment's provider moved it (captured, failed): the order shows it, and a cancelled
@@ -601,9 +601,8 @@ impl OrderService {
     ///
     /// Only the provider's events do this: a refund settling (refused, say) or cash recorded by
     /// hand never start a refund.
-    pub async fn payment_event(&self, id: OrderId, status: PaymentStatus) -> Result<(), StepError> {
-        let Some(order) = self.ports.orders.get(id).await? else { return Ok(()) };
-        self.show_payment_status(&order, status).await?;
+    pub async fn payment_event(&self, id: OrderId, payment: PaymentId) -> Result<(), StepError> {
+        let Some((order, status)) = self.follow_payment(id, payment).await? else { return Ok(()) };
         let held = matches!(status, PaymentStatus::Paid | PaymentStatus::PartiallyRefunded);
         let settled = matches!(status, PaymentStatus::Failed | PaymentStatus::Refunded);
         if order.status == OrderStatus::Cancelled && (held || (settled && !order.has_note(COMPENSATED))) {
@@ -612,12 +611,31 @@ impl OrderService {
         Ok(())
     }
 
-    async fn show_payment_status(&self, order: &Order, status: PaymentStatus) -> Result<(), StepError> {
-        let mut next = order.clone();
-        if !next.set_payment_status(status, self.ports.clock.now()) {
-            return Ok(());
+    /// Shows the payment's status on its order as the payment stands now, never as a caller saw
+    /// it before a concurrent change (a refund settling while cash is recorded, an event while
+    /// a compensation refunds): the payment is read after the order, so a change of the payment
+    /// after that read is followed by its writer's own write of the order, which comes after
+    /// this one or makes it conflict (then both are read again). Returns the order as it stands
+    /// and the status; `None` when there is no such order or payment.
+    async fn follow_payment(
+        &self,
+        id: OrderId,
+        payment: PaymentId,
+    ) -> Result<Option<(Order, PaymentStatus)>, StepError> {
+        let mut conflicts = 0;
+        loop {
+            let Some(order) = self.ports.orders.get(id).await? else { return Ok(None) };
+            let Some(status) = self.ports.payments.status(payment).await? else { return Ok(None) };
+            let mut next = order.clone();
+            if !next.set_payment_status(status, self.ports.clock.now()) {
+                return Ok(Some((order, status)));
+            }
+            match self.store(&order, &next, &[], &[]).await {
+                Ok(()) => return Ok(Some((next, status))),
+                Err(OrderSaveError::Conflict) if conflicts < 5 => conflicts += 1,
+                Err(e) => return Err(e.into()),
+            }
         }
-        self.save(order, &next, &[]).await
     }
 
     /// Puts the saga job of every order whose saga has work left and that nothing touched for

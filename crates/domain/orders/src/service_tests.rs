@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Duration, Utc};
 use ecom_kernel::clock::MockClock;
 use ecom_kernel::{Currency, CustomerId, Money, OrderId, ProductId};
-use ecom_payments::model::PaymentStatus;
+use ecom_payments::model::{PaymentId, PaymentStatus};
 use ecom_payments::ports::MockJobPublisher;
 
 use crate::model::{CancellationReason, Order, OrderStatus, PaymentMethod, ShippingAddress, ShippingPolicy};
@@ -173,6 +173,15 @@ async fn checkout_refuses_raw_card_numbers_missing_tokens_empty_carts_and_archiv
     m.orders.expect_create().never();
     let err = m.service().checkout(customer, request(PaymentMethod::CashOnDelivery, None)).await;
     assert!(matches!(err, Err(OrderError::ProductUnavailable(p)) if p == product), "{err:?}");
+}
+
+/// The order's payment, whose status the test sets: (its id, its status).
+fn payment_of(m: &mut Mocks, status: PaymentStatus) -> (PaymentId, Arc<Mutex<PaymentStatus>>) {
+    let id = PaymentId::new();
+    let cell = Arc::new(Mutex::new(status));
+    let read = cell.clone();
+    m.payments.expect_status().withf(move |p| *p == id).returning(move |_| Ok(Some(*read.lock().unwrap())));
+    (id, cell)
 }
 
 fn stored(m: &mut Mocks, order: Order) -> Arc<Mutex<Order>> {
@@ -457,13 +466,15 @@ async fn the_provider_settling_a_cancelled_orders_payment_finishes_its_compensat
             .times(1)
             .returning(move |_, _| Ok(refund));
         m.stock.expect_release().times(1).returning(|_| Ok(()));
+        let (payment, status) = payment_of(&mut m, event);
         let cell = stored(&mut m, order);
         let service = m.service();
-        service.payment_event(id, event).await.unwrap();
+        service.payment_event(id, payment).await.unwrap();
         let after = cell.lock().unwrap().clone();
         assert_eq!((after.status, after.payment_status), (OrderStatus::Cancelled, shown));
         assert!(after.has_note(COMPENSATED));
-        service.payment_event(id, shown).await.unwrap();
+        *status.lock().unwrap() = shown;
+        service.payment_event(id, payment).await.unwrap();
         assert_eq!(*cell.lock().unwrap(), after);
     }
 }
@@ -484,11 +495,13 @@ async fn an_event_retried_after_the_refund_finishes_the_interrupted_compensation
         .in_sequence(&mut releases)
         .returning(|_| Err(ecom_kernel::InfraError::unavailable("pool timed out")));
     m.stock.expect_release().times(1).in_sequence(&mut releases).returning(|_| Ok(()));
+    let (payment, status) = payment_of(&mut m, PaymentStatus::Paid);
     let cell = stored(&mut m, order);
     let service = m.service();
-    assert!(service.payment_event(id, PaymentStatus::Paid).await.is_err());
+    assert!(service.payment_event(id, payment).await.is_err());
     assert!(!cell.lock().unwrap().has_note(COMPENSATED));
-    service.payment_event(id, PaymentStatus::Refunded).await.unwrap();
+    *status.lock().unwrap() = PaymentStatus::Refunded;
+    service.payment_event(id, payment).await.unwrap();
     let after = cell.lock().unwrap().clone();
     assert_eq!(after.payment_status, PaymentStatus::Refunded);
     assert!(after.has_note(COMPENSATED));
@@ -506,12 +519,13 @@ async fn only_the_providers_events_start_a_refund() {
     for (order, by_provider) in [(cancelled, false), (confirmed.clone(), false), (confirmed, true)] {
         let id = order.id;
         let mut m = Mocks::new();
+        let (payment, _) = payment_of(&mut m, PaymentStatus::Paid);
         let cell = stored(&mut m, order);
         let service = m.service();
         if by_provider {
-            service.payment_event(id, PaymentStatus::Paid).await.unwrap();
+            service.payment_event(id, payment).await.unwrap();
         } else {
-            service.payment_changed(id, PaymentStatus::Paid).await.unwrap();
+            service.payment_changed(id, payment).await.unwrap();
         }
         assert_eq!(cell.lock().unwrap().payment_status, PaymentStatus::Paid);
     }
@@ -823,4 +837,33 @@ async fn cash_is_not_collected_for_a_cancelled_order() {
     );
     assert!(service.check_cash_collectable(unknown).await.is_ok(), "the payments answer for an unknown order");
     assert!(service.check_cash_collectable(card_id).await.is_ok(), "and for one paid online (no cash payment)");
+}
+
+#[pollster::test]
+async fn the_order_shows_its_payment_as_it_stands_after_a_concurrent_change() {
+    // Cash recorded (PAID) while a compensation refunds it: the refund's write of the order lands
+    // between this one's read and write, which conflicts; read again, the payment is REFUNDED,
+    // and the order never shows PAID after REFUNDED.
+    let mut order = placed(PaymentMethod::CashOnDelivery);
+    order.transition(OrderStatus::Confirmed, None, now()).unwrap();
+    let id = order.id;
+    let mut m = Mocks::new();
+    let (payment, status) = payment_of(&mut m, PaymentStatus::Paid);
+    let cell = Arc::new(Mutex::new(order));
+    let read = cell.clone();
+    m.orders.expect_get().returning(move |_| Ok(Some(read.lock().unwrap().clone())));
+    let (write, refunded) = (cell.clone(), status.clone());
+    let mut writes = mockall::Sequence::new();
+    m.orders.expect_update().times(1).in_sequence(&mut writes).returning(move |_, _, _| {
+        // The compensation got there first: the payment refunded, the order showing it.
+        *refunded.lock().unwrap() = PaymentStatus::Refunded;
+        write.lock().unwrap().payment_status = PaymentStatus::Refunded;
+        Err(OrderSaveError::Conflict)
+    });
+    m.orders.expect_update().times(0).in_sequence(&mut writes);
+    let service = m.service();
+
+    service.payment_changed(id, payment).await.unwrap();
+
+    assert_eq!(cell.lock().unwrap().payment_status, PaymentStatus::Refunded);
 }

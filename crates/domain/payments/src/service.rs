@@ -141,6 +141,11 @@ impl PaymentService {
         self.gateways.get(provider).ok_or(PaymentError::ProviderNotConfigured(provider))
     }
 
+    /// The payment's status as it stands now; `None` when there is no such payment.
+    pub async fn status(&self, id: PaymentId) -> Result<Option<PaymentStatus>, PaymentError> {
+        Ok(self.payments.get(id).await?.map(|p| p.status))
+    }
+
     async fn load(&self, id: PaymentId) -> Result<Payment, PaymentError> {
         self.payments.get(id).await?.ok_or(PaymentError::NotFound(id))
     }

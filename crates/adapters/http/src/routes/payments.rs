@@ -106,7 +106,7 @@ pub struct PaymentList {
 /// The order shows its payment's status. The payment is what counts: a failed update is logged,
 /// and the next payment event or refund settlement brings the order along.
 async fn sync_order(state: &AppState, payment: &Payment) {
-    if let Err(err) = state.orders.payment_changed(payment.order_id, payment.status).await {
+    if let Err(err) = state.orders.payment_changed(payment.order_id, payment.id).await {
         tracing::warn!(order_id = %payment.order_id, error = %err, "order payment status not updated");
     }
 }
