@@ -910,3 +910,84 @@ async fn a_capture_that_arrives_after_the_compensation_gave_up_waiting_is_refund
     assert_eq!(shop.stock(&product).await, (10, 0), "the unit is back on the shelf");
     shop.assert_invariants_hold().await;
 }
+
+#[tokio::test]
+async fn a_refund_the_provider_refuses_leaves_the_order_showing_the_money_taken_and_the_compensation_ends() {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    // Stripe charges, then refuses every refund (a disputed charge, say).
+    let stripe = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/payment_intents"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "id": "pi_refused", "object": "payment_intent", "status": "succeeded",
+            "amount": 5000, "currency": "usd", "amount_received": 5000
+        })))
+        .mount(&stripe)
+        .await;
+    let down = Mock::given(method("POST"))
+        .and(path("/v1/refunds"))
+        .respond_with(ResponseTemplate::new(503))
+        .mount_as_scoped(&stripe)
+        .await;
+    let env =
+        [("PAYMENT_PROVIDER", "stripe"), ("STRIPE_SECRET_KEY", "sk_test_e2e"), ("STRIPE_API_BASE", &stripe.uri())];
+    let app = TestApp::spawn_with(&env).await;
+    let worker = Proc::spawn("worker", &worker_env(&app, &env));
+    worker.wait_for_line("worker started", Duration::from_secs(30));
+    let admin = app.admin().await;
+    let shop = Shop { app, admin, _worker: Some(worker) };
+    let customer = shop.app.register_customer().await;
+    let product = shop.product(10, 4500).await;
+    let cart = shop.cart_with(&customer, &product, 1).await;
+    let id = shop.place(&customer, &cart, "CREDIT_CARD", Some("pm_card_visa")).await;
+    shop.wait(&customer, &id, "paid", |o| o["status"] == "CONFIRMED" && o["paymentStatus"] == "PAID").await;
+    let payment = shop.payments(&customer, &id).await[0]["id"].as_str().unwrap().to_owned();
+
+    // An admin's refund while Stripe is down is booked (202), and the order follows it.
+    let refund_url = format!("/v1/payments/{payment}/refund");
+    let res = shop.app.post(&refund_url, &json!({}), Some(&shop.admin.access_token)).await;
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    assert_eq!(shop.order(&customer, &id).await["paymentStatus"], "REFUNDED");
+    // Stripe comes back and refuses it: the refund job gives the amount back to the payment,
+    // and the order shows the money taken again.
+    drop(down);
+    let refusal = json!({"error": {"type": "invalid_request_error", "message": "Charge ch_1 has been disputed"}});
+    Mock::given(method("POST"))
+        .and(path("/v1/refunds"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(refusal))
+        .mount(&stripe)
+        .await;
+    shop.wait(&customer, &id, "paid again after the refusal", |o| o["paymentStatus"] == "PAID").await;
+
+    // The customer cancels: the compensation's refund is refused too. It ends anyway (the stock
+    // back, the refusal and its reason on the timeline, the payment shown PAID) instead of
+    // asking again and again while the stock stays reserved.
+    let res = shop.app.post(&format!("/v1/orders/{id}/cancel"), &json!({}), Some(&customer.access_token)).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let refused = |o: &Value| {
+        o["timeline"].as_array().unwrap().iter().any(|t| {
+            t["note"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("refund refused by the provider") && n.contains("disputed"))
+        })
+    };
+    let order = shop.wait(&customer, &id, "refusal recorded", refused).await;
+    assert_eq!((order["status"].as_str(), order["paymentStatus"].as_str()), (Some("CANCELLED"), Some("PAID")));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while shop.stock(&product).await != (10, 0) {
+        assert!(Instant::now() < deadline, "stock not back: {:?}", shop.stock(&product).await);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let asked =
+        || async { stripe.received_requests().await.unwrap().iter().filter(|r| r.url.path() == "/v1/refunds").count() };
+    let before = asked().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(asked().await, before, "no refund is asked for again");
+    let shown: Value =
+        shop.app.get(&format!("/v1/payments/{payment}"), Some(&customer.access_token)).await.json().await.unwrap();
+    assert_eq!(shown["status"], "PAID");
+    let statuses: Vec<&str> =
+        shown["refunds"].as_array().unwrap().iter().map(|r| r["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, ["FAILED", "FAILED"], "the admin's and the compensation's, both refused");
+}

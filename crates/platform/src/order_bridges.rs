@@ -208,8 +208,9 @@ impl OrderPayments for OrderPaymentsBridge {
     async fn refund_all(&self, order: OrderId, reason: &str) -> Result<RefundState, InfraError> {
         Ok(match self.payments.refund_order(order, reason).await.map_err(payment_infra)? {
             OrderRefund::NothingTaken => RefundState::NothingToRefund,
-            OrderRefund::CollectionCancelled => RefundState::CollectionCancelled,
-            OrderRefund::Refunded => RefundState::Refunded,
+            OrderRefund::CollectionCancelled(payment) => RefundState::CollectionCancelled(payment),
+            OrderRefund::Refunded(payment) => RefundState::Refunded(payment),
+            OrderRefund::Refused { payment, reason } => RefundState::Refused { payment, reason },
             OrderRefund::NotYetCapturable => RefundState::NotYetCapturable,
         })
     }

@@ -529,7 +529,9 @@ impl From<PaymentError> for ApiError {
                 ApiError::new(P::InvalidTransition, detail)
             }
             PaymentError::Declined(_) => ApiError::new(P::PaymentDeclined, detail),
-            PaymentError::ProviderRejected(_) => ApiError::new(P::ProviderRejected, detail),
+            PaymentError::ProviderRejected(_) | PaymentError::RefundRefused { .. } => {
+                ApiError::new(P::ProviderRejected, detail)
+            }
             PaymentError::ProviderUnavailable(_) | PaymentError::ProviderNotConfigured(_) => {
                 ApiError::new(P::PaymentProviderUnavailable, detail).with_retry_after(Duration::from_secs(5))
             }

@@ -41,11 +41,11 @@ enum Source {
 
 async fn sync_order(
     orders: Option<&Arc<ecom_orders::OrderService>>,
-    payment: &ecom_payments::model::Payment,
+    id: ecom_kernel::OrderId,
+    payment: ecom_payments::model::PaymentId,
     source: Source,
 ) -> Result<(), JobFailure> {
     if let Some(orders) = orders {
-        let (id, payment) = (payment.order_id, payment.id);
         match source {
             Source::Provider => orders.payment_event(id, payment).await,
             Source::Refund => orders.payment_changed(id, payment).await,
@@ -63,7 +63,7 @@ impl JobHandler for PaymentEventHandler {
             .ok_or_else(|| JobFailure::Permanent(format!("unknown provider {:?}", event.provider)))?;
         match self.payments.apply_event(provider, &event.reference).await.map_err(classify)? {
             EventApplied::Changed(payment) => {
-                sync_order(self.orders.as_ref(), &payment, Source::Provider).await?;
+                sync_order(self.orders.as_ref(), payment.order_id, payment.id, Source::Provider).await?;
                 tracing::info!(
                     payment_id = %payment.id,
                     order_id = %payment.order_id,
@@ -74,7 +74,7 @@ impl JobHandler for PaymentEventHandler {
             }
             EventApplied::Unchanged(payment) => {
                 // A retry after the order update failed: bring the order along.
-                sync_order(self.orders.as_ref(), &payment, Source::Provider).await?;
+                sync_order(self.orders.as_ref(), payment.order_id, payment.id, Source::Provider).await?;
                 tracing::debug!(payment_id = %payment.id, event_id = %event.event_id, "event changed nothing");
             }
             EventApplied::UnknownPayment if job.attempt < UNKNOWN_PAYMENT_ATTEMPTS => {
@@ -100,13 +100,21 @@ impl JobHandler for RefundHandler {
         let RefundJob { refund_id } = payload(job)?;
         match self.payments.settle_refund(refund_id).await {
             Ok(result) => {
-                sync_order(self.orders.as_ref(), &result.payment, Source::Refund).await?;
+                let payment = &result.payment;
+                sync_order(self.orders.as_ref(), payment.order_id, payment.id, Source::Refund).await?;
                 tracing::info!(refund_id = %refund_id, status = result.refund.status.as_str(), "refund settled");
                 Ok(JobOutcome::Done)
             }
-            // The refusal is recorded and the amount given back: nothing left to do.
+            // The refusal is recorded and the amount given back: the order shows the payment
+            // as it is again (a person settles the rest).
+            Err(PaymentError::RefundRefused { payment, order, reason }) => {
+                tracing::warn!(refund_id = %refund_id, payment_id = %payment, %reason, "refund refused by the provider");
+                sync_order(self.orders.as_ref(), order, payment, Source::Refund).await?;
+                Ok(JobOutcome::Done)
+            }
+            // Nothing to ask the provider (no such refund, no reference): nothing to do.
             Err(PaymentError::ProviderRejected(reason)) => {
-                tracing::warn!(refund_id = %refund_id, %reason, "refund refused by the provider");
+                tracing::warn!(refund_id = %refund_id, %reason, "refund not sent to the provider");
                 Ok(JobOutcome::Done)
             }
             Err(err) => Err(classify(err)),

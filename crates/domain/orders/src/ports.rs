@@ -161,17 +161,32 @@ pub enum Charged {
     Unavailable,
 }
 
-/// Where giving the money back stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where giving the money back stands, with the payment concerned (the order shows its status).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RefundState {
     /// Nothing was taken (no payment, declined).
     NothingToRefund,
     /// Cash on delivery not collected: its collection is cancelled (the payment FAILED).
-    CollectionCancelled,
+    CollectionCancelled(ecom_payments::model::PaymentId),
     /// Refunded, or booked and on its way (a job finishes it).
-    Refunded,
+    Refunded(ecom_payments::model::PaymentId),
+    /// The provider refused the refund: the money is still taken (the payment PAID again); a
+    /// person settles it.
+    Refused { payment: ecom_payments::model::PaymentId, reason: String },
     /// Authorized but not captured yet: ask again once it is.
     NotYetCapturable,
+}
+
+impl RefundState {
+    /// The payment whose status the order shows after this.
+    pub fn payment(&self) -> Option<ecom_payments::model::PaymentId> {
+        match self {
+            Self::CollectionCancelled(payment) | Self::Refunded(payment) | Self::Refused { payment, .. } => {
+                Some(*payment)
+            }
+            Self::NothingToRefund | Self::NotYetCapturable => None,
+        }
+    }
 }
 
 /// Payments, through the payments context.

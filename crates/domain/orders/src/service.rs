@@ -32,6 +32,10 @@ pub const STOCK_RESERVED: &str = "stock reserved";
 pub const FINALIZED: &str = "stock confirmed, cart cleared";
 pub const COMPENSATED: &str = "refund and stock settled";
 
+/// Timeline note (followed by the provider's reason) of a compensation whose refund the provider
+/// refused: the money is still taken, the payment PAID; a person settles it.
+pub const REFUND_REFUSED: &str = "refund refused by the provider";
+
 /// Job kind of every saga step.
 pub const SAGA_KIND: &str = "checkout.step";
 
@@ -444,10 +448,14 @@ impl OrderService {
         if order.payment_method.is_online() && context.payment_token.is_some() {
             self.ports.payments.recover_charge(order).await?;
         }
-        match self.ports.payments.refund_all(order.id, "order cancelled").await? {
-            RefundState::NotYetCapturable => Err(StepError::Retry("payment not captured yet".into())),
-            RefundState::NothingToRefund | RefundState::CollectionCancelled | RefundState::Refunded => Ok(()),
+        let refund = self.ports.payments.refund_all(order.id, "order cancelled").await?;
+        if refund == RefundState::NotYetCapturable {
+            return Err(StepError::Retry("payment not captured yet".into()));
         }
+        if let Some(payment) = refund.payment() {
+            self.follow_payment(order.id, payment).await?;
+        }
+        Ok(())
     }
 
     /// After CONFIRMED: the reserved units leave the shelf and the cart is emptied.
@@ -481,8 +489,13 @@ impl OrderService {
             return Err(StepError::Retry("payment not captured yet; refund after the capture".into()));
         }
         self.ports.stock.release(id).await?;
-        // The refund's own updates (its settlement, the payment's status) may write the order
-        // meanwhile: read it again and retry on a conflict; everything above is idempotent.
+        let refused = match &refund {
+            RefundState::Refused { reason, .. } => Some(format!("{REFUND_REFUSED}: {reason}")),
+            _ => None,
+        };
+        // The payment's own writers (a refund settling or refused, an event) may write the order
+        // meanwhile: the order is read, then the payment's status (as `follow_payment` does),
+        // and both again on a conflict; everything above is idempotent.
         let mut attempts = 0;
         loop {
             let order = self.load(id).await?;
@@ -491,15 +504,16 @@ impl OrderService {
             if next.status != OrderStatus::Cancelled {
                 next.cancel(reason.clone(), now).map_err(OrderError::from)?;
             }
-            match refund {
-                RefundState::Refunded => {
-                    next.set_payment_status(PaymentStatus::Refunded, now);
+            // REFUNDED (or PAID again, refused), FAILED for a collection cancelled.
+            if let Some(payment) = refund.payment() {
+                if let Some(status) = self.ports.payments.status(payment).await? {
+                    next.set_payment_status(status, now);
                 }
-                // No cash will be collected for it.
-                RefundState::CollectionCancelled => {
-                    next.set_payment_status(PaymentStatus::Failed, now);
+            }
+            if let Some(note) = &refused {
+                if !next.has_note(note) {
+                    next.record(note.clone(), now);
                 }
-                RefundState::NothingToRefund | RefundState::NotYetCapturable => {}
             }
             if !next.has_note(COMPENSATED) {
                 next.record(COMPENSATED, now);

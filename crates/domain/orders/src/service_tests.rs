@@ -240,7 +240,12 @@ async fn compensation_waits_for_an_uncaptured_payment_then_refunds_releases_and_
     let mut m = Mocks::new();
     let mut seq = mockall::Sequence::new();
     m.payments.expect_refund_all().times(1).in_sequence(&mut seq).returning(|_, _| Ok(RefundState::NotYetCapturable));
-    m.payments.expect_refund_all().times(2).in_sequence(&mut seq).returning(|_, _| Ok(RefundState::Refunded));
+    let (payment, _) = payment_of(&mut m, PaymentStatus::Refunded);
+    m.payments
+        .expect_refund_all()
+        .times(2)
+        .in_sequence(&mut seq)
+        .returning(move |_, _| Ok(RefundState::Refunded(payment)));
     m.stock.expect_release().times(2).returning(|_| Ok(()));
     let cell = stored(&mut m, order);
     let service = m.service();
@@ -365,6 +370,7 @@ async fn an_order_cancelled_while_its_saga_ran_gets_its_stock_and_money_back() {
     let id = order.id;
     let mut cancelled = order.clone();
     cancelled.cancel(CancellationReason::CustomerRequest, now()).unwrap();
+    let cancelled_read = cancelled.clone();
     let mut m = Mocks::new();
     let mut reads = mockall::Sequence::new();
     m.orders
@@ -381,10 +387,26 @@ async fn an_order_cancelled_while_its_saga_ran_gets_its_stock_and_money_back() {
     m.payments.expect_charge().times(1).returning(|_, _| Ok(Charged::Accepted(PaymentStatus::Paid)));
     m.stock.expect_confirm().times(1).returning(|_| Ok(()));
     m.carts.expect_clear().returning(|_, _| Ok(()));
-    m.orders.expect_update().times(1).returning(|_, _, _| Err(OrderSaveError::Conflict));
+    m.orders
+        .expect_update()
+        .withf(|_, next, _| next.status == OrderStatus::Confirmed)
+        .times(1)
+        .returning(|_, _, _| Err(OrderSaveError::Conflict));
     m.stock.expect_release().times(1).returning(|_| Ok(()));
     m.payments.expect_recover_charge().times(1).returning(|_| Ok(()));
-    m.payments.expect_refund_all().times(1).returning(|_, _| Ok(RefundState::Refunded));
+    let (payment, _) = payment_of(&mut m, PaymentStatus::Refunded);
+    m.payments.expect_refund_all().times(1).returning(move |_, _| Ok(RefundState::Refunded(payment)));
+    // The cancelled order then shows the refund.
+    let shown = cancelled_read.clone();
+    m.orders.expect_get().returning(move |_| Ok(Some(shown.clone())));
+    m.orders
+        .expect_update()
+        .withf(|before, next, _| {
+            before.status == OrderStatus::Cancelled
+                && (next.status, next.payment_status) == (OrderStatus::Cancelled, PaymentStatus::Refunded)
+        })
+        .times(1)
+        .returning(|_, _, _| Ok(()));
     let service = m.service();
     let job = SagaJob { order_id: id, step: Step::Reserve, reason: None };
     assert!(matches!(service.run_step(&job).await, Err(StepError::Retry(_))));
@@ -402,7 +424,8 @@ async fn a_step_run_again_after_a_compensation_refunded_the_charge_finishes_the_
     m.payments.expect_charge().times(1).returning(|_, _| Ok(Charged::Refunded));
     m.stock.expect_confirm().never();
     m.carts.expect_clear().never();
-    m.payments.expect_refund_all().times(1).returning(|_, _| Ok(RefundState::Refunded));
+    let (payment, _) = payment_of(&mut m, PaymentStatus::Refunded);
+    m.payments.expect_refund_all().times(1).returning(move |_, _| Ok(RefundState::Refunded(payment)));
     m.stock.expect_release().times(1).returning(|_| Ok(()));
     let cell = stored(&mut m, order);
     m.service().run_step(&SagaJob { order_id: id, step: Step::Reserve, reason: None }).await.unwrap();
@@ -427,7 +450,8 @@ async fn a_charge_made_but_never_recorded_is_recovered_before_the_cancelled_orde
         order.cancel(CancellationReason::CustomerRequest, now()).unwrap();
         let id = order.id;
         let mut m = Mocks::new();
-        m.orders.expect_get_with_context().returning(move |_| Ok(Some((order.clone(), context.clone()))));
+        let saga_read = order.clone();
+        m.orders.expect_get_with_context().returning(move |_| Ok(Some((saga_read.clone(), context.clone()))));
         let mut steps = mockall::Sequence::new();
         m.stock.expect_release().times(1).in_sequence(&mut steps).returning(|_| Ok(()));
         // Without a token (cash, or no card given) nothing can have been charged: no expectation,
@@ -440,9 +464,17 @@ async fn a_charge_made_but_never_recorded_is_recovered_before_the_cancelled_orde
                 .in_sequence(&mut steps)
                 .returning(|_| Ok(()));
         }
-        m.payments.expect_refund_all().times(1).in_sequence(&mut steps).returning(|_, _| Ok(RefundState::Refunded));
+        let (payment, _) = payment_of(&mut m, PaymentStatus::Refunded);
+        m.payments
+            .expect_refund_all()
+            .times(1)
+            .in_sequence(&mut steps)
+            .returning(move |_, _| Ok(RefundState::Refunded(payment)));
+        // Then the order shows the refund.
+        let cell = stored(&mut m, order);
         let service = m.service();
         service.run_step(&SagaJob { order_id: id, step: Step::Charge, reason: None }).await.unwrap();
+        assert_eq!(cell.lock().unwrap().payment_status, PaymentStatus::Refunded);
     }
 }
 
@@ -452,21 +484,26 @@ async fn the_provider_settling_a_cancelled_orders_payment_finishes_its_compensat
     // for the capture (or ran before it). A capture is refunded; an authorization the provider
     // let go leaves nothing to refund. Either way the stock goes back and the compensation is
     // recorded, once: the event delivered again, with the payment as it is now, changes nothing.
-    for (event, refund, shown) in [
-        (PaymentStatus::Paid, RefundState::Refunded, PaymentStatus::Refunded),
-        (PaymentStatus::Failed, RefundState::NothingToRefund, PaymentStatus::Failed),
-    ] {
+    for (event, refunds, shown) in
+        [(PaymentStatus::Paid, true, PaymentStatus::Refunded), (PaymentStatus::Failed, false, PaymentStatus::Failed)]
+    {
         let mut order = placed(PaymentMethod::CreditCard);
         order.cancel(CancellationReason::CustomerRequest, now()).unwrap();
         let id = order.id;
         let mut m = Mocks::new();
-        m.payments
-            .expect_refund_all()
-            .withf(|_, reason| reason == "CUSTOMER_REQUEST")
-            .times(1)
-            .returning(move |_, _| Ok(refund));
-        m.stock.expect_release().times(1).returning(|_| Ok(()));
         let (payment, status) = payment_of(&mut m, event);
+        let refunding = status.clone();
+        m.payments.expect_refund_all().withf(|_, reason| reason == "CUSTOMER_REQUEST").times(1).returning(
+            move |_, _| {
+                Ok(if refunds {
+                    *refunding.lock().unwrap() = PaymentStatus::Refunded;
+                    RefundState::Refunded(payment)
+                } else {
+                    RefundState::NothingToRefund
+                })
+            },
+        );
+        m.stock.expect_release().times(1).returning(|_| Ok(()));
         let cell = stored(&mut m, order);
         let service = m.service();
         service.payment_event(id, payment).await.unwrap();
@@ -487,7 +524,12 @@ async fn an_event_retried_after_the_refund_finishes_the_interrupted_compensation
     order.cancel(CancellationReason::CustomerRequest, now()).unwrap();
     let id = order.id;
     let mut m = Mocks::new();
-    m.payments.expect_refund_all().times(2).returning(|_, _| Ok(RefundState::Refunded));
+    let (payment, status) = payment_of(&mut m, PaymentStatus::Paid);
+    let refunding = status.clone();
+    m.payments.expect_refund_all().times(2).returning(move |_, _| {
+        *refunding.lock().unwrap() = PaymentStatus::Refunded;
+        Ok(RefundState::Refunded(payment))
+    });
     let mut releases = mockall::Sequence::new();
     m.stock
         .expect_release()
@@ -495,12 +537,10 @@ async fn an_event_retried_after_the_refund_finishes_the_interrupted_compensation
         .in_sequence(&mut releases)
         .returning(|_| Err(ecom_kernel::InfraError::unavailable("pool timed out")));
     m.stock.expect_release().times(1).in_sequence(&mut releases).returning(|_| Ok(()));
-    let (payment, status) = payment_of(&mut m, PaymentStatus::Paid);
     let cell = stored(&mut m, order);
     let service = m.service();
     assert!(service.payment_event(id, payment).await.is_err());
     assert!(!cell.lock().unwrap().has_note(COMPENSATED));
-    *status.lock().unwrap() = PaymentStatus::Refunded;
     service.payment_event(id, payment).await.unwrap();
     let after = cell.lock().unwrap().clone();
     assert_eq!(after.payment_status, PaymentStatus::Refunded);
@@ -682,11 +722,66 @@ async fn an_admin_cannot_confirm_an_online_order_waiting_for_its_payment() {
 }
 
 #[pollster::test]
+async fn a_compensation_shows_the_payment_as_it_stands_when_it_writes_not_as_its_refund_left_it() {
+    // The refund was booked (the provider unreachable), then refused by its job before the
+    // compensation wrote the order: the money is still taken, and the order must not say
+    // REFUNDED.
+    let mut order = placed(PaymentMethod::CreditCard);
+    order.cancel(CancellationReason::CustomerRequest, now()).unwrap();
+    let id = order.id;
+    let mut m = Mocks::new();
+    let (payment, status) = payment_of(&mut m, PaymentStatus::Paid);
+    let booked = status.clone();
+    m.payments.expect_refund_all().times(1).returning(move |_, _| {
+        *booked.lock().unwrap() = PaymentStatus::Refunded;
+        Ok(RefundState::Refunded(payment))
+    });
+    let refused = status.clone();
+    m.stock.expect_release().times(1).returning(move |_| {
+        *refused.lock().unwrap() = PaymentStatus::Paid;
+        Ok(())
+    });
+    let cell = stored(&mut m, order);
+    m.service().compensate(id, CancellationReason::CustomerRequest).await.unwrap();
+    let after = cell.lock().unwrap().clone();
+    assert_eq!((after.status, after.payment_status), (OrderStatus::Cancelled, PaymentStatus::Paid));
+}
+
+#[pollster::test]
+async fn a_refund_the_provider_refuses_ends_the_compensation_with_the_money_shown_taken_and_why() {
+    let mut order = placed(PaymentMethod::CreditCard);
+    order.set_payment_status(PaymentStatus::Paid, now());
+    order.cancel(CancellationReason::CustomerRequest, now()).unwrap();
+    let id = order.id;
+    let mut m = Mocks::new();
+    let (payment, _) = payment_of(&mut m, PaymentStatus::Paid);
+    m.payments
+        .expect_refund_all()
+        .times(2)
+        .returning(move |_, _| Ok(RefundState::Refused { payment, reason: "charge disputed".into() }));
+    m.stock.expect_release().times(2).returning(|_| Ok(()));
+    let cell = stored(&mut m, order);
+    let service = m.service();
+
+    // Done, not retried: asking again would only be refused again.
+    service.compensate(id, CancellationReason::CustomerRequest).await.unwrap();
+
+    let after = cell.lock().unwrap().clone();
+    assert_eq!((after.status, after.payment_status), (OrderStatus::Cancelled, PaymentStatus::Paid));
+    let note = format!("{}: charge disputed", crate::service::REFUND_REFUSED);
+    assert!(after.has_note(&note), "{:?}", after.timeline);
+    assert!(after.has_note(COMPENSATED), "the stock is back: nothing is left for the saga to do");
+    service.compensate(id, CancellationReason::CustomerRequest).await.unwrap();
+    assert_eq!(*cell.lock().unwrap(), after, "run again, it records nothing twice");
+}
+
+#[pollster::test]
 async fn a_cancelled_cash_order_shows_its_collection_cancelled() {
     let order = placed(PaymentMethod::CashOnDelivery);
     let id = order.id;
     let mut m = Mocks::new();
-    m.payments.expect_refund_all().times(2).returning(|_, _| Ok(RefundState::CollectionCancelled));
+    let (payment, _) = payment_of(&mut m, PaymentStatus::Failed);
+    m.payments.expect_refund_all().times(2).returning(move |_, _| Ok(RefundState::CollectionCancelled(payment)));
     m.stock.expect_release().times(2).returning(|_| Ok(()));
     let cell = stored(&mut m, order);
     let service = m.service();
@@ -726,7 +821,8 @@ async fn a_cash_order_cancelled_while_its_stock_was_reserved_gets_everything_bac
     // The step's reservation and cash payment came after the compensation: both go back.
     m.stock.expect_reserve().never();
     m.stock.expect_release().times(1).returning(|_| Ok(()));
-    m.payments.expect_refund_all().times(1).returning(|_, _| Ok(RefundState::CollectionCancelled));
+    let (payment, _) = payment_of(&mut m, PaymentStatus::Failed);
+    m.payments.expect_refund_all().times(1).returning(move |_, _| Ok(RefundState::CollectionCancelled(payment)));
     let cell = stored(&mut m, order);
     let service = m.service();
 

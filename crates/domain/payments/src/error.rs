@@ -14,6 +14,10 @@ pub enum PaymentError {
     Declined(DeclineReason),
     #[error("the provider refused the request: {0}")]
     ProviderRejected(String),
+    /// The provider refused a booked refund: the amount went back to the payment, which
+    /// changed again, so its order has to follow it.
+    #[error("the provider refused the refund: {reason}")]
+    RefundRefused { payment: PaymentId, order: OrderId, reason: String },
     #[error("the payment provider is unavailable: {0}")]
     ProviderUnavailable(String),
     #[error("no gateway is configured for {0}")]

@@ -100,15 +100,19 @@ pub enum EventApplied {
     UnknownPayment,
 }
 
-/// What giving back everything taken for an order came to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What giving back everything taken for an order came to, with the payment it concerns (the
+/// order shows that payment's status).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OrderRefund {
     /// Nothing was taken (no payment, declined).
     NothingTaken,
     /// Cash on delivery, not collected: no cash will be (its payment is FAILED, `canceled`).
-    CollectionCancelled,
+    CollectionCancelled(PaymentId),
     /// Refunded, or booked and on its way.
-    Refunded,
+    Refunded(PaymentId),
+    /// The provider refused the refund: the money is still taken (the payment is PAID again)
+    /// and only a person can settle it now (a refund by hand, once the provider allows it).
+    Refused { payment: PaymentId, reason: String },
     /// Authorized or processing at the provider: refund once it is captured.
     NotYetCapturable,
 }
@@ -256,10 +260,17 @@ impl PaymentService {
         for payment in self.payments.of_order(order).await? {
             match payment.status {
                 PaymentStatus::Paid | PaymentStatus::PartiallyRefunded => {
-                    self.refund(payment.id, None, Some(reason.to_owned())).await?;
-                    outcome = OrderRefund::Refunded;
+                    match self.refund(payment.id, None, Some(reason.to_owned())).await {
+                        Ok(_) => outcome = OrderRefund::Refunded(payment.id),
+                        // Asking again would be refused again (each time a new refund): the
+                        // refusal is the answer, and it stays recorded.
+                        Err(PaymentError::RefundRefused { reason, .. }) => {
+                            return Ok(OrderRefund::Refused { payment: payment.id, reason })
+                        }
+                        Err(err) => return Err(err),
+                    }
                 }
-                PaymentStatus::Refunded => outcome = OrderRefund::Refunded,
+                PaymentStatus::Refunded => outcome = OrderRefund::Refunded(payment.id),
                 PaymentStatus::Authorized | PaymentStatus::Pending if payment.provider_reference.is_some() => {
                     return Ok(OrderRefund::NotYetCapturable)
                 }
@@ -271,7 +282,7 @@ impl PaymentService {
                         self.save(&payment, &next).await?;
                     }
                     if outcome == OrderRefund::NothingTaken {
-                        outcome = OrderRefund::CollectionCancelled;
+                        outcome = OrderRefund::CollectionCancelled(payment.id);
                     }
                 }
                 _ => {}
@@ -373,7 +384,7 @@ impl PaymentService {
     }
 
     /// Asks the provider for a REQUESTED refund (same key every time) and records its answer; a
-    /// refusal gives the amount back to the payment. Done by the admin request and by the
+    /// refusal gives the amount back to the payment (`RefundRefused`: its order follows it). Done by the admin request and by the
     /// refund job; whoever records first wins, the other changes nothing.
     pub async fn settle_refund(&self, id: RefundId) -> Result<RefundResult, PaymentError> {
         let refund =
@@ -407,9 +418,10 @@ impl PaymentService {
                 settled.status = RefundStatus::Failed;
                 let mut restored = payment.clone();
                 restored.revert_refund(refund.amount, self.clock.now())?;
+                let (id, order) = (payment.id, payment.order_id);
                 let change = PaymentChange { expected: payment, payment: restored };
                 self.record_settlement(&settled, Some(change)).await?;
-                Err(PaymentError::ProviderRejected(refused.to_string()))
+                Err(PaymentError::RefundRefused { payment: id, order, reason: refused.to_string() })
             }
         }
     }

@@ -189,7 +189,9 @@ async fn a_refund_the_provider_refuses_is_given_back_to_the_payment() {
     let _ = stored;
     let read_payment = after.clone();
     repo.expect_get().returning(move |_| Ok(Some(read_payment.lock().unwrap().clone())));
-    repo.expect_book_refund().times(1).returning(move |_, next, refund, _| {
+    let of_order = after.clone();
+    repo.expect_of_order().returning(move |_| Ok(vec![of_order.lock().unwrap().clone()]));
+    repo.expect_book_refund().times(2).returning(move |_, next, refund, _| {
         *keep_payment.lock().unwrap() = next.clone();
         *keep_refund.lock().unwrap() = Some(refund.clone());
         Ok(())
@@ -199,7 +201,8 @@ async fn a_refund_the_provider_refuses_is_given_back_to_the_payment() {
     let mut publisher = MockJobPublisher::new();
     publisher.expect_publish().returning(|_| ());
     let mut gateway = MockPaymentGateway::new();
-    gateway.expect_refund().times(1).returning(|_| Err(GatewayError::Rejected("charge disputed".into())));
+    gateway.expect_refund().times(2).returning(|_| Err(GatewayError::Rejected("charge disputed".into())));
+    let restore = after.clone();
     repo.expect_settle_refund()
         .withf(|refund, restored| {
             refund.status == RefundStatus::Failed
@@ -207,10 +210,25 @@ async fn a_refund_the_provider_refuses_is_given_back_to_the_payment() {
                     .as_ref()
                     .is_some_and(|c| c.payment.refunded == usd(0) && c.payment.status == PaymentStatus::Paid)
         })
-        .times(1)
-        .returning(|_, _| Ok(true));
-    let err = service(repo, gateway, publisher).refund(payment.id, None, None).await.unwrap_err();
-    assert!(matches!(err, PaymentError::ProviderRejected(_)), "{err:?}");
+        .times(2)
+        .returning(move |_, restored| {
+            *restore.lock().unwrap() = restored.as_ref().unwrap().payment.clone();
+            Ok(true)
+        });
+    let service = service(repo, gateway, publisher);
+    let err = service.refund(payment.id, None, None).await.unwrap_err();
+    // It names the payment and its order: the order follows the payment back to PAID.
+    assert!(
+        matches!(&err, PaymentError::RefundRefused { payment: p, order: o, reason }
+            if *p == payment.id && *o == payment.order_id && reason.contains("charge disputed")),
+        "{err:?}"
+    );
+    // A compensation takes the refusal as its answer: the money stays taken, and it says so.
+    let outcome = service.refund_order(payment.order_id, "cancelled").await.unwrap();
+    assert!(
+        matches!(&outcome, crate::service::OrderRefund::Refused { payment: p, reason } if *p == payment.id && reason.contains("charge disputed")),
+        "{outcome:?}"
+    );
 }
 
 fn event(id: &str) -> GatewayEvent {
@@ -305,6 +323,7 @@ async fn cash_is_recorded_on_the_orders_cash_payment_only() {
 async fn a_cancelled_orders_cash_collection_is_cancelled_once_and_no_cash_is_recorded_after() {
     let order = OrderId::new();
     let cod = Payment::cash_on_delivery(order, CustomerId::new(), usd(4200), now());
+    let cod_id = cod.id;
     let cell = Arc::new(std::sync::Mutex::new(cod));
     let mut repo = MockPaymentRepository::new();
     let read = cell.clone();
@@ -320,7 +339,7 @@ async fn a_cancelled_orders_cash_collection_is_cancelled_once_and_no_cash_is_rec
 
     for _ in 0..2 {
         let outcome = service.refund_order(order, "cancelled").await.unwrap();
-        assert_eq!(outcome, crate::service::OrderRefund::CollectionCancelled, "the same on a rerun");
+        assert_eq!(outcome, crate::service::OrderRefund::CollectionCancelled(cod_id), "the same on a rerun");
     }
     assert_eq!(cell.lock().unwrap().failure_reason.as_deref(), Some("canceled"));
     let refused = service.record_cash(order, usd(4200)).await.unwrap_err();

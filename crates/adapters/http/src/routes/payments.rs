@@ -8,6 +8,7 @@ use ecom_kernel::{OrderId, ValidationErrors};
 use ecom_payments::model::{Payment, PaymentId, Refund};
 use ecom_payments::ports::{WebhookRequest, WebhookVerifier};
 use ecom_payments::service::{Viewer, WebhookOutcome};
+use ecom_payments::PaymentError;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_actix_web::service_config::ServiceConfig;
@@ -105,9 +106,9 @@ pub struct PaymentList {
 
 /// The order shows its payment's status. The payment is what counts: a failed update is logged,
 /// and the next payment event or refund settlement brings the order along.
-async fn sync_order(state: &AppState, payment: &Payment) {
-    if let Err(err) = state.orders.payment_changed(payment.order_id, payment.id).await {
-        tracing::warn!(order_id = %payment.order_id, error = %err, "order payment status not updated");
+async fn sync_order(state: &AppState, order: OrderId, payment: PaymentId) {
+    if let Err(err) = state.orders.payment_changed(order, payment).await {
+        tracing::warn!(order_id = %order, error = %err, "order payment status not updated");
     }
 }
 
@@ -206,8 +207,17 @@ async fn refund(
     if reason.as_ref().is_some_and(|r| r.chars().count() > 500) {
         return Err(ValidationErrors::single("reason", "must be at most 500 characters").into());
     }
-    let result = state.payments.refund(PaymentId::from_uuid(*id), amount, reason).await?;
-    sync_order(&state, &result.payment).await;
+    let result = match state.payments.refund(PaymentId::from_uuid(*id), amount, reason).await {
+        Ok(result) => result,
+        // The amount went back to the payment: its order shows it again (it may have followed
+        // the booked refund meanwhile).
+        Err(err @ PaymentError::RefundRefused { payment, order, .. }) => {
+            sync_order(&state, order, payment).await;
+            return Err(err.into());
+        }
+        Err(err) => return Err(err.into()),
+    };
+    sync_order(&state, result.payment.order_id, result.payment.id).await;
     tracing::info!(
         payment_id = %result.payment.id,
         refund_id = %result.refund.id,
@@ -259,7 +269,7 @@ async fn record_cash(
     // A cancelled order's collection is being cancelled by its compensation (or was already).
     state.orders.check_cash_collectable(order).await?;
     let payment = state.payments.record_cash(order, collected).await?;
-    sync_order(&state, &payment).await;
+    sync_order(&state, payment.order_id, payment.id).await;
     tracing::info!(payment_id = %payment.id, order_id = %order_id, actor = %admin.0.customer_id, "cash recorded");
     Ok(HttpResponse::Ok().json(PaymentDto::from(&payment)))
 }
