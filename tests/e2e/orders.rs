@@ -915,21 +915,20 @@ async fn a_capture_that_arrives_after_the_compensation_gave_up_waiting_is_refund
 async fn a_refund_the_provider_refuses_leaves_the_order_showing_the_money_taken_and_the_compensation_ends() {
     use wiremock::matchers::{method, path};
     use wiremock::{Mock, MockServer, ResponseTemplate};
-    // Stripe charges, then refuses every refund (a disputed charge, say).
+    // Stripe charges (one payment intent per order), then refuses every refund (a disputed
+    // charge, say).
     let stripe = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/v1/payment_intents"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "id": "pi_refused", "object": "payment_intent", "status": "succeeded",
-            "amount": 5000, "currency": "usd", "amount_received": 5000
-        })))
-        .mount(&stripe)
-        .await;
-    let down = Mock::given(method("POST"))
-        .and(path("/v1/refunds"))
-        .respond_with(ResponseTemplate::new(503))
-        .mount_as_scoped(&stripe)
-        .await;
+    for intent in ["pi_refused_a", "pi_refused_b"] {
+        Mock::given(method("POST"))
+            .and(path("/v1/payment_intents"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                "id": intent, "object": "payment_intent", "status": "succeeded",
+                "amount": 5000, "currency": "usd", "amount_received": 5000
+            })))
+            .up_to_n_times(1)
+            .mount(&stripe)
+            .await;
+    }
     let env =
         [("PAYMENT_PROVIDER", "stripe"), ("STRIPE_SECRET_KEY", "sk_test_e2e"), ("STRIPE_API_BASE", &stripe.uri())];
     let app = TestApp::spawn_with(&env).await;
@@ -938,56 +937,84 @@ async fn a_refund_the_provider_refuses_leaves_the_order_showing_the_money_taken_
     let admin = app.admin().await;
     let shop = Shop { app, admin, _worker: Some(worker) };
     let customer = shop.app.register_customer().await;
-    let product = shop.product(10, 4500).await;
-    let cart = shop.cart_with(&customer, &product, 1).await;
-    let id = shop.place(&customer, &cart, "CREDIT_CARD", Some("pm_card_visa")).await;
-    shop.wait(&customer, &id, "paid", |o| o["status"] == "CONFIRMED" && o["paymentStatus"] == "PAID").await;
-    let payment = shop.payments(&customer, &id).await[0]["id"].as_str().unwrap().to_owned();
+    let mut orders = Vec::new();
+    for _ in 0..2 {
+        let product = shop.product(10, 4500).await;
+        let cart = shop.cart_with(&customer, &product, 1).await;
+        let id = shop.place(&customer, &cart, "CREDIT_CARD", Some("pm_card_visa")).await;
+        shop.wait(&customer, &id, "paid", |o| o["status"] == "CONFIRMED" && o["paymentStatus"] == "PAID").await;
+        let payment = shop.payments(&customer, &id).await[0]["id"].as_str().unwrap().to_owned();
+        orders.push((id, product, payment));
+    }
+    let refunds_asked =
+        || async { stripe.received_requests().await.unwrap().iter().filter(|r| r.url.path() == "/v1/refunds").count() };
+    let refunds_of = |payment: String| {
+        let url = format!("/v1/payments/{payment}");
+        let (app, token) = (&shop.app, shop.admin.access_token.clone());
+        async move {
+            let shown: Value = app.get(&url, Some(&token)).await.json().await.unwrap();
+            let statuses: Vec<String> =
+                shown["refunds"].as_array().unwrap().iter().map(|r| r["status"].as_str().unwrap().to_owned()).collect();
+            (shown["status"].as_str().unwrap().to_owned(), statuses)
+        }
+    };
 
-    // An admin's refund while Stripe is down is booked (202), and the order follows it.
-    let refund_url = format!("/v1/payments/{payment}/refund");
-    let res = shop.app.post(&refund_url, &json!({}), Some(&shop.admin.access_token)).await;
+    // An admin's refund of the second order while Stripe is down is booked (202), and the order
+    // follows it. Stripe comes back and refuses it: the refund job gives the amount back to the
+    // payment, and the order shows the money taken again.
+    let (id, _, payment) = &orders[1];
+    let down = Mock::given(method("POST"))
+        .and(path("/v1/refunds"))
+        .respond_with(ResponseTemplate::new(503))
+        .mount_as_scoped(&stripe)
+        .await;
+    let res =
+        shop.app.post(&format!("/v1/payments/{payment}/refund"), &json!({}), Some(&shop.admin.access_token)).await;
     assert_eq!(res.status(), StatusCode::ACCEPTED);
-    assert_eq!(shop.order(&customer, &id).await["paymentStatus"], "REFUNDED");
-    // Stripe comes back and refuses it: the refund job gives the amount back to the payment,
-    // and the order shows the money taken again.
-    drop(down);
+    assert_eq!(shop.order(&customer, id).await["paymentStatus"], "REFUNDED");
+    // Mounted after the 503, the refusal answers once the 503 is gone.
     let refusal = json!({"error": {"type": "invalid_request_error", "message": "Charge ch_1 has been disputed"}});
     Mock::given(method("POST"))
         .and(path("/v1/refunds"))
         .respond_with(ResponseTemplate::new(400).set_body_json(refusal))
         .mount(&stripe)
         .await;
-    shop.wait(&customer, &id, "paid again after the refusal", |o| o["paymentStatus"] == "PAID").await;
+    drop(down);
+    shop.wait(&customer, id, "paid again after the refusal", |o| o["paymentStatus"] == "PAID").await;
+    assert_eq!(refunds_of(payment.clone()).await, ("PAID".to_owned(), vec!["FAILED".to_owned()]));
 
-    // The customer cancels: the compensation's refund is refused too. It ends anyway (the stock
-    // back, the refusal and its reason on the timeline, the payment shown PAID) instead of
-    // asking again and again while the stock stays reserved.
+    // The customer cancels the first order: its compensation's refund is refused too. It ends
+    // (the stock back, the refusal and its reason on the timeline, the payment shown PAID)
+    // instead of booking a refund again and again while the stock stays reserved.
+    let (id, product, payment) = &orders[0];
     let res = shop.app.post(&format!("/v1/orders/{id}/cancel"), &json!({}), Some(&customer.access_token)).await;
     assert_eq!(res.status(), StatusCode::OK);
-    let refused = |o: &Value| {
-        o["timeline"].as_array().unwrap().iter().any(|t| {
-            t["note"]
-                .as_str()
-                .is_some_and(|n| n.starts_with("refund refused by the provider") && n.contains("disputed"))
-        })
+    let refused_notes = |o: &Value| {
+        o["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["note"].as_str().is_some_and(|n| n.starts_with("refund refused by the provider")))
+            .count()
     };
-    let order = shop.wait(&customer, &id, "refusal recorded", refused).await;
+    let order = shop.wait(&customer, id, "refusal recorded", |o| refused_notes(o) == 1).await;
+    assert!(order.to_string().contains("disputed"), "the provider's reason is shown: {order}");
     assert_eq!((order["status"].as_str(), order["paymentStatus"].as_str()), (Some("CANCELLED"), Some("PAID")));
     let deadline = Instant::now() + Duration::from_secs(10);
-    while shop.stock(&product).await != (10, 0) {
-        assert!(Instant::now() < deadline, "stock not back: {:?}", shop.stock(&product).await);
+    while shop.stock(product).await != (10, 0) {
+        assert!(Instant::now() < deadline, "stock not back: {:?}", shop.stock(product).await);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let asked =
-        || async { stripe.received_requests().await.unwrap().iter().filter(|r| r.url.path() == "/v1/refunds").count() };
-    let before = asked().await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(asked().await, before, "no refund is asked for again");
-    let shown: Value =
-        shop.app.get(&format!("/v1/payments/{payment}"), Some(&customer.access_token)).await.json().await.unwrap();
-    assert_eq!(shown["status"], "PAID");
-    let statuses: Vec<&str> =
-        shown["refunds"].as_array().unwrap().iter().map(|r| r["status"].as_str().unwrap()).collect();
-    assert_eq!(statuses, ["FAILED", "FAILED"], "the admin's and the compensation's, both refused");
+    // Run again (an event for its payment, a retried job), the compensation asks for nothing more.
+    let asked = refunds_asked().await;
+    let order_id: ecom_kernel::OrderId = id.parse().unwrap();
+    shop.app
+        .services
+        .orders
+        .compensate(order_id, ecom_orders::model::CancellationReason::CustomerRequest)
+        .await
+        .unwrap();
+    assert_eq!(refunds_asked().await, asked, "no refund is asked for again");
+    assert_eq!(refused_notes(&shop.order(&customer, id).await), 1);
+    assert_eq!(refunds_of(payment.clone()).await, ("PAID".to_owned(), vec!["FAILED".to_owned()]));
 }

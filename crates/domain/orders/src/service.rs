@@ -442,20 +442,12 @@ impl OrderService {
     /// cancelled): the compensation, seeing no charge, refunded nothing, so the charge is looked
     /// up by its idempotency key here, then refunded.
     async fn settle_after_cancel(&self, order: &Order, context: &CheckoutContext) -> Result<(), StepError> {
-        self.ports.stock.release(order.id).await?;
         // Without a token the saga never asked for a charge, or the order was confirmed (its
         // charge recorded: the token is dropped then) before it was cancelled.
         if order.payment_method.is_online() && context.payment_token.is_some() {
             self.ports.payments.recover_charge(order).await?;
         }
-        let refund = self.ports.payments.refund_all(order.id, "order cancelled").await?;
-        if refund == RefundState::NotYetCapturable {
-            return Err(StepError::Retry("payment not captured yet".into()));
-        }
-        if let Some(payment) = refund.payment() {
-            self.follow_payment(order.id, payment).await?;
-        }
-        Ok(())
+        self.compensate_again(order).await
     }
 
     /// After CONFIRMED: the reserved units leave the shelf and the cart is emptied.
@@ -478,6 +470,8 @@ impl OrderService {
 
     /// Gives back what was taken (refund, reservation) and cancels with `reason`. Runs again
     /// safely: each part is idempotent, and an order cancelled already keeps its first reason.
+    /// A refund the provider refuses ends it too (the money still taken, shown, and the reason
+    /// on the timeline once): a person settles it.
     pub async fn compensate(&self, id: OrderId, reason: CancellationReason) -> Result<(), StepError> {
         let order = self.load(id).await?;
         if !order.status.is_final() && !order.status.can_become(OrderStatus::Cancelled) {
@@ -493,40 +487,25 @@ impl OrderService {
             RefundState::Refused { reason, .. } => Some(format!("{REFUND_REFUSED}: {reason}")),
             _ => None,
         };
-        // The payment's own writers (a refund settling or refused, an event) may write the order
-        // meanwhile: the order is read, then the payment's status (as `follow_payment` does),
-        // and both again on a conflict; everything above is idempotent.
-        let mut attempts = 0;
-        loop {
-            let order = self.load(id).await?;
-            let now = self.ports.clock.now();
-            let mut next = order.clone();
-            if next.status != OrderStatus::Cancelled {
-                next.cancel(reason.clone(), now).map_err(OrderError::from)?;
-            }
-            // REFUNDED (or PAID again, refused), FAILED for a collection cancelled.
-            if let Some(payment) = refund.payment() {
-                if let Some(status) = self.ports.payments.status(payment).await? {
-                    next.set_payment_status(status, now);
+        // REFUNDED (or PAID again, refused), FAILED for a collection cancelled.
+        let written = self
+            .write_following(id, refund.payment(), |next, now| {
+                if next.status != OrderStatus::Cancelled {
+                    next.cancel(reason.clone(), now).map_err(OrderError::from)?;
                 }
-            }
-            if let Some(note) = &refused {
-                if !next.has_note(note) {
-                    next.record(note.clone(), now);
+                // Once: a rerun finds the payment's refusal on record, worded otherwise.
+                if let Some(note) = &refused {
+                    if !next.timeline.iter().any(|t| t.note.as_deref().is_some_and(|n| n.starts_with(REFUND_REFUSED))) {
+                        next.record(note.clone(), now);
+                    }
                 }
-            }
-            if !next.has_note(COMPENSATED) {
-                next.record(COMPENSATED, now);
-            }
-            if next == order {
-                return Ok(());
-            }
-            match self.store(&order, &next, &[], &[]).await {
-                Ok(()) => return Ok(()),
-                Err(OrderSaveError::Conflict) if attempts < 5 => attempts += 1,
-                Err(e) => return Err(e.into()),
-            }
-        }
+                if !next.has_note(COMPENSATED) {
+                    next.record(COMPENSATED, now);
+                }
+                Ok(())
+            })
+            .await?;
+        written.map(|_| ()).ok_or(StepError::Failed(OrderError::NotFound(id)))
     }
 
     /// Runs a cancelled order's compensation again (it is idempotent), with its first reason.
@@ -627,27 +606,56 @@ impl OrderService {
 
     /// Shows the payment's status on its order as the payment stands now, never as a caller saw
     /// it before a concurrent change (a refund settling while cash is recorded, an event while
-    /// a compensation refunds): the payment is read after the order, so a change of the payment
-    /// after that read is followed by its writer's own write of the order, which comes after
-    /// this one or makes it conflict (then both are read again). Returns the order as it stands
-    /// and the status; `None` when there is no such order or payment.
+    /// a compensation refunds). Returns the order as it stands and the status; `None` when there
+    /// is no such order or payment.
     async fn follow_payment(
         &self,
         id: OrderId,
         payment: PaymentId,
     ) -> Result<Option<(Order, PaymentStatus)>, StepError> {
-        let mut conflicts = 0;
+        let written = self.write_following(id, Some(payment), |_, _| Ok(())).await?;
+        Ok(written.and_then(|(order, status)| Some((order, status?))))
+    }
+
+    /// Applies `change` to the order, showing `payment`'s status as it stands: the order is read,
+    /// then the payment, and once the write is done the payment is read again. So of two
+    /// writers racing with a change of the payment, the one that read the older status either
+    /// conflicts with the other's write (both read again) or finds the newer status after its
+    /// own write and writes again; the payment's own writer may have found nothing to change
+    /// (it read the order before the stale write). `None` when there is no such order.
+    async fn write_following(
+        &self,
+        id: OrderId,
+        payment: Option<PaymentId>,
+        change: impl Fn(&mut Order, chrono::DateTime<chrono::Utc>) -> Result<(), StepError>,
+    ) -> Result<Option<(Order, Option<PaymentStatus>)>, StepError> {
+        let mut attempts = 0;
         loop {
             let Some(order) = self.ports.orders.get(id).await? else { return Ok(None) };
-            let Some(status) = self.ports.payments.status(payment).await? else { return Ok(None) };
+            let status = match payment {
+                Some(payment) => self.ports.payments.status(payment).await?,
+                None => None,
+            };
+            let now = self.ports.clock.now();
             let mut next = order.clone();
-            if !next.set_payment_status(status, self.ports.clock.now()) {
+            if let Some(status) = status {
+                next.set_payment_status(status, now);
+            }
+            change(&mut next, now)?;
+            if next == order {
                 return Ok(Some((order, status)));
             }
             match self.store(&order, &next, &[], &[]).await {
-                Ok(()) => return Ok(Some((next, status))),
-                Err(OrderSaveError::Conflict) if conflicts < 5 => conflicts += 1,
+                Ok(()) => match payment {
+                    Some(payment) if self.ports.payments.status(payment).await? != status => {}
+                    _ => return Ok(Some((next, status))),
+                },
+                Err(OrderSaveError::Conflict) => {}
                 Err(e) => return Err(e.into()),
+            }
+            attempts += 1;
+            if attempts > 5 {
+                return Err(StepError::Retry("the order or its payment kept changing".into()));
             }
         }
     }

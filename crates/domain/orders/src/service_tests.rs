@@ -453,7 +453,6 @@ async fn a_charge_made_but_never_recorded_is_recovered_before_the_cancelled_orde
         let saga_read = order.clone();
         m.orders.expect_get_with_context().returning(move |_| Ok(Some((saga_read.clone(), context.clone()))));
         let mut steps = mockall::Sequence::new();
-        m.stock.expect_release().times(1).in_sequence(&mut steps).returning(|_| Ok(()));
         // Without a token (cash, or no card given) nothing can have been charged: no expectation,
         // so a call would fail the test.
         if recovers {
@@ -470,11 +469,14 @@ async fn a_charge_made_but_never_recorded_is_recovered_before_the_cancelled_orde
             .times(1)
             .in_sequence(&mut steps)
             .returning(move |_, _| Ok(RefundState::Refunded(payment)));
-        // Then the order shows the refund.
+        m.stock.expect_release().times(1).in_sequence(&mut steps).returning(|_| Ok(()));
+        // Then the order shows the refund, its compensation finished.
         let cell = stored(&mut m, order);
         let service = m.service();
         service.run_step(&SagaJob { order_id: id, step: Step::Charge, reason: None }).await.unwrap();
-        assert_eq!(cell.lock().unwrap().payment_status, PaymentStatus::Refunded);
+        let after = cell.lock().unwrap().clone();
+        assert_eq!(after.payment_status, PaymentStatus::Refunded);
+        assert!(after.has_note(COMPENSATED));
     }
 }
 
@@ -755,10 +757,18 @@ async fn a_refund_the_provider_refuses_ends_the_compensation_with_the_money_show
     let id = order.id;
     let mut m = Mocks::new();
     let (payment, _) = payment_of(&mut m, PaymentStatus::Paid);
+    let mut refusals = mockall::Sequence::new();
     m.payments
         .expect_refund_all()
-        .times(2)
+        .times(1)
+        .in_sequence(&mut refusals)
         .returning(move |_, _| Ok(RefundState::Refused { payment, reason: "charge disputed".into() }));
+    // Run again, the payments say so in other words (they do not ask the provider again).
+    m.payments
+        .expect_refund_all()
+        .times(1)
+        .in_sequence(&mut refusals)
+        .returning(move |_, _| Ok(RefundState::Refused { payment, reason: "refused before".into() }));
     m.stock.expect_release().times(2).returning(|_| Ok(()));
     let cell = stored(&mut m, order);
     let service = m.service();
@@ -962,4 +972,31 @@ async fn the_order_shows_its_payment_as_it_stands_after_a_concurrent_change() {
     service.payment_changed(id, payment).await.unwrap();
 
     assert_eq!(cell.lock().unwrap().payment_status, PaymentStatus::Refunded);
+}
+
+#[pollster::test]
+async fn a_payment_change_whose_own_follow_up_found_nothing_to_do_is_caught_after_the_write() {
+    // The order shows PAID. This call reads the payment REFUNDED (a refund booked); before its
+    // write lands, the provider refuses the refund (the payment PAID again) and the refusal's own
+    // follow-up reads the order still showing PAID: nothing to change, nothing written, so no
+    // conflict either. Reading the payment after the write finds PAID, and writes that.
+    let mut order = placed(PaymentMethod::CreditCard);
+    order.set_payment_status(PaymentStatus::Paid, now());
+    order.transition(OrderStatus::Confirmed, None, now()).unwrap();
+    let id = order.id;
+    let mut m = Mocks::new();
+    let (payment, status) = payment_of(&mut m, PaymentStatus::Refunded);
+    let cell = Arc::new(Mutex::new(order));
+    let read = cell.clone();
+    m.orders.expect_get().returning(move |_| Ok(Some(read.lock().unwrap().clone())));
+    let (write, refused) = (cell.clone(), status.clone());
+    m.orders.expect_update().times(2).returning(move |_, next, _| {
+        *write.lock().unwrap() = next.clone();
+        *refused.lock().unwrap() = PaymentStatus::Paid;
+        Ok(())
+    });
+
+    m.service().payment_changed(id, payment).await.unwrap();
+
+    assert_eq!(cell.lock().unwrap().payment_status, PaymentStatus::Paid);
 }

@@ -110,8 +110,9 @@ pub enum OrderRefund {
     CollectionCancelled(PaymentId),
     /// Refunded, or booked and on its way.
     Refunded(PaymentId),
-    /// The provider refused the refund: the money is still taken (the payment is PAID again)
-    /// and only a person can settle it now (a refund by hand, once the provider allows it).
+    /// The provider refused the refund (now, or the payment's latest one before): the money is
+    /// still taken (the payment PAID or PARTIALLY_REFUNDED again) and only a person can settle
+    /// it now (a refund by hand, once the provider allows it).
     Refused { payment: PaymentId, reason: String },
     /// Authorized or processing at the provider: refund once it is captured.
     NotYetCapturable,
@@ -254,23 +255,37 @@ impl PaymentService {
     }
 
     /// Gives back everything taken for an order (compensation, cancellation), and cancels the
-    /// collection of cash not collected yet. Idempotent.
+    /// collection of cash not collected yet. Idempotent: run again, it books nothing more (a
+    /// refused refund included: see `OrderRefund::Refused`).
     pub async fn refund_order(&self, order: OrderId, reason: &str) -> Result<OrderRefund, PaymentError> {
-        let mut outcome = OrderRefund::NothingTaken;
+        let (mut refused, mut refunded, mut cancelled) = (None, None, None);
         for payment in self.payments.of_order(order).await? {
             match payment.status {
                 PaymentStatus::Paid | PaymentStatus::PartiallyRefunded => {
+                    // Once the provider refused to refund this payment, it is not asked again
+                    // by itself (it would refuse again, each time a new refund): a person
+                    // decides, and refunds by hand when the provider allows it.
+                    if self.last_refund_refused(payment.id).await? {
+                        refused.get_or_insert((payment.id, "an earlier refund of the payment was refused".into()));
+                        continue;
+                    }
                     match self.refund(payment.id, None, Some(reason.to_owned())).await {
-                        Ok(_) => outcome = OrderRefund::Refunded(payment.id),
-                        // Asking again would be refused again (each time a new refund): the
-                        // refusal is the answer, and it stays recorded.
+                        // Its job got the provider's refusal first.
+                        Ok(result) if result.refund.status == RefundStatus::Failed => {
+                            refused.get_or_insert((payment.id, "the refund was refused".into()));
+                        }
+                        Ok(_) => {
+                            refunded.get_or_insert(payment.id);
+                        }
                         Err(PaymentError::RefundRefused { reason, .. }) => {
-                            return Ok(OrderRefund::Refused { payment: payment.id, reason })
+                            refused.get_or_insert((payment.id, reason));
                         }
                         Err(err) => return Err(err),
                     }
                 }
-                PaymentStatus::Refunded => outcome = OrderRefund::Refunded(payment.id),
+                PaymentStatus::Refunded => {
+                    refunded.get_or_insert(payment.id);
+                }
                 PaymentStatus::Authorized | PaymentStatus::Pending if payment.provider_reference.is_some() => {
                     return Ok(OrderRefund::NotYetCapturable)
                 }
@@ -281,14 +296,24 @@ impl PaymentService {
                     if next.cancel_collection(self.clock.now())? == Change::Applied {
                         self.save(&payment, &next).await?;
                     }
-                    if outcome == OrderRefund::NothingTaken {
-                        outcome = OrderRefund::CollectionCancelled(payment.id);
-                    }
+                    cancelled.get_or_insert(payment.id);
                 }
                 _ => {}
             }
         }
-        Ok(outcome)
+        // Every payment had its turn; the money still taken is what the order shows first.
+        Ok(match (refused, refunded, cancelled) {
+            (Some((payment, reason)), _, _) => OrderRefund::Refused { payment, reason },
+            (None, Some(payment), _) => OrderRefund::Refunded(payment),
+            (None, None, Some(payment)) => OrderRefund::CollectionCancelled(payment),
+            (None, None, None) => OrderRefund::NothingTaken,
+        })
+    }
+
+    /// Whether the provider refused the payment's latest refund.
+    async fn last_refund_refused(&self, payment: PaymentId) -> Result<bool, PaymentError> {
+        let refunds = self.payments.refunds(payment).await?;
+        Ok(refunds.iter().max_by_key(|r| r.created_at).is_some_and(|r| r.status == RefundStatus::Failed))
     }
 
     /// Charges a PENDING payment with the client's token. The idempotency key is the order's,

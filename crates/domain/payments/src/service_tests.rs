@@ -9,7 +9,7 @@ use mockall::predicate::eq;
 use mockall::Sequence;
 
 use crate::model::{
-    DeclineReason, EventKind, GatewayEvent, Payment, PaymentStatus, Provider, ProviderPayment, ProviderState,
+    DeclineReason, EventKind, GatewayEvent, Payment, PaymentStatus, Provider, ProviderPayment, ProviderState, Refund,
     RefundStatus,
 };
 use crate::ports::{
@@ -179,14 +179,12 @@ async fn an_over_refund_is_refused_before_anything_is_booked_or_asked() {
 }
 
 #[pollster::test]
-async fn a_refund_the_provider_refuses_is_given_back_to_the_payment() {
+async fn a_refund_the_provider_refuses_is_given_back_to_the_payment_and_not_asked_again_by_itself() {
     let payment = paid();
     let mut repo = MockPaymentRepository::new();
-    let stored = payment.clone();
     let after = Arc::new(std::sync::Mutex::new(payment.clone()));
-    let booked = Arc::new(std::sync::Mutex::new(None));
+    let booked = Arc::new(std::sync::Mutex::new(None::<Refund>));
     let (keep_payment, keep_refund) = (after.clone(), booked.clone());
-    let _ = stored;
     let read_payment = after.clone();
     repo.expect_get().returning(move |_| Ok(Some(read_payment.lock().unwrap().clone())));
     let of_order = after.clone();
@@ -198,11 +196,13 @@ async fn a_refund_the_provider_refuses_is_given_back_to_the_payment() {
     });
     let read = booked.clone();
     repo.expect_refund().returning(move |_| Ok(read.lock().unwrap().clone()));
+    let listed = booked.clone();
+    repo.expect_refunds().returning(move |_| Ok(listed.lock().unwrap().iter().cloned().collect()));
     let mut publisher = MockJobPublisher::new();
     publisher.expect_publish().returning(|_| ());
     let mut gateway = MockPaymentGateway::new();
     gateway.expect_refund().times(2).returning(|_| Err(GatewayError::Rejected("charge disputed".into())));
-    let restore = after.clone();
+    let (restore, settled) = (after.clone(), booked.clone());
     repo.expect_settle_refund()
         .withf(|refund, restored| {
             refund.status == RefundStatus::Failed
@@ -211,23 +211,31 @@ async fn a_refund_the_provider_refuses_is_given_back_to_the_payment() {
                     .is_some_and(|c| c.payment.refunded == usd(0) && c.payment.status == PaymentStatus::Paid)
         })
         .times(2)
-        .returning(move |_, restored| {
+        .returning(move |refund, restored| {
             *restore.lock().unwrap() = restored.as_ref().unwrap().payment.clone();
+            *settled.lock().unwrap() = Some(refund.clone());
             Ok(true)
         });
     let service = service(repo, gateway, publisher);
+
+    // A compensation's refund, refused: the refusal is its answer, the money stays taken.
+    let outcome = service.refund_order(payment.order_id, "cancelled").await.unwrap();
+    assert!(
+        matches!(&outcome, crate::service::OrderRefund::Refused { payment: p, reason }
+            if *p == payment.id && reason.contains("charge disputed")),
+        "{outcome:?}"
+    );
+    assert_eq!(after.lock().unwrap().status, PaymentStatus::Paid);
+    // Run again, it does not ask again (no third booking or call: the expectations say 2).
+    let again = service.refund_order(payment.order_id, "cancelled").await.unwrap();
+    assert!(matches!(&again, crate::service::OrderRefund::Refused { payment: p, .. } if *p == payment.id), "{again:?}");
+    // An admin still can; refused, the error names the payment and its order for the order to
+    // follow the payment back to PAID.
     let err = service.refund(payment.id, None, None).await.unwrap_err();
-    // It names the payment and its order: the order follows the payment back to PAID.
     assert!(
         matches!(&err, PaymentError::RefundRefused { payment: p, order: o, reason }
             if *p == payment.id && *o == payment.order_id && reason.contains("charge disputed")),
         "{err:?}"
-    );
-    // A compensation takes the refusal as its answer: the money stays taken, and it says so.
-    let outcome = service.refund_order(payment.order_id, "cancelled").await.unwrap();
-    assert!(
-        matches!(&outcome, crate::service::OrderRefund::Refused { payment: p, reason } if *p == payment.id && reason.contains("charge disputed")),
-        "{outcome:?}"
     );
 }
 
