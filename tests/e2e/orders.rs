@@ -959,36 +959,6 @@ async fn a_refund_the_provider_refuses_leaves_the_order_showing_the_money_taken_
         }
     };
 
-    // An admin's refund of the second order while Stripe is down is booked (202), and the order
-    // follows it. Stripe comes back and refuses it: the refund job gives the amount back to the
-    // payment, and the order shows the money taken again.
-    let (id, _, payment) = &orders[1];
-    let down = Mock::given(method("POST"))
-        .and(path("/v1/refunds"))
-        .respond_with(ResponseTemplate::new(503))
-        .mount_as_scoped(&stripe)
-        .await;
-    let res =
-        shop.app.post(&format!("/v1/payments/{payment}/refund"), &json!({}), Some(&shop.admin.access_token)).await;
-    assert_eq!(res.status(), StatusCode::ACCEPTED);
-    assert_eq!(shop.order(&customer, id).await["paymentStatus"], "REFUNDED");
-    // Mounted after the 503, the refusal answers once the 503 is gone.
-    let refusal = json!({"error": {"type": "invalid_request_error", "message": "Charge ch_1 has been disputed"}});
-    Mock::given(method("POST"))
-        .and(path("/v1/refunds"))
-        .respond_with(ResponseTemplate::new(400).set_body_json(refusal))
-        .mount(&stripe)
-        .await;
-    drop(down);
-    shop.wait(&customer, id, "paid again after the refusal", |o| o["paymentStatus"] == "PAID").await;
-    assert_eq!(refunds_of(payment.clone()).await, ("PAID".to_owned(), vec!["FAILED".to_owned()]));
-
-    // The customer cancels the first order: its compensation's refund is refused too. It ends
-    // (the stock back, the refusal and its reason on the timeline, the payment shown PAID)
-    // instead of booking a refund again and again while the stock stays reserved.
-    let (id, product, payment) = &orders[0];
-    let res = shop.app.post(&format!("/v1/orders/{id}/cancel"), &json!({}), Some(&customer.access_token)).await;
-    assert_eq!(res.status(), StatusCode::OK);
     let refused_notes = |o: &Value| {
         o["timeline"]
             .as_array()
@@ -997,14 +967,52 @@ async fn a_refund_the_provider_refuses_leaves_the_order_showing_the_money_taken_
             .filter(|t| t["note"].as_str().is_some_and(|n| n.starts_with("refund refused by the provider")))
             .count()
     };
+    async fn stock_back(shop: &Shop, product: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while shop.stock(product).await != (10, 0) {
+            assert!(Instant::now() < deadline, "stock not back: {:?}", shop.stock(product).await);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    // The second order is cancelled while Stripe is down: its compensation books the refund
+    // (the order shows it) and gives the stock back. Stripe comes back and refuses it: the refund
+    // job gives the amount back to the payment, and the order shows the money taken again, and
+    // the refusal.
+    let (id, product, payment) = &orders[1];
+    let down = Mock::given(method("POST"))
+        .and(path("/v1/refunds"))
+        .respond_with(ResponseTemplate::new(503))
+        .mount_as_scoped(&stripe)
+        .await;
+    let res = shop.app.post(&format!("/v1/orders/{id}/cancel"), &json!({}), Some(&customer.access_token)).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    shop.wait(&customer, id, "refund booked", |o| o["paymentStatus"] == "REFUNDED").await;
+    stock_back(&shop, product).await;
+    // Mounted after the 503, the refusal answers once the 503 is gone.
+    let refusal = json!({"error": {"type": "invalid_request_error", "message": "Charge ch_1 has been disputed"}});
+    Mock::given(method("POST"))
+        .and(path("/v1/refunds"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(refusal))
+        .mount(&stripe)
+        .await;
+    drop(down);
+    let order = shop
+        .wait(&customer, id, "paid again after the refusal", |o| o["paymentStatus"] == "PAID" && refused_notes(o) == 1)
+        .await;
+    assert!(order.to_string().contains("disputed"), "the provider's reason is shown: {order}");
+    assert_eq!(refunds_of(payment.clone()).await, ("PAID".to_owned(), vec!["FAILED".to_owned()]));
+
+    // The customer cancels the first order: its compensation's refund is refused at once. It
+    // ends (the stock back, the refusal and its reason on the timeline, the payment shown PAID)
+    // instead of booking a refund again and again while the stock stays reserved.
+    let (id, product, payment) = &orders[0];
+    let res = shop.app.post(&format!("/v1/orders/{id}/cancel"), &json!({}), Some(&customer.access_token)).await;
+    assert_eq!(res.status(), StatusCode::OK);
     let order = shop.wait(&customer, id, "refusal recorded", |o| refused_notes(o) == 1).await;
     assert!(order.to_string().contains("disputed"), "the provider's reason is shown: {order}");
     assert_eq!((order["status"].as_str(), order["paymentStatus"].as_str()), (Some("CANCELLED"), Some("PAID")));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while shop.stock(product).await != (10, 0) {
-        assert!(Instant::now() < deadline, "stock not back: {:?}", shop.stock(product).await);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    stock_back(&shop, product).await;
     // Run again (an event for its payment, a retried job), the compensation asks for nothing more.
     let asked = refunds_asked().await;
     let order_id: ecom_kernel::OrderId = id.parse().unwrap();
@@ -1016,5 +1024,11 @@ async fn a_refund_the_provider_refuses_leaves_the_order_showing_the_money_taken_
         .unwrap();
     assert_eq!(refunds_asked().await, asked, "no refund is asked for again");
     assert_eq!(refused_notes(&shop.order(&customer, id).await), 1);
-    assert_eq!(refunds_of(payment.clone()).await, ("PAID".to_owned(), vec!["FAILED".to_owned()]));
+    // An admin can still ask; refused, that is 422 and the order shows the money taken.
+    let res =
+        shop.app.post(&format!("/v1/payments/{payment}/refund"), &json!({}), Some(&shop.admin.access_token)).await;
+    assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "PROVIDER_REJECTED").await;
+    let order = shop.order(&customer, id).await;
+    assert_eq!((order["paymentStatus"].as_str(), refused_notes(&order)), (Some("PAID"), 1));
+    assert_eq!(refunds_of(payment.clone()).await, ("PAID".to_owned(), vec!["FAILED".to_owned(), "FAILED".to_owned()]));
 }

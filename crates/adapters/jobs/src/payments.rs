@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use ecom_kernel::jobs::{JobEnvelope, JobOutcome};
-use ecom_payments::model::Provider;
+use ecom_payments::model::{Provider, RefundStatus};
 use ecom_payments::service::{EventApplied, PaymentEventJob, RefundJob};
 use ecom_payments::{PaymentError, PaymentService};
 
@@ -55,6 +55,22 @@ async fn sync_order(
     Ok(())
 }
 
+/// A refund the provider refused: the order shows the money taken again, and the refusal.
+async fn refused(
+    orders: Option<&Arc<ecom_orders::OrderService>>,
+    id: ecom_kernel::OrderId,
+    payment: ecom_payments::model::PaymentId,
+    reason: &str,
+) -> Result<(), JobFailure> {
+    if let Some(orders) = orders {
+        orders
+            .refund_refused(id, payment, reason)
+            .await
+            .map_err(|e| JobFailure::Retryable(format!("order not updated: {e}")))?;
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl JobHandler for PaymentEventHandler {
     async fn handle(&self, job: &JobEnvelope) -> Result<JobOutcome, JobFailure> {
@@ -99,6 +115,13 @@ impl JobHandler for RefundHandler {
     async fn handle(&self, job: &JobEnvelope) -> Result<JobOutcome, JobFailure> {
         let RefundJob { refund_id } = payload(job)?;
         match self.payments.settle_refund(refund_id).await {
+            // Refused already (the admin's request got the answer first, or this job's last
+            // run stopped before the order showed it): as below.
+            Ok(result) if result.refund.status == RefundStatus::Failed => {
+                let payment = &result.payment;
+                refused(self.orders.as_ref(), payment.order_id, payment.id, "the provider refused the refund").await?;
+                Ok(JobOutcome::Done)
+            }
             Ok(result) => {
                 let payment = &result.payment;
                 sync_order(self.orders.as_ref(), payment.order_id, payment.id, Source::Refund).await?;
@@ -109,7 +132,7 @@ impl JobHandler for RefundHandler {
             // as it is again (a person settles the rest).
             Err(PaymentError::RefundRefused { payment, order, reason }) => {
                 tracing::warn!(refund_id = %refund_id, payment_id = %payment, %reason, "refund refused by the provider");
-                sync_order(self.orders.as_ref(), order, payment, Source::Refund).await?;
+                refused(self.orders.as_ref(), order, payment, &reason).await?;
                 Ok(JobOutcome::Done)
             }
             // Nothing to ask the provider (no such refund, no reference): nothing to do.

@@ -36,6 +36,11 @@ pub const COMPENSATED: &str = "refund and stock settled";
 /// refused: the money is still taken, the payment PAID; a person settles it.
 pub const REFUND_REFUSED: &str = "refund refused by the provider";
 
+/// Whether the order's timeline records a refused refund (the first one's reason is kept).
+fn has_refusal(order: &Order) -> bool {
+    order.timeline.iter().any(|t| t.note.as_deref().is_some_and(|n| n.starts_with(REFUND_REFUSED)))
+}
+
 /// Job kind of every saga step.
 pub const SAGA_KIND: &str = "checkout.step";
 
@@ -495,7 +500,7 @@ impl OrderService {
                 }
                 // Once: a rerun finds the payment's refusal on record, worded otherwise.
                 if let Some(note) = &refused {
-                    if !next.timeline.iter().any(|t| t.note.as_deref().is_some_and(|n| n.starts_with(REFUND_REFUSED))) {
+                    if !has_refusal(next) {
                         next.record(note.clone(), now);
                     }
                 }
@@ -582,6 +587,21 @@ impl OrderService {
     /// as the payment stands now.
     pub async fn payment_changed(&self, id: OrderId, payment: PaymentId) -> Result<(), StepError> {
         self.follow_payment(id, payment).await.map(|_| ())
+    }
+
+    /// The provider refused a refund of the order's payment, after it was booked (the provider
+    /// was down then): the order shows the money taken again and, when cancelled (its
+    /// compensation's refund, or an admin's), the refusal and its reason, once.
+    pub async fn refund_refused(&self, id: OrderId, payment: PaymentId, reason: &str) -> Result<(), StepError> {
+        let note = format!("{REFUND_REFUSED}: {reason}");
+        self.write_following(id, Some(payment), |next, now| {
+            if next.status == OrderStatus::Cancelled && !has_refusal(next) {
+                next.record(note.clone(), now);
+            }
+            Ok(())
+        })
+        .await
+        .map(|_| ())
     }
 
     /// The payment's provider moved it (captured, failed): the order shows it, and a cancelled

@@ -446,3 +446,41 @@ async fn a_charge_made_but_never_recorded_is_looked_up_by_its_key_never_made_and
         assert_eq!(recovered, expected);
     }
 }
+
+#[pollster::test]
+async fn every_payment_of_an_order_gets_its_turn_and_a_refusal_is_what_the_order_hears_first() {
+    // A card payment whose latest refund was refused, and a cash collection: the collection is
+    // still cancelled, and the money still taken is the answer.
+    let card = paid();
+    let order = card.order_id;
+    let cod = Payment::cash_on_delivery(order, card.customer_id, usd(4200), now());
+    let (card_id, cod_id) = (card.id, cod.id);
+    let mut repo = MockPaymentRepository::new();
+    repo.expect_of_order().returning(move |_| Ok(vec![card.clone(), cod.clone()]));
+    let refused = |minutes: i64, status: RefundStatus| Refund {
+        id: crate::model::RefundId::new(),
+        payment_id: card_id,
+        amount: usd(1000),
+        reason: None,
+        provider_reference: None,
+        status,
+        created_at: now() + chrono::Duration::minutes(minutes),
+    };
+    // Listed oldest first: the latest is the refused one.
+    let listed = vec![refused(1, RefundStatus::Succeeded), refused(2, RefundStatus::Failed)];
+    repo.expect_refunds().with(eq(card_id)).returning(move |_| Ok(listed.clone()));
+    repo.expect_book_refund().never();
+    repo.expect_update()
+        .withf(move |before, next, _| before.id == cod_id && next.status == PaymentStatus::Failed)
+        .times(1)
+        .returning(|_, _, _| Ok(()));
+    let mut gateway = MockPaymentGateway::new();
+    gateway.expect_refund().never();
+
+    let outcome = service(repo, gateway, MockJobPublisher::new()).refund_order(order, "cancelled").await.unwrap();
+
+    assert!(
+        matches!(&outcome, crate::service::OrderRefund::Refused { payment, .. } if *payment == card_id),
+        "{outcome:?}"
+    );
+}

@@ -211,9 +211,11 @@ async fn refund(
         Ok(result) => result,
         // The amount went back to the payment: its order shows it again (it may have followed
         // the booked refund meanwhile).
-        Err(err @ PaymentError::RefundRefused { payment, order, .. }) => {
-            sync_order(&state, order, payment).await;
-            return Err(err.into());
+        Err(PaymentError::RefundRefused { payment, order, reason }) => {
+            if let Err(err) = state.orders.refund_refused(order, payment, &reason).await {
+                tracing::warn!(order_id = %order, error = %err, "order payment status not updated");
+            }
+            return Err(PaymentError::RefundRefused { payment, order, reason }.into());
         }
         Err(err) => return Err(err.into()),
     };
