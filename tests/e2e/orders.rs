@@ -157,6 +157,19 @@ impl Shop {
         (level["onHand"].as_u64().unwrap(), level["reserved"].as_u64().unwrap())
     }
 
+    /// Waits (up to `within`) until the product's stock is `level` (on hand, reserved).
+    pub(crate) async fn wait_for_stock(&self, product: &str, level: (u64, u64), within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            let now = self.stock(product).await;
+            if now == level {
+                return;
+            }
+            assert!(Instant::now() < deadline, "stock {now:?}, waiting for {level:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     async fn cart_items(&self, customer: &Session, cart: &str) -> usize {
         let cart: Value =
             self.app.get(&format!("/v1/carts/{cart}"), Some(&customer.access_token)).await.json().await.unwrap();
@@ -212,11 +225,7 @@ async fn an_online_checkout_is_confirmed_then_paid_with_stock_taken_and_the_cart
         .wait(&customer, &id, "confirmed and paid", |o| o["status"] == "CONFIRMED" && o["paymentStatus"] == "PAID")
         .await;
     assert!(paid["timeline"].as_array().unwrap().len() >= 3, "{paid}");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while shop.stock(&product).await != (8, 0) {
-        assert!(Instant::now() < deadline, "stock {:?}", shop.stock(&product).await);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    shop.wait_for_stock(&product, (8, 0), Duration::from_secs(10)).await;
     assert_eq!(shop.cart_items(&customer, &cart).await, 0, "cart emptied");
     let payments = shop.payments(&customer, &id).await;
     assert_eq!(payments.len(), 1);
@@ -306,11 +315,7 @@ async fn cash_on_delivery_waits_for_the_admin_and_confirming_twice_is_refused() 
         (placed["status"].as_str(), placed["paymentStatus"].as_str()),
         (Some("PENDING_CONFIRMATION"), Some("COLLECT_ON_DELIVERY"))
     );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while shop.stock(&product).await != (10, 2) {
-        assert!(Instant::now() < deadline, "not reserved: {:?}", shop.stock(&product).await);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    shop.wait_for_stock(&product, (10, 2), Duration::from_secs(10)).await;
     // The order records its reservation a moment after the stock shows it; until then an admin's
     // confirmation is refused (409, try again).
     let reserved =
@@ -365,11 +370,7 @@ async fn a_customer_cancels_a_paid_order_for_a_refund_and_cannot_cancel_a_shippe
     assert_eq!(res.json::<Value>().await.unwrap()["status"], "CANCELLED");
     let order = shop.wait(&customer, &id, "refunded", |o| o["paymentStatus"] == "REFUNDED").await;
     assert_eq!(order["cancellationReason"], "CUSTOMER_REQUEST");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while shop.stock(&product).await != (10, 0) {
-        assert!(Instant::now() < deadline, "stock not back: {:?}", shop.stock(&product).await);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    shop.wait_for_stock(&product, (10, 0), Duration::from_secs(10)).await;
 
     let cart = shop.cart_with(&customer, &product, 1).await;
     let shipped = shop.place(&customer, &cart, "CREDIT_CARD", Some("pm_card_visa")).await;
@@ -549,11 +550,7 @@ async fn two_hundred_customers_race_for_fifty_units_and_exactly_fifty_win() {
         }
     }
     assert_eq!((confirmed, out_of_stock), (50, 150));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while shop.stock(&product).await != (0, 0) {
-        assert!(Instant::now() < deadline, "stock {:?}", shop.stock(&product).await);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    shop.wait_for_stock(&product, (0, 0), Duration::from_secs(30)).await;
 }
 
 #[tokio::test]
@@ -642,11 +639,7 @@ async fn a_worker_killed_in_the_middle_of_a_hundred_sagas_leaves_every_order_con
         }
     }
     assert_eq!((paid, out_of_stock), (60, 40));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while shop.stock(&product).await != (0, 0) {
-        assert!(Instant::now() < deadline, "leaked reservation: {:?}", shop.stock(&product).await);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    shop.wait_for_stock(&product, (0, 0), Duration::from_secs(60)).await;
     // And the whole database agrees (outbox rows included; no transient state is allowed).
     shop.assert_invariants_hold().await;
 }
@@ -967,13 +960,6 @@ async fn a_refund_the_provider_refuses_leaves_the_order_showing_the_money_taken_
             .filter(|t| t["note"].as_str().is_some_and(|n| n.starts_with("refund refused by the provider")))
             .count()
     };
-    async fn stock_back(shop: &Shop, product: &str) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while shop.stock(product).await != (10, 0) {
-            assert!(Instant::now() < deadline, "stock not back: {:?}", shop.stock(product).await);
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
 
     // The second order is cancelled while Stripe is down: its compensation books the refund
     // (the order shows it) and gives the stock back. Stripe comes back and refuses it: the refund
@@ -988,7 +974,7 @@ async fn a_refund_the_provider_refuses_leaves_the_order_showing_the_money_taken_
     let res = shop.app.post(&format!("/v1/orders/{id}/cancel"), &json!({}), Some(&customer.access_token)).await;
     assert_eq!(res.status(), StatusCode::OK);
     shop.wait(&customer, id, "refund booked", |o| o["paymentStatus"] == "REFUNDED").await;
-    stock_back(&shop, product).await;
+    shop.wait_for_stock(product, (10, 0), Duration::from_secs(10)).await;
     // Mounted after the 503, the refusal answers once the 503 is gone.
     let refusal = json!({"error": {"type": "invalid_request_error", "message": "Charge ch_1 has been disputed"}});
     Mock::given(method("POST"))
@@ -1012,7 +998,7 @@ async fn a_refund_the_provider_refuses_leaves_the_order_showing_the_money_taken_
     let order = shop.wait(&customer, id, "refusal recorded", |o| refused_notes(o) == 1).await;
     assert!(order.to_string().contains("disputed"), "the provider's reason is shown: {order}");
     assert_eq!((order["status"].as_str(), order["paymentStatus"].as_str()), (Some("CANCELLED"), Some("PAID")));
-    stock_back(&shop, product).await;
+    shop.wait_for_stock(product, (10, 0), Duration::from_secs(10)).await;
     // Run again (an event for its payment, a retried job), the compensation asks for nothing more.
     let asked = refunds_asked().await;
     let order_id: ecom_kernel::OrderId = id.parse().unwrap();

@@ -32,8 +32,8 @@ pub const STOCK_RESERVED: &str = "stock reserved";
 pub const FINALIZED: &str = "stock confirmed, cart cleared";
 pub const COMPENSATED: &str = "refund and stock settled";
 
-/// Timeline note (followed by the provider's reason) of a compensation whose refund the provider
-/// refused: the money is still taken, the payment PAID; a person settles it.
+/// Timeline note (followed by the provider's reason) of a cancelled order whose refund the
+/// provider refused: the money is still taken, the payment PAID; a person settles it.
 pub const REFUND_REFUSED: &str = "refund refused by the provider";
 
 /// Whether the order's timeline records a refused refund (the first one's reason is kept).

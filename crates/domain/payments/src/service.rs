@@ -409,8 +409,9 @@ impl PaymentService {
     }
 
     /// Asks the provider for a REQUESTED refund (same key every time) and records its answer; a
-    /// refusal gives the amount back to the payment (`RefundRefused`: its order follows it). Done by the admin request and by the
-    /// refund job; whoever records first wins, the other changes nothing.
+    /// refusal gives the amount back to the payment (`RefundRefused`: its order follows it).
+    /// Done by the admin request and by the refund job; whoever records first wins, the other
+    /// changes nothing.
     pub async fn settle_refund(&self, id: RefundId) -> Result<RefundResult, PaymentError> {
         let refund =
             self.payments.refund(id).await?.ok_or(PaymentError::ProviderRejected(format!("no refund {id}")))?;
