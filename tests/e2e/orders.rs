@@ -356,6 +356,32 @@ async fn cash_on_delivery_waits_for_the_admin_and_confirming_twice_is_refused() 
 }
 
 #[tokio::test]
+async fn cash_recorded_by_a_request_that_stops_before_telling_the_order_still_shows_on_it() {
+    let shop = shop().await;
+    let customer = shop.app.register_customer().await;
+    let product = shop.product(10, 1000).await;
+    let cart = shop.cart_with(&customer, &product, 1).await;
+    let id = shop.place(&customer, &cart, "CASH_ON_DELIVERY", None).await;
+    let confirmable =
+        |o: &Value| o["timeline"].as_array().is_some_and(|t| t.iter().any(|e| e["note"] == "stock reserved"));
+    shop.wait(&customer, &id, "reservation recorded", confirmable).await;
+    let admin = Some(shop.admin.access_token.as_str());
+    assert_eq!(shop.app.patch(&format!("/v1/orders/{id}/confirm"), &json!({}), admin).await.status(), StatusCode::OK);
+    let order_id: ecom_kernel::OrderId = id.parse().unwrap();
+
+    // The payment's write alone (the api stopped before its own update of the order): the
+    // follow-up job staged with it brings the order along, on the worker.
+    let total = ecom_kernel::Money::new(1500, ecom_kernel::Currency::USD);
+    let paid = shop.app.services.payments.record_cash(order_id, total).await.unwrap();
+    assert_eq!(paid.status, ecom_payments::model::PaymentStatus::Paid);
+    shop.wait(&customer, &id, "paid on the order", |o| o["paymentStatus"] == "PAID").await;
+    // So does cash given back by hand.
+    let refunded = shop.app.services.payments.refund(paid.id, None, Some("returned".into())).await.unwrap();
+    assert_eq!(refunded.payment.status, ecom_payments::model::PaymentStatus::Refunded);
+    shop.wait(&customer, &id, "refunded on the order", |o| o["paymentStatus"] == "REFUNDED").await;
+}
+
+#[tokio::test]
 async fn a_customer_cancels_a_paid_order_for_a_refund_and_cannot_cancel_a_shipped_one() {
     let shop = shop().await;
     let customer = shop.app.register_customer().await;

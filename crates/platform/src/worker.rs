@@ -5,12 +5,12 @@ use std::time::Duration;
 
 use ecom_jobs::notifications::NotificationFlowHandler;
 use ecom_jobs::orders::SagaHandler;
-use ecom_jobs::payments::{PaymentEventHandler, RefundHandler};
+use ecom_jobs::payments::{PaymentChangedHandler, PaymentEventHandler, RefundHandler};
 use ecom_jobs::{HandlerRegistry, RuntimeSettings, WorkerRuntime};
 use ecom_kernel::jobs::{QueueName, CANARY_KIND};
 use ecom_notifications::service::{SAVE_KIND, SEND_KIND, UPDATE_KIND};
 use ecom_orders::service::SAGA_KIND;
-use ecom_payments::service::{PAYMENT_EVENT_KIND, REFUND_KIND};
+use ecom_payments::service::{CHANGED_KIND, PAYMENT_EVENT_KIND, REFUND_KIND};
 use ecom_redis::{ConsumerSettings, QueueConsumer};
 
 use crate::operator_jobs::CanaryHandler;
@@ -32,6 +32,7 @@ fn job_handlers(services: &Services, worker: &str) -> HandlerRegistry {
             REFUND_KIND,
             Arc::new(RefundHandler { payments: services.payments.clone(), orders: Some(services.orders.clone()) }),
         )
+        .with(CHANGED_KIND, Arc::new(PaymentChangedHandler { orders: services.orders.clone() }))
         .with(SAGA_KIND, Arc::new(SagaHandler { orders: services.orders.clone() }))
         .with(SAVE_KIND, notifications.clone())
         .with(SEND_KIND, notifications.clone())

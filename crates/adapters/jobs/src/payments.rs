@@ -6,7 +6,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use ecom_kernel::jobs::{JobEnvelope, JobOutcome};
 use ecom_payments::model::{Provider, RefundStatus};
-use ecom_payments::service::{EventApplied, PaymentEventJob, RefundJob};
+use ecom_payments::service::{EventApplied, PaymentChangedJob, PaymentEventJob, RefundJob};
 use ecom_payments::{PaymentError, PaymentService};
 
 use crate::{payload, JobFailure, JobHandler};
@@ -32,11 +32,12 @@ pub struct PaymentEventHandler {
     pub orders: Option<Arc<ecom_orders::OrderService>>,
 }
 
-/// Where a payment's change came from: its provider (an event), or the shop (a refund settling).
+/// Where a payment's change came from: its provider (an event), or the shop (a refund settling,
+/// cash recorded).
 #[derive(Clone, Copy)]
 enum Source {
     Provider,
-    Refund,
+    Shop,
 }
 
 async fn sync_order(
@@ -48,7 +49,7 @@ async fn sync_order(
     if let Some(orders) = orders {
         match source {
             Source::Provider => orders.payment_event(id, payment).await,
-            Source::Refund => orders.payment_changed(id, payment).await,
+            Source::Shop => orders.payment_changed(id, payment).await,
         }
         .map_err(|e| JobFailure::Retryable(format!("order not updated: {e}")))?;
     }
@@ -124,7 +125,7 @@ impl JobHandler for RefundHandler {
             }
             Ok(result) => {
                 let payment = &result.payment;
-                sync_order(self.orders.as_ref(), payment.order_id, payment.id, Source::Refund).await?;
+                sync_order(self.orders.as_ref(), payment.order_id, payment.id, Source::Shop).await?;
                 tracing::info!(refund_id = %refund_id, status = result.refund.status.as_str(), "refund settled");
                 Ok(JobOutcome::Done)
             }
@@ -142,5 +143,21 @@ impl JobHandler for RefundHandler {
             }
             Err(err) => Err(classify(err)),
         }
+    }
+}
+
+/// `payments.changed`: a payment changed by hand (cash recorded, cash given back); its order
+/// shows it. The request that made the change tells the order too; this job is the follow-up
+/// that cannot be lost with that request (staged with the change).
+pub struct PaymentChangedHandler {
+    pub orders: Arc<ecom_orders::OrderService>,
+}
+
+#[async_trait]
+impl JobHandler for PaymentChangedHandler {
+    async fn handle(&self, job: &JobEnvelope) -> Result<JobOutcome, JobFailure> {
+        let PaymentChangedJob { payment_id, order_id } = payload(job)?;
+        sync_order(Some(&self.orders), order_id, payment_id, Source::Shop).await?;
+        Ok(JobOutcome::Done)
     }
 }

@@ -21,6 +21,8 @@ use crate::ports::{
 pub const PAYMENT_EVENT_KIND: &str = "payments.event";
 /// Job kind: ask the provider for a booked refund until it answers.
 pub const REFUND_KIND: &str = "payments.refund";
+/// Job kind: a payment changed by hand (cash recorded, cash given back); its order shows it.
+pub const CHANGED_KIND: &str = "payments.changed";
 
 /// Payload of a `payments.event` job (schema version 1).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,6 +39,28 @@ pub struct PaymentEventJob {
 #[serde(rename_all = "camelCase")]
 pub struct RefundJob {
     pub refund_id: RefundId,
+}
+
+/// Payload of a `payments.changed` job (schema version 1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentChangedJob {
+    pub payment_id: PaymentId,
+    pub order_id: OrderId,
+}
+
+/// The job that brings a payment's order along after `payment`'s change, staged with the change:
+/// the order follows even when the request that made it stops before it told the order.
+fn changed_job(payment: &Payment) -> NewJob {
+    NewJob {
+        id: JobId::new(format!("payment-changed:{}:{}", payment.id, payment.updated_at.timestamp_micros())),
+        queue: QueueName::PaymentEvents,
+        kind: CHANGED_KIND.to_owned(),
+        payload: serde_json::json!(PaymentChangedJob { payment_id: payment.id, order_id: payment.order_id }),
+        schema_version: 1,
+        max_attempts: 10,
+        trace_id: None,
+    }
 }
 
 /// The job that applies a provider event (deterministic id: one job per event).
@@ -66,6 +90,13 @@ fn refund_job(refund: RefundId) -> NewJob {
         schema_version: 1,
         max_attempts: 10,
         trace_id: None,
+    }
+}
+
+fn save_error(e: SaveError) -> PaymentError {
+    match e {
+        SaveError::Conflict => PaymentError::Conflict,
+        SaveError::Infrastructure(e) => PaymentError::Infrastructure(e),
     }
 }
 
@@ -156,10 +187,12 @@ impl PaymentService {
     }
 
     async fn save(&self, expected: &Payment, payment: &Payment) -> Result<(), PaymentError> {
-        self.payments.update(expected, payment, &[]).await.map_err(|e| match e {
-            SaveError::Conflict => PaymentError::Conflict,
-            SaveError::Infrastructure(e) => PaymentError::Infrastructure(e),
-        })
+        self.save_with(expected, payment, &[]).await
+    }
+
+    /// Saves the payment with jobs staged in the same transaction.
+    async fn save_with(&self, expected: &Payment, payment: &Payment, jobs: &[NewJob]) -> Result<(), PaymentError> {
+        self.payments.update(expected, payment, jobs).await.map_err(save_error)
     }
 
     /// A payment as its owner or an admin sees it; others are told it does not exist.
@@ -381,7 +414,9 @@ impl PaymentService {
             created_at: now,
         };
         if cash {
-            self.book(&payment, &next, &refund, &[]).await?;
+            let job = changed_job(&next);
+            self.book(&payment, &next, &refund, std::slice::from_ref(&job)).await?;
+            self.publisher.publish(std::slice::from_ref(&job)).await;
             return Ok(RefundResult { payment: next, refund });
         }
         let job = refund_job(refund.id);
@@ -402,10 +437,7 @@ impl PaymentService {
         refund: &Refund,
         jobs: &[NewJob],
     ) -> Result<(), PaymentError> {
-        self.payments.book_refund(expected, next, refund, jobs).await.map_err(|e| match e {
-            SaveError::Conflict => PaymentError::Conflict,
-            SaveError::Infrastructure(e) => PaymentError::Infrastructure(e),
-        })
+        self.payments.book_refund(expected, next, refund, jobs).await.map_err(save_error)
     }
 
     /// Asks the provider for a REQUESTED refund (same key every time) and records its answer; a
@@ -453,10 +485,7 @@ impl PaymentService {
     }
 
     async fn record_settlement(&self, refund: &Refund, restored: Option<PaymentChange>) -> Result<bool, PaymentError> {
-        self.payments.settle_refund(refund, restored).await.map_err(|e| match e {
-            SaveError::Conflict => PaymentError::Conflict,
-            SaveError::Infrastructure(e) => PaymentError::Infrastructure(e),
-        })
+        self.payments.settle_refund(refund, restored).await.map_err(save_error)
     }
 
     /// Cash collected on delivery: the order's COD payment becomes PAID. Recording the same
@@ -471,7 +500,9 @@ impl PaymentService {
             .ok_or(PaymentError::NoCashPayment(order))?;
         let mut next = payment.clone();
         if next.record_cash(collected, self.clock.now())? == Change::Applied {
-            self.save(&payment, &next).await?;
+            let job = changed_job(&next);
+            self.save_with(&payment, &next, std::slice::from_ref(&job)).await?;
+            self.publisher.publish(std::slice::from_ref(&job)).await;
         }
         Ok(next)
     }

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use ecom_kernel::clock::MockClock;
+use ecom_kernel::jobs::NewJob;
 use ecom_kernel::{Currency, CustomerId, Money, OrderId};
 use mockall::predicate::eq;
 use mockall::Sequence;
@@ -16,7 +17,7 @@ use crate::ports::{
     ChargeLookup, GatewayError, MockGateways, MockJobPublisher, MockPaymentGateway, MockPaymentRepository,
     MockWebhookVerifier, ProviderRefund, WebhookRequest,
 };
-use crate::service::{EventApplied, PaymentService, WebhookOutcome, PAYMENT_EVENT_KIND, REFUND_KIND};
+use crate::service::{EventApplied, PaymentService, WebhookOutcome, CHANGED_KIND, PAYMENT_EVENT_KIND, REFUND_KIND};
 use crate::PaymentError;
 
 fn usd(amount: i64) -> Money {
@@ -320,8 +321,15 @@ async fn cash_is_recorded_on_the_orders_cash_payment_only() {
     let stored = cod.clone();
     repo.expect_of_order().with(eq(order)).returning(move |_| Ok(vec![stored.clone()]));
     repo.expect_of_order().returning(|_| Ok(vec![]));
-    repo.expect_update().withf(|_, next, _| next.status == PaymentStatus::Paid).times(1).returning(|_, _, _| Ok(()));
-    let service = service(repo, MockPaymentGateway::new(), MockJobPublisher::new());
+    // The order's follow-up is staged with the payment's change, then published.
+    let follows = |jobs: &[NewJob]| jobs.len() == 1 && jobs[0].kind == CHANGED_KIND;
+    repo.expect_update()
+        .withf(move |_, next, jobs| next.status == PaymentStatus::Paid && follows(jobs))
+        .times(1)
+        .returning(|_, _, _| Ok(()));
+    let mut publisher = MockJobPublisher::new();
+    publisher.expect_publish().withf(move |jobs| follows(jobs)).times(1).returning(|_| ());
+    let service = service(repo, MockPaymentGateway::new(), publisher);
     assert_eq!(service.record_cash(order, usd(4200)).await.unwrap().status, PaymentStatus::Paid);
     let err = service.record_cash(OrderId::new(), usd(4200)).await.unwrap_err();
     assert!(matches!(err, PaymentError::NoCashPayment(_)), "{err:?}");

@@ -105,7 +105,8 @@ pub struct PaymentList {
 }
 
 /// The order shows its payment's status. The payment is what counts: a failed update is logged,
-/// and the next payment event or refund settlement brings the order along.
+/// and the job staged with the payment's change (`payments.changed`, a refund's job, a provider
+/// event) brings the order along.
 async fn sync_order(state: &AppState, order: OrderId, payment: PaymentId) {
     if let Err(err) = state.orders.payment_changed(order, payment).await {
         tracing::warn!(order_id = %order, error = %err, "order payment status not updated");
