@@ -305,12 +305,13 @@ conditions:
   completed checkouts and 5-8 % less CPU per checkout; 420/412/414 against 442/444/451 in three
   back-to-back pairs of 15 s runs on 2026-12-01 (the gain is in every pair).
 Sessions before took it from 37 ms to about 5 ms (see the git history of this file). Each order
-costs about 14 statements and no explicit transaction: the checkout (the order, its lines and its
+costs about 16 statements and no explicit transaction: the checkout (the order, its lines and its
 saga job in one statement), the saga's read of the order with its checkout context, the
 reservation (one statement), the payment (opened or found in one statement and on disk before
 the charge, then written once charged), the stock confirmation (one statement), one order write
 for reserved + paid + CONFIRMED + finalized with its notification job, the capture event
-(payment read and write, order read and write), a catalog read (the product's detail is read
+(payment read and write; the order read, the payment's status read, the order written and the
+status read again, so that a concurrent change of the payment is never hidden), a catalog read (the product's detail is read
 again after each reservation changed what is for sale), the notifications' save, send, update
 and delivery acknowledgements, each grouped over many orders, and the durability barrier's
 reads of the log's position, grouped over every job that finished meanwhile; and 8 jobs (the

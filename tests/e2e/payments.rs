@@ -4,11 +4,12 @@
 use std::time::Duration;
 
 use ecom_gateways::stripe_signature_header;
-use ecom_jobs::payments::PaymentEventHandler;
+use ecom_jobs::payments::{PaymentChangedHandler, PaymentEventHandler, RefundHandler};
 use ecom_jobs::JobHandler;
 use ecom_kernel::jobs::QueueName;
 use ecom_kernel::{Currency, CustomerId, Money, OrderId};
 use ecom_payments::model::{Payment, PaymentStatus, Provider};
+use ecom_payments::service::{CHANGED_KIND, PAYMENT_EVENT_KIND, REFUND_KIND};
 use ecom_redis::{ConsumerSettings, QueueConsumer};
 use ecom_testkit::TestApp;
 use reqwest::StatusCode;
@@ -82,15 +83,24 @@ async fn payment_events(app: &TestApp) -> QueueConsumer {
     consumer
 }
 
-/// Runs the payment-events jobs waiting on the queue, as the worker would.
+/// Runs the jobs waiting on the payment-events queue, each with its kind's handler, as the worker
+/// would.
 pub(crate) async fn run_payment_events(app: &TestApp) -> usize {
     let consumer = payment_events(app).await;
     // Scheduled jobs (the simulator's capture events) wait in the delayed set until promoted.
     consumer.promote(100).await.unwrap();
-    let handler =
-        PaymentEventHandler { payments: app.services.payments.clone(), orders: Some(app.services.orders.clone()) };
+    let (payments, orders) = (app.services.payments.clone(), app.services.orders.clone());
+    let events = PaymentEventHandler { payments: payments.clone(), orders: Some(orders.clone()) };
+    let refunds = RefundHandler { payments, orders: Some(orders.clone()) };
+    let changes = PaymentChangedHandler { orders };
     let mut ran = 0;
     for delivery in consumer.read(10, Duration::from_millis(200)).await.unwrap() {
+        let handler: &dyn JobHandler = match delivery.job.kind.as_str() {
+            PAYMENT_EVENT_KIND => &events,
+            REFUND_KIND => &refunds,
+            CHANGED_KIND => &changes,
+            other => panic!("no handler for {other}"),
+        };
         handler.handle(&delivery.job).await.unwrap();
         assert!(consumer.complete(&delivery, None).await.unwrap());
         ran += 1;

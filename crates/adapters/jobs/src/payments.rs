@@ -146,9 +146,9 @@ impl JobHandler for RefundHandler {
     }
 }
 
-/// `payments.changed`: a payment changed by hand (cash recorded, cash given back); its order
-/// shows it. The request that made the change tells the order too; this job is the follow-up
-/// that cannot be lost with that request (staged with the change).
+/// `payments.changed`: cash recorded or given back; its order shows it. Whoever made the change
+/// (a request, a compensation) updates the order too; this job is the follow-up that cannot be
+/// lost with it (staged with the change).
 pub struct PaymentChangedHandler {
     pub orders: Arc<ecom_orders::OrderService>,
 }

@@ -21,7 +21,7 @@ use crate::ports::{
 pub const PAYMENT_EVENT_KIND: &str = "payments.event";
 /// Job kind: ask the provider for a booked refund until it answers.
 pub const REFUND_KIND: &str = "payments.refund";
-/// Job kind: a payment changed by hand (cash recorded, cash given back); its order shows it.
+/// Job kind: cash recorded or given back; its order shows it.
 pub const CHANGED_KIND: &str = "payments.changed";
 
 /// Payload of a `payments.event` job (schema version 1).
@@ -49,11 +49,12 @@ pub struct PaymentChangedJob {
     pub order_id: OrderId,
 }
 
-/// The job that brings a payment's order along after `payment`'s change, staged with the change:
-/// the order follows even when the request that made it stops before it told the order.
-fn changed_job(payment: &Payment) -> NewJob {
+/// The job that brings a payment's order along after `payment`'s change (named by `change`: one
+/// job per change), staged with the change: the order follows even when the request that made it
+/// stops before it told the order.
+fn changed_job(payment: &Payment, change: &str) -> NewJob {
     NewJob {
-        id: JobId::new(format!("payment-changed:{}:{}", payment.id, payment.updated_at.timestamp_micros())),
+        id: JobId::new(format!("payment-changed:{}:{change}", payment.id)),
         queue: QueueName::PaymentEvents,
         kind: CHANGED_KIND.to_owned(),
         payload: serde_json::json!(PaymentChangedJob { payment_id: payment.id, order_id: payment.order_id }),
@@ -414,7 +415,7 @@ impl PaymentService {
             created_at: now,
         };
         if cash {
-            let job = changed_job(&next);
+            let job = changed_job(&next, &refund.id.to_string());
             self.book(&payment, &next, &refund, std::slice::from_ref(&job)).await?;
             self.publisher.publish(std::slice::from_ref(&job)).await;
             return Ok(RefundResult { payment: next, refund });
@@ -500,7 +501,8 @@ impl PaymentService {
             .ok_or(PaymentError::NoCashPayment(order))?;
         let mut next = payment.clone();
         if next.record_cash(collected, self.clock.now())? == Change::Applied {
-            let job = changed_job(&next);
+            // Cash is recorded once per payment.
+            let job = changed_job(&next, "cash");
             self.save_with(&payment, &next, std::slice::from_ref(&job)).await?;
             self.publisher.publish(std::slice::from_ref(&job)).await;
         }

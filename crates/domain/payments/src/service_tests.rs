@@ -336,6 +336,30 @@ async fn cash_is_recorded_on_the_orders_cash_payment_only() {
 }
 
 #[pollster::test]
+async fn cash_given_back_is_booked_done_with_its_orders_follow_up() {
+    let mut cod = Payment::cash_on_delivery(OrderId::new(), CustomerId::new(), usd(4200), now());
+    cod.record_cash(usd(4200), now()).unwrap();
+    let mut repo = MockPaymentRepository::new();
+    let stored = cod.clone();
+    repo.expect_get().returning(move |_| Ok(Some(stored.clone())));
+    let follows = |jobs: &[NewJob]| jobs.len() == 1 && jobs[0].kind == CHANGED_KIND;
+    repo.expect_book_refund()
+        .withf(move |_, next, refund, jobs| {
+            next.status == PaymentStatus::PartiallyRefunded && refund.status == RefundStatus::Succeeded && follows(jobs)
+        })
+        .times(1)
+        .returning(|_, _, _, _| Ok(()));
+    let mut publisher = MockJobPublisher::new();
+    publisher.expect_publish().withf(move |jobs| follows(jobs)).times(1).returning(|_| ());
+    let mut gateway = MockPaymentGateway::new();
+    gateway.expect_refund().never();
+
+    let result = service(repo, gateway, publisher).refund(cod.id, Some(usd(1000)), None).await.unwrap();
+
+    assert_eq!(result.refund.status, RefundStatus::Succeeded);
+}
+
+#[pollster::test]
 async fn a_cancelled_orders_cash_collection_is_cancelled_once_and_no_cash_is_recorded_after() {
     let order = OrderId::new();
     let cod = Payment::cash_on_delivery(order, CustomerId::new(), usd(4200), now());
