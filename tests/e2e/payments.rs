@@ -475,3 +475,40 @@ async fn a_refund_while_the_provider_is_down_is_booked_202_and_finished_by_its_j
         .collect();
     assert!(keys.len() >= 2 && keys.iter().all(|k| *k == keys[0]), "every try carries the refund's key: {keys:?}");
 }
+
+#[tokio::test]
+async fn a_webhook_about_a_charge_never_recorded_finds_its_payment_by_what_stripe_kept() {
+    let stripe = MockServer::start().await;
+    let app = TestApp::spawn_with(&[
+        ("PAYMENT_PROVIDER", "stripe"),
+        ("STRIPE_SECRET_KEY", "sk_test_e2e"),
+        ("STRIPE_API_BASE", &stripe.uri()),
+        ("STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET),
+    ])
+    .await;
+    // Stripe charged, and the worker stopped before it recorded the answer: the payment still
+    // waits for it, with no reference; Stripe keeps the payment's id with the charge.
+    let (customer, payment) = customer_payment(&app, Provider::Stripe).await;
+    Mock::given(method("GET"))
+        .and(path("/v1/payment_intents/pi_lost"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "id": "pi_lost", "object": "payment_intent", "status": "succeeded",
+            "amount": 5000, "currency": "usd", "amount_received": 5000,
+            "metadata": {"order_id": payment.order_id.to_string(), "payment_id": payment.id.to_string()}
+        })))
+        .mount(&stripe)
+        .await;
+    let body = serde_json::to_vec(&json!({
+        "id": "evt_lost", "object": "event", "type": "payment_intent.succeeded",
+        "data": {"object": {"id": "pi_lost", "object": "payment_intent", "status": "succeeded"}}
+    }))
+    .unwrap();
+    let signature = stripe_signature_header(WEBHOOK_SECRET, chrono::Utc::now().timestamp(), &body);
+    assert_eq!(post_webhook(&app, &body, Some(signature)).await.status(), StatusCode::OK);
+
+    assert_eq!(run_payment_events(&app).await, 1);
+
+    let shown: Value =
+        app.get(&format!("/v1/payments/{}", payment.id), Some(&customer.access_token)).await.json().await.unwrap();
+    assert_eq!((shown["status"].as_str(), shown["providerReference"].as_str()), (Some("PAID"), Some("pi_lost")));
+}

@@ -483,7 +483,9 @@ impl Order {
                 refund.amount.as_ref().ok_or_else(|| bad("refund without amount"))?.to_money().map_err(|e| bad(&e))?;
             refunded = refunded.checked_add(part).map_err(|e| bad(&e.to_string()))?;
         }
-        Ok(ProviderPayment { reference: self.id, state, amount, refunded })
+        // The customer's approved order names no payment of the shop (its id is the reference
+        // the shop knows from the checkout).
+        Ok(ProviderPayment { reference: self.id, state, amount, refunded, payment_id: None })
     }
 }
 

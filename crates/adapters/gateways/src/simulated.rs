@@ -12,7 +12,9 @@ use chrono::{DateTime, TimeDelta, Utc};
 use deadpool_redis::{redis, Pool};
 use ecom_kernel::jobs::JobQueue;
 use ecom_kernel::{Clock, Currency, InfraError, Money};
-use ecom_payments::model::{DeclineReason, EventKind, Provider, ProviderPayment, ProviderState, RefundStatus};
+use ecom_payments::model::{
+    DeclineReason, EventKind, PaymentId, Provider, ProviderPayment, ProviderState, RefundStatus,
+};
 use ecom_payments::ports::{ChargeLookup, ChargeRequest, GatewayError, PaymentGateway, ProviderRefund, RefundRequest};
 use ecom_payments::service::payment_event_job;
 use ecom_redis::SharedConnection;
@@ -48,7 +50,7 @@ impl std::fmt::Debug for SimulatedGateway {
 }
 
 /// KEYS: charge key, charge count, payment hash (of the new reference).
-/// ARGV: reference, amount, currency, capture_at (µs), event id, ttl (s).
+/// ARGV: reference, amount, currency, capture_at (µs), event id, ttl (s), the shop's payment id.
 /// Creates the payment unless the charge key names one already; returns {created, reference}.
 const CHARGE: &str = r"
 local existing = redis.call('GET', KEYS[1])
@@ -57,7 +59,7 @@ redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[6])
 redis.call('INCR', KEYS[2])
 redis.call('EXPIRE', KEYS[2], ARGV[6])
 redis.call('HSET', KEYS[3], 'amount', ARGV[2], 'currency', ARGV[3], 'capture_at', ARGV[4],
-  'refunded', 0, 'event_id', ARGV[5])
+  'refunded', 0, 'event_id', ARGV[5], 'payment_id', ARGV[7])
 redis.call('EXPIRE', KEYS[3], ARGV[6])
 return {1, ARGV[1]}";
 
@@ -93,6 +95,8 @@ struct Stored {
     refunded: Money,
     capture_at: DateTime<Utc>,
     event_id: String,
+    /// The shop's payment the charge was made for (none in charges stored before it was kept).
+    payment_id: Option<PaymentId>,
 }
 
 impl SimulatedGateway {
@@ -173,7 +177,13 @@ impl SimulatedGateway {
     fn seen(&self, reference: String, stored: &Stored) -> ProviderPayment {
         let state =
             if self.clock.now() >= stored.capture_at { ProviderState::Succeeded } else { ProviderState::Authorized };
-        ProviderPayment { reference, state, amount: stored.amount, refunded: stored.refunded }
+        ProviderPayment {
+            reference,
+            state,
+            amount: stored.amount,
+            refunded: stored.refunded,
+            payment_id: stored.payment_id,
+        }
     }
 }
 
@@ -186,6 +196,7 @@ impl Stored {
             refunded: Money::new(number("refunded")?, currency),
             capture_at: DateTime::from_timestamp_micros(number("capture_at")?)?,
             event_id: fields.get("event_id")?.clone(),
+            payment_id: fields.get("payment_id").and_then(|id| id.parse().ok()),
         })
     }
 }
@@ -254,13 +265,20 @@ impl PaymentGateway for SimulatedGateway {
             .arg(request.amount.currency().code())
             .arg(capture_at.timestamp_micros())
             .arg(&event_id)
-            .arg(STATE_TTL_SECS);
+            .arg(STATE_TTL_SECS)
+            .arg(request.payment_id.to_string());
         let (created, reference): (i64, String) = self.redis.script(&call).await.map_err(unavailable)?;
         // A new charge is what this call stored; a replay is read back (its first call's).
         let stored = if created == 1 {
             // Stored to the microsecond, as a read would give it back.
             let capture_at = DateTime::from_timestamp_micros(capture_at.timestamp_micros()).unwrap_or(capture_at);
-            Stored { amount: request.amount, refunded: Money::zero(request.amount.currency()), capture_at, event_id }
+            Stored {
+                amount: request.amount,
+                refunded: Money::zero(request.amount.currency()),
+                capture_at,
+                event_id,
+                payment_id: Some(request.payment_id),
+            }
         } else {
             self.load(&reference).await?
         };

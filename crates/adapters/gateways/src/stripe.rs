@@ -261,6 +261,14 @@ struct PaymentIntent {
     last_payment_error: Option<StripeError>,
     /// An id, or the charge itself when expanded.
     latest_charge: Option<LatestCharge>,
+    /// What the charge was created with (`payment_id`: the shop's payment).
+    #[serde(default)]
+    metadata: Metadata,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Metadata {
+    payment_id: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -293,7 +301,9 @@ impl PaymentIntent {
         };
         let state = state_of(&self.status, self.last_payment_error.as_ref())
             .ok_or_else(|| bad_answer(PROVIDER, what, &format!("payment intent status {:?}", self.status)))?;
-        Ok(ProviderPayment { reference: self.id, state, amount, refunded })
+        // Another integration's intent (no such metadata, or not an id) names no payment here.
+        let payment_id = self.metadata.payment_id.as_deref().and_then(|id| id.parse().ok());
+        Ok(ProviderPayment { reference: self.id, state, amount, refunded, payment_id })
     }
 }
 

@@ -425,6 +425,10 @@ pub struct ProviderPayment {
     pub amount: Money,
     /// Refunded so far, in total.
     pub refunded: Money,
+    /// The shop's payment this is, as the provider keeps it with the charge (Stripe's metadata,
+    /// the simulator), when it does: an event about a charge the shop never recorded (its worker
+    /// stopped between the provider's answer and its write) is matched to its payment by it.
+    pub payment_id: Option<PaymentId>,
 }
 
 /// What a provider event announces; the handler re-reads the payment before acting on it.

@@ -534,10 +534,27 @@ impl PaymentService {
     /// Applies a provider event: re-reads the payment from the provider (a webhook body is
     /// never trusted) and moves the payment to what the provider says. Idempotent.
     pub async fn apply_event(&self, provider: Provider, reference: &str) -> Result<EventApplied, PaymentError> {
-        let Some(payment) = self.payments.by_reference(provider, reference).await? else {
-            return Ok(EventApplied::UnknownPayment);
-        };
+        let known = self.payments.by_reference(provider, reference).await?;
         let seen = self.gateway(provider)?.retrieve(reference).await.map_err(|e| read_error(e, provider))?;
+        let payment = match known {
+            Some(payment) => payment,
+            // A charge the shop never recorded (its worker stopped between the provider's answer
+            // and its write): the provider names the payment, still waiting for its first answer,
+            // and the event records it (a cancelled order's then gets its money back).
+            None => match seen.payment_id {
+                Some(id) => match self.payments.get(id).await? {
+                    Some(payment)
+                        if payment.provider == provider
+                            && payment.provider_reference.is_none()
+                            && payment.amount == seen.amount =>
+                    {
+                        payment
+                    }
+                    _ => return Ok(EventApplied::UnknownPayment),
+                },
+                None => return Ok(EventApplied::UnknownPayment),
+            },
+        };
         match self.record_seen(&payment, &seen).await? {
             (next, Change::Applied) => Ok(EventApplied::Changed(next)),
             (_, Change::Unchanged) => Ok(EventApplied::Unchanged(payment)),

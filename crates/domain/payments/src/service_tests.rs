@@ -73,6 +73,7 @@ async fn a_charge_uses_the_orders_idempotency_key_and_records_what_the_provider_
                 state: ProviderState::Authorized,
                 amount: usd(5000),
                 refunded: usd(0),
+                payment_id: None,
             })
         });
     repo.expect_update()
@@ -284,11 +285,56 @@ async fn an_event_is_applied_from_what_the_provider_says_not_from_the_webhook() 
             state: ProviderState::Succeeded,
             amount: usd(5000),
             refunded: usd(0),
+            payment_id: None,
         })
     });
     repo.expect_update().withf(|_, next, _| next.status == PaymentStatus::Paid).times(1).returning(|_, _, _| Ok(()));
     let applied = service(repo, gateway, MockJobPublisher::new()).apply_event(Provider::Stripe, "pi_1").await.unwrap();
     assert!(matches!(applied, EventApplied::Changed(p) if p.status == PaymentStatus::Paid));
+}
+
+#[pollster::test]
+async fn an_event_about_a_charge_never_recorded_is_matched_to_its_waiting_payment_by_the_provider() {
+    // The worker stopped between Stripe's answer and its write: the payment still waits for its
+    // first answer, with no reference. Stripe keeps the payment's id with the charge.
+    let waiting = pending();
+    let seen = |payment_id, amount| ProviderPayment {
+        reference: "pi_lost".into(),
+        state: ProviderState::Succeeded,
+        amount,
+        refunded: usd(0),
+        payment_id,
+    };
+    let mut charged = waiting.clone();
+    charged.authorize("pi_other", now()).unwrap();
+    let cases = [
+        (Some(waiting.clone()), seen(Some(waiting.id), usd(5000)), true),
+        // Not matched: no id kept, another amount, a payment that has its reference already.
+        (Some(waiting.clone()), seen(None, usd(5000)), false),
+        (Some(waiting.clone()), seen(Some(waiting.id), usd(4999)), false),
+        (Some(charged), seen(Some(waiting.id), usd(5000)), false),
+        (None, seen(Some(waiting.id), usd(5000)), false),
+    ];
+    for (stored, provider_says, matched) in cases {
+        let mut repo = MockPaymentRepository::new();
+        repo.expect_by_reference().returning(|_, _| Ok(None));
+        repo.expect_get().returning(move |_| Ok(stored.clone()));
+        let mut gateway = MockPaymentGateway::new();
+        gateway.expect_retrieve().with(eq("pi_lost")).times(1).returning(move |_| Ok(provider_says.clone()));
+        repo.expect_update()
+            .withf(|_, next, _| {
+                next.status == PaymentStatus::Paid && next.provider_reference.as_deref() == Some("pi_lost")
+            })
+            .times(usize::from(matched))
+            .returning(|_, _, _| Ok(()));
+        let applied =
+            service(repo, gateway, MockJobPublisher::new()).apply_event(Provider::Stripe, "pi_lost").await.unwrap();
+        if matched {
+            assert!(matches!(&applied, EventApplied::Changed(p) if p.id == waiting.id), "{applied:?}");
+        } else {
+            assert_eq!(applied, EventApplied::UnknownPayment);
+        }
+    }
 }
 
 #[pollster::test]
@@ -307,6 +353,7 @@ async fn a_failure_event_fails_a_pending_payment_and_a_repeat_changes_nothing() 
             state: ProviderState::Failed(DeclineReason::CardDeclined),
             amount: usd(5000),
             refunded: usd(0),
+            payment_id: None,
         })
     });
     let applied = service(repo, gateway, MockJobPublisher::new()).apply_event(Provider::Stripe, "pi_1").await.unwrap();
@@ -445,6 +492,7 @@ async fn a_charge_made_but_never_recorded_is_looked_up_by_its_key_never_made_and
         state: ProviderState::Succeeded,
         amount: usd(5000),
         refunded: usd(0),
+        payment_id: None,
     };
     for (lookup, recorded) in [
         (ChargeLookup::Found(found), Some((PaymentStatus::Paid, Some("pi_made".to_owned())))),

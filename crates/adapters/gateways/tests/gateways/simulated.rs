@@ -104,7 +104,10 @@ async fn a_charge_is_found_by_its_idempotency_key_and_looking_never_charges() {
     assert_eq!(sim.gateway.find_charge("order-2-charge").await.unwrap(), ChargeLookup::NotFound);
     assert_eq!(sim.gateway.charges_made("order-2-charge").await.unwrap(), 0, "looking made no charge");
 
-    let made = sim.gateway.charge(&charge_request("order-2-charge", usd(1999), "pm_card_visa")).await.unwrap();
+    let request = charge_request("order-2-charge", usd(1999), "pm_card_visa");
+    let made = sim.gateway.charge(&request).await.unwrap();
+    assert_eq!(made.payment_id, Some(request.payment_id), "the charge keeps the shop's payment id");
+    assert_eq!(sim.gateway.retrieve(&made.reference).await.unwrap().payment_id, Some(request.payment_id));
     assert_eq!(sim.gateway.find_charge("order-2-charge").await.unwrap(), ChargeLookup::Found(made));
     assert_eq!(sim.gateway.charges_made("order-2-charge").await.unwrap(), 1);
 }

@@ -370,6 +370,28 @@ async fn retrieve_reads_the_amount_and_the_refunded_total() {
     assert_eq!(seen.state, ProviderState::Succeeded);
     assert_eq!(seen.amount, usd(1999));
     assert_eq!(seen.refunded, usd(700));
+    assert_eq!(seen.payment_id, None, "no metadata: no payment of the shop named");
+}
+
+#[tokio::test]
+async fn retrieve_reads_the_shops_payment_id_from_the_metadata_it_was_created_with() {
+    let server = MockServer::start().await;
+    let payment = ecom_payments::model::PaymentId::new();
+    for (metadata, named) in [
+        (json!({"order_id": "o", "payment_id": payment.to_string()}), Some(payment)),
+        // Another integration's intent on the same account.
+        (json!({"payment_id": "not-an-id"}), None),
+    ] {
+        let mut body = intent("pi_meta", "succeeded", 1999);
+        body["metadata"] = metadata;
+        let mock = Mock::given(method("GET"))
+            .and(path("/v1/payment_intents/pi_meta"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(body))
+            .mount_as_scoped(&server)
+            .await;
+        assert_eq!(gateway(&server).retrieve("pi_meta").await.unwrap().payment_id, named);
+        drop(mock);
+    }
 }
 
 #[tokio::test]
