@@ -510,7 +510,18 @@ impl OrderService {
                 Ok(())
             })
             .await?;
-        written.map(|_| ()).ok_or(StepError::Failed(OrderError::NotFound(id)))
+        let (order, _) = written.ok_or(StepError::Failed(OrderError::NotFound(id)))?;
+        // Money the order shows taken that this run did not refund (nor was refused): a charge
+        // recorded meanwhile (an event about a charge the saga never recorded, whose own check
+        // came before this cancellation). Run again: it is refunded then.
+        let held = matches!(
+            order.payment_status,
+            PaymentStatus::Paid | PaymentStatus::PartiallyRefunded | PaymentStatus::Authorized
+        );
+        if held && refused.is_none() {
+            return Err(StepError::Retry("money was taken while the order was compensated".into()));
+        }
+        Ok(())
     }
 
     /// Runs a cancelled order's compensation again (it is idempotent), with its first reason.

@@ -744,9 +744,44 @@ async fn a_compensation_shows_the_payment_as_it_stands_when_it_writes_not_as_its
         Ok(())
     });
     let cell = stored(&mut m, order);
-    m.service().compensate(id, CancellationReason::CustomerRequest).await.unwrap();
+    let run = m.service().compensate(id, CancellationReason::CustomerRequest).await;
     let after = cell.lock().unwrap().clone();
     assert_eq!((after.status, after.payment_status), (OrderStatus::Cancelled, PaymentStatus::Paid));
+    // The money shown taken, and not refused to this run: it runs again (and then finds the
+    // refusal on record).
+    assert!(matches!(run, Err(StepError::Retry(_))), "{run:?}");
+}
+
+#[pollster::test]
+async fn money_recorded_while_the_order_is_compensated_is_refunded_by_running_it_again() {
+    // The compensation found nothing taken (the charge never recorded); meanwhile the provider's
+    // event recorded the charge, and its own check of the order came before this cancellation.
+    let order = placed(PaymentMethod::CreditCard);
+    let id = order.id;
+    let mut m = Mocks::new();
+    let (payment, status) = payment_of(&mut m, PaymentStatus::Paid);
+    let mut runs = mockall::Sequence::new();
+    m.payments.expect_refund_all().times(1).in_sequence(&mut runs).returning(|_, _| Ok(RefundState::NothingToRefund));
+    m.payments.expect_refund_all().times(1).in_sequence(&mut runs).returning(move |_, _| {
+        *status.lock().unwrap() = PaymentStatus::Refunded;
+        Ok(RefundState::Refunded(payment))
+    });
+    let cell = stored(&mut m, order);
+    let shown = cell.clone();
+    m.stock.expect_release().times(2).returning(move |_| {
+        let mut order = shown.lock().unwrap();
+        if order.payment_status == PaymentStatus::Pending {
+            order.set_payment_status(PaymentStatus::Paid, now());
+        }
+        Ok(())
+    });
+    let service = m.service();
+
+    let first = service.compensate(id, CancellationReason::CheckoutFailed).await;
+    assert!(matches!(first, Err(StepError::Retry(_))), "{first:?}");
+    service.compensate(id, CancellationReason::CheckoutFailed).await.unwrap();
+    let after = cell.lock().unwrap().clone();
+    assert_eq!((after.status, after.payment_status), (OrderStatus::Cancelled, PaymentStatus::Refunded));
 }
 
 #[pollster::test]

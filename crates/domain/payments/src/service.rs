@@ -534,24 +534,11 @@ impl PaymentService {
     /// Applies a provider event: re-reads the payment from the provider (a webhook body is
     /// never trusted) and moves the payment to what the provider says. Idempotent.
     pub async fn apply_event(&self, provider: Provider, reference: &str) -> Result<EventApplied, PaymentError> {
-        let known = self.payments.by_reference(provider, reference).await?;
-        let seen = self.gateway(provider)?.retrieve(reference).await.map_err(|e| read_error(e, provider))?;
-        let payment = match known {
-            Some(payment) => payment,
-            // A charge the shop never recorded (its worker stopped between the provider's answer
-            // and its write): the provider names the payment, still waiting for its first answer,
-            // and the event records it (a cancelled order's then gets its money back).
-            None => match seen.payment_id {
-                Some(id) => match self.payments.get(id).await? {
-                    Some(payment)
-                        if payment.provider == provider
-                            && payment.provider_reference.is_none()
-                            && payment.amount == seen.amount =>
-                    {
-                        payment
-                    }
-                    _ => return Ok(EventApplied::UnknownPayment),
-                },
+        let gateway = self.gateway(provider)?;
+        let (payment, seen) = match self.payments.by_reference(provider, reference).await? {
+            Some(payment) => (payment, gateway.retrieve(reference).await.map_err(|e| read_error(e, provider))?),
+            None => match self.unrecorded(provider, gateway.as_ref(), reference).await? {
+                Some(found) => found,
                 None => return Ok(EventApplied::UnknownPayment),
             },
         };
@@ -559,6 +546,36 @@ impl PaymentService {
             (next, Change::Applied) => Ok(EventApplied::Changed(next)),
             (_, Change::Unchanged) => Ok(EventApplied::Unchanged(payment)),
         }
+    }
+
+    /// A charge the shop never recorded (its worker stopped between the provider's answer and
+    /// its write): the provider names the payment it was made for, still waiting for its first
+    /// answer, and the event records it (a cancelled order's then gets its money back). `None`
+    /// when the provider names none, or one that is not waiting for this charge; a reference the
+    /// provider does not know either is no one's.
+    async fn unrecorded(
+        &self,
+        provider: Provider,
+        gateway: &dyn PaymentGateway,
+        reference: &str,
+    ) -> Result<Option<(Payment, ProviderPayment)>, PaymentError> {
+        let seen = match gateway.retrieve(reference).await {
+            Ok(seen) => seen,
+            Err(GatewayError::Rejected(_)) => return Ok(None),
+            Err(e) => return Err(read_error(e, provider)),
+        };
+        let Some(id) = seen.payment_id else { return Ok(None) };
+        Ok(self
+            .payments
+            .get(id)
+            .await?
+            .filter(|p| {
+                p.provider == provider
+                    && p.status == PaymentStatus::Pending
+                    && p.provider_reference.is_none()
+                    && p.amount == seen.amount
+            })
+            .map(|p| (p, seen)))
     }
 
     /// Moves the payment to what its provider reports and saves it if that changed anything.

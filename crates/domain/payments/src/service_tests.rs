@@ -307,20 +307,28 @@ async fn an_event_about_a_charge_never_recorded_is_matched_to_its_waiting_paymen
     };
     let mut charged = waiting.clone();
     charged.authorize("pi_other", now()).unwrap();
+    let mut declined = waiting.clone();
+    declined.fail(&DeclineReason::CardDeclined, now()).unwrap();
     let cases = [
-        (Some(waiting.clone()), seen(Some(waiting.id), usd(5000)), true),
-        // Not matched: no id kept, another amount, a payment that has its reference already.
-        (Some(waiting.clone()), seen(None, usd(5000)), false),
-        (Some(waiting.clone()), seen(Some(waiting.id), usd(4999)), false),
-        (Some(charged), seen(Some(waiting.id), usd(5000)), false),
-        (None, seen(Some(waiting.id), usd(5000)), false),
+        (Some(waiting.clone()), Ok(seen(Some(waiting.id), usd(5000))), true),
+        // Not matched: no id kept, another amount, a payment that has its reference already or
+        // is not waiting any more, no such payment, a reference the provider does not know.
+        (Some(waiting.clone()), Ok(seen(None, usd(5000))), false),
+        (Some(waiting.clone()), Ok(seen(Some(waiting.id), usd(4999))), false),
+        (Some(charged), Ok(seen(Some(waiting.id), usd(5000))), false),
+        (Some(declined), Ok(seen(Some(waiting.id), usd(5000))), false),
+        (None, Ok(seen(Some(waiting.id), usd(5000))), false),
+        (Some(waiting.clone()), Err(GatewayError::Rejected("no such payment_intent".into())), false),
     ];
     for (stored, provider_says, matched) in cases {
         let mut repo = MockPaymentRepository::new();
         repo.expect_by_reference().returning(|_, _| Ok(None));
         repo.expect_get().returning(move |_| Ok(stored.clone()));
         let mut gateway = MockPaymentGateway::new();
-        gateway.expect_retrieve().with(eq("pi_lost")).times(1).returning(move |_| Ok(provider_says.clone()));
+        gateway.expect_retrieve().with(eq("pi_lost")).times(1).returning(move |_| match &provider_says {
+            Ok(seen) => Ok(seen.clone()),
+            Err(_) => Err(GatewayError::Rejected("no such payment_intent".into())),
+        });
         repo.expect_update()
             .withf(|_, next, _| {
                 next.status == PaymentStatus::Paid && next.provider_reference.as_deref() == Some("pi_lost")
