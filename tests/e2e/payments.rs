@@ -47,6 +47,17 @@ async fn stripe_mock() -> MockServer {
     server
 }
 
+/// The api with Stripe as its provider, at `stripe`, and its webhooks signed with `WEBHOOK_SECRET`.
+async fn stripe_app(stripe: &MockServer) -> TestApp {
+    TestApp::spawn_with(&[
+        ("PAYMENT_PROVIDER", "stripe"),
+        ("STRIPE_SECRET_KEY", "sk_test_e2e"),
+        ("STRIPE_API_BASE", &stripe.uri()),
+        ("STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET),
+    ])
+    .await
+}
+
 fn event_body(id: &str) -> Vec<u8> {
     serde_json::to_vec(&json!({
         "id": id, "object": "event", "type": "payment_intent.succeeded",
@@ -118,13 +129,7 @@ async fn customer_payment(app: &TestApp, provider: Provider) -> (ecom_testkit::S
 #[tokio::test]
 async fn stripe_webhooks_are_verified_recorded_once_and_applied_from_the_provider() {
     let stripe = stripe_mock().await;
-    let app = TestApp::spawn_with(&[
-        ("PAYMENT_PROVIDER", "stripe"),
-        ("STRIPE_SECRET_KEY", "sk_test_e2e"),
-        ("STRIPE_API_BASE", &stripe.uri()),
-        ("STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET),
-    ])
-    .await;
+    let app = stripe_app(&stripe).await;
     let admin = app.admin().await;
     let (customer, payment) = customer_payment(&app, Provider::Stripe).await;
     let charged = app.services.payments.charge(payment.id, "pm_card_visa").await.unwrap();
@@ -479,13 +484,7 @@ async fn a_refund_while_the_provider_is_down_is_booked_202_and_finished_by_its_j
 #[tokio::test]
 async fn a_webhook_about_a_charge_never_recorded_finds_its_payment_by_what_stripe_kept() {
     let stripe = MockServer::start().await;
-    let app = TestApp::spawn_with(&[
-        ("PAYMENT_PROVIDER", "stripe"),
-        ("STRIPE_SECRET_KEY", "sk_test_e2e"),
-        ("STRIPE_API_BASE", &stripe.uri()),
-        ("STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET),
-    ])
-    .await;
+    let app = stripe_app(&stripe).await;
     // Stripe charged, and the worker stopped before it recorded the answer: the payment still
     // waits for it, with no reference; Stripe keeps the payment's id with the charge.
     let (customer, payment) = customer_payment(&app, Provider::Stripe).await;
