@@ -250,6 +250,13 @@ async fn the_list_filters_sorts_and_validates_its_query() {
     .await;
     assert_eq!(error_fields(&problem), ["minPrice"]);
     assert_problem(get("/v1/products?limit=0").await, StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_FAILED").await;
+    // A category no product can have (a NUL byte, which PostgreSQL text refuses; too long).
+    let long = "k".repeat(101);
+    for category in ["%C2%A4%00u", long.as_str()] {
+        let res = app.get(&format!("/v1/products?category={category}"), None).await;
+        let problem = assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_FAILED").await;
+        assert_eq!(error_fields(&problem), ["category"]);
+    }
     assert_problem(get("/v1/products?inStock=maybe").await, StatusCode::BAD_REQUEST, "INVALID_QUERY").await;
     assert_problem(get("/v1/products?color=red").await, StatusCode::BAD_REQUEST, "INVALID_QUERY").await;
 }

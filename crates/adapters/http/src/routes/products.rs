@@ -121,17 +121,25 @@ impl ProductListQuery {
         };
         let (min_price, max_price) = (non_negative(self.min_price), non_negative(self.max_price));
         let page = PageQuery { limit: self.limit, cursor: self.cursor }.to_request();
-        match (text, sort, min_price, max_price) {
-            (Ok(text), Ok(sort), Ok(min_price), Ok(max_price)) => {
-                let category = self.category.map(|c| c.trim().to_owned()).filter(|c| !c.is_empty());
+        // As a product's category is written (no control characters, at most its length).
+        let category = self
+            .category
+            .as_deref()
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .map(|c| BoundedText::parse(c, Product::CATEGORY_MAX_CHARS).map(|c| c.as_str().to_owned()))
+            .transpose();
+        match (text, sort, min_price, max_price, category) {
+            (Ok(text), Ok(sort), Ok(min_price), Ok(max_price), Ok(category)) => {
                 let in_stock = self.in_stock.unwrap_or(false);
                 Ok((ProductQuery { text, category, min_price, max_price, in_stock, sort }, page?))
             }
-            (text, sort, min_price, max_price) => Err(ValidationErrors::collect([
+            (text, sort, min_price, max_price, category) => Err(ValidationErrors::collect([
                 field_error("q", &text),
                 field_error("sort", &sort),
                 field_error("minPrice", &min_price),
                 field_error("maxPrice", &max_price),
+                field_error("category", &category),
             ])
             .into()),
         }
