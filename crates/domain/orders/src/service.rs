@@ -36,6 +36,12 @@ pub const COMPENSATED: &str = "refund and stock settled";
 /// provider refused: the money is still taken, the payment PAID; a person settles it.
 pub const REFUND_REFUSED: &str = "refund refused by the provider";
 
+/// Whether a cancelled order shows money taken that its compensation has yet to give back (unless
+/// the provider refused to).
+fn unsettled(order: &Order, refused: bool) -> bool {
+    !refused && matches!(order.payment_status, PaymentStatus::Paid | PaymentStatus::PartiallyRefunded)
+}
+
 /// Whether the order's timeline records a refused refund (the first one's reason is kept).
 fn has_refusal(order: &Order) -> bool {
     order.timeline.iter().any(|t| t.note.as_deref().is_some_and(|n| n.starts_with(REFUND_REFUSED)))
@@ -447,6 +453,8 @@ impl OrderService {
     /// cancelled): the compensation, seeing no charge, refunded nothing, so the charge is looked
     /// up by its idempotency key here, then refunded.
     async fn settle_after_cancel(&self, order: &Order, context: &CheckoutContext) -> Result<(), StepError> {
+        // The stock first (idempotent): it goes back even while the money waits for a capture.
+        self.ports.stock.release(order.id).await?;
         // Without a token the saga never asked for a charge, or the order was confirmed (its
         // charge recorded: the token is dropped then) before it was cancelled.
         if order.payment_method.is_online() && context.payment_token.is_some() {
@@ -504,21 +512,18 @@ impl OrderService {
                         next.record(note.clone(), now);
                     }
                 }
-                if !next.has_note(COMPENSATED) {
+                // Not while the order shows money taken that this run neither refunded nor was
+                // refused: a charge recorded meanwhile (an event about a charge the saga never
+                // recorded, whose own look at the order came before this cancellation). The
+                // compensation runs again then (and the resume sweep offers it, should its job die).
+                if !unsettled(next, refused.is_some()) && !next.has_note(COMPENSATED) {
                     next.record(COMPENSATED, now);
                 }
                 Ok(())
             })
             .await?;
         let (order, _) = written.ok_or(StepError::Failed(OrderError::NotFound(id)))?;
-        // Money the order shows taken that this run did not refund (nor was refused): a charge
-        // recorded meanwhile (an event about a charge the saga never recorded, whose own check
-        // came before this cancellation). Run again: it is refunded then.
-        let held = matches!(
-            order.payment_status,
-            PaymentStatus::Paid | PaymentStatus::PartiallyRefunded | PaymentStatus::Authorized
-        );
-        if held && refused.is_none() {
+        if unsettled(&order, refused.is_some()) {
             return Err(StepError::Retry("money was taken while the order was compensated".into()));
         }
         Ok(())

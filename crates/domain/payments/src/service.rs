@@ -559,10 +559,12 @@ impl PaymentService {
         gateway: &dyn PaymentGateway,
         reference: &str,
     ) -> Result<Option<(Payment, ProviderPayment)>, PaymentError> {
+        // Only the provider being down is worth trying again: anything else it answers about a
+        // reference no payment has (unknown, refused) makes it no one's, as before.
         let seen = match gateway.retrieve(reference).await {
             Ok(seen) => seen,
-            Err(GatewayError::Rejected(_)) => return Ok(None),
-            Err(e) => return Err(read_error(e, provider)),
+            Err(GatewayError::Unavailable(message)) => return Err(PaymentError::ProviderUnavailable(message)),
+            Err(_) => return Ok(None),
         };
         let Some(id) = seen.payment_id else { return Ok(None) };
         Ok(self
