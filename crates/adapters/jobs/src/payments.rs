@@ -32,42 +32,29 @@ pub struct PaymentEventHandler {
     pub orders: Option<Arc<ecom_orders::OrderService>>,
 }
 
-/// Where a payment's change came from: its provider (an event), or the shop (a refund settling,
-/// cash recorded).
+/// Where a payment's change came from: its provider (an event), the shop (a refund settling,
+/// cash recorded), or the provider refusing a refund (with its reason).
 #[derive(Clone, Copy)]
-enum Source {
+enum Source<'a> {
     Provider,
     Shop,
+    RefundRefused(&'a str),
 }
 
 async fn sync_order(
     orders: Option<&Arc<ecom_orders::OrderService>>,
     id: ecom_kernel::OrderId,
     payment: ecom_payments::model::PaymentId,
-    source: Source,
+    source: Source<'_>,
 ) -> Result<(), JobFailure> {
     if let Some(orders) = orders {
         match source {
             Source::Provider => orders.payment_event(id, payment).await,
             Source::Shop => orders.payment_changed(id, payment).await,
+            // The order shows the money taken again, and the refusal.
+            Source::RefundRefused(reason) => orders.refund_refused(id, payment, reason).await,
         }
         .map_err(|e| JobFailure::Retryable(format!("order not updated: {e}")))?;
-    }
-    Ok(())
-}
-
-/// A refund the provider refused: the order shows the money taken again, and the refusal.
-async fn refused(
-    orders: Option<&Arc<ecom_orders::OrderService>>,
-    id: ecom_kernel::OrderId,
-    payment: ecom_payments::model::PaymentId,
-    reason: &str,
-) -> Result<(), JobFailure> {
-    if let Some(orders) = orders {
-        orders
-            .refund_refused(id, payment, reason)
-            .await
-            .map_err(|e| JobFailure::Retryable(format!("order not updated: {e}")))?;
     }
     Ok(())
 }
@@ -120,7 +107,8 @@ impl JobHandler for RefundHandler {
             // run stopped before the order showed it): as below.
             Ok(result) if result.refund.status == RefundStatus::Failed => {
                 let payment = &result.payment;
-                refused(self.orders.as_ref(), payment.order_id, payment.id, "the provider refused the refund").await?;
+                let refused = Source::RefundRefused("the provider refused the refund");
+                sync_order(self.orders.as_ref(), payment.order_id, payment.id, refused).await?;
                 Ok(JobOutcome::Done)
             }
             Ok(result) => {
@@ -133,7 +121,7 @@ impl JobHandler for RefundHandler {
             // as it is again (a person settles the rest).
             Err(PaymentError::RefundRefused { payment, order, reason }) => {
                 tracing::warn!(refund_id = %refund_id, payment_id = %payment, %reason, "refund refused by the provider");
-                refused(self.orders.as_ref(), order, payment, &reason).await?;
+                sync_order(self.orders.as_ref(), order, payment, Source::RefundRefused(&reason)).await?;
                 Ok(JobOutcome::Done)
             }
             // Nothing to ask the provider (no such refund, no reference): nothing to do.
