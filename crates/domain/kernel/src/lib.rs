@@ -16,7 +16,7 @@ pub mod secret;
 pub mod text;
 pub mod validation;
 
-pub use clock::{Clock, SystemClock};
+pub use clock::{changed_at, Clock, SystemClock};
 pub use email::{Email, EmailError};
 pub use error::{InfraError, InfraErrorKind};
 pub use health::HealthCheck;

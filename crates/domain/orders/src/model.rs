@@ -3,7 +3,7 @@
 use std::fmt;
 
 use chrono::{DateTime, Utc};
-use ecom_kernel::{CustomerId, Money, MoneyError, OrderId, ProductId};
+use ecom_kernel::{changed_at, CustomerId, Money, MoneyError, OrderId, ProductId};
 use ecom_payments::model::PaymentStatus;
 
 /// Where an order stands. Online: PENDING_PAYMENT → CONFIRMED → PROCESSING → SHIPPED →
@@ -318,9 +318,9 @@ impl Order {
         if !self.status.can_become(to) {
             return Err(OrderRuleError::InvalidTransition { from: self.status, to });
         }
+        let at = self.touch(now);
         self.status = to;
-        self.updated_at = now;
-        self.timeline.push(TimelineEntry { status: to, at: now, note });
+        self.timeline.push(TimelineEntry { status: to, at, note });
         Ok(())
     }
 
@@ -333,8 +333,8 @@ impl Order {
 
     /// Records a saga step that does not change the status.
     pub fn record(&mut self, note: impl Into<String>, now: DateTime<Utc>) {
-        self.updated_at = now;
-        self.timeline.push(TimelineEntry { status: self.status, at: now, note: Some(note.into()) });
+        let at = self.touch(now);
+        self.timeline.push(TimelineEntry { status: self.status, at, note: Some(note.into()) });
     }
 
     /// Whether the timeline records a step with this note.
@@ -348,8 +348,16 @@ impl Order {
             return false;
         }
         self.payment_status = status;
-        self.updated_at = now;
+        self.touch(now);
         true
+    }
+
+    /// Stamps a change: `updated_at` moves strictly forward (see [`changed_at`]), so a write made
+    /// in the same microsecond as the last one, or by a process whose clock is behind, still
+    /// conflicts with a writer holding the order as it was. Returns the stamp.
+    fn touch(&mut self, now: DateTime<Utc>) -> DateTime<Utc> {
+        self.updated_at = changed_at(self.updated_at, now);
+        self.updated_at
     }
 }
 
@@ -522,5 +530,21 @@ mod tests {
         assert!(o.set_payment_status(PaymentStatus::Paid, at(1)));
         assert!(!o.set_payment_status(PaymentStatus::Paid, at(2)));
         assert_eq!(o.updated_at, at(1));
+    }
+
+    #[test]
+    fn every_change_is_stamped_later_than_the_last_even_in_the_same_instant_or_with_a_clock_behind() {
+        let mut o = order(PaymentMethod::CreditCard, vec![line(100, 1)]);
+        let mut stamps = vec![o.updated_at];
+        o.record("stock reserved", at(0));
+        stamps.push(o.updated_at);
+        o.set_payment_status(PaymentStatus::Paid, at(0));
+        stamps.push(o.updated_at);
+        o.transition(OrderStatus::Confirmed, None, at(-60)).unwrap();
+        stamps.push(o.updated_at);
+        assert!(stamps.windows(2).all(|w| w[0] < w[1]), "{stamps:?}");
+        assert_eq!(o.timeline.last().map(|t| t.at), Some(o.updated_at), "the timeline shows the stamp");
+        o.record("later", at(5));
+        assert_eq!(o.updated_at, at(5), "a later clock is taken as it is");
     }
 }

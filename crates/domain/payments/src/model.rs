@@ -3,7 +3,7 @@
 use std::fmt;
 
 use chrono::{DateTime, Utc};
-use ecom_kernel::{entity_id, CustomerId, Money, MoneyError, OrderId};
+use ecom_kernel::{changed_at, entity_id, CustomerId, Money, MoneyError, OrderId};
 
 entity_id!(
     /// Identifies a payment (one per order and attempt).
@@ -219,7 +219,14 @@ impl Payment {
 
     fn set(&mut self, status: PaymentStatus, now: DateTime<Utc>) {
         self.status = status;
-        self.updated_at = now;
+        self.touch(now);
+    }
+
+    /// Stamps a change: `updated_at` moves strictly forward (see [`changed_at`]), so that it tells
+    /// apart two writes that leave the status and the refunded amount as they were (a provider
+    /// reference noted) however close together, or whatever the writer's clock says.
+    pub(crate) fn touch(&mut self, now: DateTime<Utc>) {
+        self.updated_at = changed_at(self.updated_at, now);
     }
 
     /// The provider holds the funds (to be captured).
@@ -511,6 +518,17 @@ mod tests {
         assert_eq!(p.succeed("pi_1", at(4)), Ok(Change::Unchanged));
         assert_eq!(p.authorize("pi_1", at(5)), Ok(Change::Unchanged), "a late authorization is ignored");
         assert_eq!(p.updated_at, at(3));
+    }
+
+    #[test]
+    fn every_change_is_stamped_later_than_the_last_even_in_the_same_instant_or_with_a_clock_behind() {
+        let mut p = paid(5000);
+        let paid_at = p.updated_at;
+        p.refund(usd(1000), paid_at).unwrap();
+        assert!(p.updated_at > paid_at, "the same instant");
+        let refunded_at = p.updated_at;
+        p.refund(usd(1000), at(-60)).unwrap();
+        assert!(p.updated_at > refunded_at, "a clock a minute behind");
     }
 
     #[test]

@@ -619,7 +619,7 @@ fn apply_state(
                 Change::Unchanged
             } else {
                 payment.provider_reference = Some(seen.reference.clone());
-                payment.updated_at = now;
+                payment.touch(now);
                 Change::Applied
             }
         }
