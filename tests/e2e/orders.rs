@@ -16,8 +16,13 @@ pub(crate) struct Shop {
 }
 
 pub(crate) async fn shop() -> Shop {
-    let app = TestApp::spawn_with(&[("SIMULATED_CAPTURE_DELAY_MS", "200")]).await;
-    let worker = Proc::spawn("worker", &worker_env(&app, &[("SIMULATED_CAPTURE_DELAY_MS", "200")]));
+    shop_with(&[("SIMULATED_CAPTURE_DELAY_MS", "200")]).await
+}
+
+/// The api and a worker, both with `env`.
+async fn shop_with(env: &[(&'static str, &str)]) -> Shop {
+    let app = TestApp::spawn_with(env).await;
+    let worker = Proc::spawn("worker", &worker_env(&app, env));
     worker.wait_for_line("worker started", Duration::from_secs(30));
     let admin = app.admin().await;
     Shop { app, admin, _worker: Some(worker) }
@@ -950,11 +955,7 @@ async fn a_refund_the_provider_refuses_leaves_the_order_showing_the_money_taken_
     }
     let env =
         [("PAYMENT_PROVIDER", "stripe"), ("STRIPE_SECRET_KEY", "sk_test_e2e"), ("STRIPE_API_BASE", &stripe.uri())];
-    let app = TestApp::spawn_with(&env).await;
-    let worker = Proc::spawn("worker", &worker_env(&app, &env));
-    worker.wait_for_line("worker started", Duration::from_secs(30));
-    let admin = app.admin().await;
-    let shop = Shop { app, admin, _worker: Some(worker) };
+    let shop = shop_with(&env).await;
     let customer = shop.app.register_customer().await;
     let mut orders = Vec::new();
     for _ in 0..2 {
@@ -1050,4 +1051,105 @@ async fn a_refund_the_provider_refuses_leaves_the_order_showing_the_money_taken_
     let order = shop.order(&customer, id).await;
     assert_eq!((order["paymentStatus"].as_str(), refused_notes(&order)), (Some("PAID"), 1));
     assert_eq!(refunds_of(payment.clone()).await, ("PAID".to_owned(), vec!["FAILED".to_owned(), "FAILED".to_owned()]));
+}
+
+/// PayPal holding one order the customer approved, for 25.00 USD: it reads APPROVED until it is
+/// captured (once), then COMPLETED.
+struct PayPalOrder {
+    captured: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    capture: bool,
+}
+
+impl PayPalOrder {
+    const ID: &'static str = "8XK41243XV3620416";
+
+    fn body(completed: bool) -> Value {
+        let mut unit = json!({"reference_id": "default", "amount": {"currency_code": "USD", "value": "25.00"}});
+        if completed {
+            unit["payments"] = json!({"captures": [{"id": "2GG279541U471931P", "status": "COMPLETED",
+                "amount": {"currency_code": "USD", "value": "25.00"}, "final_capture": true}]});
+        }
+        json!({"id": Self::ID, "intent": "CAPTURE", "status": if completed { "COMPLETED" } else { "APPROVED" },
+               "purchase_units": [unit]})
+    }
+}
+
+impl wiremock::Respond for PayPalOrder {
+    fn respond(&self, _: &wiremock::Request) -> wiremock::ResponseTemplate {
+        use std::sync::atomic::Ordering;
+        if self.capture {
+            if self.captured.swap(true, Ordering::SeqCst) {
+                return wiremock::ResponseTemplate::new(422).set_body_json(json!({
+                    "name": "UNPROCESSABLE_ENTITY", "details": [{"issue": "ORDER_ALREADY_CAPTURED"}]}));
+            }
+            return wiremock::ResponseTemplate::new(201).set_body_json(Self::body(true));
+        }
+        wiremock::ResponseTemplate::new(200).set_body_json(Self::body(self.captured.load(Ordering::SeqCst)))
+    }
+}
+
+#[tokio::test]
+async fn an_approved_paypal_order_pays_for_one_checkout_and_a_second_checkout_with_it_is_declined() {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let paypal = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/oauth2/token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "access_token": "A21AAe2e", "token_type": "Bearer", "expires_in": 32400})))
+        .mount(&paypal)
+        .await;
+    let captured = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    Mock::given(method("GET"))
+        .and(path(format!("/v2/checkout/orders/{}", PayPalOrder::ID)))
+        .respond_with(PayPalOrder { captured: captured.clone(), capture: false })
+        .mount(&paypal)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(format!("/v2/checkout/orders/{}/capture", PayPalOrder::ID)))
+        .respond_with(PayPalOrder { captured, capture: true })
+        .mount(&paypal)
+        .await;
+    let env = [
+        ("PAYPAL_CLIENT_ID", "client-e2e"),
+        ("PAYPAL_CLIENT_SECRET", "secret-e2e"),
+        ("PAYPAL_API_BASE", &paypal.uri()),
+    ];
+    let shop = shop_with(&env).await;
+    let product = shop.product(10, 2000).await;
+
+    // 20.00 + 5.00 shipping: what the customer approved.
+    let first = shop.app.register_customer().await;
+    let cart = shop.cart_with(&first, &product, 1).await;
+    let paid = shop.place(&first, &cart, "PAYPAL", Some(PayPalOrder::ID)).await;
+    shop.wait(&first, &paid, "paid", |o| o["status"] == "CONFIRMED" && o["paymentStatus"] == "PAID").await;
+
+    // The same approved order again, by someone else, for the same amount: PayPal says it is
+    // captured (it is: for the first checkout). Nothing pays for this one.
+    let second = shop.app.register_customer().await;
+    let cart = shop.cart_with(&second, &product, 1).await;
+    let reused = shop.place(&second, &cart, "PAYPAL", Some(PayPalOrder::ID)).await;
+    let order = shop.wait(&second, &reused, "cancelled", |o| o["status"] == "CANCELLED").await;
+    assert_eq!(
+        (order["cancellationReason"].as_str(), order["paymentStatus"].as_str()),
+        (Some("PAYMENT_DECLINED"), Some("FAILED")),
+        "{order}"
+    );
+    let payments = shop.payments(&second, &reused).await;
+    assert_eq!(payments.len(), 1);
+    assert_eq!(
+        (payments[0]["status"].as_str(), payments[0]["providerReference"].as_str()),
+        (Some("FAILED"), None),
+        "{payments:?}"
+    );
+    let first_payment = &shop.payments(&first, &paid).await[0];
+    assert_eq!(
+        (first_payment["status"].as_str(), first_payment["providerReference"].as_str()),
+        (Some("PAID"), Some(PayPalOrder::ID))
+    );
+    shop.wait_for_stock(&product, (9, 0), Duration::from_secs(10)).await;
+    let captures =
+        paypal.received_requests().await.unwrap().iter().filter(|r| r.url.path().ends_with("/capture")).count();
+    assert_eq!(captures, 1, "captured once");
+    shop.assert_invariants_hold().await;
 }

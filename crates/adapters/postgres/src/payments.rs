@@ -18,7 +18,7 @@ use ecom_payments::ports::{PaymentChange, PaymentRepository, SaveError};
 use uuid::Uuid;
 
 use crate::barrier::Flush;
-use crate::error::{infra_from_diesel, infra_from_pool};
+use crate::error::{infra_from_diesel, infra_from_pool, unique_violation};
 use crate::outbox::{stage, stage_jobs_sql, JobColumns};
 use crate::schema::{payment_events, payments, refunds};
 use crate::sql::{first_row, Count, Statement};
@@ -158,10 +158,14 @@ impl From<diesel::result::Error> for TxError {
     }
 }
 
+/// The index that keeps one provider reference to one payment.
+const REFERENCE_INDEX: &str = "payments_provider_reference_idx";
+
 impl From<TxError> for SaveError {
     fn from(e: TxError) -> Self {
         match e {
             TxError::Conflict => SaveError::Conflict,
+            TxError::Db(e) if unique_violation(&e) == Some(REFERENCE_INDEX) => SaveError::ReferenceTaken,
             TxError::Db(e) => SaveError::Infrastructure(infra_from_diesel(e)),
         }
     }

@@ -89,6 +89,33 @@ async fn payments_round_trip_and_a_stale_update_is_a_conflict() {
 }
 
 #[tokio::test]
+async fn a_provider_reference_recorded_for_one_payment_is_refused_for_another() {
+    let db = TestDb::new().await;
+    let pool = pool(&db);
+    let repo = PgPaymentRepository::new(pool.clone());
+    let customer = customer(&pool).await;
+    let first = Payment::online(OrderId::new(), customer, Provider::PayPal, usd(5000), now());
+    let second = Payment::online(OrderId::new(), customer, Provider::PayPal, usd(5000), now());
+    repo.insert(&first).await.unwrap();
+    repo.insert(&second).await.unwrap();
+    let later = now() + chrono::Duration::seconds(1);
+    let mut paid = first.clone();
+    paid.succeed("PAYPAL-ORDER-1", later).unwrap();
+    repo.update(&first, &paid, &[]).await.unwrap();
+
+    let mut twice = second.clone();
+    twice.succeed("PAYPAL-ORDER-1", later).unwrap();
+    assert!(matches!(repo.update(&second, &twice, &[]).await, Err(SaveError::ReferenceTaken)));
+    assert_eq!(repo.get(second.id).await.unwrap(), Some(second.clone()), "unchanged");
+    // Another provider's reference may be the same text.
+    let stripe = Payment::online(OrderId::new(), customer, Provider::Stripe, usd(5000), now());
+    repo.insert(&stripe).await.unwrap();
+    let mut charged = stripe.clone();
+    charged.succeed("PAYPAL-ORDER-1", later).unwrap();
+    repo.update(&stripe, &charged, &[]).await.unwrap();
+}
+
+#[tokio::test]
 async fn a_refund_is_booked_with_its_payment_and_settled_once() {
     let db = TestDb::new().await;
     let pool = pool(&db);

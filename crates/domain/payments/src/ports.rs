@@ -138,6 +138,10 @@ pub enum SaveError {
     /// Another writer changed the payment since it was read (optimistic concurrency).
     #[error("payment changed concurrently")]
     Conflict,
+    /// The provider reference is another payment's already (a provider answered with a charge
+    /// this shop recorded for another payment).
+    #[error("the provider reference belongs to another payment")]
+    ReferenceTaken,
     #[error(transparent)]
     Infrastructure(#[from] InfraError),
 }

@@ -94,9 +94,15 @@ fn refund_job(refund: RefundId) -> NewJob {
     }
 }
 
+/// Failure reason of a payment whose token paid for another payment already.
+pub const TOKEN_USED: &str = "rejected: the payment token already paid for another order";
+
 fn save_error(e: SaveError) -> PaymentError {
     match e {
         SaveError::Conflict => PaymentError::Conflict,
+        SaveError::ReferenceTaken => {
+            PaymentError::ProviderRejected("the provider's charge belongs to another payment".into())
+        }
         SaveError::Infrastructure(e) => PaymentError::Infrastructure(e),
     }
 }
@@ -385,8 +391,19 @@ impl PaymentService {
             Err(GatewayError::Unavailable(message)) => return Err(PaymentError::ProviderUnavailable(message)),
             Err(GatewayError::NotConfigured(_)) => return Err(PaymentError::ProviderNotConfigured(payment.provider)),
         }
-        self.save(&payment, &next).await?;
-        Ok(next)
+        match self.payments.update(&payment, &next, &[]).await {
+            Ok(()) => Ok(next),
+            // The provider answered with a charge recorded for another payment: the customer's
+            // token paid for another order already (an approved PayPal order used for a second
+            // checkout, which PayPal reports as captured). Nothing was charged for this one.
+            Err(SaveError::ReferenceTaken) => {
+                let mut failed = payment.clone();
+                failed.fail(&DeclineReason::Other(TOKEN_USED.into()), now)?;
+                self.save(&payment, &failed).await?;
+                Ok(failed)
+            }
+            Err(e) => Err(save_error(e)),
+        }
     }
 
     /// An admin's refund of `amount` (everything still refundable when `None`). The refund is

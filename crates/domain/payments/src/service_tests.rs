@@ -15,9 +15,11 @@ use crate::model::{
 };
 use crate::ports::{
     ChargeLookup, GatewayError, MockGateways, MockJobPublisher, MockPaymentGateway, MockPaymentRepository,
-    MockWebhookVerifier, ProviderRefund, WebhookRequest,
+    MockWebhookVerifier, ProviderRefund, SaveError, WebhookRequest,
 };
-use crate::service::{EventApplied, PaymentService, WebhookOutcome, CHANGED_KIND, PAYMENT_EVENT_KIND, REFUND_KIND};
+use crate::service::{
+    EventApplied, PaymentService, WebhookOutcome, CHANGED_KIND, PAYMENT_EVENT_KIND, REFUND_KIND, TOKEN_USED,
+};
 use crate::PaymentError;
 
 fn usd(amount: i64) -> Money {
@@ -106,6 +108,42 @@ async fn a_declined_charge_ends_failed_and_an_unreachable_provider_changes_nothi
     gateway.expect_charge().times(1).returning(|_| Err(GatewayError::Unavailable("timeout".into())));
     let err = service(repo, gateway, MockJobPublisher::new()).charge(payment.id, "pm_card_visa").await.unwrap_err();
     assert!(matches!(err, PaymentError::ProviderUnavailable(_)), "{err:?}");
+}
+
+#[pollster::test]
+async fn a_charge_the_provider_reports_under_another_payments_reference_fails_this_payment() {
+    let payment = pending();
+    let mut repo = MockPaymentRepository::new();
+    let stored = payment.clone();
+    repo.expect_get().returning(move |_| Ok(Some(stored.clone())));
+    let mut gateway = MockPaymentGateway::new();
+    gateway.expect_charge().times(1).returning(|_| {
+        Ok(ProviderPayment {
+            reference: "PAYPAL-ORDER-1".into(),
+            state: ProviderState::Succeeded,
+            amount: usd(5000),
+            refunded: usd(0),
+            payment_id: None,
+        })
+    });
+    let mut seq = Sequence::new();
+    repo.expect_update()
+        .withf(|_, next, _| next.status == PaymentStatus::Paid)
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_, _, _| Err(SaveError::ReferenceTaken));
+    repo.expect_update()
+        .withf(|expected, next, _| {
+            expected.status == PaymentStatus::Pending
+                && next.status == PaymentStatus::Failed
+                && next.provider_reference.is_none()
+        })
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_, _, _| Ok(()));
+    let failed = service(repo, gateway, MockJobPublisher::new()).charge(payment.id, "PAYPAL-ORDER-1").await.unwrap();
+    assert_eq!(failed.status, PaymentStatus::Failed);
+    assert_eq!(failed.failure_reason.as_deref(), Some(TOKEN_USED));
 }
 
 #[pollster::test]
