@@ -1015,6 +1015,13 @@ async fn a_refund_the_provider_refuses_leaves_the_order_showing_the_money_taken_
         .await;
     assert!(order.to_string().contains("disputed"), "the provider's reason is shown: {order}");
     assert_eq!(refunds_of(payment.clone()).await, ("PAID".to_owned(), vec!["FAILED".to_owned()]));
+    let shown: Value =
+        shop.app.get(&format!("/v1/payments/{payment}"), Some(&shop.admin.access_token)).await.json().await.unwrap();
+    assert_eq!(
+        shown["refunds"][0]["failureReason"].as_str(),
+        Some("rejected by the provider: Charge ch_1 has been disputed"),
+        "the refund keeps the provider's reason: {shown}"
+    );
 
     // The customer cancels the first order: its compensation's refund is refused at once. It
     // ends (the stock back, the refusal and its reason on the timeline, the payment shown PAID)
@@ -1142,6 +1149,7 @@ async fn an_approved_paypal_order_pays_for_one_checkout_and_a_second_checkout_wi
         (Some("FAILED"), None),
         "{payments:?}"
     );
+    assert_eq!(payments[0]["failureReason"].as_str(), Some(ecom_payments::service::TOKEN_USED), "{payments:?}");
     let first_payment = &shop.payments(&first, &paid).await[0];
     assert_eq!(
         (first_payment["status"].as_str(), first_payment["providerReference"].as_str()),

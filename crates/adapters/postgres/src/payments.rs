@@ -117,6 +117,7 @@ struct RefundRow {
     status: String,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    failure_reason: Option<String>,
 }
 
 impl RefundRow {
@@ -131,6 +132,7 @@ impl RefundRow {
             status: r.status.as_str().to_owned(),
             created_at: r.created_at,
             updated_at: now,
+            failure_reason: r.failure_reason.clone(),
         }
     }
 
@@ -142,6 +144,7 @@ impl RefundRow {
             reason: self.reason,
             provider_reference: self.provider_reference,
             status: RefundStatus::parse(&self.status).ok_or_else(|| corrupt("refund status"))?,
+            failure_reason: self.failure_reason,
             created_at: self.created_at,
         })
     }
@@ -372,6 +375,7 @@ impl PaymentRepository for PgPaymentRepository {
             .set((
                 refunds::status.eq(refund.status.as_str()),
                 refunds::provider_reference.eq(refund.provider_reference.as_deref()),
+                refunds::failure_reason.eq(refund.failure_reason.as_deref()),
                 refunds::updated_at.eq(now),
             ))
             .execute(conn)

@@ -155,6 +155,7 @@ diesel::table! {
         status -> Text,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        failure_reason -> Nullable<Text>,
     }
 }
 

@@ -133,6 +133,7 @@ async fn a_refund_is_booked_with_its_payment_and_settled_once() {
         reason: Some("damaged".into()),
         provider_reference: None,
         status: RefundStatus::Requested,
+        failure_reason: None,
         created_at: now(),
     };
     repo.book_refund(&payment, &next, &refund, &[job("refund:1")]).await.unwrap();
@@ -149,7 +150,24 @@ async fn a_refund_is_booked_with_its_payment_and_settled_once() {
     let change = PaymentChange { expected: next.clone(), payment: restored };
     assert!(!repo.settle_refund(&failed, Some(change)).await.unwrap(), "settled already: nothing changes");
     assert_eq!(repo.refund(refund.id).await.unwrap(), Some(done));
-    assert_eq!(repo.get(payment.id).await.unwrap(), Some(next));
+    assert_eq!(repo.get(payment.id).await.unwrap(), Some(next.clone()));
+
+    // Refused: the amount goes back to the payment and the provider's reason is kept.
+    let mut again = next.clone();
+    again.refund(usd(1000), now() + chrono::Duration::seconds(3)).unwrap();
+    let second = Refund { id: RefundId::new(), amount: usd(1000), created_at: now(), ..refund.clone() };
+    repo.book_refund(&next, &again, &second, &[]).await.unwrap();
+    let mut restored = again.clone();
+    restored.revert_refund(usd(1000), now() + chrono::Duration::seconds(4)).unwrap();
+    let refused = Refund {
+        status: RefundStatus::Failed,
+        failure_reason: Some("rejected by the provider: Charge ch_1 has been disputed".into()),
+        ..second.clone()
+    };
+    let change = PaymentChange { expected: again, payment: restored.clone() };
+    assert!(repo.settle_refund(&refused, Some(change)).await.unwrap());
+    assert_eq!(repo.refund(second.id).await.unwrap(), Some(refused));
+    assert_eq!(repo.get(payment.id).await.unwrap(), Some(restored));
 }
 
 #[tokio::test]
@@ -236,6 +254,7 @@ async fn an_opened_payment_and_a_booked_refund_are_flushed_before_the_provider_i
         reason: None,
         provider_reference: None,
         status: RefundStatus::Requested,
+        failure_reason: None,
         created_at: now(),
     };
     let result = lost.book_refund(&paid, &next, &refund, &[]).await;

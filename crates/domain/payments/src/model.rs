@@ -409,6 +409,8 @@ pub struct Refund {
     pub reason: Option<String>,
     pub provider_reference: Option<String>,
     pub status: RefundStatus,
+    /// Why the provider refused it (FAILED), as the provider said it.
+    pub failure_reason: Option<String>,
     pub created_at: DateTime<Utc>,
 }
 

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use ecom_kernel::jobs::{JobId, NewJob, QueueName};
-use ecom_kernel::{Clock, CustomerId, Money, OrderId};
+use ecom_kernel::{Clock, CustomerId, InfraError, Money, OrderId};
 use serde::{Deserialize, Serialize};
 
 use crate::error::PaymentError;
@@ -94,14 +94,30 @@ fn refund_job(refund: RefundId) -> NewJob {
     }
 }
 
+/// How much of a provider's refusal is kept (the refunds table holds at most this much).
+const REFUSAL_CHARS: usize = 500;
+
+/// A refund refusal as recorded and told: the provider's words, at most [`REFUSAL_CHARS`].
+fn refusal_reason(refused: &GatewayError) -> String {
+    refused.to_string().chars().take(REFUSAL_CHARS).collect()
+}
+
+/// Why a refused refund was refused: the provider's reason, when recorded (refusals recorded
+/// before the reason was kept have none).
+fn stated_refusal(refund: &Refund) -> String {
+    refund.failure_reason.clone().unwrap_or_else(|| "the provider refused the refund".into())
+}
+
 /// Failure reason of a payment whose token paid for another payment already.
 pub const TOKEN_USED: &str = "rejected: the payment token already paid for another order";
 
 fn save_error(e: SaveError) -> PaymentError {
     match e {
         SaveError::Conflict => PaymentError::Conflict,
+        // Only a charge's first answer can meet another payment's reference (handled where it
+        // is recorded); anywhere else it is unexpected, and retried as before.
         SaveError::ReferenceTaken => {
-            PaymentError::ProviderRejected("the provider's charge belongs to another payment".into())
+            PaymentError::Infrastructure(InfraError::unexpected("the provider's reference belongs to another payment"))
         }
         SaveError::Infrastructure(e) => PaymentError::Infrastructure(e),
     }
@@ -305,14 +321,14 @@ impl PaymentService {
                     // Once the provider refused to refund this payment, it is not asked again
                     // by itself (it would refuse again, each time a new refund): a person
                     // decides, and refunds by hand when the provider allows it.
-                    if self.last_refund_refused(payment.id).await? {
-                        refused.get_or_insert((payment.id, "an earlier refund of the payment was refused".into()));
+                    if let Some(reason) = self.last_refund_refusal(payment.id).await? {
+                        refused.get_or_insert((payment.id, reason));
                         continue;
                     }
                     match self.refund(payment.id, None, Some(reason.to_owned())).await {
                         // Its job got the provider's refusal first.
                         Ok(result) if result.refund.status == RefundStatus::Failed => {
-                            refused.get_or_insert((payment.id, "the refund was refused".into()));
+                            refused.get_or_insert((payment.id, stated_refusal(&result.refund)));
                         }
                         Ok(_) => {
                             refunded.get_or_insert(payment.id);
@@ -350,10 +366,10 @@ impl PaymentService {
         })
     }
 
-    /// Whether the provider refused the payment's latest refund.
-    async fn last_refund_refused(&self, payment: PaymentId) -> Result<bool, PaymentError> {
+    /// Why the provider refused the payment's latest refund; `None` when it did not.
+    async fn last_refund_refusal(&self, payment: PaymentId) -> Result<Option<String>, PaymentError> {
         let refunds = self.payments.refunds(payment).await?;
-        Ok(refunds.iter().max_by_key(|r| r.created_at).is_some_and(|r| r.status == RefundStatus::Failed))
+        Ok(refunds.iter().max_by_key(|r| r.created_at).filter(|r| r.status == RefundStatus::Failed).map(stated_refusal))
     }
 
     /// Charges a PENDING payment with the client's token. The idempotency key is the order's,
@@ -394,8 +410,9 @@ impl PaymentService {
         match self.payments.update(&payment, &next, &[]).await {
             Ok(()) => Ok(next),
             // The provider answered with a charge recorded for another payment: the customer's
-            // token paid for another order already (an approved PayPal order used for a second
-            // checkout, which PayPal reports as captured). Nothing was charged for this one.
+            // token paid for another order (an approved PayPal order used for a second checkout,
+            // which PayPal reports as captured). The charge stays with the payment that recorded
+            // it first (of two checkouts at once, not always the one whose call captured it).
             Err(SaveError::ReferenceTaken) => {
                 let mut failed = payment.clone();
                 failed.fail(&DeclineReason::Other(TOKEN_USED.into()), now)?;
@@ -429,6 +446,7 @@ impl PaymentService {
             reason,
             provider_reference: None,
             status: if cash { RefundStatus::Succeeded } else { RefundStatus::Requested },
+            failure_reason: None,
             created_at: now,
         };
         if cash {
@@ -491,13 +509,15 @@ impl PaymentService {
             Err(GatewayError::Unavailable(message)) => Err(PaymentError::ProviderUnavailable(message)),
             Err(GatewayError::NotConfigured(_)) => Err(PaymentError::ProviderNotConfigured(payment.provider)),
             Err(refused @ (GatewayError::Declined(_) | GatewayError::Rejected(_))) => {
+                let reason = refusal_reason(&refused);
                 settled.status = RefundStatus::Failed;
+                settled.failure_reason = Some(reason.clone());
                 let mut restored = payment.clone();
                 restored.revert_refund(refund.amount, self.clock.now())?;
                 let (id, order) = (payment.id, payment.order_id);
                 let change = PaymentChange { expected: payment, payment: restored };
                 self.record_settlement(&settled, Some(change)).await?;
-                Err(PaymentError::RefundRefused { payment: id, order, reason: refused.to_string() })
+                Err(PaymentError::RefundRefused { payment: id, order, reason })
             }
         }
     }

@@ -590,6 +590,7 @@ async fn every_payment_of_an_order_gets_its_turn_and_a_refusal_is_what_the_order
         reason: None,
         provider_reference: None,
         status,
+        failure_reason: (status == RefundStatus::Failed).then(|| "rejected by the provider: disputed".to_owned()),
         created_at: now() + chrono::Duration::minutes(minutes),
     };
     // Listed oldest first: the latest is the refused one.
@@ -606,7 +607,8 @@ async fn every_payment_of_an_order_gets_its_turn_and_a_refusal_is_what_the_order
     let outcome = service(repo, gateway, MockJobPublisher::new()).refund_order(order, "cancelled").await.unwrap();
 
     assert!(
-        matches!(&outcome, crate::service::OrderRefund::Refused { payment, .. } if *payment == card_id),
-        "{outcome:?}"
+        matches!(&outcome, crate::service::OrderRefund::Refused { payment, reason }
+            if *payment == card_id && reason == "rejected by the provider: disputed"),
+        "the provider's reason, as recorded: {outcome:?}"
     );
 }

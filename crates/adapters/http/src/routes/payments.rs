@@ -73,6 +73,8 @@ pub struct RefundDto {
     /// REQUESTED (the provider has not answered yet; it is asked again until it does),
     /// PENDING (accepted, settling), SUCCEEDED, FAILED (refused; the amount went back).
     status: &'static str,
+    /// Why the provider refused it (FAILED), in the provider's words.
+    failure_reason: Option<String>,
     created_at: DateTime<Utc>,
 }
 
@@ -85,6 +87,7 @@ impl From<&Refund> for RefundDto {
             reason: r.reason.clone(),
             provider_reference: r.provider_reference.clone(),
             status: r.status.as_str(),
+            failure_reason: r.failure_reason.clone(),
             created_at: r.created_at,
         }
     }
