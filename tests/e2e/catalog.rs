@@ -260,3 +260,71 @@ async fn the_list_filters_sorts_and_validates_its_query() {
     assert_problem(get("/v1/products?inStock=maybe").await, StatusCode::BAD_REQUEST, "INVALID_QUERY").await;
     assert_problem(get("/v1/products?color=red").await, StatusCode::BAD_REQUEST, "INVALID_QUERY").await;
 }
+
+#[tokio::test]
+async fn every_sort_pages_through_all_products_once_and_a_cursor_of_another_sort_is_refused() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    for (sku, cents) in [("P-1", 500), ("P-2", 300), ("P-3", 300), ("P-4", 900), ("P-5", 100)] {
+        let body = json!({"sku": sku, "name": format!("Camp Mug {sku}"), "category": "kitchen",
+                          "price": {"amount": cents, "currency": "USD"}, "initialStock": 1});
+        create(&app, &admin.access_token, &body).await;
+    }
+    let page = |query: String| {
+        let app = &app;
+        async move {
+            let res = app.get(&format!("/v1/products?limit=2&{query}"), None).await;
+            assert_eq!(res.status(), StatusCode::OK, "{query}");
+            let body: Value = res.json().await.unwrap();
+            let skus: Vec<String> =
+                body["data"].as_array().unwrap().iter().map(|p| p["sku"].as_str().unwrap().to_owned()).collect();
+            (skus, body["nextCursor"].as_str().map(str::to_owned))
+        }
+    };
+    let mut first_cursors = Vec::new();
+    for (sort, expected) in [
+        ("sort=newest", ["P-5", "P-4", "P-3", "P-2", "P-1"]),
+        ("sort=price_asc", ["P-5", "P-2", "P-3", "P-1", "P-4"]),
+        ("sort=price_desc", ["P-4", "P-1", "P-3", "P-2", "P-5"]),
+    ] {
+        let (mut seen, mut cursor) = page(sort.to_owned()).await;
+        first_cursors.push((sort, cursor.clone().unwrap()));
+        while let Some(after) = cursor {
+            let (skus, next) = page(format!("{sort}&cursor={after}")).await;
+            seen.extend(skus);
+            cursor = next;
+        }
+        assert_eq!(seen, expected, "{sort}");
+    }
+    let (mut seen, mut cursor) = page("q=mug".to_owned()).await;
+    first_cursors.push(("q=mug", cursor.clone().unwrap()));
+    while let Some(after) = cursor {
+        let (skus, next) = page(format!("q=mug&cursor={after}")).await;
+        seen.extend(skus);
+        cursor = next;
+    }
+    seen.sort();
+    assert_eq!(seen, ["P-1", "P-2", "P-3", "P-4", "P-5"], "relevance: each once");
+
+    // A cursor from another sort, or from before a search began: 422 on the cursor, never a 500.
+    for (from, cursor) in &first_cursors {
+        for to in ["sort=newest", "sort=price_asc", "sort=price_desc", "q=mug"] {
+            let (from_relevance, to_relevance) = (from.starts_with("q="), to.starts_with("q="));
+            let same_kind = from == &to
+                || (from.starts_with("sort=price") && to.starts_with("sort=price"))
+                || (from_relevance && to_relevance);
+            let res = app.get(&format!("/v1/products?limit=2&{to}&cursor={cursor}"), None).await;
+            if same_kind {
+                assert_eq!(res.status(), StatusCode::OK, "{from} -> {to}");
+            } else {
+                let problem = assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_FAILED").await;
+                assert_eq!(error_fields(&problem), ["cursor"], "{from} -> {to}");
+            }
+        }
+    }
+    // A forged relevance cursor with a negative offset.
+    let forged = ecom_kernel::Cursor::after_key("-1", uuid::Uuid::now_v7()).encode();
+    let res = app.get(&format!("/v1/products?q=mug&cursor={forged}"), None).await;
+    let problem = assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_FAILED").await;
+    assert_eq!(error_fields(&problem), ["cursor"]);
+}

@@ -471,6 +471,7 @@ impl From<CatalogError> for ApiError {
             }
             CatalogError::WrongCurrency { .. } => ApiError::field(P::ValidationFailed, "price.currency", detail),
             CatalogError::InvalidPriceRange => ApiError::field(P::ValidationFailed, "minPrice", detail),
+            CatalogError::CursorOfAnotherSort => ApiError::field(P::ValidationFailed, "cursor", detail),
             CatalogError::Infrastructure(e) => ApiError::from_infra(e),
         }
     }

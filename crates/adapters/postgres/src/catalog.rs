@@ -5,9 +5,9 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncConnection, RunQueryDsl};
-use ecom_catalog::model::{Product, ProductQuery, ProductSort, ProductStatus, ProductView, Sku};
+use ecom_catalog::model::{ListPosition, Product, ProductQuery, ProductSort, ProductStatus, ProductView, Sku};
 use ecom_catalog::ports::{CreateProductError, ProductRepository};
-use ecom_kernel::{BoundedText, Currency, Cursor, CustomerId, InfraError, Money, Page, PageRequest, ProductId};
+use ecom_kernel::{BoundedText, Currency, CustomerId, InfraError, Money, Page, PageRequest, ProductId};
 use uuid::Uuid;
 
 use crate::error::{infra_from_diesel, infra_from_pool, unique_violation};
@@ -233,22 +233,20 @@ impl ProductRepository for PgProductRepository {
         }
         let mut offset = 0_i64;
         if let Some(cursor) = page.after() {
-            let key = cursor.key().unwrap_or_default();
-            let foreign = || InfraError::unexpected("cursor of another sort");
-            match sort {
-                ProductSort::Newest => {
-                    conditions.push(" AND p.id < ").bind(Bind::Uuid(cursor.id()));
+            // The service refused a cursor of another sort; this one is the list's own.
+            match sort.position(cursor).ok_or_else(|| InfraError::unexpected("cursor of another sort"))? {
+                ListPosition::After(id) => {
+                    conditions.push(" AND p.id < ").bind(Bind::Uuid(id));
                 }
-                ProductSort::PriceAsc | ProductSort::PriceDesc => {
-                    let price = key.parse::<i64>().map_err(|_| foreign())?;
+                ListPosition::AfterPrice(price, id) => {
                     let op = if sort == ProductSort::PriceAsc {
                         " AND (p.price_amount, p.id) > ("
                     } else {
                         " AND (p.price_amount, p.id) < ("
                     };
-                    conditions.push(op).bind(Bind::BigInt(price)).push(", ").bind(Bind::Uuid(cursor.id())).push(")");
+                    conditions.push(op).bind(Bind::BigInt(price)).push(", ").bind(Bind::Uuid(id)).push(")");
                 }
-                ProductSort::Relevance => offset = key.parse::<i64>().map_err(|_| foreign())?,
+                ListPosition::Offset(skip) => offset = skip,
             }
         }
         let order = match sort {
@@ -266,15 +264,9 @@ impl ProductRepository for PgProductRepository {
         let rows: Vec<ProductRow> = sql.load(&mut conn).await.map_err(infra_from_diesel)?;
         let items = rows.into_iter().map(ProductRow::into_domain).collect::<Result<Vec<_>, _>>()?;
         let len = items.len();
-        Ok(Page::from_overfetch(items, page, |v: &ProductView| match sort {
-            ProductSort::Newest => Cursor::after_id(v.product.id.as_uuid()),
-            ProductSort::PriceAsc | ProductSort::PriceDesc => {
-                Cursor::after_key(v.product.price.amount().to_string(), v.product.id.as_uuid())
-            }
-            ProductSort::Relevance => Cursor::after_key(
-                (offset + i64::from(page.limit().min(u32::try_from(len).unwrap_or(u32::MAX)))).to_string(),
-                v.product.id.as_uuid(),
-            ),
+        let next_offset = offset + i64::from(page.limit().min(u32::try_from(len).unwrap_or(u32::MAX)));
+        Ok(Page::from_overfetch(items, page, |v: &ProductView| {
+            sort.cursor_after(v.product.id.as_uuid(), v.product.price.amount(), next_offset)
         }))
     }
 }

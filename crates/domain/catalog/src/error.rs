@@ -14,6 +14,8 @@ pub enum CatalogError {
     WrongCurrency { expected: String, got: String },
     #[error("minPrice must not exceed maxPrice")]
     InvalidPriceRange,
+    #[error("the cursor belongs to another sort or search; start again from the first page")]
+    CursorOfAnotherSort,
     #[error(transparent)]
     Infrastructure(#[from] InfraError),
 }

@@ -117,6 +117,9 @@ impl CatalogService {
                 return Err(CatalogError::InvalidPriceRange);
             }
         }
+        if page.after().is_some_and(|cursor| query.effective_sort().position(cursor).is_none()) {
+            return Err(CatalogError::CursorOfAnotherSort);
+        }
         Ok(self.products.search(query, page).await?)
     }
 

@@ -4,4 +4,4 @@ mod product;
 mod query;
 
 pub use product::{NewProduct, Product, ProductPatch, ProductStatus, ProductView, Sku, SkuError};
-pub use query::{ProductQuery, ProductSort, SearchText};
+pub use query::{ListPosition, ProductQuery, ProductSort, SearchText};

@@ -1,4 +1,5 @@
-use ecom_kernel::BoundedText;
+use ecom_kernel::{BoundedText, Cursor};
+use uuid::Uuid;
 
 /// A search phrase: trimmed, 1 to 200 characters.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,7 +24,49 @@ pub enum ProductSort {
     Newest,
 }
 
+/// Where the next page of the product list starts, as its cursor tells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListPosition {
+    /// Newest first: after this product.
+    After(Uuid),
+    /// By price: after this price and product.
+    AfterPrice(i64, Uuid),
+    /// By relevance: after this many results.
+    Offset(i64),
+}
+
+const PRICE_KEY: &str = "price:";
+const OFFSET_KEY: &str = "offset:";
+
 impl ProductSort {
+    /// The cursor of the page that starts after product `id` (its `price`), the page before it
+    /// having ended `offset` results in.
+    pub fn cursor_after(self, id: Uuid, price: i64, offset: i64) -> Cursor {
+        match self {
+            ProductSort::Newest => Cursor::after_id(id),
+            ProductSort::PriceAsc | ProductSort::PriceDesc => Cursor::after_key(format!("{PRICE_KEY}{price}"), id),
+            ProductSort::Relevance => Cursor::after_key(format!("{OFFSET_KEY}{offset}"), id),
+        }
+    }
+
+    /// Where `cursor` says the page starts, when it is a cursor this sort hands out. A cursor
+    /// of another sort (a client that changed the sort, or started a search, while paging) or
+    /// a forged one is `None`.
+    pub fn position(self, cursor: &Cursor) -> Option<ListPosition> {
+        match (self, cursor.key()) {
+            (ProductSort::Newest, None) => Some(ListPosition::After(cursor.id())),
+            (ProductSort::PriceAsc | ProductSort::PriceDesc, Some(key)) => {
+                let price = key.strip_prefix(PRICE_KEY)?.parse::<i64>().ok()?;
+                Some(ListPosition::AfterPrice(price, cursor.id()))
+            }
+            (ProductSort::Relevance, Some(key)) => {
+                let offset = key.strip_prefix(OFFSET_KEY)?.parse::<i64>().ok().filter(|o| *o >= 0)?;
+                Some(ListPosition::Offset(offset))
+            }
+            _ => None,
+        }
+    }
+
     pub fn parse(raw: &str) -> Option<Self> {
         match raw {
             "relevance" => Some(ProductSort::Relevance),
@@ -53,5 +96,40 @@ impl ProductQuery {
             (ProductSort::Relevance, None) => ProductSort::Newest,
             (sort, _) => sort,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_sort_reads_back_its_own_cursors_only() {
+        let id = Uuid::now_v7();
+        let sorts = [ProductSort::Newest, ProductSort::PriceAsc, ProductSort::PriceDesc, ProductSort::Relevance];
+        for made in sorts {
+            let cursor = Cursor::decode(&made.cursor_after(id, 1299, 40).encode()).unwrap();
+            for read in sorts {
+                let same_key = made == read
+                    || matches!(
+                        (made, read),
+                        (
+                            ProductSort::PriceAsc | ProductSort::PriceDesc,
+                            ProductSort::PriceAsc | ProductSort::PriceDesc
+                        )
+                    );
+                assert_eq!(read.position(&cursor).is_some(), same_key, "{made:?} read as {read:?}");
+            }
+        }
+        assert_eq!(
+            ProductSort::PriceAsc.position(&ProductSort::PriceDesc.cursor_after(id, 1299, 0)),
+            Some(ListPosition::AfterPrice(1299, id))
+        );
+        assert_eq!(
+            ProductSort::Relevance.position(&ProductSort::Relevance.cursor_after(id, 0, 40)),
+            Some(ListPosition::Offset(40))
+        );
+        assert_eq!(ProductSort::Relevance.position(&Cursor::after_key("offset:-1", id)), None, "forged");
+        assert_eq!(ProductSort::PriceAsc.position(&Cursor::after_key("price:x", id)), None, "forged");
     }
 }
