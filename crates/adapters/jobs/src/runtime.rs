@@ -13,7 +13,7 @@ use std::time::Duration;
 use ecom_kernel::jobs::JobOutcome;
 use ecom_redis::{Delivery, QueueConsumer};
 use futures_util::FutureExt;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
@@ -147,21 +147,32 @@ struct LoopContext {
 }
 
 impl LoopContext {
-    /// Reads only as many deliveries as there are free slots, and hands each to a task.
+    /// Reads only as many deliveries as there are free slots, and hands each to a task; every
+    /// so often, takes over idle deliveries of crashed workers instead. One loop takes both, so
+    /// the slots of a batch are taken before it is read or reclaimed: no delivery this worker
+    /// owns waits for a slot (it would get no heartbeat, and could be reclaimed meanwhile).
     async fn read_loop(self) {
         let mut failures = 0u32;
+        let every = (self.settings.reclaim_after / 2).max(Duration::from_millis(50));
+        let mut reclaim_at = tokio::time::Instant::now();
         while !self.stopping.load(Ordering::SeqCst) {
-            // Wait for at least one free slot before reading.
+            // Wait for at least one free slot, then take every free slot (up to a batch).
             let Ok(first) = self.slots.clone().acquire_owned().await else { return };
-            let free = self.slots.available_permits() + 1;
-            match self.consumer.read(free.min(100), self.settings.block).await {
+            let mut slots = self.take_free(first, 100);
+            if tokio::time::Instant::now() >= reclaim_at {
+                reclaim_at = tokio::time::Instant::now() + every;
+                match self.reclaim(slots).await {
+                    Some(unused) => slots = unused,
+                    None => continue,
+                }
+            }
+            match self.consumer.read(slots.num_permits(), self.settings.block).await {
                 Ok(batch) => {
                     failures = 0;
-                    drop(first);
-                    self.dispatch(batch).await;
+                    self.dispatch(batch, slots).await;
                 }
                 Err(err) => {
-                    drop(first);
+                    drop(slots);
                     failures += 1;
                     let wait = backoff(failures, Duration::from_millis(100), Duration::from_secs(5));
                     tracing::warn!(queue = self.consumer.queue().as_str(), error = %err, "read failed; retrying");
@@ -171,12 +182,32 @@ impl LoopContext {
         }
     }
 
-    /// Promotes due retries, revives jobs whose retries ran out once their time has come, and
-    /// reclaims deliveries of crashed workers, periodically.
+    /// Takes over as many idle deliveries as `slots` allow and runs them; the slots back
+    /// (`Some`) when there were none.
+    async fn reclaim(&self, slots: OwnedSemaphorePermit) -> Option<OwnedSemaphorePermit> {
+        match self.consumer.reclaim(self.settings.reclaim_after, slots.num_permits()).await {
+            Ok(batch) if !batch.is_empty() => {
+                tracing::info!(
+                    queue = self.consumer.queue().as_str(),
+                    count = batch.len(),
+                    "reclaimed idle deliveries"
+                );
+                self.dispatch(batch, slots).await;
+                None
+            }
+            Ok(_) => Some(slots),
+            Err(err) => {
+                tracing::warn!(queue = self.consumer.queue().as_str(), error = %err, "reclaim failed");
+                Some(slots)
+            }
+        }
+    }
+
+    /// Promotes due retries and revives jobs whose retries ran out once their time has come,
+    /// periodically.
     async fn maintenance_loop(self) {
         let mut promote = tokio::time::interval(Duration::from_millis(200));
         let mut revive = tokio::time::interval(REVIVE_EVERY);
-        let mut reclaim = tokio::time::interval((self.settings.reclaim_after / 2).max(Duration::from_millis(50)));
         loop {
             tokio::select! {
                 _ = promote.tick() => {
@@ -193,27 +224,31 @@ impl LoopContext {
                     ),
                     Err(err) => tracing::warn!(queue = self.consumer.queue().as_str(), error = %err, "revive failed"),
                 },
-                _ = reclaim.tick() => {
-                    let free = self.slots.available_permits();
-                    if free == 0 || self.stopping.load(Ordering::SeqCst) {
-                        continue;
-                    }
-                    match self.consumer.reclaim(self.settings.reclaim_after, free.min(100)).await {
-                        Ok(batch) if !batch.is_empty() => {
-                            tracing::info!(queue = self.consumer.queue().as_str(), count = batch.len(), "reclaimed idle deliveries");
-                            self.dispatch(batch).await;
-                        }
-                        Ok(_) => {}
-                        Err(err) => tracing::warn!(queue = self.consumer.queue().as_str(), error = %err, "reclaim failed"),
-                    }
-                }
             }
         }
     }
 
-    async fn dispatch(&self, batch: Vec<Delivery>) {
+    /// `first` and as many more free slots as there are, `max` in all.
+    fn take_free(&self, mut first: OwnedSemaphorePermit, max: usize) -> OwnedSemaphorePermit {
+        let more = self.slots.available_permits().min(max.saturating_sub(1));
+        if let Ok(more) = self.slots.clone().try_acquire_many_owned(u32::try_from(more).unwrap_or(0)) {
+            first.merge(more);
+        }
+        first
+    }
+
+    /// Runs each delivery in a task with one of `slots` (taken before the deliveries were read
+    /// or reclaimed, so none waits for one unowned: a delivery waiting here would get no
+    /// heartbeat, and another worker could reclaim it while it waits). Slots left over are freed.
+    async fn dispatch(&self, batch: Vec<Delivery>, mut slots: OwnedSemaphorePermit) {
         for delivery in batch {
-            let Ok(permit) = self.slots.clone().acquire_owned().await else { return };
+            let permit = match slots.split(1) {
+                Some(permit) => permit,
+                None => match self.slots.clone().acquire_owned().await {
+                    Ok(permit) => permit,
+                    Err(_) => return,
+                },
+            };
             let runner = JobRunner {
                 consumer: self.consumer.clone(),
                 registry: self.registry.clone(),
@@ -291,8 +326,14 @@ impl JobRunner {
             tick.tick().await;
             loop {
                 tick.tick().await;
-                if let Err(err) = self.consumer.heartbeat(&delivery).await {
-                    tracing::warn!(error = %err, "heartbeat failed");
+                match self.consumer.heartbeat(&delivery).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        // Taken over: the job's outcome is its new owner's to record.
+                        tracing::warn!("delivery reclaimed by another worker while it ran here");
+                        std::future::pending::<()>().await;
+                    }
+                    Err(err) => tracing::warn!(error = %err, "heartbeat failed"),
                 }
             }
         };

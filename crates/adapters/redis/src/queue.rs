@@ -88,6 +88,16 @@ elseif ARGV[3] == 'dead' or ARGV[3] == 'spent' then
 end
 return 1";
 
+/// KEYS: stream. ARGV: consumer, entry id. Resets the entry's idle time while this consumer
+/// still owns it (1); leaves it alone (0) once another consumer reclaimed it (the worker was
+/// cut off longer than the reclaim delay) or it is gone. A plain XCLAIM would take the entry
+/// back from the consumer now running it, and two workers would then both act on the job.
+const HEARTBEAT: &str = r"
+local owned = redis.call('XPENDING', KEYS[1], 'workers', ARGV[2], ARGV[2], 1, ARGV[1])
+if #owned == 0 then return 0 end
+redis.call('XCLAIM', KEYS[1], 'workers', ARGV[1], 0, ARGV[2], 'JUSTID')
+return 1";
+
 /// KEYS: job, stream, dead, spent. ARGV: id, data, now_ms, wait_ms, max_wait_ms. Enqueues a job
 /// that does not exist (1); runs a job that died out of retries again with fresh attempts, its
 /// dead-letter entry removed and out of the spent set (2), once it has been dead for `wait_ms`
@@ -225,6 +235,7 @@ struct Scripts {
     enqueue: redis::Script,
     start: redis::Script,
     finish: redis::Script,
+    heartbeat: redis::Script,
     complete_many: redis::Script,
     promote: redis::Script,
     reoffer: redis::Script,
@@ -237,6 +248,7 @@ impl Scripts {
             enqueue: redis::Script::new(ENQUEUE),
             start: redis::Script::new(START),
             finish: redis::Script::new(FINISH),
+            heartbeat: redis::Script::new(HEARTBEAT),
             complete_many: redis::Script::new(COMPLETE_MANY),
             promote: redis::Script::new(PROMOTE),
             reoffer: redis::Script::new(REOFFER),
@@ -687,20 +699,15 @@ impl QueueConsumer {
             .await
     }
 
-    /// Keeps a long-running delivery owned (resets its idle time).
-    pub async fn heartbeat(&self, delivery: &Delivery) -> Result<(), InfraError> {
-        self.redis
-            .cmd::<redis::Value>(
-                redis::cmd("XCLAIM")
-                    .arg(self.keys.stream())
-                    .arg(GROUP)
-                    .arg(&self.name)
-                    .arg(0)
-                    .arg(&delivery.entry_id)
-                    .arg("JUSTID"),
-            )
-            .await
-            .map(|_| ())
+    /// Keeps a long-running delivery owned (resets its idle time) while this consumer still owns
+    /// it. `false`: another consumer has reclaimed it (this one was cut off from Redis, or
+    /// paused, for longer than the reclaim delay); it is theirs now, and this consumer's outcome
+    /// will not be recorded.
+    pub async fn heartbeat(&self, delivery: &Delivery) -> Result<bool, InfraError> {
+        let mut call = self.scripts.heartbeat.prepare_invoke();
+        call.key(self.keys.stream()).arg(&self.name).arg(&delivery.entry_id);
+        let owned: i64 = self.redis.script(&call).await?;
+        Ok(owned == 1)
     }
 
     /// Moves delayed jobs that are due to the stream. Any number of processes may run it.

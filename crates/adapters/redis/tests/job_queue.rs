@@ -320,10 +320,27 @@ async fn a_heartbeat_keeps_a_long_job_from_being_reclaimed() {
     // 2 s in all, well past the 1.5 s idle threshold, yet never idle more than ~0.4 s.
     for _ in 0..5 {
         tokio::time::sleep(Duration::from_millis(400)).await;
-        busy.heartbeat(&d).await.unwrap();
+        assert!(busy.heartbeat(&d).await.unwrap());
         assert!(other.reclaim(Duration::from_millis(1500), 10).await.unwrap().is_empty());
     }
     assert!(busy.complete(&d, None).await.unwrap());
+}
+
+#[tokio::test]
+async fn a_heartbeat_after_the_delivery_was_reclaimed_leaves_it_with_its_new_owner() {
+    let redis = TestRedis::new();
+    let queue = producer(&redis);
+    let cut_off = consumer(&redis, "cut-off").await;
+    let rescuer = consumer(&redis, "rescuer").await;
+    queue.enqueue(job("taken-over", 3)).await.unwrap();
+    let d = cut_off.read(1, SHORT).await.unwrap().remove(0);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let taken = rescuer.reclaim(Duration::from_millis(200), 10).await.unwrap();
+    assert_eq!(taken.len(), 1);
+    // The first worker comes back and beats: the delivery stays the rescuer's.
+    assert!(!cut_off.heartbeat(&d).await.unwrap());
+    assert!(!cut_off.complete(&d, None).await.unwrap(), "not the first worker's to complete");
+    assert!(rescuer.complete(&taken[0], None).await.unwrap(), "the rescuer's outcome is recorded");
 }
 
 #[tokio::test]
@@ -388,7 +405,7 @@ async fn concurrent_completions_share_group_commits_and_each_gets_its_own_answer
     // All but a fifth of them go idle and are taken over before the slow consumer acks.
     tokio::time::sleep(Duration::from_millis(400)).await;
     for d in deliveries.iter().filter(|d| d.job.id.as_str().ends_with('0') || d.job.id.as_str().ends_with('5')) {
-        slow.heartbeat(d).await.unwrap();
+        assert!(slow.heartbeat(d).await.unwrap());
     }
     let taken = reclaim_all(&rescuer).await;
     assert_eq!(taken.len(), 240, "all but the 60 that got a heartbeat");
@@ -428,7 +445,7 @@ async fn grouped_completions_enqueue_each_next_step_once_and_only_while_still_ow
     tokio::time::sleep(Duration::from_millis(400)).await;
     let index = |d: &ecom_redis::Delivery| d.job.id.as_str().trim_start_matches("first-").parse::<usize>().unwrap();
     for d in deliveries.iter().filter(|d| index(d) % 4 == 0) {
-        slow.heartbeat(d).await.unwrap();
+        assert!(slow.heartbeat(d).await.unwrap());
     }
     let taken = reclaim_all(&rescuer).await;
     assert_eq!(taken.len(), 150);
