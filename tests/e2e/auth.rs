@@ -152,6 +152,24 @@ async fn failures_from_one_client_across_many_emails_are_throttled() {
     assert_problem(res, StatusCode::TOO_MANY_REQUESTS, "TOO_MANY_REQUESTS").await;
 }
 
+#[tokio::test]
+async fn behind_a_trusted_proxy_a_client_cannot_escape_its_limit_by_forging_forwarded_addresses() {
+    // The proxy appends the address it saw (10.0.0.7); what comes before is the client's own.
+    let app = TestApp::spawn_with(&[("LOGIN_MAX_FAILURES_PER_CLIENT", "3"), ("TRUST_FORWARDED_FOR", "true")]).await;
+    let login = |i: usize, proxy_saw: &'static str| {
+        app.request(reqwest::Method::POST, "/v1/auth/login", None)
+            .header("X-Forwarded-For", format!("203.0.113.{i}, {proxy_saw}"))
+            .json(&json!({"email": format!("spray-{i}@shop.test"), "password": "guess-password"}))
+            .send()
+    };
+    for i in 0..3 {
+        assert_eq!(login(i, "10.0.0.7").await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    }
+    assert_problem(login(9, "10.0.0.7").await.unwrap(), StatusCode::TOO_MANY_REQUESTS, "TOO_MANY_REQUESTS").await;
+    // Another client behind the same proxy is another address.
+    assert_eq!(login(10, "10.0.0.8").await.unwrap().status(), StatusCode::UNAUTHORIZED);
+}
+
 async fn refresh(app: &TestApp, token: &str) -> reqwest::Response {
     app.post("/v1/auth/refresh", &json!({"refreshToken": token}), None).await
 }
@@ -178,6 +196,26 @@ async fn refreshing_rotates_and_reuse_revokes_the_whole_family() {
     let again = app.login(&session.email, &session.password).await;
     let again: Value = again.json().await.unwrap();
     assert_eq!(refresh(&app, again["refreshToken"].as_str().unwrap()).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_refresh_sent_again_with_a_bearer_token_and_the_same_idempotency_key_is_not_replayed() {
+    // Signed in (a bearer token) and with an Idempotency-Key: a refresh is still never stored
+    // (its answer is credentials) nor replayed (the old token again is reuse).
+    let app = TestApp::spawn().await;
+    let session = app.register_customer().await;
+    let send = || {
+        app.request(reqwest::Method::POST, "/v1/auth/refresh", Some(&session.access_token))
+            .header("Idempotency-Key", "refresh-once")
+            .json(&json!({"refreshToken": session.refresh_token}))
+            .send()
+    };
+    let first = send().await.unwrap();
+    assert_eq!(first.status(), StatusCode::OK);
+    assert!(first.headers().get("idempotent-replayed").is_none());
+    let again = send().await.unwrap();
+    assert!(again.headers().get("idempotent-replayed").is_none(), "not a replay");
+    assert_problem(again, StatusCode::UNAUTHORIZED, "REFRESH_TOKEN_REUSED").await;
 }
 
 #[tokio::test]

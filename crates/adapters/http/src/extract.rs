@@ -202,13 +202,23 @@ impl FromRequest for ClientAddr {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let trust = req.app_data::<Data<AppState>>().is_some_and(|s| s.settings.trust_forwarded_for);
-        let addr = if trust {
-            req.connection_info().realip_remote_addr().map(str::to_owned)
-        } else {
-            req.peer_addr().map(|a| a.ip().to_string())
-        };
+        let peer = req.peer_addr().map(|a| a.ip().to_string());
+        let addr = if trust { forwarded_for(req.headers()).or(peer) } else { peer };
         ready(Ok(ClientAddr(addr)))
     }
+}
+
+/// The address the trusted proxy saw the request come from: the last entry of
+/// `X-Forwarded-For`, which that proxy appended. The entries before it are whatever the client
+/// sent, and taking the first would let a client pick a new address for every request.
+fn forwarded_for(headers: &actix_web::http::header::HeaderMap) -> Option<String> {
+    headers
+        .get_all("x-forwarded-for")
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .rfind(|entry| !entry.is_empty())
+        .map(str::to_owned)
 }
 
 /// `?limit=&cursor=` of every list.

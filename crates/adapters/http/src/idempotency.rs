@@ -35,6 +35,13 @@ pub fn is_required(method: &str, pattern: &str) -> bool {
     REQUIRED.iter().any(|(m, p)| *m == method && *p == pattern)
 }
 
+/// Routes never deduplicated, whatever the caller sends: the answers of `/v1/auth/*` are
+/// credentials, which are never kept (a stored login or refresh would sit in Redis for a day),
+/// and a refresh token presented again must meet the reuse detection, not a replay.
+fn never_deduplicated(path: &str) -> bool {
+    path.starts_with("/v1/auth/")
+}
+
 /// Headers kept with a stored response (the request id is the replay's own).
 const REPLAYED_HEADERS: [HeaderName; 4] = [header::CONTENT_TYPE, header::LOCATION, header::RETRY_AFTER, header::ALLOW];
 
@@ -152,7 +159,7 @@ pub async fn idempotent(
     mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
-    if req.method() != Method::POST && req.method() != Method::PATCH {
+    if (req.method() != Method::POST && req.method() != Method::PATCH) || never_deduplicated(req.path()) {
         return Ok(next.call(req).await?.map_into_boxed_body());
     }
     let key = match idempotency_key(req.headers()) {

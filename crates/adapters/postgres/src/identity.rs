@@ -233,7 +233,9 @@ impl RefreshTokenRepository for PgRefreshTokenRepository {
     async fn rotate(&self, old: RefreshTokenId, next: &NewRefreshToken, at: DateTime<Utc>) -> Result<bool, InfraError> {
         let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
         let row = RefreshTokenRow::new(next);
+        let customer = next.customer_id;
         conn.transaction::<bool, diesel::result::Error, _>(async move |conn| {
+            lock_sessions(conn, customer).await?;
             // The conditional update is the race arbiter: only one caller can flip rotated_at.
             let claimed = diesel::update(
                 refresh_tokens::table
@@ -256,17 +258,107 @@ impl RefreshTokenRepository for PgRefreshTokenRepository {
 
     async fn revoke_family(&self, family: TokenFamilyId, at: DateTime<Utc>) -> Result<(), InfraError> {
         let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
-        diesel::update(
-            refresh_tokens::table
+        conn.transaction::<(), diesel::result::Error, _>(async move |conn| {
+            let customer: Option<Uuid> = refresh_tokens::table
                 .filter(refresh_tokens::family_id.eq(family.as_uuid()))
-                .filter(refresh_tokens::revoked_at.is_null()),
-        )
-        .set(refresh_tokens::revoked_at.eq(at))
-        .execute(&mut conn)
+                .select(refresh_tokens::customer_id)
+                .first(conn)
+                .await
+                .optional()?;
+            let Some(customer) = customer else { return Ok(()) };
+            lock_sessions(conn, CustomerId::from_uuid(customer)).await?;
+            diesel::update(
+                refresh_tokens::table
+                    .filter(refresh_tokens::family_id.eq(family.as_uuid()))
+                    .filter(refresh_tokens::revoked_at.is_null()),
+            )
+            .set(refresh_tokens::revoked_at.eq(at))
+            .execute(conn)
+            .await?;
+            Ok(())
+        })
         .await
-        .map_err(infra_from_diesel)?;
-        Ok(())
+        .map_err(infra_from_diesel)
     }
+
+    async fn revoke_customer(&self, customer: CustomerId, at: DateTime<Utc>) -> Result<(), InfraError> {
+        let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
+        conn.transaction::<(), diesel::result::Error, _>(async move |conn| {
+            lock_sessions(conn, customer).await?;
+            diesel::update(
+                refresh_tokens::table
+                    .filter(refresh_tokens::customer_id.eq(customer.as_uuid()))
+                    .filter(refresh_tokens::revoked_at.is_null()),
+            )
+            .set(refresh_tokens::revoked_at.eq(at))
+            .execute(conn)
+            .await?;
+            Ok(())
+        })
+        .await
+        .map_err(infra_from_diesel)
+    }
+}
+
+impl PgAddressRepository {
+    /// Inserts the address, or updates it (`existing`: `false` when it is gone), one writer of the
+    /// customer's addresses at a time: two addresses made default at once would otherwise both
+    /// clear the other defaults they see (none), and the one-default index refuse the second.
+    async fn write(&self, address: &Address, existing: bool) -> Result<bool, InfraError> {
+        let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
+        let row = AddressRow::from_domain(address);
+        conn.transaction::<bool, diesel::result::Error, _>(async move |conn| {
+            advisory_lock(conn, &format!("addresses:{}", row.customer_id)).await?;
+            if row.is_default {
+                diesel::update(
+                    addresses::table
+                        .filter(addresses::customer_id.eq(row.customer_id))
+                        .filter(addresses::id.ne(row.id))
+                        .filter(addresses::is_default),
+                )
+                .set(addresses::is_default.eq(false))
+                .execute(conn)
+                .await?;
+            }
+            let written = if existing {
+                diesel::update(addresses::table.find(row.id).filter(addresses::customer_id.eq(row.customer_id)))
+                    .set(&row)
+                    .execute(conn)
+                    .await?
+            } else {
+                diesel::insert_into(addresses::table).values(&row).execute(conn).await?
+            };
+            if written == 0 {
+                // Gone: the other defaults cleared above come back with the rollback.
+                return Err(diesel::result::Error::RollbackTransaction);
+            }
+            Ok(true)
+        })
+        .await
+        .or_else(|e| match e {
+            diesel::result::Error::RollbackTransaction => Ok(false),
+            e => Err(infra_from_diesel(e)),
+        })
+    }
+}
+
+/// Serialises, for one customer, rotating a token with revoking tokens, until the transaction
+/// ends. Without it, a revocation whose UPDATE began while a rotation was under way would not see
+/// the token that rotation stores (it commits after the UPDATE's snapshot), and that token would
+/// live on in a revoked family: logout or reuse detection missed. The revocation's UPDATE runs
+/// once the lock is held, with a snapshot that has the rotation's token in it.
+pub async fn lock_sessions(conn: &mut diesel_async::AsyncPgConnection, customer: CustomerId) -> QueryResult<()> {
+    advisory_lock(conn, &format!("sessions:{customer}")).await
+}
+
+/// A transaction-scoped advisory lock named `name` (hashed; a collision only serialises two
+/// unrelated writers).
+async fn advisory_lock(conn: &mut diesel_async::AsyncPgConnection, name: &str) -> QueryResult<()> {
+    diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1, 1162625))")
+        .bind::<diesel::sql_types::Text, _>(name)
+        .execute(conn)
+        .await
+        .map(|_| ())
 }
 
 #[derive(Queryable, Selectable, Insertable, AsChangeset)]
@@ -375,38 +467,19 @@ impl AddressRepository for PgAddressRepository {
         Ok(usize::try_from(n).unwrap_or(usize::MAX))
     }
 
-    async fn save(&self, address: &Address) -> Result<(), InfraError> {
-        let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
-        let row = AddressRow::from_domain(address);
-        conn.transaction::<(), diesel::result::Error, _>(async move |conn| {
-            if row.is_default {
-                diesel::update(
-                    addresses::table
-                        .filter(addresses::customer_id.eq(row.customer_id))
-                        .filter(addresses::id.ne(row.id))
-                        .filter(addresses::is_default),
-                )
-                .set(addresses::is_default.eq(false))
-                .execute(conn)
-                .await?;
-            }
-            diesel::insert_into(addresses::table)
-                .values(&row)
-                .on_conflict(addresses::id)
-                .do_update()
-                .set(&row)
-                .execute(conn)
-                .await?;
-            Ok(())
-        })
-        .await
-        .map_err(infra_from_diesel)
+    async fn insert(&self, address: &Address) -> Result<(), InfraError> {
+        self.write(address, false).await.map(|_| ())
+    }
+
+    async fn update(&self, address: &Address) -> Result<bool, InfraError> {
+        self.write(address, true).await
     }
 
     async fn delete(&self, customer: CustomerId, id: AddressId) -> Result<bool, InfraError> {
         let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
         let customer = customer.as_uuid();
         conn.transaction::<bool, diesel::result::Error, _>(async move |conn| {
+            advisory_lock(conn, &format!("addresses:{customer}")).await?;
             let deleted: Option<bool> =
                 diesel::delete(addresses::table.find(id.as_uuid()).filter(addresses::customer_id.eq(customer)))
                     .returning(addresses::is_default)

@@ -18,7 +18,7 @@ mod sql;
 pub use barrier::PgWriteBarrier;
 pub use catalog::PgProductRepository;
 pub use error::{infra_from_diesel, infra_from_pool};
-pub use identity::{PgAddressRepository, PgCustomerRepository, PgRefreshTokenRepository};
+pub use identity::{lock_sessions, PgAddressRepository, PgCustomerRepository, PgRefreshTokenRepository};
 pub use invariants::{invariant_checks, InvariantSettings, PgInvariants, Violation};
 pub use inventory::PgStockRepository;
 pub use notifications::{PgAdminRecipients, PgNotificationRepository};

@@ -140,6 +140,70 @@ async fn revoking_a_family_revokes_every_token_in_it_and_no_other() {
     assert!(!repo.rotate(revoked.id, &token(owner.id(), family, 9), now()).await.unwrap());
 }
 
+#[tokio::test]
+async fn a_revocation_waits_for_a_rotation_under_way_and_revokes_the_token_it_stores() {
+    use diesel_async::AsyncConnection;
+    let db = TestDb::new().await;
+    let pool = pool(&db);
+    let owner = customer("race@shop.test", Role::Customer);
+    PgCustomerRepository::new(pool.clone()).insert(&owner, &PasswordHash::new("h".into())).await.unwrap();
+    let repo = std::sync::Arc::new(PgRefreshTokenRepository::new(pool.clone()));
+    let family = TokenFamilyId::new();
+    repo.insert(&token(owner.id(), family, 1)).await.unwrap();
+
+    // A rotation under way: it holds the customer's session lock and has yet to store its token.
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut conn = pool.get().await.unwrap();
+    let (owner_id, watched) = (owner.id(), done.clone());
+    let revocation = conn
+        .transaction::<_, diesel::result::Error, _>(async move |conn| {
+            ecom_postgres::lock_sessions(conn, owner_id).await?;
+            let revocation = tokio::spawn({
+                let (repo, done) = (repo.clone(), watched.clone());
+                async move {
+                    repo.revoke_family(family, now()).await.unwrap();
+                    done.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+            });
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            assert!(!watched.load(std::sync::atomic::Ordering::SeqCst), "the revocation waits for the rotation");
+            let insert = diesel::sql_query(
+                "INSERT INTO refresh_tokens (id, family_id, customer_id, token_hash, created_at, expires_at) \
+                 VALUES (gen_random_uuid(), $1, $2, $3, now(), now() + interval '1 day')",
+            )
+            .bind::<diesel::sql_types::Uuid, _>(family.as_uuid())
+            .bind::<diesel::sql_types::Uuid, _>(owner_id.as_uuid())
+            .bind::<diesel::sql_types::Bytea, _>(vec![2_u8; 32]);
+            diesel_async::RunQueryDsl::execute(insert, conn).await?;
+            Ok(revocation)
+        })
+        .await
+        .unwrap();
+    revocation.await.unwrap();
+    assert!(done.load(std::sync::atomic::Ordering::SeqCst));
+    let stored = PgRefreshTokenRepository::new(pool).find_by_hash(&TokenHash::new(vec![2; 32])).await.unwrap().unwrap();
+    assert!(stored.revoked_at.is_some(), "the token the rotation stored is revoked with its family");
+}
+
+#[tokio::test]
+async fn revoking_a_customers_sessions_revokes_every_family_of_theirs_and_no_one_elses() {
+    let db = TestDb::new().await;
+    let pool = pool(&db);
+    let customers = PgCustomerRepository::new(pool.clone());
+    let (owner, other) = (customer("all@shop.test", Role::Customer), customer("else@shop.test", Role::Customer));
+    customers.insert(&owner, &PasswordHash::new("h".into())).await.unwrap();
+    customers.insert(&other, &PasswordHash::new("h".into())).await.unwrap();
+    let repo = PgRefreshTokenRepository::new(pool);
+    for (who, byte) in [(owner.id(), 1), (owner.id(), 2), (other.id(), 3)] {
+        repo.insert(&token(who, TokenFamilyId::new(), byte)).await.unwrap();
+    }
+    repo.revoke_customer(owner.id(), now()).await.unwrap();
+    for (byte, revoked) in [(1, true), (2, true), (3, false)] {
+        let t = repo.find_by_hash(&TokenHash::new(vec![byte; 32])).await.unwrap().unwrap();
+        assert_eq!(t.revoked_at.is_some(), revoked, "token {byte}");
+    }
+}
+
 fn address(owner: CustomerId, name: &str, is_default: bool, created_at: DateTime<Utc>) -> Address {
     Address {
         id: AddressId::new(),
@@ -175,7 +239,7 @@ async fn addresses_keep_one_default_across_saves_and_deletes() {
     let cabin = address(owner.id(), "Cabin", true, t0 + chrono::Duration::seconds(2));
     let theirs = address(stranger.id(), "Theirs", true, t0);
     for a in [&home, &office, &cabin, &theirs] {
-        repo.save(a).await.unwrap();
+        repo.insert(a).await.unwrap();
     }
     let defaults = |list: &[Address]| list.iter().filter(|a| a.is_default).map(|a| a.id).collect::<Vec<_>>();
     let listed = repo.list(owner.id()).await.unwrap();
@@ -189,4 +253,37 @@ async fn addresses_keep_one_default_across_saves_and_deletes() {
     assert_eq!(defaults(&repo.list(owner.id()).await.unwrap()), [home.id], "oldest remaining promoted");
     assert_eq!(defaults(&repo.list(stranger.id()).await.unwrap()), [theirs.id], "others untouched");
     assert!(!repo.delete(owner.id(), cabin.id).await.unwrap());
+    // An update of a deleted address changes nothing and brings nothing back.
+    let mut gone = cabin.clone();
+    gone.is_default = true;
+    assert!(!repo.update(&gone).await.unwrap());
+    assert_eq!(defaults(&repo.list(owner.id()).await.unwrap()), [home.id], "the default kept");
+    assert_eq!(repo.count(owner.id()).await.unwrap(), 2);
+    let mut moved = office.clone();
+    moved.is_default = true;
+    assert!(repo.update(&moved).await.unwrap());
+    assert_eq!(defaults(&repo.list(owner.id()).await.unwrap()), [office.id]);
+}
+
+#[tokio::test]
+async fn addresses_made_default_at_the_same_moment_leave_exactly_one_default() {
+    let db = TestDb::new().await;
+    let pool = pool(&db);
+    let owner = customer("race-addr@shop.test", Role::Customer);
+    PgCustomerRepository::new(pool.clone()).insert(&owner, &PasswordHash::new("h".into())).await.unwrap();
+    let repo = std::sync::Arc::new(PgAddressRepository::new(pool));
+    for round in 0..10 {
+        let t = now() + chrono::Duration::seconds(round * 10);
+        let writes: Vec<_> = (0..4)
+            .map(|i| {
+                let (repo, a) = (repo.clone(), address(owner.id(), "Race", true, t + chrono::Duration::seconds(i)));
+                tokio::spawn(async move { repo.insert(&a).await })
+            })
+            .collect();
+        for w in writes {
+            w.await.unwrap().unwrap();
+        }
+        let defaults = repo.list(owner.id()).await.unwrap().iter().filter(|a| a.is_default).count();
+        assert_eq!(defaults, 1, "round {round}");
+    }
 }

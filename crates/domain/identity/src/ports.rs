@@ -44,8 +44,11 @@ pub trait RefreshTokenRepository: Send + Sync {
     /// Atomically marks `old` rotated and stores `next`. MUST return `false`, storing nothing,
     /// when `old` was already rotated or revoked (a concurrent refresh won the race).
     async fn rotate(&self, old: RefreshTokenId, next: &NewRefreshToken, at: DateTime<Utc>) -> Result<bool, InfraError>;
-    /// Revokes every token of the family. Idempotent.
+    /// Revokes every token of the family, a token that a rotation racing it stores included.
+    /// Idempotent.
     async fn revoke_family(&self, family: TokenFamilyId, at: DateTime<Utc>) -> Result<(), InfraError>;
+    /// Revokes every token of the customer (every session), as `revoke_family` does. Idempotent.
+    async fn revoke_customer(&self, customer: CustomerId, at: DateTime<Utc>) -> Result<(), InfraError>;
 }
 
 /// A customer's saved addresses.
@@ -56,9 +59,13 @@ pub trait AddressRepository: Send + Sync {
     async fn list(&self, customer: CustomerId) -> Result<Vec<Address>, InfraError>;
     async fn find(&self, customer: CustomerId, id: AddressId) -> Result<Option<Address>, InfraError>;
     async fn count(&self, customer: CustomerId) -> Result<usize, InfraError>;
-    /// Inserts or updates. When the address is the default, the customer's other addresses MUST
-    /// stop being default in the same transaction (one default per customer).
-    async fn save(&self, address: &Address) -> Result<(), InfraError>;
+    /// Inserts a new address. When it is the default, the customer's other addresses MUST stop
+    /// being default in the same transaction (one default per customer), and writes of one
+    /// customer's addresses MUST NOT interleave (two made default at once never both are).
+    async fn insert(&self, address: &Address) -> Result<(), InfraError>;
+    /// Updates an address as `insert` inserts one. Returns `false`, changing nothing, when it no
+    /// longer exists (deleted since it was read): a deleted address never comes back.
+    async fn update(&self, address: &Address) -> Result<bool, InfraError>;
     /// Deletes; when the deleted address was the default, the oldest remaining one MUST become
     /// the default in the same transaction. Returns whether it existed.
     async fn delete(&self, customer: CustomerId, id: AddressId) -> Result<bool, InfraError>;

@@ -163,16 +163,25 @@ impl IdentityService {
         self.ports.customers.find(id).await?.ok_or(IdentityError::CustomerNotFound)
     }
 
-    /// Creates the admin account, or makes an existing account admin with this password.
+    /// Creates the admin account, or makes an existing account admin with this password. An
+    /// account that changes (promoted, or given this password) loses every session it had: a
+    /// customer who registered the admin's address first, or whoever signed in with a password
+    /// since replaced, must not keep refreshing into the admin's rights. An admin account that
+    /// already has this password is left as it is (a restart signs no one out).
     pub async fn bootstrap_admin(&self, email: Email, password: Password) -> Result<Customer, IdentityError> {
         let now = self.ports.clock.now();
-        let hash = self.ports.hasher.hash(&password).await?;
-        if let Some((mut existing, _)) = self.ports.customers.find_credentials(&email).await? {
+        if let Some((mut existing, current)) = self.ports.customers.find_credentials(&email).await? {
+            if existing.role() == Role::Admin && self.ports.hasher.verify(&password, &current).await? {
+                return Ok(existing);
+            }
+            let hash = self.ports.hasher.hash(&password).await?;
             existing.promote_to_admin(now);
             self.ports.customers.update(&existing).await?;
             self.ports.customers.set_password_hash(existing.id(), &hash).await?;
+            self.ports.refresh_tokens.revoke_customer(existing.id(), now).await?;
             return Ok(existing);
         }
+        let hash = self.ports.hasher.hash(&password).await?;
         let name = crate::model::BoundedText::parse("Admin", Customer::NAME_MAX_CHARS)
             .map_err(|e| ecom_kernel::InfraError::unexpected(e.to_string()))?;
         let new = NewCustomer { email, password, first_name: name.clone(), last_name: name, phone: None };
@@ -197,7 +206,7 @@ impl IdentityService {
         }
         let is_default = new.is_default || count == 0;
         let address = Address::create(principal.customer_id, new, is_default, self.ports.clock.now());
-        self.ports.addresses.save(&address).await?;
+        self.ports.addresses.insert(&address).await?;
         Ok(address)
     }
 
@@ -209,7 +218,9 @@ impl IdentityService {
     ) -> Result<Address, IdentityError> {
         let mut address = self.get_address(principal, id).await?;
         address.apply(patch, self.ports.clock.now());
-        self.ports.addresses.save(&address).await?;
+        if !self.ports.addresses.update(&address).await? {
+            return Err(IdentityError::AddressNotFound);
+        }
         Ok(address)
     }
 

@@ -311,7 +311,7 @@ fn new_address(is_default: bool) -> NewAddress {
 async fn a_customers_first_address_becomes_the_default() {
     let mut m = Mocks::default();
     m.addresses.expect_count().returning(|_| Ok(0));
-    m.addresses.expect_save().withf(|a| a.is_default).times(1).returning(|_| Ok(()));
+    m.addresses.expect_insert().withf(|a| a.is_default).times(1).returning(|_| Ok(()));
     let caller = Principal { customer_id: CustomerId::new(), role: Role::Customer };
 
     let address = m.service().add_address(caller, new_address(false)).await.unwrap();
@@ -323,7 +323,7 @@ async fn a_customers_first_address_becomes_the_default() {
 async fn a_later_address_is_default_only_when_asked() {
     let mut m = Mocks::default();
     m.addresses.expect_count().returning(|_| Ok(3));
-    m.addresses.expect_save().withf(|a| !a.is_default).times(1).returning(|_| Ok(()));
+    m.addresses.expect_insert().withf(|a| !a.is_default).times(1).returning(|_| Ok(()));
     let caller = Principal { customer_id: CustomerId::new(), role: Role::Customer };
     let address = m.service().add_address(caller, new_address(false)).await.unwrap();
     assert!(!address.is_default);
@@ -333,7 +333,7 @@ async fn a_later_address_is_default_only_when_asked() {
 async fn the_address_book_is_bounded() {
     let mut m = Mocks::default();
     m.addresses.expect_count().returning(|_| Ok(Address::MAX_PER_CUSTOMER));
-    m.addresses.expect_save().never();
+    m.addresses.expect_insert().never();
     let caller = Principal { customer_id: CustomerId::new(), role: Role::Customer };
     let err = m.service().add_address(caller, new_address(true)).await.unwrap_err();
     assert!(matches!(err, IdentityError::AddressLimitReached { max: 20 }));
@@ -343,18 +343,20 @@ async fn the_address_book_is_bounded() {
 async fn another_customers_address_is_not_found() {
     let mut m = Mocks::default();
     m.addresses.expect_find().returning(|_, _| Ok(None));
-    m.addresses.expect_save().never();
+    m.addresses.expect_update().never();
     let caller = Principal { customer_id: CustomerId::new(), role: Role::Customer };
     let err = m.service().update_address(caller, AddressId::new(), AddressPatch::default()).await.unwrap_err();
     assert!(matches!(err, IdentityError::AddressNotFound));
 }
 
 #[pollster::test]
-async fn bootstrapping_an_existing_account_promotes_it_and_resets_its_password() {
+async fn bootstrapping_an_existing_account_promotes_it_resets_its_password_and_ends_its_sessions() {
     let mut m = Mocks::default();
     let existing = customer(Role::Customer);
     let id = existing.id();
+    m.hasher.expect_verify().returning(|_, _| Ok(false));
     m.hasher.expect_hash().returning(|_| Ok(PasswordHash::new("new-hash".into())));
+    m.refresh_tokens.expect_revoke_customer().withf(move |cid, _| *cid == id).times(1).returning(|_, _| Ok(()));
     m.customers
         .expect_find_credentials()
         .returning(move |_| Ok(Some((existing.clone(), PasswordHash::new("old".into())))));
@@ -372,6 +374,47 @@ async fn bootstrapping_an_existing_account_promotes_it_and_resets_its_password()
         .await
         .unwrap();
     assert_eq!(admin.role(), Role::Admin);
+}
+
+#[pollster::test]
+async fn bootstrapping_an_admin_that_already_has_the_password_changes_nothing_and_signs_no_one_out() {
+    let mut m = Mocks::default();
+    let existing = customer(Role::Admin);
+    m.customers
+        .expect_find_credentials()
+        .returning(move |_| Ok(Some((existing.clone(), PasswordHash::new("current".into())))));
+    m.hasher.expect_verify().withf(|_, h| h.as_str() == "current").times(1).returning(|_, _| Ok(true));
+    m.hasher.expect_hash().never();
+    m.customers.expect_update().never();
+    m.customers.expect_set_password_hash().never();
+    m.refresh_tokens.expect_revoke_customer().never();
+
+    let admin = m
+        .service()
+        .bootstrap_admin(Email::parse("ada@example.com").unwrap(), Password::parse("admin-password".into()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(admin.role(), Role::Admin);
+}
+
+#[pollster::test]
+async fn bootstrapping_an_admin_with_another_password_ends_the_sessions_opened_with_the_old_one() {
+    let mut m = Mocks::default();
+    let existing = customer(Role::Admin);
+    let id = existing.id();
+    m.customers
+        .expect_find_credentials()
+        .returning(move |_| Ok(Some((existing.clone(), PasswordHash::new("leaked".into())))));
+    m.hasher.expect_verify().returning(|_, _| Ok(false));
+    m.hasher.expect_hash().returning(|_| Ok(PasswordHash::new("new-hash".into())));
+    m.customers.expect_update().returning(|_| Ok(()));
+    m.customers.expect_set_password_hash().times(1).returning(|_, _| Ok(()));
+    m.refresh_tokens.expect_revoke_customer().withf(move |cid, _| *cid == id).times(1).returning(|_, _| Ok(()));
+
+    m.service()
+        .bootstrap_admin(Email::parse("ada@example.com").unwrap(), Password::parse("admin-password".into()).unwrap())
+        .await
+        .unwrap();
 }
 
 #[test]
