@@ -1,6 +1,6 @@
 //! Notifications: the customer's list, read marks, and the WebSocket that pushes them live.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix_web::web::{Data, Path, Payload, Query};
 use actix_web::{get, patch, post, HttpRequest, HttpResponse};
@@ -191,12 +191,24 @@ fn error_frame(code: &str, detail: &str) -> String {
     serde_json::json!({"type": "error", "code": code, "detail": detail}).to_string()
 }
 
+/// Whether a send to the client went out within `limit`. A client that stops reading fills
+/// its socket, then the session's outgoing queue, and a send waits until there is room: bounded,
+/// so that a session stuck on such a client ends (its heartbeat and idle check do not run
+/// while a send waits) instead of holding its task and connection forever.
+async fn sent<F>(limit: Duration, send: F) -> bool
+where
+    F: std::future::Future<Output = Result<(), actix_ws::Closed>>,
+{
+    matches!(tokio::time::timeout(limit, send).await, Ok(Ok(())))
+}
+
 /// Sends what `customer` has not acknowledged yet. `false` when the connection is gone.
 async fn send_backlog(state: &AppState, customer: CustomerId, session: &mut Session) -> bool {
+    let limit = state.settings.ws.idle_timeout;
     match state.notifications.backlog(customer).await {
         Ok(backlog) => {
             for notification in &backlog {
-                if session.text(notification_frame(notification)).await.is_err() {
+                if !sent(limit, session.text(notification_frame(notification))).await {
                     return false;
                 }
             }
@@ -204,10 +216,9 @@ async fn send_backlog(state: &AppState, customer: CustomerId, session: &mut Sess
         }
         Err(err) => {
             tracing::warn!(customer_id = %customer, error = %err, "backlog unavailable");
-            session
-                .text(error_frame("BACKLOG_UNAVAILABLE", "Missed notifications could not be loaded; reconnect later."))
-                .await
-                .is_ok()
+            let frame =
+                error_frame("BACKLOG_UNAVAILABLE", "Missed notifications could not be loaded; reconnect later.");
+            sent(limit, session.text(frame)).await
         }
     }
 }
@@ -230,9 +241,11 @@ async fn on_text(state: &AppState, customer: CustomerId, session: &mut Session, 
         }
         Err(_) => Some(error_frame("INVALID_FRAME", r#"Expected {"type":"ack","id":"<uuid>"} or {"type":"ping"}."#)),
     };
-    match reply {
-        Some(reply) => session.text(reply).await.map_err(|_| ()),
-        None => Ok(()),
+    let Some(reply) = reply else { return Ok(()) };
+    if sent(state.settings.ws.idle_timeout, session.text(reply)).await {
+        Ok(())
+    } else {
+        Err(())
     }
 }
 
@@ -244,6 +257,7 @@ async fn run_session(
 ) {
     let customer = principal.customer_id;
     let settings = state.settings.ws;
+    let limit = settings.idle_timeout;
     let hub = state.realtime.clone();
     // Registered before the backlog is read: nothing published in between is missed (a
     // notification may then arrive twice; clients tell copies apart by id).
@@ -257,7 +271,7 @@ async fn run_session(
             tokio::select! {
                 outbound = inbox.recv() => match outbound {
                     Some(Outbound::Frame(frame)) => {
-                        if session.text(frame.to_string()).await.is_err() { break None; }
+                        if !sent(limit, session.text(frame.to_string())).await { break None; }
                     }
                     Some(Outbound::Resync) => {
                         if !send_backlog(&state, customer, &mut session).await { break None; }
@@ -272,7 +286,7 @@ async fn run_session(
                             if on_text(&state, customer, &mut session, &text).await.is_err() { break None; }
                         }
                         Some(Ok(AggregatedMessage::Ping(bytes))) => {
-                            if session.pong(&bytes).await.is_err() { break None; }
+                            if !sent(limit, session.pong(&bytes)).await { break None; }
                         }
                         Some(Ok(AggregatedMessage::Pong(_))) => {}
                         Some(Ok(AggregatedMessage::Binary(_))) => {
@@ -289,7 +303,7 @@ async fn run_session(
                     if last_seen.elapsed() > settings.idle_timeout {
                         break Some(CloseReason { code: CloseCode::Away, description: Some("idle".into()) });
                     }
-                    if session.ping(b"").await.is_err() { break None; }
+                    if !sent(limit, session.ping(b"")).await { break None; }
                 }
             }
         }
@@ -297,6 +311,21 @@ async fn run_session(
         None
     };
     hub.unregister(customer, slot);
-    let _ = session.close(close).await;
+    let _ = tokio::time::timeout(limit, session.close(close)).await;
     tracing::debug!(customer_id = %customer, session = slot, "websocket closed");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_send_the_client_never_takes_counts_as_a_connection_gone_after_the_limit() {
+        let started = Instant::now();
+        let never = std::future::pending::<Result<(), actix_ws::Closed>>();
+        assert!(!sent(Duration::from_millis(50), never).await);
+        assert!(started.elapsed() >= Duration::from_millis(50));
+        assert!(sent(Duration::from_millis(50), async { Ok(()) }).await);
+        assert!(!sent(Duration::from_millis(50), async { Err(actix_ws::Closed) }).await);
+    }
 }
