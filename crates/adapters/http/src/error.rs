@@ -472,6 +472,7 @@ impl From<CatalogError> for ApiError {
             CatalogError::WrongCurrency { .. } => ApiError::field(P::ValidationFailed, "price.currency", detail),
             CatalogError::InvalidPriceRange => ApiError::field(P::ValidationFailed, "minPrice", detail),
             CatalogError::CursorOfAnotherSort => ApiError::field(P::ValidationFailed, "cursor", detail),
+            CatalogError::Conflict => ApiError::new(P::ConcurrentModification, detail),
             CatalogError::Infrastructure(e) => ApiError::from_infra(e),
         }
     }

@@ -169,16 +169,21 @@ impl ProductRepository for PgProductRepository {
         row.map(ProductRow::into_domain).transpose()
     }
 
-    async fn update(&self, p: &Product) -> Result<(), InfraError> {
+    async fn update(&self, expected: &Product, p: &Product) -> Result<bool, InfraError> {
         let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
         // The SKU and creation time never change.
         let record = ProductRecord { sku: None, created_at: None, ..ProductRecord::of(p) };
-        diesel::update(products::table.find(p.id.as_uuid()))
-            .set(record)
-            .execute(&mut conn)
-            .await
-            .map_err(infra_from_diesel)?;
-        Ok(())
+        let written = diesel::update(
+            products::table
+                .find(p.id.as_uuid())
+                .filter(products::updated_at.eq(expected.updated_at))
+                .filter(products::status.eq(expected.status.as_str())),
+        )
+        .set(record)
+        .execute(&mut conn)
+        .await
+        .map_err(infra_from_diesel)?;
+        Ok(written == 1)
     }
 
     async fn search(&self, query: &ProductQuery, page: &PageRequest) -> Result<Page<ProductView>, InfraError> {

@@ -372,7 +372,12 @@ async fn paging_returns_every_product_exactly_once_in_every_order() {
     seed_catalog(&repo).await;
     let archived = product("S-9", "Archived Thing", "audio", 100, "gone");
     repo.create(&archived, 1, CustomerId::new()).await.unwrap();
-    repo.update(&Product { status: ProductStatus::Archived, ..archived }).await.unwrap();
+    let gone = Product { status: ProductStatus::Archived, ..archived.clone() };
+    assert!(repo.update(&archived, &gone).await.unwrap());
+    // A write over the product as it was before (a concurrent change read it then) is refused.
+    let stale = Product { status: ProductStatus::Active, ..archived.clone() };
+    assert!(!repo.update(&archived, &stale).await.unwrap(), "read before the archive");
+    assert_eq!(repo.find(archived.id).await.unwrap().unwrap().product.status, ProductStatus::Archived);
 
     for sort in [ProductSort::Newest, ProductSort::PriceAsc, ProductSort::PriceDesc] {
         let mut skus = walk(&repo, &query(None, sort), 3).await;

@@ -16,6 +16,8 @@ pub enum CatalogError {
     InvalidPriceRange,
     #[error("the cursor belongs to another sort or search; start again from the first page")]
     CursorOfAnotherSort,
+    #[error("the product kept changing while this change was made; try again")]
+    Conflict,
     #[error(transparent)]
     Infrastructure(#[from] InfraError),
 }

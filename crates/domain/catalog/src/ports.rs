@@ -21,7 +21,9 @@ pub trait ProductRepository: Send + Sync {
     async fn create(&self, product: &Product, initial_stock: u32, actor: CustomerId) -> Result<(), CreateProductError>;
     /// Any status; with the units available now.
     async fn find(&self, id: ProductId) -> Result<Option<ProductView>, InfraError>;
-    async fn update(&self, product: &Product) -> Result<(), InfraError>;
+    /// Stores `product` while the stored one is still `expected` (same `updated_at` and status);
+    /// `false`, changing nothing, when another write came first.
+    async fn update(&self, expected: &Product, product: &Product) -> Result<bool, InfraError>;
     /// ACTIVE products matching the query, in its order.
     async fn search(&self, query: &ProductQuery, page: &PageRequest) -> Result<Page<ProductView>, InfraError>;
 }

@@ -8,6 +8,9 @@ use crate::error::CatalogError;
 use crate::model::{NewProduct, Product, ProductPatch, ProductQuery, ProductView};
 use crate::ports::{CacheLookup, CreateProductError, ProductCache, ProductRepository};
 
+/// Tries of a product write that meets another write first (each time read again).
+const WRITE_ATTEMPTS: usize = 5;
+
 pub struct CatalogService {
     products: Arc<dyn ProductRepository>,
     cache: Arc<dyn ProductCache>,
@@ -123,30 +126,44 @@ impl CatalogService {
         Ok(self.products.search(query, page).await?)
     }
 
-    /// Changes an ACTIVE product; the change is visible on the very next read.
+    /// Changes an ACTIVE product; the change is visible on the very next read. Written only
+    /// over the product as it was read (read again when another write came first), so two
+    /// changes at once both land and an archived product is never brought back.
     pub async fn update_product(&self, id: ProductId, patch: ProductPatch) -> Result<ProductView, CatalogError> {
         if let Some(price) = patch.price {
             self.check_price(price)?;
         }
-        let mut view = self.get_any_product(id).await?;
-        if !view.product.is_active() {
-            return Err(CatalogError::ProductNotFound(id));
+        for _ in 0..WRITE_ATTEMPTS {
+            let view = self.get_any_product(id).await?;
+            if !view.product.is_active() {
+                return Err(CatalogError::ProductNotFound(id));
+            }
+            let mut next = view.clone();
+            next.product.apply(patch.clone(), self.clock.now());
+            if self.products.update(&view.product, &next.product).await? {
+                self.cache.invalidate(id).await?;
+                return Ok(next);
+            }
         }
-        view.product.apply(patch, self.clock.now());
-        self.products.update(&view.product).await?;
-        self.cache.invalidate(id).await?;
-        Ok(view)
+        Err(CatalogError::Conflict)
     }
 
     /// Archives: no longer listed or sold; orders keep their snapshot. Idempotent.
     pub async fn archive_product(&self, id: ProductId) -> Result<(), CatalogError> {
-        let mut view = self.get_any_product(id).await?;
-        if view.product.is_active() {
-            view.product.archive(self.clock.now());
-            self.products.update(&view.product).await?;
+        for _ in 0..WRITE_ATTEMPTS {
+            let view = self.get_any_product(id).await?;
+            if !view.product.is_active() {
+                self.cache.invalidate(id).await?;
+                return Ok(());
+            }
+            let mut next = view.product.clone();
+            next.archive(self.clock.now());
+            if self.products.update(&view.product, &next).await? {
+                self.cache.invalidate(id).await?;
+                return Ok(());
+            }
         }
-        self.cache.invalidate(id).await?;
-        Ok(())
+        Err(CatalogError::Conflict)
     }
 }
 

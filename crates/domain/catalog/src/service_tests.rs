@@ -231,15 +231,49 @@ async fn an_update_is_saved_then_the_cache_invalidated() {
     let mut repo = MockProductRepository::new();
     repo.expect_find().returning(move |_| Ok(Some(stored.clone())));
     repo.expect_update()
-        .withf(|p| p.price.amount() == 999 && p.updated_at == now())
+        .withf(|expected, p| {
+            expected.price.amount() != 999 && p.price.amount() == 999 && p.updated_at > expected.updated_at
+        })
         .times(1)
         .in_sequence(&mut seq)
-        .returning(|_| Ok(()));
+        .returning(|_, _| Ok(true));
     let mut cache = MockProductCache::new();
     cache.expect_invalidate().with(eq(id)).times(1).in_sequence(&mut seq).returning(|_| Ok(()));
     let patch = ProductPatch { price: Some(Money::new(999, Currency::USD)), ..ProductPatch::default() };
     let updated = service(repo, cache).update_product(id, patch).await.unwrap();
     assert_eq!(updated.product.price.amount(), 999);
+}
+
+#[pollster::test]
+async fn an_update_that_meets_an_archive_first_reads_again_and_never_brings_the_product_back() {
+    let active = view(ProductStatus::Active);
+    let id = active.product.id;
+    let archived = ProductView {
+        product: Product { status: ProductStatus::Archived, ..active.product.clone() },
+        ..active.clone()
+    };
+    let reads = std::sync::Mutex::new(vec![archived, active]);
+    let mut repo = MockProductRepository::new();
+    repo.expect_find().times(2).returning(move |_| Ok(reads.lock().unwrap().pop()));
+    // The archive came first: the write over the product as read is refused, once.
+    repo.expect_update().times(1).returning(|_, _| Ok(false));
+    let mut cache = MockProductCache::new();
+    cache.expect_invalidate().never();
+    let patch = ProductPatch { price: Some(Money::new(999, Currency::USD)), ..ProductPatch::default() };
+    let err = service(repo, cache).update_product(id, patch).await;
+    assert!(matches!(err, Err(CatalogError::ProductNotFound(p)) if p == id), "{err:?}");
+}
+
+#[pollster::test]
+async fn an_update_that_keeps_meeting_other_writes_gives_up_with_a_conflict() {
+    let stored = view(ProductStatus::Active);
+    let id = stored.product.id;
+    let mut repo = MockProductRepository::new();
+    repo.expect_find().returning(move |_| Ok(Some(stored.clone())));
+    repo.expect_update().times(5).returning(|_, _| Ok(false));
+    let patch = ProductPatch { price: Some(Money::new(999, Currency::USD)), ..ProductPatch::default() };
+    let err = service(repo, MockProductCache::new()).update_product(id, patch).await;
+    assert!(matches!(err, Err(CatalogError::Conflict)), "{err:?}");
 }
 
 #[pollster::test]

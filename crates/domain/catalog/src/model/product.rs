@@ -1,7 +1,7 @@
 use std::fmt;
 
 use chrono::{DateTime, Utc};
-use ecom_kernel::{BoundedText, Money, ProductId};
+use ecom_kernel::{changed_at, BoundedText, Money, ProductId};
 
 /// A stock-keeping unit: trimmed, upper-cased, letters, digits, `-`, `_` and `.`.
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -144,12 +144,12 @@ impl Product {
         if let Some(category) = patch.category {
             self.category = category;
         }
-        self.updated_at = now;
+        self.updated_at = changed_at(self.updated_at, now);
     }
 
     pub(crate) fn archive(&mut self, now: DateTime<Utc>) {
         self.status = ProductStatus::Archived;
-        self.updated_at = now;
+        self.updated_at = changed_at(self.updated_at, now);
     }
 
     pub fn is_active(&self) -> bool {
