@@ -216,6 +216,19 @@ async fn a_refresh_sent_again_with_a_bearer_token_and_the_same_idempotency_key_i
     let again = send().await.unwrap();
     assert!(again.headers().get("idempotent-replayed").is_none(), "not a replay");
     assert_problem(again, StatusCode::UNAUTHORIZED, "REFRESH_TOKEN_REUSED").await;
+
+    // The same route spelt with an escape is the same route: not stored either.
+    let other = app.register_customer().await;
+    let send = || {
+        app.request(reqwest::Method::POST, "/v1/%61uth/refresh", Some(&other.access_token))
+            .header("Idempotency-Key", "refresh-escaped")
+            .json(&json!({"refreshToken": other.refresh_token}))
+            .send()
+    };
+    assert_eq!(send().await.unwrap().status(), StatusCode::OK);
+    let again = send().await.unwrap();
+    assert!(again.headers().get("idempotent-replayed").is_none(), "not a replay");
+    assert_problem(again, StatusCode::UNAUTHORIZED, "REFRESH_TOKEN_REUSED").await;
 }
 
 #[tokio::test]

@@ -211,14 +211,14 @@ impl FromRequest for ClientAddr {
 /// The address the trusted proxy saw the request come from: the last entry of
 /// `X-Forwarded-For`, which that proxy appended. The entries before it are whatever the client
 /// sent, and taking the first would let a client pick a new address for every request.
+/// `None` when that entry is not an address (then the peer's is used).
 fn forwarded_for(headers: &actix_web::http::header::HeaderMap) -> Option<String> {
-    headers
-        .get_all("x-forwarded-for")
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .rfind(|entry| !entry.is_empty())
-        .map(str::to_owned)
+    let joined: Vec<String> =
+        headers.get_all("x-forwarded-for").map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()).collect();
+    let last = joined.iter().flat_map(|v| v.split(',')).map(str::trim).rfind(|entry| !entry.is_empty())?;
+    // Some balancers add the port: `203.0.113.7:5678`, `[2001:db8::1]:443`.
+    let ip = last.parse::<std::net::IpAddr>().or_else(|_| last.parse::<std::net::SocketAddr>().map(|a| a.ip())).ok()?;
+    Some(ip.to_string())
 }
 
 /// `?limit=&cursor=` of every list.
@@ -259,6 +259,33 @@ mod tests {
 
     fn parse_err(body: &str) -> ApiError {
         parse_json::<Body>(body.as_bytes()).unwrap_err()
+    }
+
+    #[test]
+    fn the_forwarded_address_is_the_last_entry_without_its_port() {
+        use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
+        let headers = |values: &[&str]| {
+            let mut map = HeaderMap::new();
+            for v in values {
+                map.append(HeaderName::from_static("x-forwarded-for"), HeaderValue::from_str(v).unwrap());
+            }
+            map
+        };
+        let cases: [(&[&str], Option<&str>); 7] = [
+            (&["203.0.113.9, 10.0.0.7"], Some("10.0.0.7")),
+            (&["203.0.113.9", "10.0.0.7 "], Some("10.0.0.7")),
+            (&["2001:db8::1"], Some("2001:db8::1")),
+            (&["203.0.113.9, 10.0.0.7:5678"], Some("10.0.0.7")),
+            (&["[2001:db8::1]:443"], Some("2001:db8::1")),
+            (&["10.0.0.7, not-an-address"], None),
+            (&[], None),
+        ];
+        for (values, expected) in cases {
+            assert_eq!(forwarded_for(&headers(values)).as_deref(), expected, "{values:?}");
+        }
+        let mut odd = HeaderMap::new();
+        odd.append(HeaderName::from_static("x-forwarded-for"), HeaderValue::from_bytes(b"\xff\xfe, 10.0.0.7").unwrap());
+        assert_eq!(forwarded_for(&odd).as_deref(), Some("10.0.0.7"), "one odd byte does not hide the proxy's entry");
     }
 
     #[test]

@@ -159,7 +159,10 @@ pub async fn idempotent(
     mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
-    if (req.method() != Method::POST && req.method() != Method::PATCH) || never_deduplicated(req.path()) {
+    // The path as routed (escapes of unreserved characters decoded), not as sent:
+    // `/v1/%61uth/refresh` is routed to the refresh too.
+    let routed = req.match_info().as_str().to_owned();
+    if (req.method() != Method::POST && req.method() != Method::PATCH) || never_deduplicated(&routed) {
         return Ok(next.call(req).await?.map_into_boxed_body());
     }
     let key = match idempotency_key(req.headers()) {

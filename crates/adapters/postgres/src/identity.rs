@@ -304,15 +304,16 @@ impl PgAddressRepository {
     /// Inserts the address, or updates it (`existing`: `false` when it is gone), one writer of the
     /// customer's addresses at a time: two addresses made default at once would otherwise both
     /// clear the other defaults they see (none), and the one-default index refuse the second.
-    async fn write(&self, address: &Address, existing: bool) -> Result<bool, InfraError> {
+    async fn write(&self, address: &Address, existing: bool, make_default: bool) -> Result<bool, InfraError> {
         let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
         let row = AddressRow::from_domain(address);
         conn.transaction::<bool, diesel::result::Error, _>(async move |conn| {
-            advisory_lock(conn, &format!("addresses:{}", row.customer_id)).await?;
-            if row.is_default {
+            let customer = row.customer_id;
+            advisory_lock(conn, &format!("addresses:{customer}")).await?;
+            if make_default {
                 diesel::update(
                     addresses::table
-                        .filter(addresses::customer_id.eq(row.customer_id))
+                        .filter(addresses::customer_id.eq(customer))
                         .filter(addresses::id.ne(row.id))
                         .filter(addresses::is_default),
                 )
@@ -321,8 +322,18 @@ impl PgAddressRepository {
                 .await?;
             }
             let written = if existing {
-                diesel::update(addresses::table.find(row.id).filter(addresses::customer_id.eq(row.customer_id)))
-                    .set(&row)
+                diesel::update(addresses::table.find(row.id).filter(addresses::customer_id.eq(customer)))
+                    .set((
+                        addresses::full_name.eq(&row.full_name),
+                        addresses::line1.eq(&row.line1),
+                        addresses::line2.eq(&row.line2),
+                        addresses::city.eq(&row.city),
+                        addresses::state.eq(&row.state),
+                        addresses::postal_code.eq(&row.postal_code),
+                        addresses::country.eq(&row.country),
+                        addresses::phone.eq(&row.phone),
+                        addresses::updated_at.eq(row.updated_at),
+                    ))
                     .execute(conn)
                     .await?
             } else {
@@ -332,6 +343,10 @@ impl PgAddressRepository {
                 // Gone: the other defaults cleared above come back with the rollback.
                 return Err(diesel::result::Error::RollbackTransaction);
             }
+            if make_default && existing {
+                diesel::update(addresses::table.find(row.id)).set(addresses::is_default.eq(true)).execute(conn).await?;
+            }
+            keep_a_default(conn, customer).await?;
             Ok(true)
         })
         .await
@@ -340,6 +355,30 @@ impl PgAddressRepository {
             e => Err(infra_from_diesel(e)),
         })
     }
+}
+
+/// Makes the customer's oldest address the default when none is (a deletion of the default
+/// racing a write, or a first address added beside it): a customer with addresses has one.
+async fn keep_a_default(conn: &mut diesel_async::AsyncPgConnection, customer: Uuid) -> QueryResult<()> {
+    let has_default: bool = diesel::select(diesel::dsl::exists(
+        addresses::table.filter(addresses::customer_id.eq(customer)).filter(addresses::is_default),
+    ))
+    .get_result(conn)
+    .await?;
+    if has_default {
+        return Ok(());
+    }
+    let oldest: Option<Uuid> = addresses::table
+        .filter(addresses::customer_id.eq(customer))
+        .order((addresses::created_at.asc(), addresses::id.asc()))
+        .select(addresses::id)
+        .first(conn)
+        .await
+        .optional()?;
+    if let Some(oldest) = oldest {
+        diesel::update(addresses::table.find(oldest)).set(addresses::is_default.eq(true)).execute(conn).await?;
+    }
+    Ok(())
 }
 
 /// Serialises, for one customer, rotating a token with revoking tokens, until the transaction
@@ -468,11 +507,11 @@ impl AddressRepository for PgAddressRepository {
     }
 
     async fn insert(&self, address: &Address) -> Result<(), InfraError> {
-        self.write(address, false).await.map(|_| ())
+        self.write(address, false, address.is_default).await.map(|_| ())
     }
 
-    async fn update(&self, address: &Address) -> Result<bool, InfraError> {
-        self.write(address, true).await
+    async fn update(&self, address: &Address, make_default: bool) -> Result<bool, InfraError> {
+        self.write(address, true, make_default).await
     }
 
     async fn delete(&self, customer: CustomerId, id: AddressId) -> Result<bool, InfraError> {

@@ -256,13 +256,26 @@ async fn addresses_keep_one_default_across_saves_and_deletes() {
     // An update of a deleted address changes nothing and brings nothing back.
     let mut gone = cabin.clone();
     gone.is_default = true;
-    assert!(!repo.update(&gone).await.unwrap());
+    assert!(!repo.update(&gone, true).await.unwrap());
     assert_eq!(defaults(&repo.list(owner.id()).await.unwrap()), [home.id], "the default kept");
     assert_eq!(repo.count(owner.id()).await.unwrap(), 2);
     let mut moved = office.clone();
     moved.is_default = true;
-    assert!(repo.update(&moved).await.unwrap());
+    assert!(repo.update(&moved, true).await.unwrap());
     assert_eq!(defaults(&repo.list(owner.id()).await.unwrap()), [office.id]);
+    // An update read while home was the default (a change of its city) does not take the
+    // default back, nor does one read before office was made default drop it.
+    let mut stale_home = home.clone();
+    stale_home.city = text("Elsewhere");
+    assert!(stale_home.is_default, "read while it was the default");
+    assert!(repo.update(&stale_home, false).await.unwrap());
+    let mut stale_office = office.clone();
+    stale_office.city = text("Elsewhere");
+    assert!(!stale_office.is_default, "read before it was made the default");
+    assert!(repo.update(&stale_office, false).await.unwrap());
+    let listed = repo.list(owner.id()).await.unwrap();
+    assert_eq!(defaults(&listed), [office.id]);
+    assert!(listed.iter().all(|a| a.city.as_str() == "Elsewhere"), "the fields were written");
 }
 
 #[tokio::test]

@@ -63,9 +63,13 @@ pub trait AddressRepository: Send + Sync {
     /// being default in the same transaction (one default per customer), and writes of one
     /// customer's addresses MUST NOT interleave (two made default at once never both are).
     async fn insert(&self, address: &Address) -> Result<(), InfraError>;
-    /// Updates an address as `insert` inserts one. Returns `false`, changing nothing, when it no
-    /// longer exists (deleted since it was read): a deleted address never comes back.
-    async fn update(&self, address: &Address) -> Result<bool, InfraError>;
+    /// Updates an address's fields but its default flag, which it sets only when `make_default`
+    /// (clearing the others' as `insert` does): a flag read before another address became the
+    /// default is never written back. Returns `false`, changing nothing, when the address no
+    /// longer exists (deleted since it was read): a deleted address never comes back. After
+    /// every write a customer with addresses has exactly one default (the oldest, when a write
+    /// racing a deletion of the default left none).
+    async fn update(&self, address: &Address, make_default: bool) -> Result<bool, InfraError>;
     /// Deletes; when the deleted address was the default, the oldest remaining one MUST become
     /// the default in the same transaction. Returns whether it existed.
     async fn delete(&self, customer: CustomerId, id: AddressId) -> Result<bool, InfraError>;

@@ -174,11 +174,15 @@ impl IdentityService {
             if existing.role() == Role::Admin && self.ports.hasher.verify(&password, &current).await? {
                 return Ok(existing);
             }
+            // Sessions end before and after the password changes (a sign-in with the old one in
+            // between ends too), and the role changes last: stopped part-way, the account is
+            // not yet an admin with this password, and the next start does it all again.
             let hash = self.ports.hasher.hash(&password).await?;
-            existing.promote_to_admin(now);
-            self.ports.customers.update(&existing).await?;
+            self.ports.refresh_tokens.revoke_customer(existing.id(), now).await?;
             self.ports.customers.set_password_hash(existing.id(), &hash).await?;
             self.ports.refresh_tokens.revoke_customer(existing.id(), now).await?;
+            existing.promote_to_admin(now);
+            self.ports.customers.update(&existing).await?;
             return Ok(existing);
         }
         let hash = self.ports.hasher.hash(&password).await?;
@@ -217,11 +221,13 @@ impl IdentityService {
         patch: AddressPatch,
     ) -> Result<Address, IdentityError> {
         let mut address = self.get_address(principal, id).await?;
+        let make_default = patch.is_default == Some(true);
         address.apply(patch, self.ports.clock.now());
-        if !self.ports.addresses.update(&address).await? {
+        if !self.ports.addresses.update(&address, make_default).await? {
             return Err(IdentityError::AddressNotFound);
         }
-        Ok(address)
+        // As stored: whether it is the default is the address book's to say.
+        self.get_address(principal, id).await
     }
 
     pub async fn delete_address(&self, principal: Principal, id: AddressId) -> Result<(), IdentityError> {

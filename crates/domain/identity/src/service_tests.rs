@@ -356,16 +356,30 @@ async fn bootstrapping_an_existing_account_promotes_it_resets_its_password_and_e
     let id = existing.id();
     m.hasher.expect_verify().returning(|_, _| Ok(false));
     m.hasher.expect_hash().returning(|_| Ok(PasswordHash::new("new-hash".into())));
-    m.refresh_tokens.expect_revoke_customer().withf(move |cid, _| *cid == id).times(1).returning(|_, _| Ok(()));
     m.customers
         .expect_find_credentials()
         .returning(move |_| Ok(Some((existing.clone(), PasswordHash::new("old".into())))));
-    m.customers.expect_update().withf(|c| c.role() == Role::Admin).times(1).returning(|_| Ok(()));
+    // Sessions end around the password change; the role changes last.
+    let mut seq = mockall::Sequence::new();
+    m.refresh_tokens
+        .expect_revoke_customer()
+        .withf(move |cid, _| *cid == id)
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_, _| Ok(()));
     m.customers
         .expect_set_password_hash()
         .withf(move |cid, h| *cid == id && h.as_str() == "new-hash")
         .times(1)
+        .in_sequence(&mut seq)
         .returning(|_, _| Ok(()));
+    m.refresh_tokens
+        .expect_revoke_customer()
+        .withf(move |cid, _| *cid == id)
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_, _| Ok(()));
+    m.customers.expect_update().withf(|c| c.role() == Role::Admin).times(1).in_sequence(&mut seq).returning(|_| Ok(()));
     m.customers.expect_insert().never();
 
     let admin = m
@@ -409,7 +423,7 @@ async fn bootstrapping_an_admin_with_another_password_ends_the_sessions_opened_w
     m.hasher.expect_hash().returning(|_| Ok(PasswordHash::new("new-hash".into())));
     m.customers.expect_update().returning(|_| Ok(()));
     m.customers.expect_set_password_hash().times(1).returning(|_, _| Ok(()));
-    m.refresh_tokens.expect_revoke_customer().withf(move |cid, _| *cid == id).times(1).returning(|_, _| Ok(()));
+    m.refresh_tokens.expect_revoke_customer().withf(move |cid, _| *cid == id).times(2).returning(|_, _| Ok(()));
 
     m.service()
         .bootstrap_admin(Email::parse("ada@example.com").unwrap(), Password::parse("admin-password".into()).unwrap())
