@@ -201,6 +201,42 @@ async fn an_offline_customer_gets_the_backlog_on_connect_and_never_again_once_ac
 }
 
 #[tokio::test]
+async fn a_backlog_longer_than_a_page_arrives_whole_oldest_first() {
+    use ecom_notifications::model::{Audience, Event, NotificationRequest};
+    use ecom_notifications::ports::NotificationRepository;
+    let app = ecom_testkit::TestApp::spawn().await;
+    let customer = app.register_customer().await;
+    let id: ecom_kernel::CustomerId = customer.customer_id.parse().unwrap();
+    // More than two pages (200 each) of notifications the customer never acknowledged.
+    let settings = ecom_postgres::PgSettings {
+        url: app.db.url(),
+        max_connections: 2,
+        acquire_timeout: Duration::from_secs(5),
+        statement_timeout: Duration::from_secs(5),
+        application_name: "e2e".into(),
+    };
+    let repo = ecom_postgres::PgNotificationRepository::new(
+        ecom_postgres::connect(&settings).unwrap(),
+        ecom_postgres::connect_batch(&settings).unwrap(),
+    );
+    let notes: Vec<_> = (0..450)
+        .map(|i| {
+            let shipped = Event::OrderShipped { order_id: ecom_kernel::OrderId::new() };
+            NotificationRequest::new(format!("backlog:{i}"), Audience::Customer(id), &shipped)
+                .for_recipient(id, chrono::Utc::now())
+        })
+        .collect();
+    repo.save(&notes).await.unwrap();
+
+    let mut ws = connect(&app.address, &customer.access_token).await;
+    let backlog = frames_until_pong(&mut ws).await;
+    let ids: Vec<&str> = backlog.iter().map(|f| f["data"]["id"].as_str().unwrap()).collect();
+    let expected: Vec<String> = notes.iter().map(|n| n.id.to_string()).collect();
+    assert_eq!(ids.len(), 450);
+    assert_eq!(ids, expected, "each once, oldest first");
+}
+
+#[tokio::test]
 async fn a_customer_connected_to_a_second_api_instance_hears_what_the_worker_produced() {
     let shop = shop().await;
     let second = shop.app.another_instance().await;

@@ -43,8 +43,13 @@ impl NotificationRepository for Logged {
         self.log.lock().unwrap().push("update".into());
         self.inner.mark_sent(key).await
     }
-    async fn undelivered(&self, c: CustomerId, limit: i64) -> Result<Vec<Notification>, InfraError> {
-        self.inner.undelivered(c, limit).await
+    async fn undelivered(
+        &self,
+        c: CustomerId,
+        after: Option<NotificationId>,
+        limit: i64,
+    ) -> Result<Vec<Notification>, InfraError> {
+        self.inner.undelivered(c, after, limit).await
     }
     async fn mark_delivered(&self, c: CustomerId, id: NotificationId) -> Result<bool, InfraError> {
         self.inner.mark_delivered(c, id).await

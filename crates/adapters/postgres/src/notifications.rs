@@ -290,10 +290,17 @@ impl NotificationRepository for PgNotificationRepository {
         self.sents.call(key.to_owned()).await
     }
 
-    async fn undelivered(&self, customer: CustomerId, limit: i64) -> Result<Vec<Notification>, InfraError> {
+    async fn undelivered(
+        &self,
+        customer: CustomerId,
+        after: Option<NotificationId>,
+        limit: i64,
+    ) -> Result<Vec<Notification>, InfraError> {
         let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
+        let after = after.map_or(uuid::Uuid::nil(), |id| id.as_uuid());
         let rows = notifications::table
             .filter(notifications::customer_id.eq(customer.as_uuid()))
+            .filter(notifications::id.gt(after))
             // The same rows as status PENDING or SENT; unread too, so `notifications_unread` serves.
             .filter(notifications::delivered_at.is_null().and(notifications::read_at.is_null()))
             .order(notifications::id.asc())

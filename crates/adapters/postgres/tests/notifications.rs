@@ -86,14 +86,14 @@ async fn statuses_only_move_forward() {
     let ada = account(&pool, Role::Customer).await;
     let (first, second) = (shipped("a", ada), shipped("b", ada));
     repo.save(&[first.clone(), second.clone()]).await.unwrap();
-    assert_eq!(repo.undelivered(ada, 10).await.unwrap().len(), 2);
+    assert_eq!(repo.undelivered(ada, None, 10).await.unwrap().len(), 2);
 
     // The device acknowledged `a` before the update step ran: it stays DELIVERED.
     assert!(repo.mark_delivered(ada, first.id).await.unwrap());
     assert_eq!(repo.mark_sent("a").await.unwrap(), 0);
     assert_eq!(repo.mark_sent("b").await.unwrap(), 1);
     assert_eq!(repo.mark_sent("b").await.unwrap(), 0, "idempotent");
-    let undelivered = repo.undelivered(ada, 10).await.unwrap();
+    let undelivered = repo.undelivered(ada, None, 10).await.unwrap();
     assert_eq!(undelivered.iter().map(|n| n.id).collect::<Vec<_>>(), vec![second.id]);
     assert_eq!(undelivered[0].status, NotificationStatus::Sent);
     assert!(repo.pending("b").await.unwrap().is_empty());
@@ -104,7 +104,7 @@ async fn statuses_only_move_forward() {
     let page = repo.list(ada, false, &PageRequest::first(10)).await.unwrap();
     let read = page.items.iter().find(|n| n.id == second.id).unwrap();
     assert_eq!((read.status, read.read_at), (NotificationStatus::Read, Some(at(5))));
-    assert!(repo.undelivered(ada, 10).await.unwrap().is_empty());
+    assert!(repo.undelivered(ada, None, 10).await.unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -119,7 +119,7 @@ async fn nobody_marks_another_recipients_notification() {
     assert!(!repo.mark_read(eve, note.id, at(2)).await.unwrap());
     assert!(!repo.mark_read(ada, NotificationId::new(), at(2)).await.unwrap());
     assert_eq!(repo.mark_all_read(eve, at(2)).await.unwrap(), 0);
-    assert_eq!(repo.undelivered(ada, 10).await.unwrap().len(), 1, "untouched");
+    assert_eq!(repo.undelivered(ada, None, 10).await.unwrap().len(), 1, "untouched");
 }
 
 #[tokio::test]
@@ -161,6 +161,26 @@ async fn admins_are_the_accounts_with_the_admin_role() {
     assert_eq!(PgAdminRecipients::new(pool).admins().await.unwrap(), vec![admin]);
 }
 
+#[tokio::test]
+async fn the_undelivered_are_read_a_page_at_a_time_each_once_oldest_first() {
+    let db = TestDb::new().await;
+    let pool = pool(&db);
+    let repo = PgNotificationRepository::new(pool.clone(), batch(&db));
+    let ada = account(&pool, Role::Customer).await;
+    let notes: Vec<Notification> = (0..7).map(|i| shipped(&format!("order:{i}:shipped"), ada)).collect();
+    repo.save(&notes).await.unwrap();
+    let (mut seen, mut after) = (Vec::new(), None);
+    loop {
+        let page = repo.undelivered(ada, after, 3).await.unwrap();
+        seen.extend(page.iter().map(|n| n.id));
+        match page.last() {
+            Some(last) if page.len() == 3 => after = Some(last.id),
+            _ => break,
+        }
+    }
+    assert_eq!(seen, notes.iter().map(|n| n.id).collect::<Vec<_>>());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledgements_made_together_each_get_their_own_answer() {
     let db = TestDb::new().await;
@@ -180,7 +200,7 @@ async fn acknowledgements_made_together_each_get_their_own_answer() {
         let (answer, mine) = call.unwrap();
         assert_eq!(answer, mine);
     }
-    assert!(repo.undelivered(ada, 100).await.unwrap().is_empty(), "every one delivered");
+    assert!(repo.undelivered(ada, None, 100).await.unwrap().is_empty(), "every one delivered");
     let page = repo.list(ada, false, &PageRequest::first(100)).await.unwrap();
     assert!(page.items.iter().all(|n| n.status == NotificationStatus::Delivered));
 }

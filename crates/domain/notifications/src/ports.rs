@@ -15,8 +15,14 @@ pub trait NotificationRepository: Send + Sync {
     async fn pending(&self, key: &str) -> Result<Vec<Notification>, InfraError>;
     /// PENDING → SENT for every notification of `key`; later states are left as they are.
     async fn mark_sent(&self, key: &str) -> Result<u64, InfraError>;
-    /// The recipient's notifications not yet acknowledged (PENDING or SENT), oldest first.
-    async fn undelivered(&self, customer: CustomerId, limit: i64) -> Result<Vec<Notification>, InfraError>;
+    /// The recipient's notifications not yet acknowledged (PENDING or SENT), oldest first, from
+    /// the one after `after` (the last of the page before), at most `limit`.
+    async fn undelivered(
+        &self,
+        customer: CustomerId,
+        after: Option<NotificationId>,
+        limit: i64,
+    ) -> Result<Vec<Notification>, InfraError>;
     /// PENDING/SENT → DELIVERED. `false` when the recipient has no such notification.
     async fn mark_delivered(&self, customer: CustomerId, id: NotificationId) -> Result<bool, InfraError>;
     /// → READ (and DELIVERED). `false` when the recipient has no such notification.

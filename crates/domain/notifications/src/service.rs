@@ -15,8 +15,8 @@ pub const SAVE_KIND: &str = "notifications.save";
 pub const SEND_KIND: &str = "notifications.send";
 pub const UPDATE_KIND: &str = "notifications.update";
 
-/// How many undelivered notifications a connecting device receives at most.
-pub const BACKLOG_LIMIT: i64 = 200;
+/// How many undelivered notifications one page of a backlog holds.
+pub const BACKLOG_PAGE: i64 = 200;
 
 const MAX_ATTEMPTS: u32 = 10;
 
@@ -109,9 +109,15 @@ impl NotificationService {
         Ok(self.repository.list(customer, unread_only, page).await?)
     }
 
-    /// What a device receives first when it connects: everything not acknowledged yet.
-    pub async fn backlog(&self, customer: CustomerId) -> Result<Vec<Notification>, NotificationError> {
-        Ok(self.repository.undelivered(customer, BACKLOG_LIMIT).await?)
+    /// What a device receives first when it connects: everything not acknowledged yet, oldest
+    /// first, a page at a time: the page after `after` (the last notification of the page
+    /// before; `None` for the first). A page shorter than [`BACKLOG_PAGE`] is the last.
+    pub async fn backlog(
+        &self,
+        customer: CustomerId,
+        after: Option<NotificationId>,
+    ) -> Result<Vec<Notification>, NotificationError> {
+        Ok(self.repository.undelivered(customer, after, BACKLOG_PAGE).await?)
     }
 
     /// A device acknowledged `id`: it is never part of a backlog again.

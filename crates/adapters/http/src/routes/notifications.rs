@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use ecom_identity::model::Principal;
 use ecom_kernel::CustomerId;
 use ecom_notifications::model::{Notification, NotificationId};
+use ecom_notifications::service::BACKLOG_PAGE;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -202,23 +203,32 @@ where
     matches!(tokio::time::timeout(limit, send).await, Ok(Ok(())))
 }
 
-/// Sends what `customer` has not acknowledged yet. `false` when the connection is gone.
+/// Sends everything `customer` has not acknowledged yet, a page at a time. `false` when the
+/// connection is gone.
 async fn send_backlog(state: &AppState, customer: CustomerId, session: &mut Session) -> bool {
     let limit = state.settings.ws.idle_timeout;
-    match state.notifications.backlog(customer).await {
-        Ok(backlog) => {
-            for notification in &backlog {
-                if !sent(limit, session.text(notification_frame(notification))).await {
-                    return false;
+    let mut after = None;
+    loop {
+        match state.notifications.backlog(customer, after).await {
+            Ok(page) => {
+                for notification in &page {
+                    if !sent(limit, session.text(notification_frame(notification))).await {
+                        return false;
+                    }
+                }
+                match page.last() {
+                    Some(last) if i64::try_from(page.len()).unwrap_or(i64::MAX) >= BACKLOG_PAGE => {
+                        after = Some(last.id);
+                    }
+                    _ => return true,
                 }
             }
-            true
-        }
-        Err(err) => {
-            tracing::warn!(customer_id = %customer, error = %err, "backlog unavailable");
-            let frame =
-                error_frame("BACKLOG_UNAVAILABLE", "Missed notifications could not be loaded; reconnect later.");
-            sent(limit, session.text(frame)).await
+            Err(err) => {
+                tracing::warn!(customer_id = %customer, error = %err, "backlog unavailable");
+                let frame =
+                    error_frame("BACKLOG_UNAVAILABLE", "Missed notifications could not be loaded; reconnect later.");
+                return sent(limit, session.text(frame)).await;
+            }
         }
     }
 }
