@@ -104,6 +104,25 @@ async fn a_job_committed_but_never_published_is_delivered_by_the_relay() {
 }
 
 #[tokio::test]
+async fn a_row_for_a_queue_this_release_does_not_know_is_left_and_holds_up_no_other() {
+    use diesel_async::RunQueryDsl;
+    let w = world().await;
+    // Written first by a newer release, for a queue of its own.
+    let mut conn = AsyncPgConnection::establish(&w.db.url()).await.unwrap();
+    diesel::sql_query(
+        "INSERT INTO outbox (id, queue, kind, payload, schema_version, max_attempts, created_at) \
+         VALUES ('newer-1', 'invoices', 'invoices.issue', '{}', 1, 5, now() - interval '1 minute')",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    commit(&w, vec![job("order-1")], false).await;
+    assert_eq!(w.outbox.relay(&w.queue, 100).await.unwrap(), 1);
+    assert_eq!(ids(&w).await, ["order-1"]);
+    assert_eq!(w.outbox.unpublished().await.unwrap(), 1, "left for a relay that knows its queue");
+}
+
+#[tokio::test]
 async fn nothing_is_published_for_a_rolled_back_transaction() {
     let w = world().await;
     commit(&w, vec![job("ghost")], true).await;

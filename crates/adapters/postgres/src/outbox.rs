@@ -253,10 +253,11 @@ impl PgOutbox {
                 let mut published = Vec::with_capacity(rows.len());
                 for row in rows {
                     let Some(queue_name) = queue_named(&row.queue) else {
-                        return Err(RelayError::Infra(InfraError::unexpected(format!(
-                            "outbox row {} names no queue",
-                            row.id
-                        ))));
+                        // A queue this release does not know (written by a newer one during a
+                        // rolling deploy): left for a relay that knows it, never holding up the
+                        // rows behind it.
+                        tracing::error!(job_id = %row.id, queue = %row.queue, "outbox row names an unknown queue; left");
+                        continue;
                     };
                     let job = NewJob {
                         id: JobId::new(row.id.clone()),

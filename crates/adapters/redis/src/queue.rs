@@ -543,7 +543,8 @@ impl QueueConsumer {
     }
 
     /// Marks each delivery started (counting the attempt) and loads its envelope. Deliveries of
-    /// jobs that no longer exist are acknowledged and skipped.
+    /// jobs that no longer exist are acknowledged and skipped; a job that cannot be read is
+    /// dead-lettered.
     async fn start(&self, entries: Vec<(String, String)>) -> Result<Vec<Delivery>, InfraError> {
         if entries.is_empty() {
             return Ok(Vec::new());
@@ -560,8 +561,18 @@ impl QueueConsumer {
                 self.finish_raw(&entry_id, &job_id, "skip", 0, "").await?;
                 continue;
             };
-            let stored: StoredJob =
-                serde_json::from_str(data).map_err(|e| InfraError::unexpected("job decoding").with_source(e))?;
+            let stored: StoredJob = match serde_json::from_str(data) {
+                Ok(stored) => stored,
+                Err(err) => {
+                    // Never runnable (written by a release that stores jobs otherwise, or damaged):
+                    // dead-lettered for an operator, not allowed to fail the batch around it again
+                    // and again (reclaim would offer it first every time).
+                    let error = format!("the stored job cannot be read: {err}");
+                    tracing::error!(job_id, %error, "job dead-lettered");
+                    self.finish_raw(&entry_id, &job_id, "dead", Utc::now().timestamp_millis(), &error).await?;
+                    continue;
+                }
+            };
             deliveries.push(Delivery {
                 entry_id,
                 job: JobEnvelope {

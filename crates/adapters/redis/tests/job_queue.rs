@@ -327,6 +327,31 @@ async fn a_heartbeat_keeps_a_long_job_from_being_reclaimed() {
 }
 
 #[tokio::test]
+async fn a_job_that_cannot_be_read_is_dead_lettered_and_the_rest_of_its_batch_runs() {
+    let redis = TestRedis::new();
+    let queue = producer(&redis);
+    let c = consumer(&redis, "c1").await;
+    for id in ["before", "damaged", "after"] {
+        queue.enqueue(job(id, 3)).await.unwrap();
+    }
+    let damaged = RedisKeys::new(redis.prefix()).queue(QueueName::Checkout.as_str()).job("damaged");
+    let mut conn = pool(&redis).get().await.unwrap();
+    let _: () = deadpool_redis::redis::cmd("HSET")
+        .arg(&damaged)
+        .arg("data")
+        .arg("{not json")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let read: Vec<String> = c.read(10, SHORT).await.unwrap().iter().map(|d| d.job.id.as_str().to_owned()).collect();
+    assert_eq!(read, ["before", "after"]);
+    let dead = c.dead_letters(10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].0, "damaged");
+    assert!(dead[0].1.starts_with("the stored job cannot be read"), "{dead:?}");
+}
+
+#[tokio::test]
 async fn a_heartbeat_after_the_delivery_was_reclaimed_leaves_it_with_its_new_owner() {
     let redis = TestRedis::new();
     let queue = producer(&redis);
