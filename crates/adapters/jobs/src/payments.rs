@@ -107,8 +107,8 @@ impl JobHandler for RefundHandler {
             // run stopped before the order showed it): as below.
             Ok(result) if result.refund.status == RefundStatus::Failed => {
                 let payment = &result.payment;
-                let refused = Source::RefundRefused("the provider refused the refund");
-                sync_order(self.orders.as_ref(), payment.order_id, payment.id, refused).await?;
+                let reason = result.refund.failure_reason.as_deref().unwrap_or("the provider refused the refund");
+                sync_order(self.orders.as_ref(), payment.order_id, payment.id, Source::RefundRefused(reason)).await?;
                 Ok(JobOutcome::Done)
             }
             Ok(result) => {

@@ -266,16 +266,7 @@ impl RefreshTokenRepository for PgRefreshTokenRepository {
                 .await
                 .optional()?;
             let Some(customer) = customer else { return Ok(()) };
-            lock_sessions(conn, CustomerId::from_uuid(customer)).await?;
-            diesel::update(
-                refresh_tokens::table
-                    .filter(refresh_tokens::family_id.eq(family.as_uuid()))
-                    .filter(refresh_tokens::revoked_at.is_null()),
-            )
-            .set(refresh_tokens::revoked_at.eq(at))
-            .execute(conn)
-            .await?;
-            Ok(())
+            revoke_locked(conn, CustomerId::from_uuid(customer), Some(family), at).await
         })
         .await
         .map_err(infra_from_diesel)
@@ -284,20 +275,30 @@ impl RefreshTokenRepository for PgRefreshTokenRepository {
     async fn revoke_customer(&self, customer: CustomerId, at: DateTime<Utc>) -> Result<(), InfraError> {
         let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
         conn.transaction::<(), diesel::result::Error, _>(async move |conn| {
-            lock_sessions(conn, customer).await?;
-            diesel::update(
-                refresh_tokens::table
-                    .filter(refresh_tokens::customer_id.eq(customer.as_uuid()))
-                    .filter(refresh_tokens::revoked_at.is_null()),
-            )
-            .set(refresh_tokens::revoked_at.eq(at))
-            .execute(conn)
-            .await?;
-            Ok(())
+            revoke_locked(conn, customer, None, at).await
         })
         .await
         .map_err(infra_from_diesel)
     }
+}
+
+/// Revokes the customer's tokens still valid (of `family` only, when given), under the
+/// customer's session lock.
+async fn revoke_locked(
+    conn: &mut diesel_async::AsyncPgConnection,
+    customer: CustomerId,
+    family: Option<TokenFamilyId>,
+    at: DateTime<Utc>,
+) -> QueryResult<()> {
+    lock_sessions(conn, customer).await?;
+    let mut revoke = diesel::update(refresh_tokens::table)
+        .filter(refresh_tokens::customer_id.eq(customer.as_uuid()))
+        .filter(refresh_tokens::revoked_at.is_null())
+        .into_boxed();
+    if let Some(family) = family {
+        revoke = revoke.filter(refresh_tokens::family_id.eq(family.as_uuid()));
+    }
+    revoke.set(refresh_tokens::revoked_at.eq(at)).execute(conn).await.map(|_| ())
 }
 
 impl PgAddressRepository {
