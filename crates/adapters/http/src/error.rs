@@ -485,6 +485,7 @@ impl From<InventoryError> for ApiError {
         match err {
             InventoryError::ProductNotFound(_) => ApiError::new(P::ProductNotFound, detail),
             InventoryError::BelowReserved { .. } => ApiError::new(P::StockBelowReserved, detail),
+            InventoryError::TooMany { .. } => ApiError::field(P::ValidationFailed, "quantity", detail),
             InventoryError::OutOfStock { .. } => ApiError::new(P::OutOfStock, detail),
             InventoryError::InvalidLines => ApiError::new(P::ValidationFailed, detail),
             InventoryError::ReservationNotFound(_) => ApiError::new(P::ReservationNotFound, detail),

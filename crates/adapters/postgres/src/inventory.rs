@@ -11,7 +11,8 @@ use diesel::prelude::*;
 use diesel::sql_types::{Int4, Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use ecom_inventory::model::{
-    Adjustment, LowStockCrossing, MovementContext, Reservation, ReservationLine, ReservationStatus, StockLevel,
+    AdjustRefusal, Adjustment, LowStockCrossing, MovementContext, Reservation, ReservationLine, ReservationStatus,
+    StockLevel,
 };
 use ecom_inventory::ports::{AdjustError, ReserveError, StockRepository, Transition};
 use ecom_kernel::{Cursor, InfraError, OrderId, Page, PageRequest, ProductId, Quantity};
@@ -205,6 +206,7 @@ enum TxError {
     Db(diesel::result::Error),
     NotFound(Uuid),
     BelowReserved(u32),
+    TooMany,
     Insufficient { product_id: Uuid, requested: u32, available: u32 },
 }
 
@@ -362,9 +364,13 @@ impl StockRepository for PgStockRepository {
                     .await
                     .optional()?;
                 let current = current.ok_or(TxError::NotFound(id))?;
-                let next = adjustment
-                    .apply(count(current.on_hand), count(current.reserved))
-                    .ok_or(TxError::BelowReserved(count(current.reserved)))?;
+                let next =
+                    adjustment.apply(count(current.on_hand), count(current.reserved)).map_err(
+                        |refusal| match refusal {
+                            AdjustRefusal::BelowReserved => TxError::BelowReserved(count(current.reserved)),
+                            AdjustRefusal::TooMany => TxError::TooMany,
+                        },
+                    )?;
                 let next = to_i32(next)?;
                 let updated: LevelRow = diesel::update(stock_levels::table.find(id))
                     .set((stock_levels::on_hand.eq(next), stock_levels::updated_at.eq(at)))
@@ -394,6 +400,7 @@ impl StockRepository for PgStockRepository {
             Ok(row) => Ok(row.into_domain()),
             Err(TxError::NotFound(_)) => Err(AdjustError::NotFound),
             Err(TxError::BelowReserved(reserved)) => Err(AdjustError::BelowReserved { reserved }),
+            Err(TxError::TooMany) => Err(AdjustError::TooMany { max: StockLevel::MAX_ON_HAND }),
             Err(TxError::Db(e)) => Err(infra_from_diesel(e).into()),
             Err(TxError::Insufficient { .. }) => Err(InfraError::unexpected("unreachable insufficiency").into()),
         }
@@ -491,7 +498,7 @@ impl StockRepository for PgStockRepository {
                 Err(ReserveError::Insufficient { product_id: ProductId::from_uuid(product_id), requested, available })
             }
             Err(TxError::Db(e)) => Err(infra_from_diesel(e).into()),
-            Err(TxError::BelowReserved(_)) => Err(InfraError::unexpected("unreachable").into()),
+            Err(TxError::BelowReserved(_) | TxError::TooMany) => Err(InfraError::unexpected("unreachable").into()),
         }
     }
 

@@ -222,11 +222,16 @@ impl PgOutbox {
         let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
         let result = conn
             .transaction::<usize, RelayError, _>(async move |conn| {
+                // Only rows of queues this release knows: a newer release's rows (a queue of its
+                // own, during a rolling deploy) are left for a relay that knows them, and never
+                // fill the batch ahead of the rows behind them.
+                let known: Vec<&str> = QueueName::ALL.iter().map(|q| q.as_str()).collect();
                 // Locking clauses cannot be boxed: one query per shape.
                 let rows: Vec<OutboxRow> = match ids {
                     Some(ids) => {
                         outbox::table
                             .filter(outbox::id.eq_any(ids))
+                            .filter(outbox::queue.eq_any(known))
                             .select(OutboxRow::as_select())
                             .order(outbox::created_at.asc())
                             .limit(limit)
@@ -238,6 +243,7 @@ impl PgOutbox {
                     None => {
                         outbox::table
                             .filter(outbox::created_at.le(created_before.unwrap_or_else(Utc::now)))
+                            .filter(outbox::queue.eq_any(known))
                             .select(OutboxRow::as_select())
                             .order(outbox::created_at.asc())
                             .limit(limit)
@@ -252,13 +258,7 @@ impl PgOutbox {
                 }
                 let mut published = Vec::with_capacity(rows.len());
                 for row in rows {
-                    let Some(queue_name) = queue_named(&row.queue) else {
-                        // A queue this release does not know (written by a newer one during a
-                        // rolling deploy): left for a relay that knows it, never holding up the
-                        // rows behind it.
-                        tracing::error!(job_id = %row.id, queue = %row.queue, "outbox row names an unknown queue; left");
-                        continue;
-                    };
+                    let Some(queue_name) = queue_named(&row.queue) else { continue };
                     let job = NewJob {
                         id: JobId::new(row.id.clone()),
                         queue: queue_name,

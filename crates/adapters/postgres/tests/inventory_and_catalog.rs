@@ -286,6 +286,13 @@ async fn adjustments_never_go_below_reserved_and_every_change_is_in_the_ledger()
     // The database itself refuses reserved > on hand.
     let err = diesel::sql_query("UPDATE stock_levels SET reserved = on_hand + 1").execute(&mut conn).await;
     assert!(err.is_err());
+    // Near the most a level holds, an addition past it is refused as too many, not below reserved.
+    diesel::sql_query("UPDATE stock_levels SET on_hand = 2147483000").execute(&mut conn).await.unwrap();
+    assert!(matches!(
+        stock.adjust(p, Adjustment::Add(1_000), &ctx).await,
+        Err(AdjustError::TooMany { max: 2_147_483_647 })
+    ));
+    assert_eq!(stock.adjust(p, Adjustment::Add(647), &ctx).await.unwrap().on_hand, 2_147_483_647);
 }
 
 #[tokio::test]

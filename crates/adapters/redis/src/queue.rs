@@ -564,12 +564,13 @@ impl QueueConsumer {
             let stored: StoredJob = match serde_json::from_str(data) {
                 Ok(stored) => stored,
                 Err(err) => {
-                    // Never runnable (written by a release that stores jobs otherwise, or damaged):
-                    // dead-lettered for an operator, not allowed to fail the batch around it again
-                    // and again (reclaim would offer it first every time).
+                    // Not runnable here (stored by a newer release, or damaged): dead-lettered as
+                    // one whose retries ran out, so that it runs again by itself later (a newer
+                    // worker can read it), instead of failing the batch around it again and again
+                    // (reclaim would offer it first every time).
                     let error = format!("the stored job cannot be read: {err}");
                     tracing::error!(job_id, %error, "job dead-lettered");
-                    self.finish_raw(&entry_id, &job_id, "dead", Utc::now().timestamp_millis(), &error).await?;
+                    self.finish_raw(&entry_id, &job_id, "spent", Utc::now().timestamp_millis(), &error).await?;
                     continue;
                 }
             };

@@ -349,6 +349,10 @@ async fn a_job_that_cannot_be_read_is_dead_lettered_and_the_rest_of_its_batch_ru
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].0, "damaged");
     assert!(dead[0].1.starts_with("the stored job cannot be read"), "{dead:?}");
+    // As one out of retries: it runs again by itself later (a newer worker may read it).
+    let spent = RedisKeys::new(redis.prefix()).queue(QueueName::Checkout.as_str()).spent();
+    let waiting: u64 = deadpool_redis::redis::cmd("ZCARD").arg(&spent).query_async(&mut conn).await.unwrap();
+    assert_eq!(waiting, 1);
 }
 
 #[tokio::test]

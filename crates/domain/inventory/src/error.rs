@@ -8,6 +8,8 @@ pub enum InventoryError {
     ProductNotFound(ProductId),
     #[error("on hand would fall below the {reserved} units reserved")]
     BelowReserved { reserved: u32 },
+    #[error("on hand would exceed {max} units, the most a product's stock holds")]
+    TooMany { max: u32 },
     #[error("product {product_id}: {requested} requested, {available} available")]
     OutOfStock { product_id: ProductId, requested: u32, available: u32 },
     #[error("a reservation needs at least one line, each product once")]

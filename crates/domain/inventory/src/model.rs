@@ -14,6 +14,9 @@ pub struct StockLevel {
 }
 
 impl StockLevel {
+    /// The most units on hand a stock level holds (the database keeps a 32-bit count).
+    pub const MAX_ON_HAND: u32 = i32::MAX as u32;
+
     /// Units that can be sold now.
     pub fn available(&self) -> u32 {
         self.on_hand.saturating_sub(self.reserved)
@@ -51,15 +54,31 @@ impl Adjustment {
         }
     }
 
-    /// The new on-hand count, or `None` when it would fall below `reserved` (or overflow).
-    pub fn apply(&self, on_hand: u32, reserved: u32) -> Option<u32> {
+    /// The new on-hand count, or why there is none: it would fall below `reserved`, or above
+    /// what a stock level holds ([`StockLevel::MAX_ON_HAND`]).
+    pub fn apply(&self, on_hand: u32, reserved: u32) -> Result<u32, AdjustRefusal> {
         let next = match *self {
-            Adjustment::Add(q) => on_hand.checked_add(q)?,
-            Adjustment::Subtract(q) => on_hand.checked_sub(q)?,
+            Adjustment::Add(q) => on_hand.checked_add(q).ok_or(AdjustRefusal::TooMany)?,
+            Adjustment::Subtract(q) => on_hand.checked_sub(q).ok_or(AdjustRefusal::BelowReserved)?,
             Adjustment::Set(q) => q,
         };
-        (next >= reserved && i32::try_from(next).is_ok()).then_some(next)
+        if next > StockLevel::MAX_ON_HAND {
+            return Err(AdjustRefusal::TooMany);
+        }
+        if next < reserved {
+            return Err(AdjustRefusal::BelowReserved);
+        }
+        Ok(next)
     }
+}
+
+/// Why an adjustment cannot be made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdjustRefusal {
+    /// On hand would fall below the units reserved (or below zero).
+    BelowReserved,
+    /// On hand would exceed what a stock level holds.
+    TooMany,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -183,13 +202,15 @@ mod tests {
 
     #[test]
     fn adjustments_never_go_below_what_is_reserved() {
-        assert_eq!(Adjustment::Add(5).apply(10, 4), Some(15));
-        assert_eq!(Adjustment::Subtract(6).apply(10, 4), Some(4));
-        assert_eq!(Adjustment::Subtract(7).apply(10, 4), None);
-        assert_eq!(Adjustment::Subtract(11).apply(10, 0), None);
-        assert_eq!(Adjustment::Set(3).apply(10, 4), None);
-        assert_eq!(Adjustment::Set(0).apply(10, 0), Some(0));
-        assert_eq!(Adjustment::Add(u32::MAX).apply(10, 0), None);
+        assert_eq!(Adjustment::Add(5).apply(10, 4), Ok(15));
+        assert_eq!(Adjustment::Subtract(6).apply(10, 4), Ok(4));
+        assert_eq!(Adjustment::Subtract(7).apply(10, 4), Err(AdjustRefusal::BelowReserved));
+        assert_eq!(Adjustment::Subtract(11).apply(10, 0), Err(AdjustRefusal::BelowReserved));
+        assert_eq!(Adjustment::Set(3).apply(10, 4), Err(AdjustRefusal::BelowReserved));
+        assert_eq!(Adjustment::Set(0).apply(10, 0), Ok(0));
+        assert_eq!(Adjustment::Add(u32::MAX).apply(10, 0), Err(AdjustRefusal::TooMany));
+        assert_eq!(Adjustment::Add(1).apply(StockLevel::MAX_ON_HAND, 0), Err(AdjustRefusal::TooMany));
+        assert_eq!(Adjustment::Add(1).apply(StockLevel::MAX_ON_HAND - 1, 0), Ok(StockLevel::MAX_ON_HAND));
     }
 
     #[test]

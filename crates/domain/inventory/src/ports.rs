@@ -12,6 +12,8 @@ pub enum AdjustError {
     NotFound,
     #[error("below reserved")]
     BelowReserved { reserved: u32 },
+    #[error("more than a stock level holds")]
+    TooMany { max: u32 },
     #[error(transparent)]
     Infrastructure(#[from] InfraError),
 }

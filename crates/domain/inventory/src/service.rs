@@ -43,6 +43,7 @@ impl InventoryService {
         let level = self.stock.adjust(product, adjustment, &context).await.map_err(|e| match e {
             AdjustError::NotFound => InventoryError::ProductNotFound(product),
             AdjustError::BelowReserved { reserved } => InventoryError::BelowReserved { reserved },
+            AdjustError::TooMany { max } => InventoryError::TooMany { max },
             AdjustError::Infrastructure(e) => InventoryError::Infrastructure(e),
         })?;
         self.changed(&[product]).await;

@@ -192,6 +192,9 @@ fn error_frame(code: &str, detail: &str) -> String {
     serde_json::json!({"type": "error", "code": code, "detail": detail}).to_string()
 }
 
+/// How long the session waits to queue its close frame.
+const CLOSE_WAIT: Duration = Duration::from_secs(1);
+
 /// Whether a send to the client went out within `limit`. A client that stops reading fills
 /// its socket, then the session's outgoing queue, and a send waits until there is room: bounded,
 /// so that a session stuck on such a client ends (its heartbeat and idle check do not run
@@ -321,7 +324,8 @@ async fn run_session(
         None
     };
     hub.unregister(customer, slot);
-    let _ = tokio::time::timeout(limit, session.close(close)).await;
+    // Briefly: after a send that timed out, the outgoing queue is still full.
+    let _ = tokio::time::timeout(CLOSE_WAIT, session.close(close)).await;
     tracing::debug!(customer_id = %customer, session = slot, "websocket closed");
 }
 
