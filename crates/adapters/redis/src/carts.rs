@@ -245,8 +245,26 @@ impl RedisCartStore {
                 Some("-4") => CartStoreError::LineLimit,
                 _ => CartStoreError::NotFound,
             }),
-            _ => cart_from_reply(id, reply),
+            _ => {
+                if let CartOwner::Customer(customer) = owner {
+                    self.keep_pointer(customer, id).await?;
+                }
+                cart_from_reply(id, reply)
+            }
         }
+    }
+
+    /// A customer filling their cart keeps it theirs: the pointer to the customer's cart lives
+    /// as long as the cart (each write renews both), and comes back to this cart if it expired
+    /// meanwhile (the customer never asked for their cart again for a whole TTL). Otherwise the
+    /// next `POST /v1/carts` would find no pointer and hand out a new, empty cart.
+    async fn keep_pointer(&self, customer: CustomerId, id: CartId) -> Result<(), InfraError> {
+        let pointer = self.keys.customer_cart(&customer.to_string());
+        let ttl = i64::try_from(millis(self.ttl.customer)).unwrap_or(i64::MAX);
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET").arg(&pointer).arg(id.to_string()).arg("NX").arg("PX").arg(ttl).ignore();
+        pipe.pexpire(&pointer, ttl).ignore();
+        self.redis.pipe::<()>(&pipe).await
     }
 
     async fn remove_lines(&self, scope: &WriteScope, product: Option<ProductId>) -> Result<StoredCart, CartStoreError> {
