@@ -301,16 +301,32 @@ async fn revoke_locked(
     revoke.set(refresh_tokens::revoked_at.eq(at)).execute(conn).await.map(|_| ())
 }
 
+/// An address write: a new one (unless the customer has `max`), or a change of one.
+#[derive(Clone, Copy)]
+enum Write {
+    Insert { max: usize },
+    Update,
+}
+
 impl PgAddressRepository {
-    /// Inserts the address, or updates it (`existing`: `false` when it is gone), one writer of the
-    /// customer's addresses at a time: two addresses made default at once would otherwise both
-    /// clear the other defaults they see (none), and the one-default index refuse the second.
-    async fn write(&self, address: &Address, existing: bool, make_default: bool) -> Result<bool, InfraError> {
+    /// Inserts the address (`false` when the customer has the most already), or updates it
+    /// (`false` when it is gone), one writer of the customer's addresses at a time: two addresses
+    /// made default at once would otherwise both clear the other defaults they see (none), and
+    /// the one-default index refuse the second.
+    async fn write(&self, address: &Address, write: Write, make_default: bool) -> Result<bool, InfraError> {
         let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
         let row = AddressRow::from_domain(address);
+        let existing = matches!(write, Write::Update);
         conn.transaction::<bool, diesel::result::Error, _>(async move |conn| {
             let customer = row.customer_id;
             advisory_lock(conn, &format!("addresses:{customer}")).await?;
+            if let Write::Insert { max } = write {
+                let count: i64 =
+                    addresses::table.filter(addresses::customer_id.eq(customer)).count().get_result(conn).await?;
+                if usize::try_from(count).unwrap_or(usize::MAX) >= max {
+                    return Err(diesel::result::Error::RollbackTransaction);
+                }
+            }
             if make_default {
                 diesel::update(
                     addresses::table
@@ -507,12 +523,12 @@ impl AddressRepository for PgAddressRepository {
         Ok(usize::try_from(n).unwrap_or(usize::MAX))
     }
 
-    async fn insert(&self, address: &Address) -> Result<(), InfraError> {
-        self.write(address, false, address.is_default).await.map(|_| ())
+    async fn insert(&self, address: &Address, max: usize) -> Result<bool, InfraError> {
+        self.write(address, Write::Insert { max }, address.is_default).await
     }
 
     async fn update(&self, address: &Address, make_default: bool) -> Result<bool, InfraError> {
-        self.write(address, true, make_default).await
+        self.write(address, Write::Update, make_default).await
     }
 
     async fn delete(&self, customer: CustomerId, id: AddressId) -> Result<bool, InfraError> {

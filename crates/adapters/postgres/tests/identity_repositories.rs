@@ -239,7 +239,7 @@ async fn addresses_keep_one_default_across_saves_and_deletes() {
     let cabin = address(owner.id(), "Cabin", true, t0 + chrono::Duration::seconds(2));
     let theirs = address(stranger.id(), "Theirs", true, t0);
     for a in [&home, &office, &cabin, &theirs] {
-        repo.insert(a).await.unwrap();
+        assert!(repo.insert(a, 20).await.unwrap());
     }
     let defaults = |list: &[Address]| list.iter().filter(|a| a.is_default).map(|a| a.id).collect::<Vec<_>>();
     let listed = repo.list(owner.id()).await.unwrap();
@@ -290,13 +290,25 @@ async fn addresses_made_default_at_the_same_moment_leave_exactly_one_default() {
         let writes: Vec<_> = (0..4)
             .map(|i| {
                 let (repo, a) = (repo.clone(), address(owner.id(), "Race", true, t + chrono::Duration::seconds(i)));
-                tokio::spawn(async move { repo.insert(&a).await })
+                tokio::spawn(async move { repo.insert(&a, 100).await })
             })
             .collect();
         for w in writes {
-            w.await.unwrap().unwrap();
+            assert!(w.await.unwrap().unwrap());
         }
         let defaults = repo.list(owner.id()).await.unwrap().iter().filter(|a| a.is_default).count();
         assert_eq!(defaults, 1, "round {round}");
     }
+    // Added at once by a customer with 40 and a limit of 45: exactly 5 stored, the rest refused.
+    let adds: Vec<_> = (0..12)
+        .map(|i| {
+            let (repo, a) = (repo.clone(), address(owner.id(), "More", false, now() + chrono::Duration::hours(i)));
+            tokio::spawn(async move { repo.insert(&a, 45).await.unwrap() })
+        })
+        .collect();
+    let mut stored = 0;
+    for add in adds {
+        stored += usize::from(add.await.unwrap());
+    }
+    assert_eq!((stored, repo.count(owner.id()).await.unwrap()), (5, 45));
 }

@@ -59,10 +59,12 @@ pub trait AddressRepository: Send + Sync {
     async fn list(&self, customer: CustomerId) -> Result<Vec<Address>, InfraError>;
     async fn find(&self, customer: CustomerId, id: AddressId) -> Result<Option<Address>, InfraError>;
     async fn count(&self, customer: CustomerId) -> Result<usize, InfraError>;
-    /// Inserts a new address. When it is the default, the customer's other addresses MUST stop
-    /// being default in the same transaction (one default per customer), and writes of one
-    /// customer's addresses MUST NOT interleave (two made default at once never both are).
-    async fn insert(&self, address: &Address) -> Result<(), InfraError>;
+    /// Inserts a new address unless the customer has `max` already (`false`, storing nothing;
+    /// counted with the write, so concurrent inserts never pass the limit). When it is the
+    /// default, the customer's other addresses MUST stop being default in the same transaction
+    /// (one default per customer), and writes of one customer's addresses MUST NOT interleave
+    /// (two made default at once never both are).
+    async fn insert(&self, address: &Address, max: usize) -> Result<bool, InfraError>;
     /// Updates an address's fields but its default flag, which it sets only when `make_default`
     /// (clearing the others' as `insert` does): a flag read before another address became the
     /// default is never written back. Returns `false`, changing nothing, when the address no

@@ -210,7 +210,10 @@ impl IdentityService {
         }
         let is_default = new.is_default || count == 0;
         let address = Address::create(principal.customer_id, new, is_default, self.ports.clock.now());
-        self.ports.addresses.insert(&address).await?;
+        if !self.ports.addresses.insert(&address, Address::MAX_PER_CUSTOMER).await? {
+            // Others were added meanwhile.
+            return Err(IdentityError::AddressLimitReached { max: Address::MAX_PER_CUSTOMER });
+        }
         // As stored: whether it is the default is the address book's to say.
         Ok(self.ports.addresses.find(principal.customer_id, address.id).await?.unwrap_or(address))
     }

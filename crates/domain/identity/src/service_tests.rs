@@ -311,7 +311,7 @@ fn new_address(is_default: bool) -> NewAddress {
 async fn a_customers_first_address_becomes_the_default() {
     let mut m = Mocks::default();
     m.addresses.expect_count().returning(|_| Ok(0));
-    m.addresses.expect_insert().withf(|a| a.is_default).times(1).returning(|_| Ok(()));
+    m.addresses.expect_insert().withf(|a, max| a.is_default && *max == 20).times(1).returning(|_, _| Ok(true));
     m.addresses.expect_find().returning(|_, _| Ok(None));
     let caller = Principal { customer_id: CustomerId::new(), role: Role::Customer };
 
@@ -324,7 +324,7 @@ async fn a_customers_first_address_becomes_the_default() {
 async fn a_later_address_is_default_only_when_asked() {
     let mut m = Mocks::default();
     m.addresses.expect_count().returning(|_| Ok(3));
-    m.addresses.expect_insert().withf(|a| !a.is_default).times(1).returning(|_| Ok(()));
+    m.addresses.expect_insert().withf(|a, _| !a.is_default).times(1).returning(|_, _| Ok(true));
     m.addresses.expect_find().returning(|_, _| Ok(None));
     let caller = Principal { customer_id: CustomerId::new(), role: Role::Customer };
     let address = m.service().add_address(caller, new_address(false)).await.unwrap();
