@@ -385,6 +385,11 @@ async fn keep_a_default(conn: &mut diesel_async::AsyncPgConnection, customer: Uu
     if has_default {
         return Ok(());
     }
+    promote_oldest(conn, customer).await
+}
+
+/// Makes the customer's oldest address, if any, the default.
+async fn promote_oldest(conn: &mut diesel_async::AsyncPgConnection, customer: Uuid) -> QueryResult<()> {
     let oldest: Option<Uuid> = addresses::table
         .filter(addresses::customer_id.eq(customer))
         .order((addresses::created_at.asc(), addresses::id.asc()))
@@ -546,19 +551,7 @@ impl AddressRepository for PgAddressRepository {
                 return Ok(false);
             };
             if was_default {
-                let oldest: Option<Uuid> = addresses::table
-                    .filter(addresses::customer_id.eq(customer))
-                    .order((addresses::created_at.asc(), addresses::id.asc()))
-                    .select(addresses::id)
-                    .first(conn)
-                    .await
-                    .optional()?;
-                if let Some(next) = oldest {
-                    diesel::update(addresses::table.find(next))
-                        .set(addresses::is_default.eq(true))
-                        .execute(conn)
-                        .await?;
-                }
+                promote_oldest(conn, customer).await?;
             }
             Ok(true)
         })
