@@ -104,6 +104,48 @@ async fn refusals_the_client_can_fix_are_not_stored() {
 }
 
 #[tokio::test]
+async fn a_route_spelt_with_escapes_shares_its_keys() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    let token = admin.access_token.as_str();
+    let (id, product_id) = product(&app, token).await;
+    assert_eq!(adjust(&app, token, &id, "escaped", 5).await.status(), StatusCode::OK);
+    let escaped = app
+        .request(reqwest::Method::POST, &format!("/v1/inventory/products/{id}/%61djust"), Some(token))
+        .header("Idempotency-Key", "escaped")
+        .json(&json!({"type": "ADD", "quantity": 5, "reason": "delivery"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        (escaped.status(), escaped.headers().get("idempotent-replayed").cloned()),
+        (StatusCode::OK, Some("true".parse().unwrap()))
+    );
+    assert_eq!(on_hand(&app, product_id).await, 15, "ran once");
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_refused_as_a_problem_before_anything_runs() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    let token = admin.access_token.as_str();
+    let (id, product_id) = product(&app, token).await;
+    // Beyond the limit, and beyond actix's own default of 256 KiB for a body read whole.
+    let reason = "x".repeat(300 * 1024);
+    let res = app
+        .request(reqwest::Method::POST, &format!("/v1/inventory/products/{id}/adjust"), Some(token))
+        .header("Idempotency-Key", "too-big")
+        .json(&json!({"type": "ADD", "quantity": 5, "reason": reason}))
+        .send()
+        .await
+        .unwrap();
+    assert!(res.headers().contains_key("x-request-id"));
+    assert_problem(res, StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE").await;
+    assert_eq!(adjust(&app, token, &id, "too-big", 5).await.status(), StatusCode::OK, "the key was never taken");
+    assert_eq!(on_hand(&app, product_id).await, 15);
+}
+
+#[tokio::test]
 async fn twenty_parallel_identical_requests_run_once() {
     let app = TestApp::spawn().await;
     let admin = app.admin().await;

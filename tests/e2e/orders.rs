@@ -12,7 +12,7 @@ use crate::processes::{worker_env, Proc};
 pub(crate) struct Shop {
     pub(crate) app: TestApp,
     pub(crate) admin: Session,
-    _worker: Option<Proc>,
+    worker: Option<Proc>,
 }
 
 pub(crate) async fn shop() -> Shop {
@@ -25,7 +25,7 @@ async fn shop_with(env: &[(&'static str, &str)]) -> Shop {
     let worker = Proc::spawn("worker", &worker_env(&app, env));
     worker.wait_for_line("worker started", Duration::from_secs(30));
     let admin = app.admin().await;
-    Shop { app, admin, _worker: Some(worker) }
+    Shop { app, admin, worker: Some(worker) }
 }
 
 impl Shop {
@@ -151,6 +151,22 @@ impl Shop {
         }
     }
 
+    /// An admin's lifecycle step (`process`, `ship`, ...), sent again while the order answers
+    /// 409 CONCURRENT_MODIFICATION (a confirmed order waits for its finalize job).
+    pub(crate) async fn advance(&self, id: &str, step: &str) -> reqwest::Response {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let res =
+                self.app.patch(&format!("/v1/orders/{id}/{step}"), &json!({}), Some(&self.admin.access_token)).await;
+            if res.status() != StatusCode::CONFLICT || Instant::now() > deadline {
+                return res;
+            }
+            let problem: Value = res.json().await.unwrap();
+            assert_eq!(problem["code"], "CONCURRENT_MODIFICATION", "{step}: {problem}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     pub(crate) async fn stock(&self, product: &str) -> (u64, u64) {
         let level: Value = self
             .app
@@ -206,6 +222,16 @@ async fn an_online_checkout_is_confirmed_then_paid_with_stock_taken_and_the_cart
         .post(
             "/v1/orders/checkout",
             &json!({"cartId": cart, "paymentMethod": "CREDIT_CARD"}),
+            Some(&customer.access_token),
+        )
+        .await;
+    assert_problem(res, StatusCode::BAD_REQUEST, "IDEMPOTENCY_KEY_REQUIRED").await;
+    // The route spelt with an escape is the checkout too, and needs one as much.
+    let res = shop
+        .app
+        .post(
+            "/v1/orders/%63heckout",
+            &json!({"cartId": cart, "paymentMethod": "CREDIT_CARD", "paymentToken": "pm_card_visa"}),
             Some(&customer.access_token),
         )
         .await;
@@ -361,6 +387,34 @@ async fn cash_on_delivery_waits_for_the_admin_and_confirming_twice_is_refused() 
 }
 
 #[tokio::test]
+async fn a_confirmed_cash_order_is_processed_only_once_its_units_left_the_shelf() {
+    let shop = shop().await;
+    let customer = shop.app.register_customer().await;
+    let product = shop.product(10, 1000).await;
+    let cart = shop.cart_with(&customer, &product, 3).await;
+    let id = shop.place(&customer, &cart, "CASH_ON_DELIVERY", None).await;
+    let reserved =
+        |o: &Value| o["timeline"].as_array().is_some_and(|t| t.iter().any(|e| e["note"] == "stock reserved"));
+    shop.wait(&customer, &id, "reservation recorded", reserved).await;
+    let admin = Some(shop.admin.access_token.as_str());
+    // The worker paused: the finalize job waits.
+    let worker = shop.worker.as_ref().unwrap();
+    worker.signal("STOP");
+    assert_eq!(shop.app.patch(&format!("/v1/orders/{id}/confirm"), &json!({}), admin).await.status(), StatusCode::OK);
+    let early = shop.app.patch(&format!("/v1/orders/{id}/process"), &json!({}), admin).await;
+    worker.signal("CONT");
+    assert_problem(early, StatusCode::CONFLICT, "CONCURRENT_MODIFICATION").await;
+
+    // Refused (409, try again) until the units left the shelf, so once PROCESSING they have;
+    // they are never left reserved to expire back on sale.
+    let res = shop.advance(&id, "process").await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.json::<Value>().await.unwrap()["status"], "PROCESSING");
+    assert_eq!(shop.stock(&product).await, (7, 0));
+    assert_eq!(shop.cart_items(&customer, &cart).await, 0);
+}
+
+#[tokio::test]
 async fn cash_recorded_by_a_request_that_stops_before_telling_the_order_still_shows_on_it() {
     let shop = shop().await;
     let customer = shop.app.register_customer().await;
@@ -458,7 +512,7 @@ async fn an_unconfirmed_cash_order_expires_and_its_stock_goes_back_on_sale() {
     let worker = Proc::spawn("worker", &worker_env(&app, &windows));
     worker.wait_for_line("worker started", Duration::from_secs(30));
     let admin = app.admin().await;
-    let shop = Shop { app, admin, _worker: Some(worker) };
+    let shop = Shop { app, admin, worker: Some(worker) };
     let customer = shop.app.register_customer().await;
     let product = shop.product(5, 1000).await;
     let cart = shop.cart_with(&customer, &product, 2).await;
@@ -506,9 +560,9 @@ async fn no_cash_is_recorded_for_a_cancelled_order_even_before_its_compensation_
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // No worker: the cancellation's compensation (which cancels the collection) waits.
-    let Shop { app, admin, _worker } = shop;
-    drop(_worker);
-    let shop = Shop { app, admin, _worker: None };
+    let Shop { app, admin, worker } = shop;
+    drop(worker);
+    let shop = Shop { app, admin, worker: None };
     let res = shop.app.post(&format!("/v1/orders/{id}/cancel"), &json!({}), Some(&customer.access_token)).await;
     assert_eq!(res.status(), StatusCode::OK);
     let record = json!({"orderId": id, "amountCollected": {"amount": 2500, "currency": "USD"}});
@@ -631,7 +685,7 @@ async fn a_worker_killed_in_the_middle_of_a_hundred_sagas_leaves_every_order_con
     let doomed = Proc::spawn("worker", &worker_env(&app, &settings));
     doomed.wait_for_line("worker started", Duration::from_secs(30));
     let admin = app.admin().await;
-    let shop = Shop { app, admin, _worker: Some(doomed) };
+    let shop = Shop { app, admin, worker: Some(doomed) };
     let product = shop.product(60, 1000).await;
     let customers = shop.customers_with_carts(100, &product).await;
     let orders = shop.checkout_all(&customers).await;
@@ -645,11 +699,11 @@ async fn a_worker_killed_in_the_middle_of_a_hundred_sagas_leaves_every_order_con
         .await
         .unwrap();
     assert!(!pending["data"].as_array().unwrap().is_empty(), "the worker must die with sagas under way");
-    let Shop { app, admin, _worker: doomed } = shop;
+    let Shop { app, admin, worker: doomed } = shop;
     drop(doomed);
     let rescuer = Proc::spawn("worker", &worker_env(&app, &settings));
     rescuer.wait_for_line("worker started", Duration::from_secs(30));
-    let shop = Shop { app, admin, _worker: Some(rescuer) };
+    let shop = Shop { app, admin, worker: Some(rescuer) };
 
     let (mut paid, mut out_of_stock) = (0, 0);
     for (customer, id) in &orders {
@@ -686,7 +740,7 @@ async fn saga_jobs_the_queue_lost_are_offered_again_and_every_order_settles() {
     let first = Proc::spawn("worker", &worker_env(&app, &settings));
     first.wait_for_line("worker started", Duration::from_secs(30));
     let admin = app.admin().await;
-    let shop = Shop { app, admin, _worker: Some(first) };
+    let shop = Shop { app, admin, worker: Some(first) };
     let product = shop.product(10, 1000).await;
     let (customer, other) = (shop.app.register_customer().await, shop.app.register_customer().await);
     let confirmed_cart = shop.cart_with(&other, &product, 1).await;
@@ -695,9 +749,9 @@ async fn saga_jobs_the_queue_lost_are_offered_again_and_every_order_settles() {
     shop.wait(&customer, &to_cancel, "paid", |o| o["paymentStatus"] == "PAID").await;
 
     // No worker for a while: an order placed and a cancellation made now only reach the queue...
-    let Shop { app, admin, _worker: first } = shop;
+    let Shop { app, admin, worker: first } = shop;
     drop(first);
-    let shop = Shop { app, admin, _worker: None };
+    let shop = Shop { app, admin, worker: None };
     let placed = shop.place(&other, &confirmed_cart, "CREDIT_CARD", Some("pm_card_visa")).await;
     let res = shop.app.post(&format!("/v1/orders/{to_cancel}/cancel"), &json!({}), Some(&customer.access_token)).await;
     assert_eq!(res.status(), StatusCode::OK);
@@ -707,7 +761,7 @@ async fn saga_jobs_the_queue_lost_are_offered_again_and_every_order_settles() {
     let Shop { app, admin, .. } = shop;
     let second = Proc::spawn("worker", &worker_env(&app, &settings));
     second.wait_for_line("worker started", Duration::from_secs(30));
-    let shop = Shop { app, admin, _worker: Some(second) };
+    let shop = Shop { app, admin, worker: Some(second) };
     shop.wait(&other, &placed, "confirmed after the resume", |o| {
         o["status"] == "CONFIRMED" && o["paymentStatus"] == "PAID"
     })
@@ -728,7 +782,7 @@ async fn a_saga_job_dead_lettered_by_an_outage_runs_again_and_its_order_settles(
     ];
     let app = TestApp::spawn_with(&settings).await;
     let admin = app.admin().await;
-    let shop = Shop { app, admin, _worker: None };
+    let shop = Shop { app, admin, worker: None };
     let customer = shop.app.register_customer().await;
     let product = shop.product(10, 1000).await;
     let cart = shop.cart_with(&customer, &product, 1).await;
@@ -757,7 +811,7 @@ async fn a_saga_job_dead_lettered_by_an_outage_runs_again_and_its_order_settles(
     let Shop { app, admin, .. } = shop;
     let worker = Proc::spawn("worker", &worker_env(&app, &settings));
     worker.wait_for_line("worker started", Duration::from_secs(30));
-    let shop = Shop { app, admin, _worker: Some(worker) };
+    let shop = Shop { app, admin, worker: Some(worker) };
     shop.wait(&customer, &placed, "confirmed and paid after the redrive", |o| {
         o["status"] == "CONFIRMED" && o["paymentStatus"] == "PAID"
     })
@@ -778,15 +832,15 @@ async fn a_payment_event_dead_lettered_by_an_outage_runs_again_by_itself_and_the
     let first = Proc::spawn("worker", &worker_env(&app, &settings));
     first.wait_for_line("worker started", Duration::from_secs(30));
     let admin = app.admin().await;
-    let shop = Shop { app, admin, _worker: Some(first) };
+    let shop = Shop { app, admin, worker: Some(first) };
     let customer = shop.app.register_customer().await;
     let product = shop.product(10, 1000).await;
     let cart = shop.cart_with(&customer, &product, 1).await;
     let placed = shop.place(&customer, &cart, "CREDIT_CARD", Some("pm_card_visa")).await;
     shop.wait(&customer, &placed, "confirmed", |o| o["status"] == "CONFIRMED").await;
-    let Shop { app, admin, _worker: first } = shop;
+    let Shop { app, admin, worker: first } = shop;
     drop(first);
-    let shop = Shop { app, admin, _worker: None };
+    let shop = Shop { app, admin, worker: None };
 
     // The provider's capture event ran out of retries while the database was down, and was
     // dead-lettered as the worker's runtime does then (here by hand, with no worker running; a
@@ -823,7 +877,7 @@ async fn a_payment_event_dead_lettered_by_an_outage_runs_again_by_itself_and_the
     let Shop { app, admin, .. } = shop;
     let second = Proc::spawn("worker", &worker_env(&app, &settings));
     second.wait_for_line("worker started", Duration::from_secs(30));
-    let shop = Shop { app, admin, _worker: Some(second) };
+    let shop = Shop { app, admin, worker: Some(second) };
     shop.wait(&customer, &placed, "paid after the revival", |o| o["paymentStatus"] == "PAID").await;
     let jobs: Value = shop.app.get("/v1/admin/jobs", Some(&shop.admin.access_token)).await.json().await.unwrap();
     assert_eq!(jobs["deadLetters"].as_array().map(Vec::len), Some(0), "no longer dead: {jobs}");
@@ -835,7 +889,7 @@ async fn a_payment_event_dead_lettered_by_an_outage_runs_again_by_itself_and_the
 async fn one_card_order_without_a_worker(capture_delay_ms: &str) -> (Shop, Session, String, String) {
     let app = TestApp::spawn_with(&[("SIMULATED_CAPTURE_DELAY_MS", capture_delay_ms)]).await;
     let admin = app.admin().await;
-    let shop = Shop { app, admin, _worker: None };
+    let shop = Shop { app, admin, worker: None };
     let customer = shop.app.register_customer().await;
     let product = shop.product(10, 1000).await;
     let cart = shop.cart_with(&customer, &product, 1).await;

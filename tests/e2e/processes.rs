@@ -64,9 +64,14 @@ impl Proc {
         panic!("no line containing {needle:?} within {timeout:?}; output:\n{}", earlier.join("\n"));
     }
 
-    pub(crate) fn terminate(&mut self, timeout: Duration) -> std::process::ExitStatus {
+    /// Sends `signal` (`STOP`, `CONT`, ...) to the process.
+    pub(crate) fn signal(&self, signal: &str) {
         let pid = self.child.id().to_string();
-        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        assert!(Command::new("kill").args([format!("-{signal}"), pid]).status().unwrap().success());
+    }
+
+    pub(crate) fn terminate(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        self.signal("TERM");
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {

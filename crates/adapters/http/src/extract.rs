@@ -48,7 +48,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
     type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let limit = req.app_data::<Data<AppState>>().map_or(64 * 1024, |s| s.settings.body_limit);
+        let limit = body_limit(req);
         let declared = req
             .headers()
             .get(header::CONTENT_LENGTH)
@@ -66,18 +66,28 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
                     "The body must be JSON, sent with Content-Type: application/json.",
                 ));
             }
-            let mut body = BytesMut::new();
-            while let Some(chunk) = payload.next().await {
-                let chunk =
-                    chunk.map_err(|_| ApiError::new(ProblemKind::MalformedJson, "The body could not be read."))?;
-                if body.len() + chunk.len() > limit {
-                    return Err(too_large(limit));
-                }
-                body.extend_from_slice(&chunk);
-            }
+            let body = read_body(&mut payload, limit).await?;
             parse_json(&body).map(JsonBody)
         })
     }
+}
+
+/// The request's body size limit (`HTTP_BODY_LIMIT_BYTES`).
+pub(crate) fn body_limit(req: &HttpRequest) -> usize {
+    req.app_data::<Data<AppState>>().map_or(64 * 1024, |s| s.settings.body_limit)
+}
+
+/// Reads a whole body of at most `limit` bytes: 413 beyond it, 400 when it cannot be read.
+pub(crate) async fn read_body(payload: &mut Payload, limit: usize) -> Result<BytesMut, ApiError> {
+    let mut body = BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|_| ApiError::new(ProblemKind::MalformedJson, "The body could not be read."))?;
+        if body.len() + chunk.len() > limit {
+            return Err(too_large(limit));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// `serde_json` messages end with " at line 1 column 9"; clients get the message alone.

@@ -3,7 +3,8 @@
 //! the caller. A retry with another body is 422, one that arrives while the first still runs 409.
 //!
 //! Not stored, so that the client can fix and retry: validation, authentication and
-//! authorization failures, and every 5xx (the lease is freed at once). A crash leaves the lease
+//! authorization failures, 409 CONCURRENT_MODIFICATION (try again), and every 5xx (the lease is
+//! freed at once). A crash leaves the lease
 //! to expire. Requests without a caller (no bearer token, no cart token) are not deduplicated:
 //! nothing tells two anonymous clients apart, and their answers (tokens) must never be replayed
 //! to somebody else.
@@ -15,12 +16,13 @@ use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::Next;
-use actix_web::web::{Bytes, Data};
-use actix_web::{Error, HttpResponse, ResponseError};
+use actix_web::web::Data;
+use actix_web::{Error, HttpMessage, HttpResponse, ResponseError};
 use ecom_kernel::idempotency::{Begin, StoredResponse};
 use sha2::{Digest, Sha256};
 
 use crate::error::{ApiError, ProblemKind};
+use crate::extract::{body_limit, read_body};
 use crate::AppState;
 
 pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
@@ -128,15 +130,23 @@ fn caller_of(req: &ServiceRequest, state: &AppState) -> Option<String> {
 }
 
 /// Whether a response is the outcome of the request (stored) or a refusal the client can fix
-/// and retry (not stored).
+/// or that asks to try again (not stored).
 fn storable(status: StatusCode, body: &[u8]) -> bool {
     match status.as_u16() {
         200..=399 => true,
         400 | 401 | 403 | 404 | 405 | 408 | 413 | 415 | 429 => false,
-        422 => !body.windows(19).any(|w| w == b"\"VALIDATION_FAILED\""),
+        422 => !has_code(body, "VALIDATION_FAILED"),
+        // Written meanwhile by someone else, or not ready yet: the same request may succeed.
+        409 => !has_code(body, "CONCURRENT_MODIFICATION"),
         400..=499 => true,
         _ => false,
     }
+}
+
+/// Whether a problem body carries the error `code`.
+fn has_code(body: &[u8], code: &str) -> bool {
+    let quoted = format!("\"{code}\"");
+    body.windows(quoted.len()).any(|w| w == quoted.as_bytes())
 }
 
 fn replay(stored: StoredResponse) -> HttpResponse {
@@ -170,7 +180,9 @@ pub async fn idempotent(
         Err(err) => return Ok(refuse(req, err)),
     };
     let Some(key) = key else {
-        let pattern = req.match_pattern();
+        // Not `match_pattern()`: before routing it matches the path as sent, and
+        // `/v1/orders/%63heckout` is routed to the checkout.
+        let pattern = req.resource_map().match_pattern(&routed);
         let method = req.method().as_str().to_owned();
         if pattern.is_some_and(|p| is_required(&method, &p)) {
             let err =
@@ -186,12 +198,14 @@ pub async fn idempotent(
         return Ok(next.call(req).await?.map_into_boxed_body());
     };
 
-    let body = match req.extract::<Bytes>().await {
-        Ok(body) => body,
-        Err(err) => return Err(err),
+    // Read within the limit the route's own body extractor applies.
+    let mut payload = req.take_payload();
+    let body = match read_body(&mut payload, body_limit(req.request())).await {
+        Ok(body) => body.freeze(),
+        Err(err) => return Ok(refuse(req, err)),
     };
     req.set_payload(Payload::from(body.clone()));
-    let scope = format!("{caller}\n{}\n{}\n{key}", req.method(), req.path());
+    let scope = format!("{caller}\n{}\n{routed}\n{key}", req.method());
     let fingerprint = hex_sha256(&body);
     let token = uuid::Uuid::now_v7().to_string();
     let settings = state.settings.idempotency;
@@ -301,6 +315,7 @@ mod tests {
         assert!(storable(StatusCode::CONFLICT, br#"{"code":"OUT_OF_STOCK"}"#));
         assert!(storable(StatusCode::UNPROCESSABLE_ENTITY, br#"{"code":"REFUND_EXCEEDS_PAID"}"#));
         assert!(!storable(StatusCode::UNPROCESSABLE_ENTITY, br#"{"code":"VALIDATION_FAILED"}"#));
+        assert!(!storable(StatusCode::CONFLICT, br#"{"code":"CONCURRENT_MODIFICATION"}"#));
         for status in [400, 401, 403, 404, 413, 429, 500, 503] {
             assert!(!storable(StatusCode::from_u16(status).unwrap(), b"{}"), "{status}");
         }

@@ -26,6 +26,8 @@ pub enum OrderError {
     Conflict,
     #[error("the order's stock is still being reserved; try again in a moment")]
     NotReadyYet,
+    #[error("the order's stock is still leaving the shelf (it was confirmed a moment ago); try again in a moment")]
+    NotFinalizedYet,
     #[error("the order was not confirmed within its confirmation window; it is being cancelled")]
     ConfirmationExpired,
     #[error("order {0} was cancelled: no cash is collected for it")]

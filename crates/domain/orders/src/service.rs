@@ -574,7 +574,8 @@ impl OrderService {
 
     /// An admin moves an order along: CONFIRMED (cash on delivery; then the finalize job),
     /// PROCESSING, SHIPPED, DELIVERED. Only the saga confirms an online order, once its charge
-    /// is accepted: an admin confirming one still waiting for its payment is refused.
+    /// is accepted: an admin confirming one still waiting for its payment is refused. A
+    /// confirmed order moves on once finalized (its units off the shelf), not before.
     pub async fn advance(&self, id: OrderId, to: OrderStatus) -> Result<Order, OrderError> {
         self.retry_on_conflict(|| async {
             let order = self.load(id).await?;
@@ -590,6 +591,11 @@ impl OrderService {
                     // Its stock is being reserved right now: confirming first would ship unreserved units.
                     return Err(OrderError::NotReadyYet);
                 }
+            }
+            if order.status == OrderStatus::Confirmed && to != OrderStatus::Cancelled && !order.has_note(FINALIZED) {
+                // Its finalize job has yet to take the units off the shelf; past CONFIRMED that
+                // job does nothing, and the reservation would expire into stock on sale again.
+                return Err(OrderError::NotFinalizedYet);
             }
             let mut next = order.clone();
             next.transition(to, Some("by an admin".into()), self.ports.clock.now())?;

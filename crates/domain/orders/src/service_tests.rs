@@ -703,6 +703,28 @@ async fn a_cash_order_is_confirmed_only_once_its_stock_is_reserved() {
 }
 
 #[pollster::test]
+async fn a_confirmed_cash_order_moves_on_only_once_its_units_left_the_shelf() {
+    let mut order = placed(PaymentMethod::CashOnDelivery);
+    order.record(crate::service::STOCK_RESERVED, now());
+    let id = order.id;
+    let mut m = Mocks::new();
+    let (cell, jobs) = stored_with_jobs(&mut m, order);
+    let service = m.service();
+    assert_eq!(service.advance(id, OrderStatus::Confirmed).await.unwrap().status, OrderStatus::Confirmed);
+    assert!(jobs.lock().unwrap().iter().any(|j| j.id.as_str() == format!("checkout:{id}:finalize")));
+
+    // Past CONFIRMED the finalize job does nothing: processing first would leave the units
+    // reserved until the reservation expires back into stock on sale.
+    assert!(matches!(service.advance(id, OrderStatus::Processing).await, Err(OrderError::NotFinalizedYet)));
+    assert_eq!(cell.lock().unwrap().status, OrderStatus::Confirmed);
+
+    let mut finalized = cell.lock().unwrap().clone();
+    finalized.record(crate::service::FINALIZED, now());
+    *cell.lock().unwrap() = finalized;
+    assert_eq!(service.advance(id, OrderStatus::Processing).await.unwrap().status, OrderStatus::Processing);
+}
+
+#[pollster::test]
 async fn an_admin_cannot_confirm_an_online_order_waiting_for_its_payment() {
     let order = placed(PaymentMethod::CreditCard);
     let id = order.id;
