@@ -333,6 +333,40 @@ async fn stock_gone_before_the_reservation_cancels_without_charging() {
 }
 
 #[tokio::test]
+async fn checkout_text_postgresql_cannot_store_is_a_422_on_its_field() {
+    let shop = shop().await;
+    let customer = shop.app.register_customer().await;
+    let product = shop.product(10, 1000).await;
+    let cart = shop.cart_with(&customer, &product, 1).await;
+    let address = json!({"fullName": "Ada Lovelace", "line1": "1 Loop", "city": "Cupertino", "postalCode": "95014", "country": "US"});
+    let send = |body: Value| {
+        shop.app
+            .request(reqwest::Method::POST, "/v1/orders/checkout", Some(&customer.access_token))
+            .header("Idempotency-Key", uuid::Uuid::now_v7().to_string())
+            .json(&body)
+            .send()
+    };
+    for (body, field) in [
+        (
+            json!({"cartId": cart, "paymentMethod": "CASH_ON_DELIVERY", "shippingAddress": address, "customerNotes": "ring\u{0}twice"}),
+            "customerNotes",
+        ),
+        (
+            json!({"cartId": cart, "paymentMethod": "CREDIT_CARD", "shippingAddress": address, "paymentToken": "pm_card_visa\u{0}"}),
+            "paymentToken",
+        ),
+    ] {
+        let problem =
+            assert_problem(send(body).await.unwrap(), StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_FAILED").await;
+        assert_eq!(problem["errors"][0]["field"], field, "{problem}");
+    }
+    // Notes keep their lines.
+    let res = send(json!({"cartId": cart, "paymentMethod": "CASH_ON_DELIVERY", "shippingAddress": address, "customerNotes": " ring\ntwice "})).await.unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    assert_eq!(res.json::<Value>().await.unwrap()["customerNotes"], "ring\ntwice");
+}
+
+#[tokio::test]
 async fn cash_on_delivery_waits_for_the_admin_and_confirming_twice_is_refused() {
     let shop = shop().await;
     let customer = shop.app.register_customer().await;

@@ -245,6 +245,10 @@ async fn admins_refund_in_part_then_in_full_and_never_more_than_was_paid() {
         "VALIDATION_FAILED",
     )
     .await;
+    // A NUL byte, which PostgreSQL refuses in text, never reaches it.
+    let nul = app.post(&refund_url, &json!({"reason": "damaged\u{0}"}), token).await;
+    let problem = assert_problem(nul, StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_FAILED").await;
+    assert_eq!(problem["errors"][0]["field"], "reason");
 
     let res = app.post(&refund_url, &json!({}), token).await;
     assert_eq!(res.status(), StatusCode::OK);

@@ -147,6 +147,7 @@ fn the_api_refuses_to_start_in_production_with_default_secrets() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("JWT_SECRET must be set"), "{stderr}");
+    assert!(stderr.contains("PAYMENT_PROVIDER must be stripe"), "{stderr}");
 }
 
 #[tokio::test]

@@ -189,6 +189,11 @@ fn default_workers() -> usize {
 }
 
 impl Config {
+    /// Whether PayPal's keys are set (checkouts then pay through PayPal itself).
+    pub fn paypal_configured(&self) -> bool {
+        self.paypal_client_id.is_some() && self.paypal_client_secret.is_some()
+    }
+
     /// Reads the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(&|name| std::env::var(name).ok())
@@ -212,6 +217,11 @@ impl Config {
             PaymentProvider::Simulated,
             &[("simulated", PaymentProvider::Simulated), ("stripe", PaymentProvider::Stripe)],
         );
+        if production && payment_provider == PaymentProvider::Simulated {
+            r.errors.push(
+                "PAYMENT_PROVIDER must be stripe when APP_ENV=production (the simulator takes no money)".to_owned(),
+            );
+        }
         let stripe_secret_key = r.raw("STRIPE_SECRET_KEY").map(Secret::new);
         if payment_provider == PaymentProvider::Stripe && stripe_secret_key.is_none() {
             r.errors.push("STRIPE_SECRET_KEY must be set when PAYMENT_PROVIDER=stripe".to_owned());
@@ -297,6 +307,18 @@ impl Config {
             ),
             shutdown_timeout: Duration::from_secs(r.positive("SHUTDOWN_TIMEOUT_SECS", 30)),
         };
+        // Amounts: a negative one would be charged as a credit, or break every order's total.
+        for (name, amount) in
+            [("SHIPPING_FLAT_RATE", config.shipping_flat_rate), ("FREE_SHIPPING_FROM", config.free_shipping_from)]
+        {
+            if amount < 0 {
+                r.errors.push(format!("{name}={amount} must not be negative"));
+            }
+        }
+        if config.ws_heartbeat >= config.ws_idle_timeout {
+            // Every quiet, healthy connection would be closed as idle before its pong came back.
+            r.errors.push("WS_HEARTBEAT_SECS must be shorter than WS_IDLE_TIMEOUT_SECS".to_owned());
+        }
         if r.errors.is_empty() {
             Ok(config)
         } else {
@@ -395,11 +417,36 @@ mod tests {
     }
 
     #[test]
+    fn production_refuses_the_simulated_payment_provider() {
+        let secrets =
+            [("JWT_SECRET", "0123456789abcdef0123456789abcdef-real"), ("STRIPE_WEBHOOK_SECRET", "whsec_real")];
+        let err = config(&[[("APP_ENV", "production")].as_slice(), &secrets].concat()).unwrap_err();
+        assert!(err.to_string().contains("PAYMENT_PROVIDER must be stripe"), "{err}");
+        let err =
+            config(&[[("APP_ENV", "production"), ("PAYMENT_PROVIDER", "simulated")].as_slice(), &secrets].concat())
+                .unwrap_err();
+        assert_eq!(err.0.len(), 1, "{err}");
+        assert!(config(&[("PAYMENT_PROVIDER", "simulated")]).is_ok(), "locally it is the default");
+    }
+
+    #[test]
+    fn negative_amounts_and_a_heartbeat_as_slow_as_the_idle_timeout_are_refused() {
+        assert!(config(&[("SHIPPING_FLAT_RATE", "-1")]).is_err());
+        assert!(config(&[("FREE_SHIPPING_FROM", "-100")]).is_err());
+        assert!(config(&[("SHIPPING_FLAT_RATE", "0"), ("FREE_SHIPPING_FROM", "0")]).is_ok());
+        assert!(config(&[("WS_HEARTBEAT_SECS", "45"), ("WS_IDLE_TIMEOUT_SECS", "45")]).is_err());
+        assert!(config(&[("WS_HEARTBEAT_SECS", "60")]).is_err(), "against the default idle timeout");
+        assert!(config(&[("WS_HEARTBEAT_SECS", "5"), ("WS_IDLE_TIMEOUT_SECS", "6")]).is_ok());
+    }
+
+    #[test]
     fn production_refuses_the_local_default_secrets() {
         let err = config(&[
             ("APP_ENV", "production"),
             ("JWT_SECRET", LOCAL_JWT_SECRET),
             ("STRIPE_WEBHOOK_SECRET", LOCAL_STRIPE_WEBHOOK_SECRET),
+            ("PAYMENT_PROVIDER", "stripe"),
+            ("STRIPE_SECRET_KEY", "sk_live_x"),
         ])
         .unwrap_err();
         assert_eq!(err.0.len(), 2, "{err}");
@@ -411,9 +458,12 @@ mod tests {
             ("APP_ENV", "production"),
             ("JWT_SECRET", "0123456789abcdef0123456789abcdef-real"),
             ("STRIPE_WEBHOOK_SECRET", "whsec_real"),
+            ("PAYMENT_PROVIDER", "stripe"),
+            ("STRIPE_SECRET_KEY", "sk_live_x"),
         ])
         .unwrap();
         assert_eq!(c.log_format, LogFormat::Json);
+        assert!(!c.paypal_configured());
     }
 
     #[test]

@@ -211,7 +211,10 @@ impl Services {
                         crate::config::PaymentProvider::Simulated => Provider::Simulated,
                         crate::config::PaymentProvider::Stripe => Provider::Stripe,
                     },
-                    paypal_provider: if config.paypal_client_id.is_some() {
+                    // Locally, without PayPal's keys, the simulator stands in for it; never in
+                    // production, where checkout refuses PayPal then (and an order taken before
+                    // the keys were removed is declined, PayPal not being configured).
+                    paypal_provider: if config.paypal_configured() || config.app_env == crate::AppEnv::Production {
                         Provider::PayPal
                     } else {
                         Provider::Simulated
@@ -230,6 +233,7 @@ impl Services {
                     .context("ORDER_PAYMENT_WINDOW_SECS")?,
                 confirmation_window: chrono::Duration::from_std(config.cod_confirmation_window)
                     .context("COD_CONFIRMATION_WINDOW_SECS")?,
+                paypal_accepted: config.paypal_configured() || config.app_env != crate::AppEnv::Production,
             },
         ));
         let notifications = Arc::new(NotificationService::new(

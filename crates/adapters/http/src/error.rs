@@ -564,9 +564,10 @@ impl From<OrderError> for ApiError {
             OrderError::ProductUnavailable(_) => ApiError::field(P::ProductUnavailable, "cartId", detail),
             OrderError::AddressNotFound => ApiError::field(P::AddressNotFound, "shippingAddressId", detail),
             OrderError::AddressRequired => ApiError::field(P::ValidationFailed, "shippingAddressId", detail),
-            OrderError::PaymentTokenRequired | OrderError::RawCardNumber => {
+            OrderError::PaymentTokenRequired | OrderError::RawCardNumber | OrderError::MalformedPaymentToken => {
                 ApiError::field(P::ValidationFailed, "paymentToken", detail)
             }
+            OrderError::PaymentMethodNotAccepted(_) => ApiError::field(P::ValidationFailed, "paymentMethod", detail),
             OrderError::Rule(OrderRuleError::InvalidTransition { .. })
             | OrderError::ConfirmationExpired
             | OrderError::Cancelled(_) => ApiError::new(P::InvalidTransition, detail),

@@ -82,6 +82,7 @@ fn service(order: Order) -> (Arc<OrderService>, Arc<Mutex<Order>>) {
             shipping: ShippingPolicy { flat_rate: Money::new(0, Currency::USD), free_from: None },
             payment_window: Duration::minutes(30),
             confirmation_window: Duration::hours(48),
+            paypal_accepted: true,
         },
     );
     (Arc::new(service), cell)

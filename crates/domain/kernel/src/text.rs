@@ -1,4 +1,4 @@
-//! Short human text (names, address lines): trimmed, non-empty, bounded, printable.
+//! Short human text (names, address lines, notes): trimmed, non-empty, bounded, printable.
 
 use std::fmt;
 
@@ -25,6 +25,21 @@ impl BoundedText {
             return Err(TextError::TooLong { max });
         }
         if value.chars().any(char::is_control) {
+            return Err(TextError::ControlCharacters);
+        }
+        Ok(Self(value.to_owned()))
+    }
+
+    /// Text of several lines (a note): as `parse`, except that line breaks and tabs are kept.
+    pub fn parse_lines(raw: &str, max: usize) -> Result<Self, TextError> {
+        let value = raw.trim();
+        if value.is_empty() {
+            return Err(TextError::Empty);
+        }
+        if value.chars().count() > max {
+            return Err(TextError::TooLong { max });
+        }
+        if value.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')) {
             return Err(TextError::ControlCharacters);
         }
         Ok(Self(value.to_owned()))
@@ -58,6 +73,11 @@ mod tests {
         assert_eq!(BoundedText::parse("   ", 10), Err(TextError::Empty));
         assert_eq!(BoundedText::parse("abcdef", 5), Err(TextError::TooLong { max: 5 }));
         assert_eq!(BoundedText::parse("a\u{0}b", 5), Err(TextError::ControlCharacters));
+        assert_eq!(BoundedText::parse("a\nb", 5), Err(TextError::ControlCharacters));
+        assert_eq!(BoundedText::parse_lines(" a\r\n\tb ", 5).map(|t| t.as_str().to_owned()), Ok("a\r\n\tb".to_owned()));
+        assert_eq!(BoundedText::parse_lines("a\u{0}b", 5), Err(TextError::ControlCharacters));
+        assert_eq!(BoundedText::parse_lines("a\u{1b}b", 5), Err(TextError::ControlCharacters));
+        assert_eq!(BoundedText::parse_lines("abcdef", 5), Err(TextError::TooLong { max: 5 }));
         assert!(BoundedText::parse("Zoë", 3).is_ok(), "length counts characters, not bytes");
     }
 }

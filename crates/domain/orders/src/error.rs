@@ -1,6 +1,6 @@
 use ecom_kernel::{InfraError, OrderId, ProductId};
 
-use crate::model::OrderRuleError;
+use crate::model::{OrderRuleError, PaymentMethod};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OrderError {
@@ -20,6 +20,10 @@ pub enum OrderError {
     PaymentTokenRequired,
     #[error("raw card numbers are never accepted; send a provider token")]
     RawCardNumber,
+    #[error("a payment token is at most 255 printable characters")]
+    MalformedPaymentToken,
+    #[error("{} is not accepted by this shop", .0.as_str())]
+    PaymentMethodNotAccepted(PaymentMethod),
     #[error(transparent)]
     Rule(#[from] OrderRuleError),
     #[error("the order changed concurrently; try again")]

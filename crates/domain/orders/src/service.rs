@@ -142,6 +142,9 @@ pub struct OrderSettings {
     pub payment_window: Duration,
     /// A cash-on-delivery order not confirmed within this is cancelled.
     pub confirmation_window: Duration,
+    /// Whether checkouts may pay with PayPal (a shop in production without PayPal's keys does
+    /// not take it).
+    pub paypal_accepted: bool,
 }
 
 /// Where the order ships to.
@@ -183,6 +186,9 @@ pub struct OrderService {
     ports: OrderPorts,
     settings: OrderSettings,
 }
+
+/// The longest payment token taken (providers' ids are far shorter).
+const MAX_PAYMENT_TOKEN_LEN: usize = 255;
 
 /// Raw card numbers (12 to 19 digits, spaces and dashes aside) are refused outright.
 fn looks_like_card_number(token: &str) -> bool {
@@ -276,11 +282,17 @@ impl OrderService {
     /// Places an order from the customer's cart, priced from the catalog (never from the
     /// client), with the saga's first step in the same transaction.
     pub async fn checkout(&self, customer: CustomerId, request: CheckoutRequest) -> Result<Order, OrderError> {
+        if request.payment_method == PaymentMethod::PayPal && !self.settings.paypal_accepted {
+            return Err(OrderError::PaymentMethodNotAccepted(PaymentMethod::PayPal));
+        }
         let token = request.payment_token.as_deref().map(str::trim).filter(|t| !t.is_empty());
         if request.payment_method.is_online() {
             match token {
                 None => return Err(OrderError::PaymentTokenRequired),
                 Some(t) if looks_like_card_number(t) => return Err(OrderError::RawCardNumber),
+                Some(t) if t.len() > MAX_PAYMENT_TOKEN_LEN || t.chars().any(char::is_control) => {
+                    return Err(OrderError::MalformedPaymentToken)
+                }
                 Some(_) => {}
             }
         }

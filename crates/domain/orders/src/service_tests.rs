@@ -46,6 +46,7 @@ struct Mocks {
     stock: MockStock,
     payments: MockOrderPayments,
     publisher: MockJobPublisher,
+    paypal_accepted: bool,
 }
 
 impl Mocks {
@@ -60,6 +61,7 @@ impl Mocks {
             stock: MockStock::new(),
             payments: MockOrderPayments::new(),
             publisher,
+            paypal_accepted: true,
         }
     }
 
@@ -81,6 +83,7 @@ impl Mocks {
                 shipping: ShippingPolicy { flat_rate: usd(500), free_from: None },
                 payment_window: Duration::minutes(30),
                 confirmation_window: Duration::hours(48),
+                paypal_accepted: self.paypal_accepted,
             },
         )
     }
@@ -152,6 +155,15 @@ async fn checkout_refuses_raw_card_numbers_missing_tokens_empty_carts_and_archiv
     assert!(matches!(err, Err(OrderError::RawCardNumber)), "{err:?}");
     let err = Mocks::new().service().checkout(customer, request(PaymentMethod::PayPal, None)).await;
     assert!(matches!(err, Err(OrderError::PaymentTokenRequired)), "{err:?}");
+    for bad in ["pm_card_visa\u{0}", "tok\nen", &"t".repeat(256)] {
+        let err = Mocks::new().service().checkout(customer, request(PaymentMethod::DebitCard, Some(bad))).await;
+        assert!(matches!(err, Err(OrderError::MalformedPaymentToken)), "{bad:?}: {err:?}");
+    }
+    let mut no_paypal = Mocks::new();
+    no_paypal.paypal_accepted = false;
+    no_paypal.orders.expect_create().never();
+    let err = no_paypal.service().checkout(customer, request(PaymentMethod::PayPal, Some("5O190127TN364715T"))).await;
+    assert!(matches!(err, Err(OrderError::PaymentMethodNotAccepted(PaymentMethod::PayPal))), "{err:?}");
 
     let mut m = Mocks::new();
     m.carts.expect_items().returning(|_, _| Ok(Some(vec![])));

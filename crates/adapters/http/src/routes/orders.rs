@@ -5,7 +5,7 @@ use actix_web::web::{Data, Path, Query};
 use actix_web::{get, patch, post, HttpResponse};
 use chrono::{DateTime, Utc};
 use ecom_identity::model::Role;
-use ecom_kernel::{CustomerId, OrderId, ValidationErrors};
+use ecom_kernel::{BoundedText, CustomerId, OrderId, TextError, ValidationErrors};
 use ecom_orders::model::{Order, OrderStatus, PaymentMethod, ShippingAddress};
 use ecom_orders::ports::OrderFilter;
 use ecom_orders::service::{CheckoutRequest, ShippingChoice, Viewer};
@@ -197,10 +197,11 @@ async fn checkout(
     let method = PaymentMethod::parse(&body.payment_method).ok_or_else(|| {
         ValidationErrors::single("paymentMethod", "must be CREDIT_CARD, DEBIT_CARD, PAYPAL or CASH_ON_DELIVERY")
     })?;
-    let notes = body.customer_notes.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty());
-    if notes.as_ref().is_some_and(|n| n.chars().count() > 1000) {
-        return Err(ValidationErrors::single("customerNotes", "must be at most 1000 characters").into());
-    }
+    let notes = match body.customer_notes.as_deref().map(|n| BoundedText::parse_lines(n, 1000)) {
+        None | Some(Err(TextError::Empty)) => None,
+        Some(Ok(notes)) => Some(notes.as_str().to_owned()),
+        Some(Err(e)) => return Err(ValidationErrors::single("customerNotes", e.to_string()).into()),
+    };
     let shipping = match (body.shipping_address_id, body.shipping_address) {
         (Some(_), Some(_)) => {
             return Err(ValidationErrors::single(

@@ -4,7 +4,7 @@ use actix_web::web::{Bytes, Data, Path};
 use actix_web::{get, post, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use ecom_identity::model::Role;
-use ecom_kernel::{OrderId, ValidationErrors};
+use ecom_kernel::{BoundedText, OrderId, TextError, ValidationErrors};
 use ecom_payments::model::{Payment, PaymentId, Refund};
 use ecom_payments::ports::{WebhookRequest, WebhookVerifier};
 use ecom_payments::service::{Viewer, WebhookOutcome};
@@ -207,10 +207,11 @@ async fn refund(
         .map(|a| a.parse())
         .transpose()
         .map_err(|e| ValidationErrors::single("amount.currency", e.to_string()))?;
-    let reason = reason.map(|r| r.trim().to_owned()).filter(|r| !r.is_empty());
-    if reason.as_ref().is_some_and(|r| r.chars().count() > 500) {
-        return Err(ValidationErrors::single("reason", "must be at most 500 characters").into());
-    }
+    let reason = match reason.as_deref().map(|r| BoundedText::parse(r, 500)) {
+        None | Some(Err(TextError::Empty)) => None,
+        Some(Ok(reason)) => Some(reason.as_str().to_owned()),
+        Some(Err(e)) => return Err(ValidationErrors::single("reason", e.to_string()).into()),
+    };
     let result = match state.payments.refund(PaymentId::from_uuid(*id), amount, reason).await {
         Ok(result) => result,
         // The amount went back to the payment: its order shows it again (it may have followed
