@@ -51,6 +51,9 @@ async fn metrics_count_requests_by_route_pattern_and_status() {
     app.get("/health/live", None).await;
     app.get("/v1/customers/me", None).await;
     app.get("/v1/does-not-exist/123", None).await;
+    for made_up in ["BREW", "WHEN"] {
+        app.request(Method::from_bytes(made_up.as_bytes()).unwrap(), "/health/live", None).send().await.unwrap();
+    }
     let res = app.get("/metrics", None).await;
     assert_eq!(res.status(), StatusCode::OK);
     assert!(res.headers()[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/plain"));
@@ -58,6 +61,9 @@ async fn metrics_count_requests_by_route_pattern_and_status() {
     assert!(text.contains(r#"http_requests_total{method="GET",route="/health/live",status="200"} 1"#), "{text}");
     assert!(text.contains(r#"http_requests_total{method="GET",route="/v1/customers/me",status="401"} 1"#), "{text}");
     assert!(text.contains(r#"route="unmatched",status="404""#), "{text}");
+    // Any token is a method: the ones outside the standard set share one label.
+    assert!(text.contains(r#"http_requests_total{method="OTHER",route="/health/live",status="405"} 2"#), "{text}");
+    assert!(!text.contains("BREW"), "{text}");
     assert!(text.contains("http_request_duration_seconds_bucket"), "{text}");
 }
 

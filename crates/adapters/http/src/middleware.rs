@@ -5,6 +5,7 @@ use std::time::Instant;
 use actix_web::body::{to_bytes, BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::http::Method;
 use actix_web::middleware::Next;
 use actix_web::web::Data;
 use actix_web::{Error, HttpMessage, HttpResponse, ResponseError};
@@ -28,6 +29,23 @@ fn request_id_of(req: &ServiceRequest) -> String {
         .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned)
 }
 
+/// The method as a metric label and log field: any token is a valid method, so one outside
+/// the standard set is `OTHER` (a client must not grow the metrics without bound).
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "OTHER",
+    }
+}
+
 pub async fn request_context(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -36,7 +54,7 @@ pub async fn request_context(
     let request_id = request_id_of(&req);
     req.extensions_mut().insert(RequestId(request_id.clone()));
     let state = req.app_data::<Data<AppState>>().cloned();
-    let method = req.method().to_string();
+    let method = method_label(req.method());
     let path = req.path().to_owned();
     let span = tracing::info_span!("http_request", request_id = %request_id, method = %method, path = %path);
 
@@ -47,7 +65,7 @@ pub async fn request_context(
         Err(err) => {
             let status = err.as_response_error().status_code();
             if let Some(state) = state {
-                state.metrics.observe(&method, "unmatched", status.as_u16(), started.elapsed());
+                state.metrics.observe(method, "unmatched", status.as_u16(), started.elapsed());
             }
             span.in_scope(|| tracing::info!(status = status.as_u16(), error = %err, "request refused"));
             return Err(ApiError::new(ProblemKind::for_status(status), err.to_string()).into());
@@ -66,7 +84,7 @@ pub async fn request_context(
     let status = res.status().as_u16();
     let elapsed = started.elapsed();
     if let Some(state) = state {
-        state.metrics.observe(&method, &route, status, elapsed);
+        state.metrics.observe(method, &route, status, elapsed);
     }
     span.in_scope(|| {
         tracing::info!(status, route = %route, latency_ms = elapsed.as_secs_f64() * 1000.0, "request finished");
