@@ -537,6 +537,26 @@ async fn a_customer_cancels_a_paid_order_for_a_refund_and_cannot_cancel_a_shippe
     assert_eq!(theirs["data"].as_array().unwrap().len(), 2);
     let all: Value = shop.app.get("/v1/orders?status=DELIVERED", admin).await.json().await.unwrap();
     assert_eq!(all["data"][0]["id"], shipped.as_str());
+
+    // Paged one by one, newest first; a cursor of another list is refused, not a 500.
+    let token = Some(customer.access_token.as_str());
+    let first: Value = shop.app.get("/v1/orders?limit=1", token).await.json().await.unwrap();
+    let cursor = first["nextCursor"].as_str().unwrap();
+    let second: Value = shop.app.get(&format!("/v1/orders?limit=1&cursor={cursor}"), token).await.json().await.unwrap();
+    assert_eq!(
+        [&first["data"][0]["id"], &second["data"][0]["id"]],
+        [&theirs["data"][0]["id"], &theirs["data"][1]["id"]]
+    );
+    assert_eq!(second["nextCursor"], Value::Null);
+    let hex = |plain: &str| plain.bytes().map(|b| format!("{b:02x}")).collect::<String>();
+    let nil = uuid::Uuid::nil();
+    for foreign in
+        [hex(&format!("v1:{nil}")), hex(&format!("v1:{nil}:price:100")), hex(&format!("v1:{nil}:-999999999999999999"))]
+    {
+        let res = shop.app.get(&format!("/v1/orders?cursor={foreign}"), token).await;
+        let problem = assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_FAILED").await;
+        assert_eq!(problem["errors"][0]["field"], "cursor");
+    }
 }
 
 #[tokio::test]

@@ -568,6 +568,7 @@ impl From<OrderError> for ApiError {
                 ApiError::field(P::ValidationFailed, "paymentToken", detail)
             }
             OrderError::PaymentMethodNotAccepted(_) => ApiError::field(P::ValidationFailed, "paymentMethod", detail),
+            OrderError::CursorOfAnotherList => ApiError::field(P::ValidationFailed, "cursor", detail),
             OrderError::Rule(OrderRuleError::InvalidTransition { .. })
             | OrderError::ConfirmationExpired
             | OrderError::Cancelled(_) => ApiError::new(P::InvalidTransition, detail),

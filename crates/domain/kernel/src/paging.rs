@@ -1,5 +1,6 @@
 //! Cursor paging: stable under inserts, every item returned once when walking the cursors.
 
+use chrono::{DateTime, Datelike, Utc};
 use uuid::Uuid;
 
 /// A position in an ordered list: the sort key of the last item seen (if the order has one
@@ -23,6 +24,20 @@ impl Cursor {
 
     pub fn after_key(key: impl Into<String>, id: Uuid) -> Self {
         Self { id, key: Some(key.into()) }
+    }
+
+    /// A position in a list ordered by a time (newest first, say), then by id: the key is the
+    /// time in microseconds since the epoch.
+    pub fn after_time(at: DateTime<Utc>, id: Uuid) -> Self {
+        Self::after_key(at.timestamp_micros().to_string(), id)
+    }
+
+    /// The time of a cursor made by [`Cursor::after_time`]; `None` for a cursor of another
+    /// kind of list, or a time no item can have (outside the years 1 to 9999, which every
+    /// store can compare with).
+    pub fn time(&self) -> Option<DateTime<Utc>> {
+        let at = DateTime::from_timestamp_micros(self.key()?.parse::<i64>().ok()?)?;
+        (1..=9999).contains(&at.year()).then_some(at)
     }
 
     pub fn id(&self) -> Uuid {
@@ -158,6 +173,18 @@ mod tests {
     fn garbage_cursors_are_refused() {
         for raw in ["", "zz", "abc", "7631", &"76".repeat(600)] {
             assert_eq!(Cursor::decode(raw), Err(CursorError), "{raw}");
+        }
+    }
+
+    #[test]
+    fn time_cursors_hold_a_time_every_store_can_compare_with() {
+        let id = Uuid::now_v7();
+        let at = DateTime::from_timestamp_micros(1_764_000_000_123_456).unwrap();
+        let cursor = Cursor::decode(&Cursor::after_time(at, id).encode()).unwrap();
+        assert_eq!((cursor.time(), cursor.id()), (Some(at), id));
+        assert_eq!(Cursor::after_id(id).time(), None);
+        for key in ["price:100", "offset:3", "x", "-99999999999999999", "253402300800000000"] {
+            assert_eq!(Cursor::after_key(key, id).time(), None, "{key}");
         }
     }
 

@@ -26,6 +26,8 @@ pub enum OrderError {
     PaymentMethodNotAccepted(PaymentMethod),
     #[error(transparent)]
     Rule(#[from] OrderRuleError),
+    #[error("the cursor belongs to another list; start again from the first page")]
+    CursorOfAnotherList,
     #[error("the order changed concurrently; try again")]
     Conflict,
     #[error("the order's stock is still being reserved; try again in a moment")]

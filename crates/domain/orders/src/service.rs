@@ -276,6 +276,9 @@ impl OrderService {
         if !viewer.admin {
             filter.customer_id = Some(viewer.customer_id);
         }
+        if page.after().is_some_and(|cursor| cursor.time().is_none()) {
+            return Err(OrderError::CursorOfAnotherList);
+        }
         Ok(self.ports.orders.list(&filter, page).await?)
     }
 
