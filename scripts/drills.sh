@@ -24,10 +24,14 @@ export DATABASE_URL="$SERVER/ecom_drills" REDIS_URL="redis://127.0.0.1:$REDIS_PO
 
 work=$(mktemp -d)
 declare -A pids=()
+own_redis=
 cleanup() {
   for name in "${!pids[@]}"; do kill -TERM "${pids[$name]}" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  [ -n "${DRILL_KEEP_REDIS:-}" ] || redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true
+  # Only a Redis the drills started: one found on the port (refused below) is someone else's.
+  if [ -n "$own_redis" ] && [ -z "${DRILL_KEEP_REDIS:-}" ]; then
+    redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true
+  fi
   echo "logs kept in $work"
 }
 trap cleanup EXIT
@@ -44,6 +48,7 @@ start_redis() {
     --save "" --daemonize yes --logfile "$work/redis.log" >/dev/null
   wait_port 127.0.0.1 "$REDIS_PORT" 10 || { echo "drill redis did not start"; cat "$work/redis.log"; exit 1; }
   [ "$(redis-cli -p "$REDIS_PORT" config get dir | tail -n 1)" = "$work" ] || { echo "not the drill's redis on $REDIS_PORT"; exit 1; }
+  own_redis=1
 }
 stop_redis() {
   redis-cli -p "$REDIS_PORT" shutdown >/dev/null 2>&1 || true

@@ -11,6 +11,10 @@ if [ "${APP_ENV:-local}" != production ]; then
   export SEED_DEMO_DATA=${SEED_DEMO_DATA:-true}   # a living shop: the demo catalog (idempotent)
 fi
 port=${HTTP_PORT:-8080}
+if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+  echo "error: port $port is taken (another api still running?); stop it or set HTTP_PORT" >&2
+  exit 1
+fi
 
 target/debug/api & api=$!
 trap 'kill -TERM $api ${worker:-} 2>/dev/null || true; wait' INT TERM
@@ -21,8 +25,10 @@ for _ in $(seq 1 120); do
 done
 target/debug/worker & worker=$!
 echo "api on http://127.0.0.1:$port (docs: http://127.0.0.1:$port/docs/), worker running; Ctrl-C stops both"
-wait -n $api $worker
-status=$?
+# Until either stops (polled: `wait -n` needs bash 4.3, macOS ships 3.2), then both stop.
+while kill -0 $api 2>/dev/null && kill -0 $worker 2>/dev/null; do sleep 1; done
 kill -TERM $api $worker 2>/dev/null || true
-wait
+status=0
+wait $api || status=$?
+wait $worker || { code=$?; [ $status -ne 0 ] || status=$code; }
 exit $status
