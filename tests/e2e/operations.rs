@@ -43,6 +43,9 @@ async fn unknown_routes_are_404_and_wrong_methods_405_as_problems() {
     let res = app.get("/v1/auth/login", None).await;
     assert_eq!(res.headers()[header::ALLOW], "POST");
     assert_problem(res, StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED").await;
+    // Spelt with an escape, the same route.
+    let res = app.get("/v1/auth/%6Cogin", None).await;
+    assert_eq!(res.headers()[header::ALLOW], "POST");
 }
 
 #[tokio::test]

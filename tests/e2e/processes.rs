@@ -72,12 +72,17 @@ impl Proc {
 
     pub(crate) fn terminate(&mut self, timeout: Duration) -> std::process::ExitStatus {
         self.signal("TERM");
+        self.wait_exit(timeout)
+    }
+
+    /// Its exit status, once it exits within `timeout`.
+    pub(crate) fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
             }
-            assert!(Instant::now() < deadline, "did not exit within {timeout:?} of SIGTERM");
+            assert!(Instant::now() < deadline, "did not exit within {timeout:?}");
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -115,6 +120,52 @@ async fn the_api_binary_serves_and_drains_on_sigterm() {
     assert!(logged.contains("request_id"), "{logged}");
 
     let status = api.terminate(Duration::from_secs(15));
+    assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test]
+async fn a_stopping_api_closes_its_websockets_as_going_away_and_does_not_wait_for_them() {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let (db, redis) = (TestDb::new().await, TestRedis::new());
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut env = common_env(&db, &redis);
+    env.push(("HTTP_PORT", port.to_string()));
+    env.push(("HTTP_WORKERS", "1".to_owned()));
+    // A drain far longer than the test waits: only closing the sessions ends it in time.
+    env.push(("SHUTDOWN_TIMEOUT_SECS", "60".to_owned()));
+    let mut api = Proc::spawn("api", &env);
+    api.wait_for_line("api listening", Duration::from_secs(30));
+    let body = serde_json::json!({"email": "ws-stop@shop.test", "password": "long-enough-password", "firstName": "W", "lastName": "S"});
+    let registered: serde_json::Value = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/v1/auth/register"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = registered["accessToken"].as_str().unwrap();
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/v1/ws?token={token}")).await.unwrap();
+
+    api.signal("TERM");
+    let close = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Close(frame))) => return frame,
+                Some(Ok(_)) => {}
+                other => panic!("no close frame: {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("closed within the wait");
+    assert_eq!(close.map(|f| f.code), Some(CloseCode::Away));
+    let status = api.wait_exit(Duration::from_secs(10));
     assert!(status.success(), "{status:?}");
 }
 

@@ -132,7 +132,8 @@ async fn problemify(res: ServiceResponse<BoxBody>, path: &str) -> ServiceRespons
 
 /// The default service: 405 with `Allow` when the path exists under another method, else 404.
 pub async fn fallback(req: actix_web::HttpRequest, routes: Data<crate::openapi::RouteTable>) -> HttpResponse {
-    let error = match routes.allowed_methods(req.path()) {
+    // The path as routed (escapes decoded), as the routes themselves see it.
+    let error = match routes.allowed_methods(req.match_info().as_str()) {
         Some(methods) => ApiError::new(
             ProblemKind::MethodNotAllowed,
             format!("{} is not allowed here; allowed: {methods}.", req.method()),

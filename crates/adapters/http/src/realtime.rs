@@ -2,10 +2,12 @@
 //!
 //! Every session has a bounded queue of outbound frames. Delivering never waits: a session
 //! whose queue is full is dropped from the hub (its connection then closes and the device
-//! reconnects for its backlog), so one slow client never holds up the others.
+//! reconnects for its backlog), so one slow client never holds up the others. When the api
+//! stops, [`Hub::close_all`] ends every session (1001 Going Away): the server's drain then waits
+//! for requests, not for connections that never end by themselves.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -51,6 +53,7 @@ pub struct Hub {
     sessions: Mutex<HashMap<CustomerId, Vec<Slot>>>,
     next_id: AtomicU64,
     buffer: usize,
+    closing: AtomicBool,
 }
 
 /// The frame a notification travels in.
@@ -60,7 +63,12 @@ pub fn notification_frame(notification: &Notification) -> String {
 
 impl Hub {
     pub fn new(settings: &WsSettings) -> Self {
-        Self { sessions: Mutex::new(HashMap::new()), next_id: AtomicU64::new(1), buffer: settings.buffer.max(1) }
+        Self {
+            sessions: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            buffer: settings.buffer.max(1),
+            closing: AtomicBool::new(false),
+        }
     }
 
     fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<CustomerId, Vec<Slot>>> {
@@ -68,12 +76,30 @@ impl Hub {
         self.sessions.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Adds a session of `customer`; frames for them arrive on the receiver.
+    /// Adds a session of `customer`; frames for them arrive on the receiver. Once the hub is
+    /// closing, the receiver ends at once.
     pub fn register(&self, customer: CustomerId) -> (u64, mpsc::Receiver<Outbound>) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(self.buffer);
-        self.sessions().entry(customer).or_default().push(Slot { id, tx });
+        let mut sessions = self.sessions();
+        // Checked under the lock `close_all` takes: no session slips in after it.
+        if !self.is_closing() {
+            sessions.entry(customer).or_default().push(Slot { id, tx });
+        }
         (id, rx)
+    }
+
+    /// Ends every session (each receiver ends once its queued frames are taken) and every one
+    /// registered later: the api is stopping.
+    pub fn close_all(&self) {
+        let mut sessions = self.sessions();
+        self.closing.store(true, Ordering::SeqCst);
+        sessions.clear();
+    }
+
+    /// Whether [`Hub::close_all`] was called: a session whose receiver ended closes as "going away".
+    pub fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::SeqCst)
     }
 
     pub fn unregister(&self, customer: CustomerId, id: u64) {
@@ -183,6 +209,21 @@ mod tests {
         assert_eq!(hub.connections(), 1);
         drop(slow);
         assert!(matches!(fast.try_recv(), Ok(Outbound::Frame(_))));
+    }
+
+    #[test]
+    fn closing_ends_every_session_after_its_queued_frames_and_every_later_one_at_once() {
+        let hub = Hub::new(&WsSettings::default());
+        let ada = CustomerId::new();
+        let (_, mut open) = hub.register(ada);
+        assert_eq!(hub.deliver(&note(ada)), 1);
+        hub.close_all();
+        assert!(hub.is_closing());
+        assert!(matches!(open.try_recv(), Ok(Outbound::Frame(_))), "queued frames still go out");
+        assert!(matches!(open.try_recv(), Err(mpsc::error::TryRecvError::Disconnected)));
+        let (_, mut late) = hub.register(ada);
+        assert!(matches!(late.try_recv(), Err(mpsc::error::TryRecvError::Disconnected)));
+        assert_eq!(hub.connections(), 0);
     }
 
     #[test]

@@ -187,6 +187,9 @@ pub struct OrderService {
     settings: OrderSettings,
 }
 
+/// How long a reservation outlives its order's payment or confirmation window.
+pub const RESERVATION_GRACE: Duration = Duration::hours(1);
+
 /// The longest payment token taken (providers' ids are far shorter).
 const MAX_PAYMENT_TOKEN_LEN: usize = 255;
 
@@ -293,7 +296,7 @@ impl OrderService {
             match token {
                 None => return Err(OrderError::PaymentTokenRequired),
                 Some(t) if looks_like_card_number(t) => return Err(OrderError::RawCardNumber),
-                Some(t) if t.len() > MAX_PAYMENT_TOKEN_LEN || t.chars().any(char::is_control) => {
+                Some(t) if t.chars().count() > MAX_PAYMENT_TOKEN_LEN || t.chars().any(char::is_control) => {
                     return Err(OrderError::MalformedPaymentToken)
                 }
                 Some(_) => {}
@@ -381,7 +384,11 @@ impl OrderService {
         } else {
             self.settings.confirmation_window
         };
-        let low_stock = match self.ports.stock.reserve(id, &Self::items(&order), order.created_at + window).await? {
+        // The order's own expiry (cancel, then release) ends the reservation on time; the
+        // grace keeps it held past that for an order confirmed at the end of its window,
+        // whose finalize job takes the units off the shelf a moment later.
+        let expires_at = order.created_at + window + RESERVATION_GRACE;
+        let low_stock = match self.ports.stock.reserve(id, &Self::items(&order), expires_at).await? {
             Reserved::OutOfStock { .. } => return self.compensate(id, CancellationReason::OutOfStock).await,
             Reserved::Done { low_stock } => low_stock,
         };
@@ -607,7 +614,7 @@ impl OrderService {
                     return Err(OrderError::NotReadyYet);
                 }
             }
-            if order.status == OrderStatus::Confirmed && to != OrderStatus::Cancelled && !order.has_note(FINALIZED) {
+            if order.status == OrderStatus::Confirmed && to == OrderStatus::Processing && !order.has_note(FINALIZED) {
                 // Its finalize job has yet to take the units off the shelf; past CONFIRMED that
                 // job does nothing, and the reservation would expire into stock on sale again.
                 return Err(OrderError::NotFinalizedYet);

@@ -613,8 +613,11 @@ async fn a_replayed_first_job_goes_on_from_where_the_order_stands() {
 async fn a_cash_order_reserved_tells_the_admins_and_so_does_stock_falling_to_its_threshold() {
     let order = placed(PaymentMethod::CashOnDelivery);
     let (id, product) = (order.id, order.lines[0].product_id);
+    // Held an hour past the confirmation window: an order confirmed at its very end keeps its
+    // units until its finalize job takes them off the shelf.
+    let held_until = order.created_at + Duration::hours(48) + Duration::hours(1);
     let mut m = Mocks::new();
-    m.stock.expect_reserve().returning(move |_, _, _| {
+    m.stock.expect_reserve().withf(move |_, _, expires_at| *expires_at == held_until).returning(move |_, _, _| {
         Ok(Reserved::Done { low_stock: vec![LowStock { product_id: product, available: 3, threshold: 5 }] })
     });
     m.payments.expect_open_cash().returning(|_| Ok(()));
@@ -729,6 +732,11 @@ async fn a_confirmed_cash_order_moves_on_only_once_its_units_left_the_shelf() {
     // reserved until the reservation expires back into stock on sale.
     assert!(matches!(service.advance(id, OrderStatus::Processing).await, Err(OrderError::NotFinalizedYet)));
     assert_eq!(cell.lock().unwrap().status, OrderStatus::Confirmed);
+    // A move never allowed is refused as such, not as "try again".
+    assert!(matches!(
+        service.advance(id, OrderStatus::Shipped).await,
+        Err(OrderError::Rule(crate::model::OrderRuleError::InvalidTransition { .. }))
+    ));
 
     let mut finalized = cell.lock().unwrap().clone();
     finalized.record(crate::service::FINALIZED, now());

@@ -460,9 +460,11 @@ impl PaymentService {
         self.publisher.publish(std::slice::from_ref(&job)).await;
         match self.settle_refund(refund.id).await {
             Ok(result) => Ok(result),
-            // Booked and queued: the job finishes it with the same key.
-            Err(PaymentError::ProviderUnavailable(_)) => Ok(RefundResult { payment: next, refund }),
-            Err(err) => Err(err),
+            Err(refused @ PaymentError::RefundRefused { .. }) => Err(refused),
+            // Booked and queued: whatever stopped this attempt (the provider down, the payment
+            // written meanwhile), the job finishes it with the same key. Answered as requested,
+            // not as an error a client would retry: a retry would book another refund.
+            Err(_) => Ok(RefundResult { payment: next, refund }),
         }
     }
 

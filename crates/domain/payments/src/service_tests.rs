@@ -205,6 +205,33 @@ async fn a_refund_is_booked_with_its_job_before_the_provider_is_asked() {
 }
 
 #[pollster::test]
+async fn a_booked_refund_whose_answer_cannot_be_recorded_now_is_answered_as_requested() {
+    let payment = paid();
+    let mut repo = MockPaymentRepository::new();
+    let stored = Arc::new(std::sync::Mutex::new(payment.clone()));
+    let read_payment = stored.clone();
+    repo.expect_get().returning(move |_| Ok(Some(read_payment.lock().unwrap().clone())));
+    let booked = Arc::new(std::sync::Mutex::new(None));
+    let keep = booked.clone();
+    repo.expect_book_refund().times(1).returning(move |_, next, refund, _| {
+        *stored.lock().unwrap() = next.clone();
+        *keep.lock().unwrap() = Some(refund.clone());
+        Ok(())
+    });
+    let read = booked.clone();
+    repo.expect_refund().returning(move |_| Ok(read.lock().unwrap().clone()));
+    let mut publisher = MockJobPublisher::new();
+    publisher.expect_publish().times(1).returning(|_| ());
+    let mut gateway = MockPaymentGateway::new();
+    gateway.expect_refund().times(1).returning(|_| Err(GatewayError::Rejected("charge disputed".into())));
+    // The payment changed since it was read (a capture event, say): the refusal is not recorded
+    // by this request; its job records it.
+    repo.expect_settle_refund().times(1).returning(|_, _| Err(SaveError::Conflict));
+    let result = service(repo, gateway, publisher).refund(payment.id, Some(usd(2000)), None).await.unwrap();
+    assert_eq!((result.refund.status, result.payment.refunded), (RefundStatus::Requested, usd(2000)));
+}
+
+#[pollster::test]
 async fn an_over_refund_is_refused_before_anything_is_booked_or_asked() {
     let payment = paid();
     let mut repo = MockPaymentRepository::new();

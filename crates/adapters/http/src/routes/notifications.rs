@@ -289,6 +289,8 @@ async fn run_session(
                     Some(Outbound::Resync) => {
                         if !send_backlog(&state, customer, &mut session).await { break None; }
                     }
+                    // The api is stopping: the device reconnects (to another instance).
+                    None if hub.is_closing() => break Some(CloseReason { code: CloseCode::Away, description: Some("server restarting; reconnect".into()) }),
                     // The hub dropped this session: it could not keep up.
                     None => break Some(CloseReason { code: CloseCode::Policy, description: Some("too slow; reconnect".into()) }),
                 },

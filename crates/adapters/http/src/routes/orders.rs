@@ -320,15 +320,16 @@ async fn advance(state: &AppState, id: Uuid, to: OrderStatus) -> Result<HttpResp
 /// Cash on delivery: PENDING_CONFIRMATION → CONFIRMED (stock confirmed and cart cleared by the
 /// worker right after). ADMIN only.
 #[utoipa::path(tag = "orders", security(("bearer" = ["ADMIN"])), params(("id" = Uuid, Path, description = "Order id")),
-    responses((status = 200, body = OrderDto), (status = 409, description = "INVALID_TRANSITION", body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = OrderDto), (status = 409, description = "INVALID_TRANSITION; CONCURRENT_MODIFICATION (stock still being reserved: try again)", body = Problem, content_type = "application/problem+json")))]
 #[patch("/orders/{id}/confirm")]
 async fn admin_confirm(state: Data<AppState>, _admin: Admin, id: Path<Uuid>) -> Result<HttpResponse, ApiError> {
     advance(&state, *id, OrderStatus::Confirmed).await
 }
 
-/// CONFIRMED → PROCESSING. ADMIN only.
+/// CONFIRMED → PROCESSING, once the order's units left the shelf (a cash order's finalize job
+/// runs right after its confirmation; until then 409 CONCURRENT_MODIFICATION, try again). ADMIN only.
 #[utoipa::path(tag = "orders", security(("bearer" = ["ADMIN"])), params(("id" = Uuid, Path, description = "Order id")),
-    responses((status = 200, body = OrderDto), (status = 409, description = "INVALID_TRANSITION", body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = OrderDto), (status = 409, description = "INVALID_TRANSITION; CONCURRENT_MODIFICATION (not finalized yet: try again)", body = Problem, content_type = "application/problem+json")))]
 #[patch("/orders/{id}/process")]
 async fn admin_process(state: Data<AppState>, _admin: Admin, id: Path<Uuid>) -> Result<HttpResponse, ApiError> {
     advance(&state, *id, OrderStatus::Processing).await
