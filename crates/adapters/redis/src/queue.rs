@@ -814,19 +814,23 @@ async fn depth_of(redis: &SharedConnection, keys: &QueueKeys, queue: QueueName) 
     })
 }
 
-/// KEYS: dead stream, job, stream, spent. ARGV: job id. Re-drives a dead job with fresh attempts.
+/// KEYS: dead stream, job, stream, spent. ARGV: job id. Re-drives a dead job with fresh attempts:
+/// its dead letter is the entry the job recorded when it died (one XDEL, never a scan of every
+/// dead letter, which would hold Redis for everyone); a job dead before entries were recorded is
+/// looked for in the dead stream.
 const REDRIVE: &str = r"
-local found = false
-for _, entry in ipairs(redis.call('XRANGE', KEYS[1], '-', '+')) do
-  local fields = entry[2]
-  for i = 1, #fields, 2 do
-    if fields[i] == 'id' and fields[i + 1] == ARGV[1] then
-      redis.call('XDEL', KEYS[1], entry[1])
-      found = true
+local job = redis.call('HMGET', KEYS[2], 'state', 'dead_entry')
+if job[1] ~= 'dead' then return 0 end
+if job[2] then
+  redis.call('XDEL', KEYS[1], job[2])
+else
+  for _, entry in ipairs(redis.call('XRANGE', KEYS[1], '-', '+')) do
+    local fields = entry[2]
+    for i = 1, #fields, 2 do
+      if fields[i] == 'id' and fields[i + 1] == ARGV[1] then redis.call('XDEL', KEYS[1], entry[1]) end
     end
   end
 end
-if not found or redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
 redis.call('ZREM', KEYS[4], ARGV[1])
 redis.call('HSET', KEYS[2], 'attempt', 0, 'state', 'waiting')
 redis.call('HDEL', KEYS[2], 'error', 'died', 'died_at', 'dead_entry')

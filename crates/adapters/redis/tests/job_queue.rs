@@ -216,6 +216,25 @@ async fn a_reoffer_runs_again_only_a_job_whose_retries_ran_out_and_only_once_it_
 }
 
 #[tokio::test]
+async fn a_job_dead_before_dead_letters_were_recorded_on_it_is_still_re_driven_and_its_letter_removed() {
+    let redis = TestRedis::new();
+    let queue = producer(&redis);
+    let admin = RedisJobAdmin::new(pool(&redis), RedisKeys::new(redis.prefix()));
+    let c = consumer(&redis, "c1").await;
+    queue.enqueue(job("legacy", 1)).await.unwrap();
+    let got = c.read(10, SHORT).await.unwrap().remove(0);
+    assert!(c.dead_letter(&got, "bad payload").await.unwrap());
+    let key = RedisKeys::new(redis.prefix()).queue(QueueName::Checkout.as_str()).job("legacy");
+    let mut conn = pool(&redis).get().await.unwrap();
+    deadpool_redis::redis::cmd("HDEL").arg(&key).arg("dead_entry").query_async::<u64>(&mut conn).await.unwrap();
+
+    assert_eq!(admin.retry_dead(&JobId::new("legacy")).await.unwrap(), Some(QueueName::Checkout));
+    assert!(admin.dead_letters(10).await.unwrap().is_empty());
+    let again = c.read(10, SHORT).await.unwrap().remove(0);
+    assert_eq!((again.job.id.as_str(), again.job.attempt), ("legacy", 1));
+}
+
+#[tokio::test]
 async fn a_job_whose_retries_ran_out_runs_again_by_itself_later_each_time_and_one_that_failed_for_good_never() {
     let redis = TestRedis::new();
     let queue = producer(&redis);
@@ -241,6 +260,8 @@ async fn a_job_whose_retries_ran_out_runs_again_by_itself_later_each_time_and_on
     assert!(c.dead_letter_spent(&got["manual"], "gave up after 1 attempts: database unavailable").await.unwrap());
     assert_eq!(waiting().await, 2);
     assert_eq!(admin.retry_dead(&JobId::new("manual")).await.unwrap(), Some(QueueName::Checkout));
+    assert_eq!(admin.retry_dead(&JobId::new("manual")).await.unwrap(), None, "running, not dead");
+    assert_eq!(admin.retry_dead(&JobId::new("nobody")).await.unwrap(), None);
     assert_eq!(waiting().await, 1, "only the outage's job waits");
     let manual = c.read(10, SHORT).await.unwrap().remove(0);
     assert_eq!((manual.job.id.as_str(), manual.job.attempt), ("manual", 1));
@@ -251,6 +272,7 @@ async fn a_job_whose_retries_ran_out_runs_again_by_itself_later_each_time_and_on
     let revives: HashMap<&str, Option<chrono::DateTime<chrono::Utc>>> =
         letters.iter().map(|l| (l.job_id.as_str(), l.revives_at)).collect();
     assert_eq!(revives["broken"], None, "failed for good");
+    assert!(!revives.contains_key("manual"), "its dead letter went with the re-drive: {letters:?}");
     let at = revives["outage"].expect("out of retries: it runs again");
     let after = at - died;
     assert!(after >= chrono::Duration::milliseconds(990) && after <= chrono::Duration::milliseconds(3000), "{after}");
