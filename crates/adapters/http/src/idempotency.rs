@@ -40,7 +40,7 @@ pub fn is_required(method: &str, pattern: &str) -> bool {
 /// Routes never deduplicated, whatever the caller sends: the answers of `/v1/auth/*` are
 /// credentials, which are never kept (a stored login or refresh would sit in Redis for a day),
 /// and a refresh token presented again must meet the reuse detection, not a replay.
-fn never_deduplicated(path: &str) -> bool {
+pub(crate) fn never_deduplicated(path: &str) -> bool {
     path.starts_with("/v1/auth/")
 }
 

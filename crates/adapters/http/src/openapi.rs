@@ -45,6 +45,9 @@ pub fn document_idempotency(api: &mut OpenApiDoc) {
     use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
     use utoipa::openapi::{ObjectBuilder, Required, Type};
     for (path, item) in api.paths.paths.iter_mut() {
+        if crate::idempotency::never_deduplicated(path) {
+            continue;
+        }
         for (method, op) in [("POST", item.post.as_mut()), ("PATCH", item.patch.as_mut())] {
             let Some(op) = op else { continue };
             let required = crate::idempotency::is_required(method, path);
@@ -146,7 +149,7 @@ pub fn document_common_problems(api: &mut OpenApiDoc) {
                 Some(false) => problems.push((413, "PAYLOAD_TOO_LARGE")),
                 None => {}
             }
-            if method == "POST" || method == "PATCH" {
+            if (method == "POST" || method == "PATCH") && !crate::idempotency::never_deduplicated(path) {
                 problems.extend([
                     (400, "INVALID_IDEMPOTENCY_KEY"),
                     (409, "IDEMPOTENCY_REQUEST_IN_PROGRESS"),
