@@ -458,14 +458,28 @@ impl PaymentService {
         let job = refund_job(refund.id);
         self.book(&payment, &next, &refund, std::slice::from_ref(&job)).await?;
         self.publisher.publish(std::slice::from_ref(&job)).await;
-        match self.settle_refund(refund.id).await {
-            Ok(result) => Ok(result),
-            Err(refused @ PaymentError::RefundRefused { .. }) => Err(refused),
+        let result = match self.settle_refund(refund.id).await {
+            Ok(result) => result,
+            Err(refused @ PaymentError::RefundRefused { .. }) => return Err(refused),
             // Booked and queued: whatever stopped this attempt (the provider down, the payment
-            // written meanwhile), the job finishes it with the same key. Answered as requested,
-            // not as an error a client would retry: a retry would book another refund.
-            Err(_) => Ok(RefundResult { payment: next, refund }),
+            // written meanwhile, by the refund's own job too), the refund as it stands now;
+            // never an error a client would retry, which would book another refund.
+            Err(_) => match self.payments.refund(refund.id).await {
+                Ok(Some(stored)) if stored.status != RefundStatus::Requested => {
+                    RefundResult { payment: self.load(payment.id).await.unwrap_or(next), refund: stored }
+                }
+                _ => RefundResult { payment: next, refund },
+            },
+        };
+        // Settled by its job first, refused: the admin hears of the refusal all the same.
+        if result.refund.status == RefundStatus::Failed {
+            return Err(PaymentError::RefundRefused {
+                payment: payment.id,
+                order: payment.order_id,
+                reason: result.refund.failure_reason.clone().unwrap_or_else(|| "refused by the provider".into()),
+            });
         }
+        Ok(result)
     }
 
     async fn book(

@@ -232,6 +232,36 @@ async fn a_booked_refund_whose_answer_cannot_be_recorded_now_is_answered_as_requ
 }
 
 #[pollster::test]
+async fn a_refund_its_job_found_refused_first_is_a_refusal_to_the_admin_too() {
+    let payment = paid();
+    let mut repo = MockPaymentRepository::new();
+    let stored = Arc::new(std::sync::Mutex::new(payment.clone()));
+    let read_payment = stored.clone();
+    repo.expect_get().returning(move |_| Ok(Some(read_payment.lock().unwrap().clone())));
+    let booked = Arc::new(std::sync::Mutex::new(None::<Refund>));
+    let keep = booked.clone();
+    repo.expect_book_refund().times(1).returning(move |_, _, refund, _| {
+        // The refund's job runs at once, is refused and records it (the payment as before).
+        let mut settled = refund.clone();
+        settled.status = RefundStatus::Failed;
+        settled.failure_reason = Some("rejected by the provider: charge disputed".into());
+        *keep.lock().unwrap() = Some(settled);
+        Ok(())
+    });
+    let read = booked.clone();
+    repo.expect_refund().returning(move |_| Ok(read.lock().unwrap().clone()));
+    let mut publisher = MockJobPublisher::new();
+    publisher.expect_publish().times(1).returning(|_| ());
+    let mut gateway = MockPaymentGateway::new();
+    gateway.expect_refund().never();
+    let err = service(repo, gateway, publisher).refund(payment.id, Some(usd(2000)), None).await.unwrap_err();
+    assert!(
+        matches!(&err, PaymentError::RefundRefused { payment: p, reason, .. } if *p == payment.id && reason.contains("disputed")),
+        "{err:?}"
+    );
+}
+
+#[pollster::test]
 async fn an_over_refund_is_refused_before_anything_is_booked_or_asked() {
     let payment = paid();
     let mut repo = MockPaymentRepository::new();
