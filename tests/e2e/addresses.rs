@@ -11,6 +11,8 @@ fn address(name: &str) -> Value {
 
 async fn list(app: &TestApp, token: &str) -> Vec<Value> {
     let body: Value = app.get("/v1/customers/me/addresses", Some(token)).await.json().await.unwrap();
+    // A list like any other, all of it on one page.
+    assert_eq!(body.get("nextCursor"), Some(&Value::Null), "{body}");
     body["data"].as_array().unwrap().clone()
 }
 

@@ -205,6 +205,7 @@ impl Shop {
             .json()
             .await
             .unwrap();
+        assert_eq!(list.get("nextCursor"), Some(&Value::Null), "{list}");
         list["data"].as_array().unwrap().clone()
     }
 }

@@ -57,9 +57,13 @@ impl From<&Address> for AddressDto {
     }
 }
 
+/// The whole collection in one page (it is small): `nextCursor` is always null, as on the last
+/// page of any list.
 #[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct AddressList {
     data: Vec<AddressDto>,
+    next_cursor: Option<String>,
 }
 
 fn line(raw: &str) -> Result<BoundedText, ecom_identity::model::TextError> {
@@ -216,7 +220,8 @@ impl UpdateAddressRequest {
 #[get("/customers/me/addresses")]
 async fn list_addresses(state: Data<AppState>, caller: Authenticated) -> Result<HttpResponse, ApiError> {
     let addresses = state.identity.list_addresses(caller.0).await?;
-    Ok(HttpResponse::Ok().json(AddressList { data: addresses.iter().map(AddressDto::from).collect() }))
+    Ok(HttpResponse::Ok()
+        .json(AddressList { next_cursor: None, data: addresses.iter().map(AddressDto::from).collect() }))
 }
 
 /// Saves a new address (at most 20 per customer).

@@ -102,9 +102,13 @@ pub struct PaymentDetail {
     refunds: Vec<RefundDto>,
 }
 
+/// The whole collection in one page (it is small): `nextCursor` is always null, as on the last
+/// page of any list.
 #[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct PaymentList {
     data: Vec<PaymentDto>,
+    next_cursor: Option<String>,
 }
 
 /// The order shows its payment's status. The payment is what counts: a failed update is logged,
@@ -160,7 +164,8 @@ async fn order_payments(state: Data<AppState>, auth: Authenticated, id: Path<Uui
     // Someone else's order does not exist for this caller.
     state.orders.view(order, orders_viewer(&auth)).await?;
     let payments = state.payments.of_order(order, viewer(&auth)).await?;
-    Ok(HttpResponse::Ok().json(PaymentList { data: payments.iter().map(PaymentDto::from).collect() }))
+    Ok(HttpResponse::Ok()
+        .json(PaymentList { next_cursor: None, data: payments.iter().map(PaymentDto::from).collect() }))
 }
 
 #[derive(Deserialize, ToSchema)]
