@@ -558,6 +558,15 @@ async fn a_customer_cancels_a_paid_order_for_a_refund_and_cannot_cancel_a_shippe
         let problem = assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_FAILED").await;
         assert_eq!(problem["errors"][0]["field"], "cursor");
     }
+
+    // The delivered order comes back and is refunded in full: REFUNDED.
+    shop.wait(&customer, &shipped, "paid", |o| o["paymentStatus"] == "PAID").await;
+    let payment = shop.payments(&customer, &shipped).await[0]["id"].as_str().unwrap().to_owned();
+    let res = shop.app.post(&format!("/v1/payments/{payment}/refund"), &json!({"reason": "returned"}), admin).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let order = shop.wait(&customer, &shipped, "refunded", |o| o["status"] == "REFUNDED").await;
+    assert_eq!(order["paymentStatus"], "REFUNDED");
+    assert_eq!(order["timeline"].as_array().unwrap().last().unwrap()["note"], "refunded in full after delivery");
 }
 
 #[tokio::test]

@@ -205,6 +205,10 @@ impl OrderPayments for OrderPaymentsBridge {
         self.payments.status(payment).await.map_err(payment_infra)
     }
 
+    async fn refunds_answered(&self, payment: PaymentId) -> Result<bool, InfraError> {
+        self.payments.refunds_answered(payment).await.map_err(payment_infra)
+    }
+
     async fn refund_all(&self, order: OrderId, reason: &str) -> Result<RefundState, InfraError> {
         Ok(match self.payments.refund_order(order, reason).await.map_err(payment_infra)? {
             OrderRefund::NothingTaken => RefundState::NothingToRefund,

@@ -70,7 +70,7 @@ const CHECKS: [(&str, &str, &str); 9] = [
                 (SELECT count(*) FROM payments p WHERE p.order_id = o.id AND p.status <> 'FAILED')) AS detail \
          FROM orders o \
          WHERE o.payment_method <> 'CASH_ON_DELIVERY' \
-           AND o.status IN ('CONFIRMED', 'PROCESSING', 'SHIPPED', 'DELIVERED') \
+           AND o.status IN ('CONFIRMED', 'PROCESSING', 'SHIPPED', 'DELIVERED', 'REFUNDED') \
            AND (SELECT count(*) FROM payments p WHERE p.order_id = o.id AND p.status <> 'FAILED') <> 1",
     ),
     (
@@ -94,7 +94,7 @@ const CHECKS: [(&str, &str, &str); 9] = [
         "a confirmed order's reservation is confirmed (its units left the shelf)",
         "SELECT o.id::TEXT AS subject, format('%s with reservation %s', o.status, COALESCE(r.status, 'none')) AS detail \
          FROM orders o LEFT JOIN reservations r ON r.order_id = o.id \
-         WHERE o.status IN ('CONFIRMED', 'PROCESSING', 'SHIPPED', 'DELIVERED') \
+         WHERE o.status IN ('CONFIRMED', 'PROCESSING', 'SHIPPED', 'DELIVERED', 'REFUNDED') \
            AND COALESCE(r.status, 'none') <> 'CONFIRMED' AND o.updated_at < now() - make_interval(secs => $1)",
     ),
     (

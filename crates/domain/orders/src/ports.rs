@@ -209,4 +209,7 @@ pub trait OrderPayments: Send + Sync {
         &self,
         payment: ecom_payments::model::PaymentId,
     ) -> Result<Option<ecom_payments::model::PaymentStatus>, InfraError>;
+    /// Whether the provider answered every refund of the payment (none is still only booked,
+    /// which a refusal could give back).
+    async fn refunds_answered(&self, payment: ecom_payments::model::PaymentId) -> Result<bool, InfraError>;
 }

@@ -35,6 +35,8 @@ pub const COMPENSATED: &str = "refund and stock settled";
 /// Timeline note (followed by the provider's reason) of a cancelled order whose refund the
 /// provider refused: the money is still taken, the payment PAID; a person settles it.
 pub const REFUND_REFUSED: &str = "refund refused by the provider";
+/// The note of a delivered order refunded in full.
+pub const REFUNDED_AFTER_DELIVERY: &str = "refunded in full after delivery";
 
 /// Whether a cancelled order shows money taken that its compensation has yet to give back (unless
 /// the provider refused to).
@@ -704,6 +706,16 @@ impl OrderService {
             let mut next = order.clone();
             if let Some(status) = status {
                 next.set_payment_status(status, now);
+            }
+            // Delivered, then all of it given back (goods returned): REFUNDED, once the provider
+            // answered every refund (a refund only booked may still be refused).
+            if let (OrderStatus::Delivered, Some(PaymentStatus::Refunded), Some(payment)) =
+                (next.status, status, payment)
+            {
+                if self.ports.payments.refunds_answered(payment).await? {
+                    next.transition(OrderStatus::Refunded, Some(REFUNDED_AFTER_DELIVERY.into()), now)
+                        .map_err(OrderError::from)?;
+                }
             }
             change(&mut next, now)?;
             if next == order {

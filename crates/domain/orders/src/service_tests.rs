@@ -1082,3 +1082,50 @@ async fn a_payment_change_whose_own_follow_up_found_nothing_to_do_is_caught_afte
 
     assert_eq!(cell.lock().unwrap().payment_status, PaymentStatus::Paid);
 }
+
+#[pollster::test]
+async fn a_delivered_order_refunded_in_full_becomes_refunded_once_every_refund_is_answered() {
+    let mut order = placed(PaymentMethod::CreditCard);
+    order.set_payment_status(PaymentStatus::Paid, now());
+    for to in [OrderStatus::Confirmed, OrderStatus::Processing, OrderStatus::Shipped, OrderStatus::Delivered] {
+        order.transition(to, None, now()).unwrap();
+    }
+    let id = order.id;
+    let mut m = Mocks::new();
+    let (payment, _) = payment_of(&mut m, PaymentStatus::Refunded);
+    let answered = Arc::new(Mutex::new(false));
+    let read = answered.clone();
+    m.payments.expect_refunds_answered().withf(move |p| *p == payment).returning(move |_| Ok(*read.lock().unwrap()));
+    let cell = stored(&mut m, order);
+    let service = m.service();
+
+    // Booked, not answered: a refusal could still give it back.
+    service.payment_changed(id, payment).await.unwrap();
+    let booked = cell.lock().unwrap().clone();
+    assert_eq!((booked.status, booked.payment_status), (OrderStatus::Delivered, PaymentStatus::Refunded));
+
+    *answered.lock().unwrap() = true;
+    service.payment_changed(id, payment).await.unwrap();
+    let refunded = cell.lock().unwrap().clone();
+    assert_eq!(refunded.status, OrderStatus::Refunded);
+    assert!(refunded.has_note(crate::service::REFUNDED_AFTER_DELIVERY));
+    service.payment_changed(id, payment).await.unwrap();
+    assert_eq!(*cell.lock().unwrap(), refunded, "once");
+}
+
+#[pollster::test]
+async fn a_delivered_order_refunded_in_part_stays_delivered() {
+    let mut order = placed(PaymentMethod::CreditCard);
+    order.set_payment_status(PaymentStatus::Paid, now());
+    for to in [OrderStatus::Confirmed, OrderStatus::Processing, OrderStatus::Shipped, OrderStatus::Delivered] {
+        order.transition(to, None, now()).unwrap();
+    }
+    let id = order.id;
+    let mut m = Mocks::new();
+    let (payment, _) = payment_of(&mut m, PaymentStatus::PartiallyRefunded);
+    m.payments.expect_refunds_answered().never();
+    let cell = stored(&mut m, order);
+    m.service().payment_changed(id, payment).await.unwrap();
+    let after = cell.lock().unwrap().clone();
+    assert_eq!((after.status, after.payment_status), (OrderStatus::Delivered, PaymentStatus::PartiallyRefunded));
+}

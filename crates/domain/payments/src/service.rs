@@ -205,6 +205,11 @@ impl PaymentService {
         Ok(self.payments.get(id).await?.map(|p| p.status))
     }
 
+    /// Whether the provider answered every refund of the payment: none is still REQUESTED.
+    pub async fn refunds_answered(&self, id: PaymentId) -> Result<bool, PaymentError> {
+        Ok(self.payments.refunds(id).await?.iter().all(|r| r.status != RefundStatus::Requested))
+    }
+
     async fn load(&self, id: PaymentId) -> Result<Payment, PaymentError> {
         self.payments.get(id).await?.ok_or(PaymentError::NotFound(id))
     }
