@@ -118,9 +118,18 @@ impl CustomerRepository for PgCustomerRepository {
                 customers::first_name.eq(c.first_name().as_str()),
                 customers::last_name.eq(c.last_name().as_str()),
                 customers::phone.eq(c.phone().map(|p| p.as_str())),
-                customers::role.eq(c.role().as_str()),
                 customers::updated_at.eq(c.updated_at()),
             ))
+            .execute(&mut conn)
+            .await
+            .map_err(infra_from_diesel)?;
+        Ok(())
+    }
+
+    async fn promote_to_admin(&self, id: CustomerId, at: DateTime<Utc>) -> Result<(), InfraError> {
+        let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
+        diesel::update(customers::table.find(id.as_uuid()))
+            .set((customers::role.eq(Role::Admin.as_str()), customers::updated_at.eq(at)))
             .execute(&mut conn)
             .await
             .map_err(infra_from_diesel)?;

@@ -61,6 +61,30 @@ async fn customers_round_trip_and_emails_are_unique() {
 }
 
 #[tokio::test]
+async fn a_profile_saved_from_an_older_read_never_undoes_a_promotion() {
+    let db = TestDb::new().await;
+    let repo = PgCustomerRepository::new(pool(&db));
+    let ada = customer("ada@shop.test", Role::Customer);
+    repo.insert(&ada, &PasswordHash::new("h".into())).await.unwrap();
+    // Read for a profile change; promoted meanwhile; the profile change lands.
+    let read = repo.find(ada.id()).await.unwrap().unwrap();
+    repo.promote_to_admin(ada.id(), now()).await.unwrap();
+    let renamed = Customer::restore(
+        read.id(),
+        read.email().clone(),
+        text("Augusta"),
+        read.last_name().clone(),
+        None,
+        read.role(),
+        read.created_at(),
+        now(),
+    );
+    repo.update(&renamed).await.unwrap();
+    let stored = repo.find(ada.id()).await.unwrap().unwrap();
+    assert_eq!((stored.role(), stored.first_name().as_str(), stored.phone()), (Role::Admin, "Augusta", None));
+}
+
+#[tokio::test]
 async fn customers_list_newest_first_with_a_role_filter_and_cursors() {
     let db = TestDb::new().await;
     let repo = PgCustomerRepository::new(pool(&db));

@@ -28,8 +28,11 @@ pub trait CustomerRepository: Send + Sync {
     async fn find(&self, id: CustomerId) -> Result<Option<Customer>, InfraError>;
     /// The account and its password hash, for logging in.
     async fn find_credentials(&self, email: &Email) -> Result<Option<(Customer, PasswordHash)>, InfraError>;
-    /// Saves profile fields and role of an existing customer.
+    /// Saves the profile fields (names, phone) of an existing customer, never its role: a
+    /// profile change racing with a promotion must not undo it.
     async fn update(&self, customer: &Customer) -> Result<(), InfraError>;
+    /// Makes an existing customer an admin (the role alone).
+    async fn promote_to_admin(&self, id: CustomerId, at: DateTime<Utc>) -> Result<(), InfraError>;
     async fn set_password_hash(&self, id: CustomerId, hash: &PasswordHash) -> Result<(), InfraError>;
     /// Newest first (ids are time-ordered), optionally filtered by role.
     async fn list(&self, role: Option<Role>, page: &PageRequest) -> Result<Page<Customer>, InfraError>;

@@ -181,8 +181,8 @@ impl IdentityService {
             self.ports.refresh_tokens.revoke_customer(existing.id(), now).await?;
             self.ports.customers.set_password_hash(existing.id(), &hash).await?;
             self.ports.refresh_tokens.revoke_customer(existing.id(), now).await?;
+            self.ports.customers.promote_to_admin(existing.id(), now).await?;
             existing.promote_to_admin(now);
-            self.ports.customers.update(&existing).await?;
             return Ok(existing);
         }
         let hash = self.ports.hasher.hash(&password).await?;

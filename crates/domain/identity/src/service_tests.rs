@@ -381,7 +381,13 @@ async fn bootstrapping_an_existing_account_promotes_it_resets_its_password_and_e
         .times(1)
         .in_sequence(&mut seq)
         .returning(|_, _| Ok(()));
-    m.customers.expect_update().withf(|c| c.role() == Role::Admin).times(1).in_sequence(&mut seq).returning(|_| Ok(()));
+    m.customers
+        .expect_promote_to_admin()
+        .withf(move |cid, _| *cid == id)
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_, _| Ok(()));
+    m.customers.expect_update().never();
     m.customers.expect_insert().never();
 
     let admin = m
@@ -401,7 +407,7 @@ async fn bootstrapping_an_admin_that_already_has_the_password_changes_nothing_an
         .returning(move |_| Ok(Some((existing.clone(), PasswordHash::new("current".into())))));
     m.hasher.expect_verify().withf(|_, h| h.as_str() == "current").times(1).returning(|_, _| Ok(true));
     m.hasher.expect_hash().never();
-    m.customers.expect_update().never();
+    m.customers.expect_promote_to_admin().never();
     m.customers.expect_set_password_hash().never();
     m.refresh_tokens.expect_revoke_customer().never();
 
@@ -423,7 +429,7 @@ async fn bootstrapping_an_admin_with_another_password_ends_the_sessions_opened_w
         .returning(move |_| Ok(Some((existing.clone(), PasswordHash::new("leaked".into())))));
     m.hasher.expect_verify().returning(|_, _| Ok(false));
     m.hasher.expect_hash().returning(|_| Ok(PasswordHash::new("new-hash".into())));
-    m.customers.expect_update().returning(|_| Ok(()));
+    m.customers.expect_promote_to_admin().returning(|_, _| Ok(()));
     m.customers.expect_set_password_hash().times(1).returning(|_, _| Ok(()));
     m.refresh_tokens.expect_revoke_customer().withf(move |cid, _| *cid == id).times(2).returning(|_, _| Ok(()));
 
