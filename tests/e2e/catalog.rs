@@ -31,6 +31,9 @@ async fn an_admin_creates_a_product_that_anyone_can_read() {
 
     let read: Value = app.get(&location, None).await.json().await.unwrap();
     assert_eq!(read, created);
+    // Read again from the cache: the same.
+    let cached: Value = app.get(&location, None).await.json().await.unwrap();
+    assert_eq!(cached, created);
     let levels: Value = app
         .get(&format!("/v1/inventory/products/{}", created["id"].as_str().unwrap()), None)
         .await
@@ -85,6 +88,24 @@ async fn duplicate_skus_and_invalid_products_are_refused() {
         assert_eq!(
             error_fields(&assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_FAILED").await),
             [field]
+        );
+    }
+    // A description keeps its paragraphs, and is read back from the database and the cache.
+    let mut paragraphs = mug("P-3");
+    paragraphs["description"] = json!("Enamel.\n\nDishwasher safe.");
+    let created = create(&app, &admin.access_token, &paragraphs).await;
+    for _ in 0..2 {
+        let read: Value =
+            app.get(&format!("/v1/products/{}", created["id"].as_str().unwrap()), None).await.json().await.unwrap();
+        assert_eq!(read["description"], "Enamel.\n\nDishwasher safe.");
+    }
+    for bad in ["nul\u{0}", "bell\u{7}"] {
+        let mut body = mug("P-4");
+        body["description"] = json!(bad);
+        let res = app.post("/v1/products", &body, Some(&admin.access_token)).await;
+        assert_eq!(
+            error_fields(&assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_FAILED").await),
+            ["description"]
         );
     }
     let mut with_float = mug("P-2");

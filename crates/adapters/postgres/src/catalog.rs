@@ -53,7 +53,11 @@ impl ProductRow {
             id: ProductId::from_uuid(self.id),
             sku: Sku::parse(&self.sku).map_err(|_| corrupt("sku"))?,
             name: text(&self.name, Product::NAME_MAX_CHARS)?,
-            description: self.description.as_deref().map(|d| text(d, Product::DESCRIPTION_MAX_CHARS)).transpose()?,
+            description: self
+                .description
+                .as_deref()
+                .map(|d| Product::parse_description(d).map_err(|_| corrupt("description")))
+                .transpose()?,
             price: Money::new(
                 self.price_amount,
                 Currency::parse(self.price_currency.trim()).map_err(|_| corrupt("currency"))?,

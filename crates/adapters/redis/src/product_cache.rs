@@ -73,7 +73,7 @@ impl CachedProduct {
             sku: Sku::parse(&self.sku).ok()?,
             name: BoundedText::parse(&self.name, Product::NAME_MAX_CHARS).ok()?,
             description: match self.description {
-                Some(d) => Some(BoundedText::parse(&d, Product::DESCRIPTION_MAX_CHARS).ok()?),
+                Some(d) => Some(Product::parse_description(&d).ok()?),
                 None => None,
             },
             price: Money::new(self.amount, Currency::parse(&self.currency).ok()?),

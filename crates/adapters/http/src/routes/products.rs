@@ -173,7 +173,7 @@ impl CreateProductRequest {
     fn into_command(self) -> Result<NewProduct, ApiError> {
         let sku = Sku::parse(&self.sku);
         let name = text(&self.name, Product::NAME_MAX_CHARS);
-        let description = self.description.as_deref().map(|d| text(d, Product::DESCRIPTION_MAX_CHARS)).transpose();
+        let description = self.description.as_deref().map(Product::parse_description).transpose();
         let price = self.price.parse();
         let category = self.category.as_deref().map(|c| text(c, Product::CATEGORY_MAX_CHARS)).transpose();
         let stock = match self.initial_stock.unwrap_or(0) {
@@ -218,7 +218,8 @@ impl UpdateProductRequest {
         let nullable =
             |v: Option<Option<String>>, max| v.map(|o| o.as_deref().map(|s| text(s, max)).transpose()).transpose();
         let name = self.name.as_deref().map(|n| text(n, Product::NAME_MAX_CHARS)).transpose();
-        let description = nullable(self.description, Product::DESCRIPTION_MAX_CHARS);
+        let description =
+            self.description.map(|o| o.as_deref().map(Product::parse_description).transpose()).transpose();
         let price = self.price.as_ref().map(MoneyDto::parse).transpose();
         let category = nullable(self.category, Product::CATEGORY_MAX_CHARS);
         match (name, description, price, category) {

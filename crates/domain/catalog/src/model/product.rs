@@ -1,7 +1,7 @@
 use std::fmt;
 
 use chrono::{DateTime, Utc};
-use ecom_kernel::{changed_at, BoundedText, Money, ProductId};
+use ecom_kernel::{changed_at, BoundedText, Money, ProductId, TextError};
 
 /// A stock-keeping unit: trimmed, upper-cased, letters, digits, `-`, `_` and `.`.
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -116,6 +116,11 @@ impl Product {
     /// no total can overflow: a cart of 100 lines of 100 units each at this price, plus
     /// shipping, stays far below `i64::MAX`.
     pub const MAX_PRICE: i64 = 100_000_000_000;
+
+    /// A description: up to `DESCRIPTION_MAX_CHARS`, printable, its paragraphs (line breaks) kept.
+    pub fn parse_description(raw: &str) -> Result<BoundedText, TextError> {
+        BoundedText::parse_lines(raw, Self::DESCRIPTION_MAX_CHARS)
+    }
 
     pub(crate) fn create(new: NewProduct, now: DateTime<Utc>) -> Self {
         Self {
