@@ -6,7 +6,8 @@ use async_trait::async_trait;
 use deadpool_redis::{redis, Config, Pool, PoolError, Runtime};
 use ecom_kernel::{HealthCheck, InfraError};
 
-#[derive(Debug, Clone)]
+/// Pool settings; the URL may carry a password, so there is no `Debug` to print it by mistake.
+#[derive(Clone)]
 pub struct RedisSettings {
     pub url: String,
     pub max_connections: usize,
