@@ -84,10 +84,11 @@ const CHECKS: [(&str, &str, &str); 9] = [
     ),
     (
         "cancelled-orders-hold-no-stock",
-        "a cancelled order holds no reservation",
-        "SELECT o.id::TEXT AS subject, 'CANCELLED with an ACTIVE reservation' AS detail \
+        "a cancelled order holds no stock: its reservation released, or its units returned",
+        "SELECT o.id::TEXT AS subject, format('CANCELLED with a %s reservation', r.status) AS detail \
          FROM orders o JOIN reservations r ON r.order_id = o.id \
-         WHERE o.status = 'CANCELLED' AND r.status = 'ACTIVE' AND o.updated_at < now() - make_interval(secs => $1)",
+         WHERE o.status = 'CANCELLED' AND r.status IN ('ACTIVE', 'CONFIRMED') \
+           AND o.updated_at < now() - make_interval(secs => $1)",
     ),
     (
         "confirmed-orders-finalized",

@@ -436,12 +436,16 @@ async fn the_invariant_checks_find_orders_payments_and_jobs_left_wrong() {
         format!("INSERT INTO payments (id, order_id, customer_id, provider, amount, currency, status, refunded_amount, \
                  created_at, updated_at) VALUES ('{}', '{}', '{}', 'simulated', 4998, 'USD', 'PAID', 0, \
                  now() - interval '1 hour', now() - interval '1 hour')", Uuid::now_v7(), cancelled.id, who),
+        // ... and its units never came back (its reservation still CONFIRMED).
+        format!("INSERT INTO reservations (order_id, status, expires_at, created_at, updated_at) \
+                 VALUES ('{}', 'CONFIRMED', now(), now() - interval '1 hour', now() - interval '1 hour')", cancelled.id),
         // A job its writer never published, ten minutes ago.
         "UPDATE outbox SET created_at = now() - interval '10 minutes' WHERE id = 'late-job'".to_owned(),
     ] {
         sql(q).execute(&mut conn).await.unwrap();
     }
     let mut expected = vec![
+        ("cancelled-orders-hold-no-stock", cancelled.id.to_string()),
         ("cancelled-orders-keep-no-money", cancelled.id.to_string()),
         ("confirmed-online-orders-charged-once", confirmed.id.to_string()),
         ("confirmed-orders-finalized", confirmed.id.to_string()),

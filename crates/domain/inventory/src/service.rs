@@ -113,16 +113,21 @@ impl InventoryService {
         }
     }
 
-    /// Expires up to `limit` ACTIVE reservations past their time; returns their orders.
+    /// Expires up to `limit` ACTIVE reservations past their time; returns their orders, or the
+    /// first error once every other one was tried (one that cannot be expired now does not hold
+    /// up those behind it).
     pub async fn expire_due(&self, limit: i64) -> Result<Vec<OrderId>, InventoryError> {
         let now = self.clock.now();
         let mut expired = Vec::new();
+        let mut failed = None;
         for order in self.stock.expired(now, limit).await? {
-            if matches!(self.finish(order, ReservationStatus::Expired).await?, Transition::Applied(_)) {
-                expired.push(order);
+            match self.finish(order, ReservationStatus::Expired).await {
+                Ok(Transition::Applied(_)) => expired.push(order),
+                Ok(_) => {}
+                Err(err) => failed = failed.or(Some(err)),
             }
         }
-        Ok(expired)
+        failed.map_or(Ok(expired), Err)
     }
 
     pub async fn reservation(&self, order: OrderId) -> Result<Reservation, InventoryError> {

@@ -164,6 +164,23 @@ async fn the_sweep_expires_only_what_it_moved() {
 }
 
 #[pollster::test]
+async fn one_reservation_that_cannot_expire_does_not_hold_up_those_behind_it() {
+    let (bad, good) = (OrderId::new(), OrderId::new());
+    let mut stock = MockStockRepository::new();
+    stock.expect_expired().returning(move |_, _| Ok(vec![bad, good]));
+    stock
+        .expect_finish()
+        .with(eq(bad), eq(ReservationStatus::Expired), eq(now()))
+        .returning(|_, _, _| Err(ecom_kernel::InfraError::unexpected("stock_count violated")));
+    stock
+        .expect_finish()
+        .with(eq(good), eq(ReservationStatus::Expired), eq(now()))
+        .times(1)
+        .returning(|_, _, _| Ok(Transition::Applied(vec![])));
+    assert!(service(stock, quiet_observer()).expire_due(100).await.is_err(), "the failure is reported");
+}
+
+#[pollster::test]
 async fn an_adjustment_below_reserved_is_refused() {
     let mut stock = MockStockRepository::new();
     stock.expect_adjust().returning(|_, _, _| Err(AdjustError::BelowReserved { reserved: 4 }));

@@ -515,11 +515,19 @@ impl OrderService {
             // Shipped or delivered: nothing to compensate automatically.
             return Ok(());
         }
+        // Cancelled already: its stock goes back first, even while the money waits for a
+        // capture below; an order not cancelled yet keeps its stock until its money is settled.
+        let cancelled = order.status == OrderStatus::Cancelled;
+        if cancelled {
+            self.ports.stock.release(id).await?;
+        }
         let refund = self.ports.payments.refund_all(id, reason.as_str()).await?;
         if refund == RefundState::NotYetCapturable {
             return Err(StepError::Retry("payment not captured yet; refund after the capture".into()));
         }
-        self.ports.stock.release(id).await?;
+        if !cancelled {
+            self.ports.stock.release(id).await?;
+        }
         let refused = match &refund {
             RefundState::Refused { reason, .. } => Some(format!("{REFUND_REFUSED}: {reason}")),
             _ => None,

@@ -272,6 +272,22 @@ async fn compensation_waits_for_an_uncaptured_payment_then_refunds_releases_and_
     assert_eq!(cell.lock().unwrap().timeline.len(), after.timeline.len(), "running it again changes nothing");
 }
 
+#[pollster::test]
+async fn a_cancelled_orders_stock_goes_back_while_its_money_waits_for_the_capture() {
+    // Cancelled by its customer while its payment is only authorized: the refund waits for the
+    // capture; the units do not wait with it.
+    let mut order = placed(PaymentMethod::CreditCard);
+    order.cancel(CancellationReason::CustomerRequest, now()).unwrap();
+    let id = order.id;
+    let mut m = Mocks::new();
+    let mut seq = mockall::Sequence::new();
+    m.stock.expect_release().times(1).in_sequence(&mut seq).returning(|_| Ok(()));
+    m.payments.expect_refund_all().times(1).in_sequence(&mut seq).returning(|_, _| Ok(RefundState::NotYetCapturable));
+    stored(&mut m, order);
+    let job = SagaJob { order_id: id, step: Step::Compensate, reason: Some("CUSTOMER_REQUEST".into()) };
+    assert!(matches!(m.service().run_step(&job).await, Err(StepError::Retry(_))), "the money waits");
+}
+
 /// The checkout context of a card order.
 fn visa() -> CheckoutContext {
     CheckoutContext { cart_id: uuid::Uuid::nil(), payment_token: Some("pm_card_visa".into()) }
@@ -478,13 +494,14 @@ async fn a_charge_made_but_never_recorded_is_recovered_before_the_cancelled_orde
                 .in_sequence(&mut steps)
                 .returning(|_| Ok(()));
         }
+        // The compensation: a cancelled order's stock (again, idempotent), then its money.
+        m.stock.expect_release().times(1).in_sequence(&mut steps).returning(|_| Ok(()));
         let (payment, _) = payment_of(&mut m, PaymentStatus::Refunded);
         m.payments
             .expect_refund_all()
             .times(1)
             .in_sequence(&mut steps)
             .returning(move |_, _| Ok(RefundState::Refunded(payment)));
-        m.stock.expect_release().times(1).in_sequence(&mut steps).returning(|_| Ok(()));
         // Then the order shows the refund, its compensation finished.
         let cell = stored(&mut m, order);
         let service = m.service();
@@ -534,16 +551,16 @@ async fn the_provider_settling_a_cancelled_orders_payment_finishes_its_compensat
 }
 
 #[pollster::test]
-async fn an_event_retried_after_the_refund_finishes_the_interrupted_compensation() {
-    // The capture's event refunded, then failed to release the stock: its retry finds the
-    // payment REFUNDED, and still finishes the compensation.
+async fn an_event_retried_after_a_failed_release_finishes_the_interrupted_compensation() {
+    // The capture's event failed to give the cancelled order's stock back (before its refund):
+    // its retry finishes the compensation, the refund included.
     let mut order = placed(PaymentMethod::CreditCard);
     order.cancel(CancellationReason::CustomerRequest, now()).unwrap();
     let id = order.id;
     let mut m = Mocks::new();
     let (payment, status) = payment_of(&mut m, PaymentStatus::Paid);
     let refunding = status.clone();
-    m.payments.expect_refund_all().times(2).returning(move |_, _| {
+    m.payments.expect_refund_all().times(1).returning(move |_, _| {
         *refunding.lock().unwrap() = PaymentStatus::Refunded;
         Ok(RefundState::Refunded(payment))
     });
@@ -777,17 +794,10 @@ async fn a_compensation_shows_the_payment_as_it_stands_when_it_writes_not_as_its
     order.cancel(CancellationReason::CustomerRequest, now()).unwrap();
     let id = order.id;
     let mut m = Mocks::new();
-    let (payment, status) = payment_of(&mut m, PaymentStatus::Paid);
-    let booked = status.clone();
-    m.payments.expect_refund_all().times(1).returning(move |_, _| {
-        *booked.lock().unwrap() = PaymentStatus::Refunded;
-        Ok(RefundState::Refunded(payment))
-    });
-    let refused = status.clone();
-    m.stock.expect_release().times(1).returning(move |_| {
-        *refused.lock().unwrap() = PaymentStatus::Paid;
-        Ok(())
-    });
+    // Booked (REFUNDED) and refused (PAID again) by the time the refund's answer is back.
+    let (payment, _) = payment_of(&mut m, PaymentStatus::Paid);
+    m.payments.expect_refund_all().times(1).returning(move |_, _| Ok(RefundState::Refunded(payment)));
+    m.stock.expect_release().times(1).returning(|_| Ok(()));
     let cell = stored(&mut m, order);
     let run = m.service().compensate(id, CancellationReason::CustomerRequest).await;
     let after = cell.lock().unwrap().clone();
