@@ -130,6 +130,10 @@ impl PaymentGateway for StripeGateway {
             ("confirm", "true".to_owned()),
             ("automatic_payment_methods[enabled]", "true".to_owned()),
             ("automatic_payment_methods[allow_redirects]", "never".to_owned()),
+            // No client here can complete a 3-D Secure challenge: a card that asks for one is
+            // declined (402 authentication_required), never left waiting as `requires_action`
+            // (which would confirm an order that nothing can ever pay).
+            ("error_on_requires_action", "true".to_owned()),
             ("metadata[order_id]", request.order_id.to_string()),
             ("metadata[payment_id]", request.payment_id.to_string()),
         ];

@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use ecom_kernel::jobs::{JobEnvelope, JobOutcome};
-use ecom_orders::model::CancellationReason;
 use ecom_orders::service::{SagaJob, Step, StepError};
 use ecom_orders::OrderService;
 
@@ -19,7 +18,7 @@ pub struct SagaHandler {
 impl SagaHandler {
     async fn give_up(&self, step: &SagaJob, why: &str) -> Result<JobOutcome, JobFailure> {
         tracing::warn!(order_id = %step.order_id, step = ?step.step, %why, "checkout step failed for good; compensating");
-        match self.orders.compensate(step.order_id, CancellationReason::CheckoutFailed).await {
+        match self.orders.give_up(step.order_id).await {
             Ok(()) => Ok(JobOutcome::Done),
             Err(err) => Err(JobFailure::Retryable(format!("compensation: {err}"))),
         }

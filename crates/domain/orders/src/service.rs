@@ -505,6 +505,18 @@ impl OrderService {
         self.save(&order, &next, &[]).await
     }
 
+    /// A saga step that failed for good, or ran out of retries: the order is compensated as
+    /// CHECKOUT_FAILED. A charge asked for may have been made without its answer recorded (the
+    /// provider unreachable on every attempt, though the first one reached it): it is looked up
+    /// by its idempotency key first (never charging), so that the compensation refunds it.
+    pub async fn give_up(&self, id: OrderId) -> Result<(), StepError> {
+        let (order, context) = self.load_for_saga(id).await?;
+        if order.payment_method.is_online() && context.payment_token.is_some() {
+            self.ports.payments.recover_charge(&order).await?;
+        }
+        self.compensate(id, CancellationReason::CheckoutFailed).await
+    }
+
     /// Gives back what was taken (refund, reservation) and cancels with `reason`. Runs again
     /// safely: each part is idempotent, and an order cancelled already keeps its first reason.
     /// A refund the provider refuses ends it too (the money still taken, shown, and the reason
@@ -674,6 +686,15 @@ impl OrderService {
         let settled = matches!(status, PaymentStatus::Failed | PaymentStatus::Refunded);
         if order.status == OrderStatus::Cancelled && (held || (settled && !order.has_note(COMPENSATED))) {
             return self.compensate_again(&order).await;
+        }
+        // Confirmed on a charge the provider had not settled (still processing, or authorized
+        // only), which then failed: no money, so no goods. Cancelled as a decline, its stock
+        // given back, while it can still be (not once shipped).
+        if status == PaymentStatus::Failed
+            && order.status != OrderStatus::Cancelled
+            && order.status.can_become(OrderStatus::Cancelled)
+        {
+            return self.compensate(id, CancellationReason::PaymentDeclined).await;
         }
         Ok(())
     }

@@ -1139,3 +1139,50 @@ async fn a_delivered_order_refunded_in_part_stays_delivered() {
     let after = cell.lock().unwrap().clone();
     assert_eq!((after.status, after.payment_status), (OrderStatus::Delivered, PaymentStatus::PartiallyRefunded));
 }
+
+#[pollster::test]
+async fn an_order_confirmed_on_a_charge_that_then_fails_is_cancelled_as_declined_and_its_stock_given_back() {
+    let mut order = placed(PaymentMethod::CreditCard);
+    order.set_payment_status(PaymentStatus::Authorized, now());
+    order.transition(OrderStatus::Confirmed, None, now()).unwrap();
+    let id = order.id;
+    let mut m = Mocks::new();
+    let (payment, _) = payment_of(&mut m, PaymentStatus::Failed);
+    m.payments.expect_refund_all().times(1).returning(|_, _| Ok(RefundState::NothingToRefund));
+    m.stock.expect_release().times(1).returning(|_| Ok(()));
+    let cell = stored(&mut m, order);
+    m.service().payment_event(id, payment).await.unwrap();
+    let after = cell.lock().unwrap().clone();
+    assert_eq!(
+        (after.status, after.payment_status, after.cancellation_reason),
+        (OrderStatus::Cancelled, PaymentStatus::Failed, Some(CancellationReason::PaymentDeclined))
+    );
+}
+
+#[pollster::test]
+async fn giving_up_looks_for_a_charge_made_without_its_answer_then_refunds_it() {
+    let order = placed(PaymentMethod::CreditCard);
+    let id = order.id;
+    let mut m = Mocks::new();
+    let mut steps = mockall::Sequence::new();
+    m.payments
+        .expect_recover_charge()
+        .withf(move |o| o.id == id)
+        .times(1)
+        .in_sequence(&mut steps)
+        .returning(|_| Ok(()));
+    let (payment, _) = payment_of(&mut m, PaymentStatus::Refunded);
+    m.payments
+        .expect_refund_all()
+        .times(1)
+        .in_sequence(&mut steps)
+        .returning(move |_, _| Ok(RefundState::Refunded(payment)));
+    m.stock.expect_release().times(1).returning(|_| Ok(()));
+    let (cell, _) = stored_with_jobs(&mut m, order);
+    m.service().give_up(id).await.unwrap();
+    let after = cell.lock().unwrap().clone();
+    assert_eq!(
+        (after.status, after.payment_status, after.cancellation_reason),
+        (OrderStatus::Cancelled, PaymentStatus::Refunded, Some(CancellationReason::CheckoutFailed))
+    );
+}

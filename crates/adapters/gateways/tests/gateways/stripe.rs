@@ -79,6 +79,7 @@ async fn a_succeeded_payment_intent_is_a_successful_charge() {
     assert_eq!(sent["confirm"], "true");
     assert_eq!(sent["automatic_payment_methods[enabled]"], "true");
     assert_eq!(sent["automatic_payment_methods[allow_redirects]"], "never");
+    assert_eq!(sent["error_on_requires_action"], "true");
     assert_eq!(sent["metadata[order_id]"], request.order_id.to_string());
     assert_eq!(sent["metadata[payment_id]"], request.payment_id.to_string());
 }
@@ -124,6 +125,24 @@ async fn a_card_error_without_decline_code_is_read_from_its_code() {
     let result = gateway(&server).charge(&charge_request("k", usd(1999), "pm_card_visa")).await;
 
     assert!(matches!(result, Err(GatewayError::Declined(DeclineReason::ExpiredCard))), "{result:?}");
+}
+
+#[tokio::test]
+async fn a_card_that_asks_for_3d_secure_is_declined_not_left_waiting() {
+    let server = MockServer::start().await;
+    // What Stripe answers to error_on_requires_action=true for such a card.
+    Mock::given(method("POST"))
+        .and(path("/v1/payment_intents"))
+        .respond_with(ResponseTemplate::new(402).set_body_json(card_error("authentication_required", None)))
+        .mount(&server)
+        .await;
+
+    let result = gateway(&server).charge(&charge_request("k", usd(1999), "pm_card_threeDSecure2Required")).await;
+
+    assert!(
+        matches!(&result, Err(GatewayError::Declined(DeclineReason::Other(code))) if code == "authentication_required"),
+        "{result:?}"
+    );
 }
 
 #[tokio::test]
