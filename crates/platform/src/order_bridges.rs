@@ -150,6 +150,10 @@ impl Stock for OrderStock {
     async fn release(&self, order: OrderId) -> Result<(), InfraError> {
         self.0.give_back(order).await.map_err(inventory_infra)
     }
+
+    async fn hold(&self, order: OrderId, until: DateTime<Utc>) -> Result<bool, InfraError> {
+        self.0.hold(order, until).await.map_err(inventory_infra)
+    }
 }
 
 /// Online orders pay through the configured card provider (PayPal orders through PayPal when

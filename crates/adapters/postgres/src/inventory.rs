@@ -595,4 +595,15 @@ impl StockRepository for PgStockRepository {
             .map_err(infra_from_diesel)?;
         Ok(ids.into_iter().map(OrderId::from_uuid).collect())
     }
+
+    async fn hold(&self, order: OrderId, until: DateTime<Utc>, now: DateTime<Utc>) -> Result<bool, InfraError> {
+        let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
+        let held = diesel::update(reservations::table.find(order.as_uuid()))
+            .filter(reservations::status.eq(ReservationStatus::Active.as_str()))
+            .set((reservations::expires_at.eq(until), reservations::updated_at.eq(now)))
+            .execute(&mut conn)
+            .await
+            .map_err(infra_from_diesel)?;
+        Ok(held == 1)
+    }
 }

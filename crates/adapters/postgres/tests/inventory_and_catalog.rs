@@ -438,6 +438,28 @@ async fn only_the_reservation_that_takes_a_product_to_its_threshold_reports_the_
 }
 
 #[tokio::test]
+async fn a_held_reservation_expires_at_its_new_time_and_only_an_active_one_is_held() {
+    let db = TestDb::new().await;
+    let pool = pool(&db, 4);
+    let products = PgProductRepository::new(pool.clone());
+    let p = stocked(&products, "HOLD-1", 10).await;
+    let stock = PgStockRepository::new(pool.clone());
+    let (kept, released) = (OrderId::new(), OrderId::new());
+    for order in [kept, released] {
+        stock.reserve(order, &[line(p, 1)], now(), now()).await.unwrap();
+    }
+    let until = now() + chrono::Duration::days(2);
+    assert!(stock.hold(kept, until, now()).await.unwrap());
+    assert_eq!(stock.reservation(kept).await.unwrap().unwrap().expires_at, until);
+    // Past its first time, only the one not held is due.
+    let later = now() + chrono::Duration::hours(1);
+    assert_eq!(stock.expired(later, 10).await.unwrap(), vec![released]);
+    stock.finish(released, ReservationStatus::Released, now()).await.unwrap();
+    assert!(!stock.hold(released, until, now()).await.unwrap(), "finished: not held");
+    assert!(!stock.hold(OrderId::new(), until, now()).await.unwrap(), "never made");
+}
+
+#[tokio::test]
 async fn the_invariant_checks_find_reserved_units_no_reservation_accounts_for() {
     let db = TestDb::new().await;
     let pool = pool(&db, 4);

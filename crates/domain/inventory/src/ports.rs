@@ -70,6 +70,9 @@ pub trait StockRepository: Send + Sync {
         -> Result<Transition, InfraError>;
     /// Orders whose ACTIVE reservation expired at `now`, oldest first.
     async fn expired(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<OrderId>, InfraError>;
+    /// Makes the order's reservation, while ACTIVE, expire at `until`; `false` when it is not
+    /// ACTIVE (never made, or finished).
+    async fn hold(&self, order: OrderId, until: DateTime<Utc>, now: DateTime<Utc>) -> Result<bool, InfraError>;
 }
 
 /// Told after the units for sale (on hand minus reserved) changed, so that caches of availability

@@ -130,6 +130,12 @@ impl InventoryService {
         failed.map_or(Ok(expired), Err)
     }
 
+    /// Keeps the order's ACTIVE reservation until `until` (an admin confirmed the order: its
+    /// units wait for its finalize job, however late); `false` when it is not ACTIVE.
+    pub async fn hold(&self, order: OrderId, until: DateTime<Utc>) -> Result<bool, InventoryError> {
+        Ok(self.stock.hold(order, until, self.clock.now()).await?)
+    }
+
     pub async fn reservation(&self, order: OrderId) -> Result<Reservation, InventoryError> {
         self.stock.reservation(order).await?.ok_or(InventoryError::ReservationNotFound(order))
     }

@@ -144,6 +144,9 @@ pub trait Stock: Send + Sync {
     async fn confirm(&self, order: OrderId) -> Result<(), InfraError>;
     /// The reserved units go back on sale. Nothing to release is fine.
     async fn release(&self, order: OrderId) -> Result<(), InfraError>;
+    /// Keeps the order's reservation until `until`; `false` when it is no longer held (expired,
+    /// released).
+    async fn hold(&self, order: OrderId, until: DateTime<Utc>) -> Result<bool, InfraError>;
 }
 
 /// What a charge came to.

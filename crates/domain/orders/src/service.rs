@@ -635,6 +635,13 @@ impl OrderService {
                     // Its stock is being reserved right now: confirming first would ship unreserved units.
                     return Err(OrderError::NotReadyYet);
                 }
+                // Its units wait for the finalize job for another window, however late it runs
+                // (a worker down, a backlog): never expired back on sale under a confirmed order.
+                let until = self.ports.clock.now() + self.settings.confirmation_window;
+                if !self.ports.stock.hold(id, until).await? {
+                    // Released or expired meanwhile: nothing left to confirm with.
+                    return Err(OrderError::ConfirmationExpired);
+                }
             }
             if order.status == OrderStatus::Confirmed && to == OrderStatus::Processing && !order.has_note(FINALIZED) {
                 // Its finalize job has yet to take the units off the shelf; past CONFIRMED that

@@ -724,6 +724,12 @@ async fn a_cash_order_is_confirmed_only_once_its_stock_is_reserved() {
     let order = placed(PaymentMethod::CashOnDelivery);
     let id = order.id;
     let mut m = Mocks::new();
+    // Confirmed, its units are held another window for its finalize job.
+    m.stock
+        .expect_hold()
+        .withf(move |o, until| *o == id && *until == now() + Duration::hours(48))
+        .times(1)
+        .returning(|_, _| Ok(true));
     let (cell, _) = stored_with_jobs(&mut m, order);
     let service = m.service();
     assert!(matches!(service.advance(id, OrderStatus::Confirmed).await, Err(OrderError::NotReadyYet)));
@@ -735,11 +741,26 @@ async fn a_cash_order_is_confirmed_only_once_its_stock_is_reserved() {
 }
 
 #[pollster::test]
+async fn a_cash_order_whose_reservation_lapsed_is_not_confirmed() {
+    let mut order = placed(PaymentMethod::CashOnDelivery);
+    order.record(crate::service::STOCK_RESERVED, now());
+    let id = order.id;
+    let mut m = Mocks::new();
+    m.stock.expect_hold().returning(|_, _| Ok(false));
+    let (cell, jobs) = stored_with_jobs(&mut m, order);
+    let refused = m.service().advance(id, OrderStatus::Confirmed).await;
+    assert!(matches!(refused, Err(OrderError::ConfirmationExpired)), "{refused:?}");
+    assert_eq!(cell.lock().unwrap().status, OrderStatus::PendingConfirmation);
+    assert!(jobs.lock().unwrap().is_empty());
+}
+
+#[pollster::test]
 async fn a_confirmed_cash_order_moves_on_only_once_its_units_left_the_shelf() {
     let mut order = placed(PaymentMethod::CashOnDelivery);
     order.record(crate::service::STOCK_RESERVED, now());
     let id = order.id;
     let mut m = Mocks::new();
+    m.stock.expect_hold().returning(|_, _| Ok(true));
     let (cell, jobs) = stored_with_jobs(&mut m, order);
     let service = m.service();
     assert_eq!(service.advance(id, OrderStatus::Confirmed).await.unwrap().status, OrderStatus::Confirmed);
