@@ -61,6 +61,8 @@ pub struct Config {
     pub stripe_secret_key: Option<Secret<String>>,
     pub paypal_api_base: String,
     pub paypal_client_id: Option<String>,
+    /// The shop's PayPal merchant id: PayPal orders paying anyone else are refused.
+    pub paypal_merchant_id: Option<String>,
     pub paypal_client_secret: Option<Secret<String>>,
     /// PayPal's id of our webhook, needed to verify its webhooks (none: all are refused).
     pub paypal_webhook_id: Option<String>,
@@ -231,6 +233,11 @@ impl Config {
         if paypal_client_id.is_some() != paypal_client_secret.is_some() {
             r.errors.push("PAYPAL_CLIENT_ID and PAYPAL_CLIENT_SECRET must be set together".to_owned());
         }
+        let paypal_merchant_id = r.raw("PAYPAL_MERCHANT_ID");
+        if production && paypal_client_id.is_some() && paypal_merchant_id.is_none() {
+            // Without it, an order the customer created to pay someone else would pass.
+            r.errors.push("PAYPAL_MERCHANT_ID must be set with PayPal's keys when APP_ENV=production".to_owned());
+        }
         let admin_email = r.raw("ADMIN_EMAIL");
         let admin_password = r.raw("ADMIN_PASSWORD").map(Secret::new);
         if admin_email.is_some() != admin_password.is_some() {
@@ -275,6 +282,7 @@ impl Config {
             paypal_client_id,
             paypal_client_secret,
             paypal_webhook_id: r.raw("PAYPAL_WEBHOOK_ID"),
+            paypal_merchant_id,
             payment_provider_timeout: Duration::from_secs(r.positive("PAYMENT_PROVIDER_TIMEOUT_SECS", 10)),
             simulated_capture_delay: Duration::from_millis(r.parsed(
                 "SIMULATED_CAPTURE_DELAY_MS",
@@ -353,6 +361,7 @@ impl fmt::Debug for Config {
             .field("stripe_secret_key", &self.stripe_secret_key)
             .field("paypal_api_base", &self.paypal_api_base)
             .field("paypal_client_id", &self.paypal_client_id)
+            .field("paypal_merchant_id", &self.paypal_merchant_id)
             .field("paypal_client_secret", &self.paypal_client_secret)
             .field("paypal_webhook_id", &self.paypal_webhook_id)
             .field("payment_provider_timeout", &self.payment_provider_timeout)
@@ -427,6 +436,24 @@ mod tests {
                 .unwrap_err();
         assert_eq!(err.0.len(), 1, "{err}");
         assert!(config(&[("PAYMENT_PROVIDER", "simulated")]).is_ok(), "locally it is the default");
+    }
+
+    #[test]
+    fn production_with_paypal_needs_the_merchant_id() {
+        let base = [
+            ("APP_ENV", "production"),
+            ("JWT_SECRET", "0123456789abcdef0123456789abcdef-real"),
+            ("STRIPE_WEBHOOK_SECRET", "whsec_real"),
+            ("PAYMENT_PROVIDER", "stripe"),
+            ("STRIPE_SECRET_KEY", "sk_live_x"),
+            ("PAYPAL_CLIENT_ID", "id"),
+            ("PAYPAL_CLIENT_SECRET", "secret"),
+        ];
+        let err = config(&base).unwrap_err();
+        assert!(err.to_string().contains("PAYPAL_MERCHANT_ID"), "{err}");
+        let c = config(&[base.as_slice(), &[("PAYPAL_MERCHANT_ID", "MERCHANT1")]].concat()).unwrap();
+        assert_eq!(c.paypal_merchant_id.as_deref(), Some("MERCHANT1"));
+        assert!(config(&[("PAYPAL_CLIENT_ID", "id"), ("PAYPAL_CLIENT_SECRET", "secret")]).is_ok(), "locally optional");
     }
 
     #[test]

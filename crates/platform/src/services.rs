@@ -483,7 +483,8 @@ impl PaymentGateways {
             _ => None,
         };
         if let Some(client) = &paypal_client {
-            gateways.push(Arc::new(PayPalGateway::new(client.clone())));
+            gateways
+                .push(Arc::new(PayPalGateway::new(client.clone()).with_merchant(config.paypal_merchant_id.clone())));
         }
         let paypal_webhooks: Arc<dyn WebhookVerifier> = match paypal_client {
             Some(client) => Arc::new(PayPalWebhookVerifier::new(client, config.paypal_webhook_id.clone())),

@@ -196,6 +196,8 @@ struct TokenAnswer {
 
 pub struct PayPalGateway {
     client: Arc<PayPalClient>,
+    /// The shop's PayPal merchant id: an order paying anyone else is refused.
+    merchant_id: Option<String>,
 }
 
 impl std::fmt::Debug for PayPalGateway {
@@ -206,7 +208,14 @@ impl std::fmt::Debug for PayPalGateway {
 
 impl PayPalGateway {
     pub fn new(client: Arc<PayPalClient>) -> Self {
-        Self { client }
+        Self { client, merchant_id: None }
+    }
+
+    /// Refuses orders whose payee is not this merchant (`PAYPAL_MERCHANT_ID`).
+    #[must_use]
+    pub fn with_merchant(mut self, merchant_id: Option<String>) -> Self {
+        self.merchant_id = merchant_id;
+        self
     }
 
     /// The client, to share with a [`crate::PayPalWebhookVerifier`].
@@ -269,6 +278,20 @@ impl PaymentGateway for PayPalGateway {
                 "the PayPal order is not for {} (the amount of this payment)",
                 request.amount
             )));
+        }
+        // Created by the customer's browser, the order could name another payee (their own
+        // account: paid to themselves) or only authorize (nothing would ever capture it).
+        if order.intent.as_deref() != Some("CAPTURE") {
+            tracing::warn!(provider = PROVIDER, order_id, intent = ?order.intent, "paypal order not for capture; refused");
+            return Err(GatewayError::Rejected("the PayPal order must be for immediate capture".into()));
+        }
+        if let Some(merchant) = &self.merchant_id {
+            let payee =
+                order.purchase_units.first().and_then(|u| u.payee.as_ref()).and_then(|p| p.merchant_id.as_deref());
+            if payee != Some(merchant.as_str()) {
+                tracing::warn!(provider = PROVIDER, order_id, "paypal order pays another merchant; refused");
+                return Err(GatewayError::Rejected("the PayPal order does not pay this shop".into()));
+            }
         }
         if order.status == "COMPLETED" {
             // Captured already (by an earlier attempt): charging again would change nothing.
@@ -405,6 +428,8 @@ pub(crate) fn refusal(answer: &Answer, what: &str) -> GatewayError {
 #[derive(Debug, Deserialize)]
 struct Order {
     id: String,
+    #[serde(default)]
+    intent: Option<String>,
     status: String,
     #[serde(default)]
     purchase_units: Vec<PurchaseUnit>,
@@ -414,7 +439,14 @@ struct Order {
 struct PurchaseUnit {
     amount: Option<PayPalAmount>,
     #[serde(default)]
+    payee: Option<Payee>,
+    #[serde(default)]
     payments: Payments,
+}
+
+#[derive(Debug, Deserialize)]
+struct Payee {
+    merchant_id: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

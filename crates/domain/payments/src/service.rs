@@ -205,9 +205,15 @@ impl PaymentService {
         Ok(self.payments.get(id).await?.map(|p| p.status))
     }
 
-    /// Whether the provider answered every refund of the payment: none is still REQUESTED.
+    /// Whether every refund of the payment is final: succeeded or refused (none still only
+    /// booked, nor accepted and settling, which may yet fail).
     pub async fn refunds_answered(&self, id: PaymentId) -> Result<bool, PaymentError> {
-        Ok(self.payments.refunds(id).await?.iter().all(|r| r.status != RefundStatus::Requested))
+        Ok(self
+            .payments
+            .refunds(id)
+            .await?
+            .iter()
+            .all(|r| matches!(r.status, RefundStatus::Succeeded | RefundStatus::Failed)))
     }
 
     async fn load(&self, id: PaymentId) -> Result<Payment, PaymentError> {
