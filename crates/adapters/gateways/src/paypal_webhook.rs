@@ -140,7 +140,7 @@ fn parse_event(body: &[u8]) -> Result<GatewayEvent, WebhookError> {
     }
     let order_id =
         event.resource.pointer("/supplementary_data/related_ids/order_id").and_then(|v| v.as_str()).map(str::to_owned);
-    let (kind, reference) = match event.event_type.as_str() {
+    let (mut kind, reference) = match event.event_type.as_str() {
         "PAYMENT.CAPTURE.COMPLETED" => (EventKind::PaymentSucceeded, order_id),
         "CHECKOUT.ORDER.COMPLETED" => {
             (EventKind::PaymentSucceeded, event.resource.get("id").and_then(|v| v.as_str()).map(str::to_owned))
@@ -151,7 +151,10 @@ fn parse_event(body: &[u8]) -> Result<GatewayEvent, WebhookError> {
         _ => (EventKind::Ignored, order_id),
     };
     if matches!(kind, EventKind::PaymentSucceeded | EventKind::PaymentFailed) && reference.is_none() {
-        return Err(WebhookError::Malformed(format!("{} event without its order", event.event_type)));
+        // Signed by PayPal, about a capture no checkout order names (Invoicing, Subscriptions):
+        // not one of ours. Recorded and answered 200, else PayPal retries it again and again.
+        tracing::info!(provider = PROVIDER, event_id = %event.id, event_type = %event.event_type, "event names no order; ignored");
+        kind = EventKind::Ignored;
     }
     tracing::info!(provider = PROVIDER, event_id = %event.id, event_type = %event.event_type, kind = kind.as_str(), "paypal webhook verified");
     Ok(GatewayEvent {
@@ -214,9 +217,13 @@ mod tests {
     fn bodies_that_are_not_events_are_malformed() {
         assert!(matches!(parse_event(b"[]"), Err(WebhookError::Malformed(_))));
         assert!(matches!(event(serde_json::json!({"id": "", "event_type": "X"})), Err(WebhookError::Malformed(_))));
-        assert!(matches!(
-            event(serde_json::json!({"id": "WH-6", "event_type": "PAYMENT.CAPTURE.COMPLETED", "resource": {}})),
-            Err(WebhookError::Malformed(_))
-        ));
+    }
+
+    #[test]
+    fn a_capture_no_checkout_order_names_is_not_ours_and_ignored() {
+        let foreign =
+            event(serde_json::json!({"id": "WH-6", "event_type": "PAYMENT.CAPTURE.COMPLETED", "resource": {}}))
+                .unwrap();
+        assert_eq!((foreign.kind, foreign.reference), (EventKind::Ignored, None));
     }
 }

@@ -158,7 +158,7 @@ fn parse_event(body: &[u8]) -> Result<GatewayEvent, WebhookError> {
     }
     let object = event.data.as_ref().map(|d| &d.object);
     let field = |name: &str| object.and_then(|o| o.get(name)).and_then(|v| v.as_str()).map(str::to_owned);
-    let (kind, reference) = match event.kind.as_str() {
+    let (mut kind, reference) = match event.kind.as_str() {
         "payment_intent.succeeded" => (EventKind::PaymentSucceeded, field("id")),
         "payment_intent.payment_failed" => (EventKind::PaymentFailed, field("id")),
         "payment_intent.canceled" => (EventKind::PaymentCanceled, field("id")),
@@ -170,7 +170,11 @@ fn parse_event(body: &[u8]) -> Result<GatewayEvent, WebhookError> {
         }
     };
     if kind != EventKind::Ignored && reference.is_none() {
-        return Err(WebhookError::Malformed(format!("{} event without its payment intent", event.kind)));
+        // Signed by Stripe, about a charge without a PaymentIntent (legacy Charges, another
+        // integration on the account): not one of ours. Recorded and answered 200, else Stripe
+        // retries it for days and may disable the endpoint.
+        tracing::info!(provider = "stripe", event_id = %event.id, event_type = %event.kind, "event names no payment intent; ignored");
+        kind = EventKind::Ignored;
     }
     tracing::info!(provider = "stripe", event_id = %event.id, event_type = %event.kind, kind = kind.as_str(), "stripe webhook verified");
     Ok(GatewayEvent { provider: Provider::Stripe, event_id: event.id, kind, provider_type: event.kind, reference })

@@ -166,6 +166,15 @@ async fn an_ignored_payment_intent_event_still_names_it() {
 }
 
 #[tokio::test]
+async fn a_charge_event_without_a_payment_intent_is_not_ours_and_ignored() {
+    let body = event("charge.refunded", json!({"id": "ch_legacy", "object": "charge", "payment_intent": null}));
+
+    let event = verifier(SECRET).verify(&signed_now(body)).await.unwrap();
+
+    assert_eq!((event.kind, event.reference.as_deref()), (EventKind::Ignored, None));
+}
+
+#[tokio::test]
 async fn a_signed_body_that_is_not_an_event_is_malformed() {
     let result = verifier(SECRET).verify(&signed_now(b"{not json".to_vec())).await;
 
