@@ -29,6 +29,8 @@ impl PayPalWebhookVerifier {
     }
 
     async fn check_signature(&self, request: &WebhookRequest) -> Result<(), WebhookError> {
+        // The event itself first: a body that is no PayPal event is refused without asking.
+        parse_event(&request.body).map_err(|_| WebhookError::BadSignature("the body is not a PayPal event".into()))?;
         let Some(webhook_id) = self.webhook_id.as_deref() else {
             return Err(WebhookError::BadSignature("no paypal webhook id is configured".into()));
         };
@@ -41,9 +43,19 @@ impl PayPalWebhookVerifier {
         // Passed on verbatim: PayPal checks the signature over the event as it sent it.
         let webhook_event: &RawValue = serde_json::from_slice(&request.body)
             .map_err(|_| WebhookError::BadSignature("the body is not JSON".into()))?;
+        // Checked before PayPal is asked: a forged request must not cost a verification call
+        // (each one spends the shop's PayPal rate limit, which its captures need).
+        let auth_algo = header("paypal-auth-algo")?;
+        if auth_algo != "SHA256withRSA" {
+            return Err(WebhookError::BadSignature(format!("unknown paypal-auth-algo {auth_algo:?}")));
+        }
+        let cert_url = header("paypal-cert-url")?;
+        if !PAYPAL_CERT_PREFIXES.iter().any(|prefix| cert_url.starts_with(prefix)) {
+            return Err(WebhookError::BadSignature("paypal-cert-url is not PayPal's".into()));
+        }
         let verification = Verification {
-            auth_algo: header("paypal-auth-algo")?,
-            cert_url: header("paypal-cert-url")?,
+            auth_algo,
+            cert_url,
             transmission_id: header("paypal-transmission-id")?,
             transmission_sig: header("paypal-transmission-sig")?,
             transmission_time: header("paypal-transmission-time")?,
@@ -97,6 +109,9 @@ impl WebhookVerifier for PayPalWebhookVerifier {
         parse_event(&request.body)
     }
 }
+
+/// Where PayPal's signing certificates live (live and sandbox).
+const PAYPAL_CERT_PREFIXES: [&str; 2] = ["https://api.paypal.com/", "https://api.sandbox.paypal.com/"];
 
 fn infrastructure(err: GatewayError) -> WebhookError {
     match err {

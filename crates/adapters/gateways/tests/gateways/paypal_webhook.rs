@@ -103,6 +103,32 @@ async fn missing_headers_are_refused_without_asking_paypal() {
 }
 
 #[tokio::test]
+async fn a_foreign_certificate_url_an_unknown_algorithm_or_a_body_that_is_no_event_is_refused_without_asking_paypal() {
+    let server = MockServer::start().await;
+    mount_token(&server, 32_400).await;
+    mount_verdict(&server, "SUCCESS").await;
+    let verifier = PayPalWebhookVerifier::new(client(&server), Some(WEBHOOK_ID.into()));
+    let with_header = |name: &str, value: &str| {
+        let mut request = request();
+        request.headers.retain(|(n, _)| n != name);
+        request.headers.push((name.into(), value.into()));
+        request
+    };
+    for forged in [
+        with_header("paypal-cert-url", "https://attacker.example/cert.pem"),
+        with_header("paypal-cert-url", "https://api.paypal.com.attacker.example/cert.pem"),
+        with_header("paypal-auth-algo", "none"),
+    ] {
+        let result = verifier.verify(&forged).await;
+        assert!(matches!(result, Err(WebhookError::BadSignature(_))), "{result:?}");
+    }
+    let mut not_an_event = request();
+    not_an_event.body = br#"{"hello": "world"}"#.to_vec();
+    assert!(verifier.verify(&not_an_event).await.is_err());
+    assert!(server.received_requests().await.unwrap().is_empty(), "PayPal never asked");
+}
+
+#[tokio::test]
 async fn without_a_webhook_id_everything_is_refused() {
     let server = MockServer::start().await;
     mount_token(&server, 32_400).await;
