@@ -1028,13 +1028,14 @@ async fn a_capture_that_arrives_after_the_compensation_gave_up_waiting_is_refund
     let order = shop.order(&customer, &id).await;
     assert_eq!((order["status"].as_str(), order["paymentStatus"].as_str()), (Some("CONFIRMED"), Some("AUTHORIZED")));
 
-    // The customer cancels. The compensation waits for the capture, until its retries run out
-    // (the job is buried): nothing refunded, nothing released.
+    // The customer cancels. The compensation gives the unit back at once and waits for the
+    // capture to refund, until its retries run out (the job is buried): nothing refunded yet.
+    assert_eq!(shop.stock(&product).await, (9, 0), "the unit left the shelf with the confirmation");
     let res = shop.app.post(&format!("/v1/orders/{id}/cancel"), &json!({}), Some(&customer.access_token)).await;
     assert_eq!(res.status(), StatusCode::OK);
     let reason = ecom_orders::model::CancellationReason::CustomerRequest;
     assert!(matches!(services.orders.compensate(order_id, reason).await, Err(StepError::Retry(_))));
-    assert_eq!(shop.stock(&product).await, (9, 0), "the unit left the shelf with the confirmation");
+    assert_eq!(shop.stock(&product).await, (10, 0), "the unit is back on the shelf; the money waits");
 
     // The capture comes later; its event runs as the worker runs it, and gives everything back.
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -106,12 +106,20 @@ impl WebhookVerifier for PayPalWebhookVerifier {
             tracing::warn!(provider = PROVIDER, error = %err, "paypal webhook refused");
             return Err(err);
         }
-        parse_event(&request.body)
+        // Logged only now: the body was parsed before PayPal vouched for it.
+        let event = parse_event(&request.body)?;
+        tracing::info!(provider = PROVIDER, event_id = %event.event_id, event_type = %event.provider_type, kind = event.kind.as_str(), "paypal webhook verified");
+        Ok(event)
     }
 }
 
 /// Where PayPal's signing certificates live (live and sandbox).
-const PAYPAL_CERT_PREFIXES: [&str; 2] = ["https://api.paypal.com/", "https://api.sandbox.paypal.com/"];
+const PAYPAL_CERT_PREFIXES: [&str; 4] = [
+    "https://api.paypal.com/",
+    "https://api.sandbox.paypal.com/",
+    "https://api-m.paypal.com/",
+    "https://api-m.sandbox.paypal.com/",
+];
 
 fn infrastructure(err: GatewayError) -> WebhookError {
     match err {
@@ -168,10 +176,8 @@ fn parse_event(body: &[u8]) -> Result<GatewayEvent, WebhookError> {
     if matches!(kind, EventKind::PaymentSucceeded | EventKind::PaymentFailed) && reference.is_none() {
         // Signed by PayPal, about a capture no checkout order names (Invoicing, Subscriptions):
         // not one of ours. Recorded and answered 200, else PayPal retries it again and again.
-        tracing::info!(provider = PROVIDER, event_id = %event.id, event_type = %event.event_type, "event names no order; ignored");
         kind = EventKind::Ignored;
     }
-    tracing::info!(provider = PROVIDER, event_id = %event.id, event_type = %event.event_type, kind = kind.as_str(), "paypal webhook verified");
     Ok(GatewayEvent {
         provider: Provider::PayPal,
         event_id: event.id,

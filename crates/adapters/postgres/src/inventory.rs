@@ -598,12 +598,18 @@ impl StockRepository for PgStockRepository {
 
     async fn hold(&self, order: OrderId, until: DateTime<Utc>, now: DateTime<Utc>) -> Result<bool, InfraError> {
         let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
-        let held = diesel::update(reservations::table.find(order.as_uuid()))
-            .filter(reservations::status.eq(ReservationStatus::Active.as_str()))
-            .set((reservations::expires_at.eq(until), reservations::updated_at.eq(now)))
-            .execute(&mut conn)
-            .await
-            .map_err(infra_from_diesel)?;
+        // Never shortened, and never revived once lapsed: the expiry sweep may be expiring it.
+        let held = diesel::sql_query(
+            "UPDATE reservations SET expires_at = GREATEST(expires_at, $2), updated_at = $3 \
+             WHERE order_id = $1 AND status = $4 AND expires_at > $3",
+        )
+        .bind::<SqlUuid, _>(order.as_uuid())
+        .bind::<Timestamptz, _>(until)
+        .bind::<Timestamptz, _>(now)
+        .bind::<Text, _>(ReservationStatus::Active.as_str())
+        .execute(&mut conn)
+        .await
+        .map_err(infra_from_diesel)?;
         Ok(held == 1)
     }
 }

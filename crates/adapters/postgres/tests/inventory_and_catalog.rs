@@ -438,22 +438,32 @@ async fn only_the_reservation_that_takes_a_product_to_its_threshold_reports_the_
 }
 
 #[tokio::test]
-async fn a_held_reservation_expires_at_its_new_time_and_only_an_active_one_is_held() {
+async fn a_held_reservation_expires_no_sooner_than_asked_and_only_a_live_one_is_held() {
     let db = TestDb::new().await;
     let pool = pool(&db, 4);
     let products = PgProductRepository::new(pool.clone());
     let p = stocked(&products, "HOLD-1", 10).await;
     let stock = PgStockRepository::new(pool.clone());
-    let (kept, released) = (OrderId::new(), OrderId::new());
+    let (kept, released, lapsed) = (OrderId::new(), OrderId::new(), OrderId::new());
     for order in [kept, released] {
-        stock.reserve(order, &[line(p, 1)], now(), now()).await.unwrap();
+        stock.reserve(order, &[line(p, 1)], in_an_hour(), now()).await.unwrap();
     }
+    let past = now() - chrono::Duration::seconds(1);
+    stock.reserve(lapsed, &[line(p, 1)], past, now()).await.unwrap();
+
     let until = now() + chrono::Duration::days(2);
     assert!(stock.hold(kept, until, now()).await.unwrap());
     assert_eq!(stock.reservation(kept).await.unwrap().unwrap().expires_at, until);
-    // Past its first time, only the one not held is due.
-    let later = now() + chrono::Duration::hours(1);
-    assert_eq!(stock.expired(later, 10).await.unwrap(), vec![released]);
+    assert!(stock.hold(kept, now() + chrono::Duration::minutes(1), now()).await.unwrap());
+    assert_eq!(stock.reservation(kept).await.unwrap().unwrap().expires_at, until, "never shortened");
+    // Past its first time, only the one not held is due (and the lapsed one).
+    let later = now() + chrono::Duration::hours(1) + chrono::Duration::seconds(1);
+    let mut due = stock.expired(later, 10).await.unwrap();
+    due.sort();
+    let mut expected = vec![released, lapsed];
+    expected.sort();
+    assert_eq!(due, expected);
+    assert!(!stock.hold(lapsed, until, now()).await.unwrap(), "lapsed: the sweep may be expiring it");
     stock.finish(released, ReservationStatus::Released, now()).await.unwrap();
     assert!(!stock.hold(released, until, now()).await.unwrap(), "finished: not held");
     assert!(!stock.hold(OrderId::new(), until, now()).await.unwrap(), "never made");

@@ -70,8 +70,8 @@ pub trait StockRepository: Send + Sync {
         -> Result<Transition, InfraError>;
     /// Orders whose ACTIVE reservation expired at `now`, oldest first.
     async fn expired(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<OrderId>, InfraError>;
-    /// Makes the order's reservation, while ACTIVE, expire at `until`; `false` when it is not
-    /// ACTIVE (never made, or finished).
+    /// Makes the order's reservation, while ACTIVE and not lapsed, expire no sooner than
+    /// `until`; `false` when it is not held (never made, finished, or past its time at `now`).
     async fn hold(&self, order: OrderId, until: DateTime<Utc>, now: DateTime<Utc>) -> Result<bool, InfraError>;
 }
 

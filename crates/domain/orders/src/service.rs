@@ -512,7 +512,10 @@ impl OrderService {
     pub async fn give_up(&self, id: OrderId) -> Result<(), StepError> {
         let (order, context) = self.load_for_saga(id).await?;
         if order.payment_method.is_online() && context.payment_token.is_some() {
-            self.ports.payments.recover_charge(&order).await?;
+            // A lookup that fails (the provider down: often why the step gave up) does not hold
+            // the compensation up: a charge recorded later on the cancelled order (its event) is
+            // refunded by the compensation running again.
+            let _ = self.ports.payments.recover_charge(&order).await;
         }
         self.compensate(id, CancellationReason::CheckoutFailed).await
     }
@@ -523,8 +526,8 @@ impl OrderService {
     /// on the timeline once): a person settles it.
     pub async fn compensate(&self, id: OrderId, reason: CancellationReason) -> Result<(), StepError> {
         let order = self.load(id).await?;
-        if !order.status.is_final() && !order.status.can_become(OrderStatus::Cancelled) {
-            // Shipped or delivered: nothing to compensate automatically.
+        if order.status != OrderStatus::Cancelled && !order.status.can_become(OrderStatus::Cancelled) {
+            // Shipped, delivered or refunded after delivery: nothing to compensate automatically.
             return Ok(());
         }
         // Cancelled already: its stock goes back first, even while the money waits for a
@@ -697,11 +700,18 @@ impl OrderService {
         // Confirmed on a charge the provider had not settled (still processing, or authorized
         // only), which then failed: no money, so no goods. Cancelled as a decline, its stock
         // given back, while it can still be (not once shipped).
+        // CANCELLED is written first, with its compensation staged, as a customer's cancel: an
+        // admin's ship racing with it is refused, never left with its stock given back.
         if status == PaymentStatus::Failed
             && order.status != OrderStatus::Cancelled
             && order.status.can_become(OrderStatus::Cancelled)
         {
-            return self.compensate(id, CancellationReason::PaymentDeclined).await;
+            let reason = CancellationReason::PaymentDeclined;
+            let mut next = order.clone();
+            next.cancel(reason.clone(), self.ports.clock.now()).map_err(OrderError::from)?;
+            let compensate = saga_job(id, Step::Compensate, Some(&reason));
+            // A conflict is retried: the event reads the order again.
+            return Ok(self.store(&order, &next, &[compensate], &[]).await?);
         }
         Ok(())
     }

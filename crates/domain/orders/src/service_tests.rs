@@ -1169,15 +1169,20 @@ async fn an_order_confirmed_on_a_charge_that_then_fails_is_cancelled_as_declined
     let id = order.id;
     let mut m = Mocks::new();
     let (payment, _) = payment_of(&mut m, PaymentStatus::Failed);
-    m.payments.expect_refund_all().times(1).returning(|_, _| Ok(RefundState::NothingToRefund));
-    m.stock.expect_release().times(1).returning(|_| Ok(()));
-    let cell = stored(&mut m, order);
+    // CANCELLED first, its compensation staged with it (an admin's ship racing with it is then
+    // refused); the compensation job gives the stock back.
+    m.payments.expect_refund_all().never();
+    m.stock.expect_release().never();
+    let (cell, jobs) = stored_with_jobs(&mut m, order);
     m.service().payment_event(id, payment).await.unwrap();
     let after = cell.lock().unwrap().clone();
     assert_eq!(
         (after.status, after.payment_status, after.cancellation_reason),
         (OrderStatus::Cancelled, PaymentStatus::Failed, Some(CancellationReason::PaymentDeclined))
     );
+    let staged = jobs.lock().unwrap().clone();
+    let compensation = staged.iter().find(|j| j.id.as_str() == format!("checkout:{id}:compensate")).expect("staged");
+    assert_eq!(compensation.payload["reason"], "PAYMENT_DECLINED");
 }
 
 #[pollster::test]

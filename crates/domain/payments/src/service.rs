@@ -205,15 +205,11 @@ impl PaymentService {
         Ok(self.payments.get(id).await?.map(|p| p.status))
     }
 
-    /// Whether every refund of the payment is final: succeeded or refused (none still only
-    /// booked, nor accepted and settling, which may yet fail).
+    /// Whether the provider answered every refund of the payment: none is still only booked
+    /// (REQUESTED). An accepted refund still settling (PENDING) counts as answered: nothing
+    /// here follows it further, and the payment already shows it.
     pub async fn refunds_answered(&self, id: PaymentId) -> Result<bool, PaymentError> {
-        Ok(self
-            .payments
-            .refunds(id)
-            .await?
-            .iter()
-            .all(|r| matches!(r.status, RefundStatus::Succeeded | RefundStatus::Failed)))
+        Ok(self.payments.refunds(id).await?.iter().all(|r| r.status != RefundStatus::Requested))
     }
 
     async fn load(&self, id: PaymentId) -> Result<Payment, PaymentError> {
