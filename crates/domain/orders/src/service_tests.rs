@@ -1114,13 +1114,19 @@ async fn a_payment_change_whose_own_follow_up_found_nothing_to_do_is_caught_afte
     assert_eq!(cell.lock().unwrap().payment_status, PaymentStatus::Paid);
 }
 
-#[pollster::test]
-async fn a_delivered_order_refunded_in_full_becomes_refunded_once_every_refund_is_answered() {
+/// A paid card order, delivered.
+fn delivered() -> Order {
     let mut order = placed(PaymentMethod::CreditCard);
     order.set_payment_status(PaymentStatus::Paid, now());
     for to in [OrderStatus::Confirmed, OrderStatus::Processing, OrderStatus::Shipped, OrderStatus::Delivered] {
         order.transition(to, None, now()).unwrap();
     }
+    order
+}
+
+#[pollster::test]
+async fn a_delivered_order_refunded_in_full_becomes_refunded_once_every_refund_is_answered() {
+    let order = delivered();
     let id = order.id;
     let mut m = Mocks::new();
     let (payment, _) = payment_of(&mut m, PaymentStatus::Refunded);
@@ -1146,11 +1152,7 @@ async fn a_delivered_order_refunded_in_full_becomes_refunded_once_every_refund_i
 
 #[pollster::test]
 async fn a_delivered_order_refunded_in_part_stays_delivered() {
-    let mut order = placed(PaymentMethod::CreditCard);
-    order.set_payment_status(PaymentStatus::Paid, now());
-    for to in [OrderStatus::Confirmed, OrderStatus::Processing, OrderStatus::Shipped, OrderStatus::Delivered] {
-        order.transition(to, None, now()).unwrap();
-    }
+    let order = delivered();
     let id = order.id;
     let mut m = Mocks::new();
     let (payment, _) = payment_of(&mut m, PaymentStatus::PartiallyRefunded);

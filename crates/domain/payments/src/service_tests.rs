@@ -204,13 +204,19 @@ async fn a_refund_is_booked_with_its_job_before_the_provider_is_asked() {
     );
 }
 
+/// A repository holding `payment` (the cell it reads from).
+fn repository_of(payment: &Payment) -> (MockPaymentRepository, Arc<std::sync::Mutex<Payment>>) {
+    let mut repo = MockPaymentRepository::new();
+    let stored = Arc::new(std::sync::Mutex::new(payment.clone()));
+    let read = stored.clone();
+    repo.expect_get().returning(move |_| Ok(Some(read.lock().unwrap().clone())));
+    (repo, stored)
+}
+
 #[pollster::test]
 async fn a_booked_refund_whose_answer_cannot_be_recorded_now_is_answered_as_requested() {
     let payment = paid();
-    let mut repo = MockPaymentRepository::new();
-    let stored = Arc::new(std::sync::Mutex::new(payment.clone()));
-    let read_payment = stored.clone();
-    repo.expect_get().returning(move |_| Ok(Some(read_payment.lock().unwrap().clone())));
+    let (mut repo, stored) = repository_of(&payment);
     let booked = Arc::new(std::sync::Mutex::new(None));
     let keep = booked.clone();
     repo.expect_book_refund().times(1).returning(move |_, next, refund, _| {
@@ -234,10 +240,7 @@ async fn a_booked_refund_whose_answer_cannot_be_recorded_now_is_answered_as_requ
 #[pollster::test]
 async fn a_refund_its_job_found_refused_first_is_a_refusal_to_the_admin_too() {
     let payment = paid();
-    let mut repo = MockPaymentRepository::new();
-    let stored = Arc::new(std::sync::Mutex::new(payment.clone()));
-    let read_payment = stored.clone();
-    repo.expect_get().returning(move |_| Ok(Some(read_payment.lock().unwrap().clone())));
+    let (mut repo, _) = repository_of(&payment);
     let booked = Arc::new(std::sync::Mutex::new(None::<Refund>));
     let keep = booked.clone();
     repo.expect_book_refund().times(1).returning(move |_, _, refund, _| {

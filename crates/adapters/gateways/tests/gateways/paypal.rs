@@ -94,35 +94,25 @@ fn capture_path() -> String {
 
 #[tokio::test]
 async fn an_order_that_only_authorizes_or_pays_another_merchant_is_never_captured() {
-    let server = MockServer::start().await;
-    mount_token(&server, 32_400).await;
-    Mock::given(method("POST"))
-        .and(path(capture_path()))
-        .respond_with(ResponseTemplate::new(500))
-        .expect(0)
-        .mount(&server)
-        .await;
     let mut authorize = order("APPROVED", "19.99", None, json!([]));
     authorize["intent"] = json!("AUTHORIZE");
-    mount_order(&server, authorize).await;
-    let result = gateway(&server).charge(&charge_request("k", usd(1999), ORDER)).await;
-    assert!(matches!(&result, Err(GatewayError::Rejected(m)) if m.contains("immediate capture")), "{result:?}");
-
-    server.reset().await;
-    mount_token(&server, 32_400).await;
-    Mock::given(method("POST"))
-        .and(path(capture_path()))
-        .respond_with(ResponseTemplate::new(500))
-        .expect(0)
-        .mount(&server)
-        .await;
     let mut elsewhere = order("COMPLETED", "19.99", Some("COMPLETED"), json!([]));
     elsewhere["purchase_units"][0]["payee"] =
         json!({"email_address": "me@example.com", "merchant_id": "CUSTOMERS-OWN"});
-    mount_order(&server, elsewhere).await;
-    let shop = gateway(&server).with_merchant(Some("SHOP-MERCHANT".into()));
-    let result = shop.charge(&charge_request("k", usd(1999), ORDER)).await;
-    assert!(matches!(&result, Err(GatewayError::Rejected(m)) if m.contains("does not pay this shop")), "{result:?}");
+    for (body, refusal) in [(authorize, "immediate capture"), (elsewhere, "does not pay this shop")] {
+        let server = MockServer::start().await;
+        mount_token(&server, 32_400).await;
+        Mock::given(method("POST"))
+            .and(path(capture_path()))
+            .respond_with(ResponseTemplate::new(500))
+            .expect(0)
+            .mount(&server)
+            .await;
+        mount_order(&server, body).await;
+        let shop = gateway(&server).with_merchant(Some("SHOP-MERCHANT".into()));
+        let result = shop.charge(&charge_request("k", usd(1999), ORDER)).await;
+        assert!(matches!(&result, Err(GatewayError::Rejected(m)) if m.contains(refusal)), "{result:?}");
+    }
 }
 
 #[tokio::test]
