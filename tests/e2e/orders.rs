@@ -152,7 +152,8 @@ impl Shop {
     }
 
     /// An admin's lifecycle step (`process`, `ship`, ...), sent again while the order answers
-    /// 409 CONCURRENT_MODIFICATION (a confirmed order waits for its finalize job).
+    /// 409 CONCURRENT_MODIFICATION (a confirmed order waits for its finalize job, and an online
+    /// one for its payment to be taken).
     pub(crate) async fn advance(&self, id: &str, step: &str) -> reqwest::Response {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
@@ -495,12 +496,11 @@ async fn a_customer_cancels_a_paid_order_for_a_refund_and_cannot_cancel_a_shippe
     let cart = shop.cart_with(&customer, &product, 1).await;
     let shipped = shop.place(&customer, &cart, "CREDIT_CARD", Some("pm_card_visa")).await;
     shop.wait(&customer, &shipped, "confirmed", |o| o["status"] == "CONFIRMED").await;
+    // Processed once its payment is taken (409, try again, while it is only authorized).
     for step in ["process", "ship"] {
-        assert_eq!(
-            shop.app.patch(&format!("/v1/orders/{shipped}/{step}"), &json!({}), admin).await.status(),
-            StatusCode::OK
-        );
+        assert_eq!(shop.advance(&shipped, step).await.status(), StatusCode::OK);
     }
+    assert_eq!(shop.order(&customer, &shipped).await["paymentStatus"], "PAID");
     let res = shop.app.post(&format!("/v1/orders/{shipped}/cancel"), &json!({}), Some(&customer.access_token)).await;
     assert_problem(res, StatusCode::CONFLICT, "INVALID_TRANSITION").await;
     assert_eq!(

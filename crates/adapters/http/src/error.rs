@@ -573,9 +573,10 @@ impl From<OrderError> for ApiError {
             | OrderError::ConfirmationExpired
             | OrderError::Cancelled(_) => ApiError::new(P::InvalidTransition, detail),
             OrderError::Rule(_) => ApiError::new(P::ValidationFailed, detail),
-            OrderError::Conflict | OrderError::NotReadyYet | OrderError::NotFinalizedYet => {
-                ApiError::new(P::ConcurrentModification, detail)
-            }
+            OrderError::Conflict
+            | OrderError::NotReadyYet
+            | OrderError::NotFinalizedYet
+            | OrderError::PaymentNotSettledYet => ApiError::new(P::ConcurrentModification, detail),
             OrderError::Infrastructure(e) => ApiError::from_infra(e),
         }
     }

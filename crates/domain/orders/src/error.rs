@@ -34,6 +34,8 @@ pub enum OrderError {
     NotReadyYet,
     #[error("the order's stock is still leaving the shelf (it was confirmed a moment ago); try again in a moment")]
     NotFinalizedYet,
+    #[error("the order's payment is not settled yet (authorized or processing); try again once it is PAID")]
+    PaymentNotSettledYet,
     #[error("the order was not confirmed within its confirmation window; it is being cancelled")]
     ConfirmationExpired,
     #[error("order {0} was cancelled: no cash is collected for it")]

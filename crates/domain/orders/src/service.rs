@@ -622,7 +622,8 @@ impl OrderService {
     /// An admin moves an order along: CONFIRMED (cash on delivery; then the finalize job),
     /// PROCESSING, SHIPPED, DELIVERED. Only the saga confirms an online order, once its charge
     /// is accepted: an admin confirming one still waiting for its payment is refused. A
-    /// confirmed order moves on once finalized (its units off the shelf), not before.
+    /// confirmed order moves on once finalized (its units off the shelf) and, paid online, once
+    /// its payment is PAID, not before.
     pub async fn advance(&self, id: OrderId, to: OrderStatus) -> Result<Order, OrderError> {
         self.retry_on_conflict(|| async {
             let order = self.load(id).await?;
@@ -650,6 +651,15 @@ impl OrderService {
                 // Its finalize job has yet to take the units off the shelf; past CONFIRMED that
                 // job does nothing, and the reservation would expire into stock on sale again.
                 return Err(OrderError::NotFinalizedYet);
+            }
+            if order.status == OrderStatus::Confirmed
+                && to == OrderStatus::Processing
+                && order.payment_method.is_online()
+                && !matches!(order.payment_status, PaymentStatus::Paid | PaymentStatus::PartiallyRefunded)
+            {
+                // Authorized or still processing at the provider: no goods go out before the
+                // money is taken (a charge that then fails cancels the order).
+                return Err(OrderError::PaymentNotSettledYet);
             }
             let mut next = order.clone();
             next.transition(to, Some("by an admin".into()), self.ports.clock.now())?;

@@ -1214,3 +1214,22 @@ async fn giving_up_looks_for_a_charge_made_without_its_answer_then_refunds_it() 
         (OrderStatus::Cancelled, PaymentStatus::Refunded, Some(CancellationReason::CheckoutFailed))
     );
 }
+
+#[pollster::test]
+async fn an_online_order_is_processed_only_once_its_payment_is_taken() {
+    let mut order = placed(PaymentMethod::CreditCard);
+    order.set_payment_status(PaymentStatus::Authorized, now());
+    order.transition(OrderStatus::Confirmed, None, now()).unwrap();
+    order.record(crate::service::FINALIZED, now());
+    let id = order.id;
+    let mut m = Mocks::new();
+    let (cell, _) = stored_with_jobs(&mut m, order);
+    let service = m.service();
+    assert!(matches!(service.advance(id, OrderStatus::Processing).await, Err(OrderError::PaymentNotSettledYet)));
+    assert_eq!(cell.lock().unwrap().status, OrderStatus::Confirmed);
+
+    let mut paid = cell.lock().unwrap().clone();
+    paid.set_payment_status(PaymentStatus::Paid, now());
+    *cell.lock().unwrap() = paid;
+    assert_eq!(service.advance(id, OrderStatus::Processing).await.unwrap().status, OrderStatus::Processing);
+}

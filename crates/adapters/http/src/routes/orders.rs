@@ -327,9 +327,10 @@ async fn admin_confirm(state: Data<AppState>, _admin: Admin, id: Path<Uuid>) -> 
 }
 
 /// CONFIRMED → PROCESSING, once the order's units left the shelf (a cash order's finalize job
-/// runs right after its confirmation; until then 409 CONCURRENT_MODIFICATION, try again). ADMIN only.
+/// runs right after its confirmation) and, paid online, once its payment is PAID; until then 409
+/// CONCURRENT_MODIFICATION, try again. ADMIN only.
 #[utoipa::path(tag = "orders", security(("bearer" = ["ADMIN"])), params(("id" = Uuid, Path, description = "Order id")),
-    responses((status = 200, body = OrderDto), (status = 409, description = "INVALID_TRANSITION; CONCURRENT_MODIFICATION (not finalized yet: try again)", body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = OrderDto), (status = 409, description = "INVALID_TRANSITION; CONCURRENT_MODIFICATION (not finalized or not paid yet: try again)", body = Problem, content_type = "application/problem+json")))]
 #[patch("/orders/{id}/process")]
 async fn admin_process(state: Data<AppState>, _admin: Admin, id: Path<Uuid>) -> Result<HttpResponse, ApiError> {
     advance(&state, *id, OrderStatus::Processing).await
