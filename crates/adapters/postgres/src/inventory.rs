@@ -291,6 +291,51 @@ async fn reserve_one(
     }
 }
 
+/// Order `$1`'s RESERVE ledger rows (reference `$2`, written at the reservation's own time), with
+/// the level each left and its product's threshold.
+const RESERVED_BY: &str = "\
+SELECT m.product_id, m.reserved_delta AS quantity, m.on_hand_after AS on_hand, m.reserved_after AS reserved,
+       s.low_stock_threshold
+FROM reservations r
+JOIN reservation_lines rl ON rl.order_id = r.order_id
+JOIN stock_movements m ON m.product_id = rl.product_id AND m.created_at = r.created_at
+                      AND m.reference = $2 AND m.kind = 'RESERVE'
+JOIN stock_levels s ON s.product_id = rl.product_id
+WHERE r.order_id = $1";
+
+#[derive(diesel::QueryableByName)]
+struct ReservedBy {
+    #[diesel(sql_type = SqlUuid)]
+    product_id: Uuid,
+    #[diesel(sql_type = Int4)]
+    quantity: i32,
+    #[diesel(sql_type = Int4)]
+    on_hand: i32,
+    #[diesel(sql_type = Int4)]
+    reserved: i32,
+    #[diesel(sql_type = Int4)]
+    low_stock_threshold: i32,
+}
+
+/// The thresholds an order's reservation crossed when it was made, read back from its ledger
+/// rows: a replay (the step that made it failed before it told anyone) reports them again.
+async fn crossings_of(conn: &mut AsyncPgConnection, order: Uuid) -> Result<Vec<LowStockCrossing>, InfraError> {
+    let rows: Vec<ReservedBy> = diesel::sql_query(RESERVED_BY)
+        .bind::<SqlUuid, _>(order)
+        .bind::<Text, _>(format!("order:{order}"))
+        .load(conn)
+        .await
+        .map_err(infra_from_diesel)?;
+    Ok(rows
+        .iter()
+        .filter_map(|r| {
+            let after =
+                LevelAfter { on_hand: r.on_hand, reserved: r.reserved, low_stock_threshold: r.low_stock_threshold };
+            crossing(r.product_id, count(r.quantity), &after)
+        })
+        .collect())
+}
+
 async fn load_lines(conn: &mut AsyncPgConnection, order: Uuid) -> Result<Vec<(Uuid, i32)>, diesel::result::Error> {
     reservation_lines::table
         .filter(reservation_lines::order_id.eq(order))
@@ -490,9 +535,13 @@ impl StockRepository for PgStockRepository {
                 expires_at,
                 crossed_low_stock: crossed,
             }),
-            Ok(None) => load_reservation(&mut conn, order_id)
-                .await?
-                .ok_or_else(|| InfraError::unexpected("reservation vanished").into()),
+            Ok(None) => {
+                let mut reservation = load_reservation(&mut conn, order_id)
+                    .await?
+                    .ok_or_else(|| InfraError::unexpected("reservation vanished"))?;
+                reservation.crossed_low_stock = crossings_of(&mut conn, order_id).await?;
+                Ok(reservation)
+            }
             Err(TxError::NotFound(p)) => Err(ReserveError::UnknownProduct(ProductId::from_uuid(p))),
             Err(TxError::Insufficient { product_id, requested, available }) => {
                 Err(ReserveError::Insufficient { product_id: ProductId::from_uuid(product_id), requested, available })

@@ -430,11 +430,26 @@ async fn only_the_reservation_that_takes_a_product_to_its_threshold_reports_the_
         ),
         (p, 4, 5)
     );
+    // A replay (the step that reserved failed before anyone was told) reports it again, as it
+    // was when the reservation was made; the alert's key makes it one notification.
     let replay = stock.reserve(crossing, &[line(p, 2)], in_an_hour(), now()).await.unwrap();
-    assert!(replay.crossed_low_stock.is_empty(), "reported once, by the call that reserved");
+    assert_eq!(replay.crossed_low_stock, reserved.crossed_low_stock);
+    let other = OrderId::new();
+    let two_lines = stock
+        .reserve(other, &[line(p, 1), line(stocked(&products, "LOW-2", 6).await, 1)], in_an_hour(), now())
+        .await
+        .unwrap();
+    let replayed = stock.reserve(other, &[line(p, 1)], in_an_hour(), now()).await.unwrap();
+    assert_eq!(
+        (two_lines.crossed_low_stock.len(), replayed.crossed_low_stock),
+        (1, two_lines.crossed_low_stock.clone()),
+        "LOW-2 crossed; LOW-1 was below already"
+    );
 
     let below = stock.reserve(OrderId::new(), &[line(p, 1)], in_an_hour(), now()).await.unwrap();
     assert!(below.crossed_low_stock.is_empty(), "already below: no second alert");
+    let replay = stock.reserve(crossing, &[line(p, 2)], in_an_hour(), now()).await.unwrap();
+    assert_eq!(replay.crossed_low_stock, reserved.crossed_low_stock, "as it was when made, whatever came after");
 }
 
 #[tokio::test]

@@ -159,8 +159,8 @@ pub struct Reservation {
     pub lines: Vec<ReservationLine>,
     pub expires_at: DateTime<Utc>,
     /// Products whose available units fell to (or below) their low-stock threshold with this
-    /// reservation: filled only by the call that made it, so exactly one reservation reports
-    /// each crossing.
+    /// reservation, as they stood when it was made: only one reservation crosses each time,
+    /// and a replay of it (its step failed before anyone was told) reports the same again.
     pub crossed_low_stock: Vec<LowStockCrossing>,
 }
 
