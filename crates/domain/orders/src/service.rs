@@ -387,8 +387,8 @@ impl OrderService {
             self.settings.confirmation_window
         };
         // The order's own expiry (cancel, then release) ends the reservation on time; the
-        // grace keeps it held past that for an order confirmed at the end of its window,
-        // whose finalize job takes the units off the shelf a moment later.
+        // grace keeps the sweep from expiring it first, under a saga still finishing (an admin's
+        // confirmation then holds it longer: see `advance`).
         let expires_at = order.created_at + window + RESERVATION_GRACE;
         let low_stock = match self.ports.stock.reserve(id, &Self::items(&order), expires_at).await? {
             Reserved::OutOfStock { .. } => return self.compensate(id, CancellationReason::OutOfStock).await,
@@ -708,10 +708,9 @@ impl OrderService {
             return self.compensate_again(&order).await;
         }
         // Confirmed on a charge the provider had not settled (still processing, or authorized
-        // only), which then failed: no money, so no goods. Cancelled as a decline, its stock
-        // given back, while it can still be (not once shipped).
-        // CANCELLED is written first, with its compensation staged, as a customer's cancel: an
-        // admin's ship racing with it is refused, never left with its stock given back.
+        // only), which then failed: no money, so no goods. Cancelled as a decline while it can
+        // still be (not once shipped): CANCELLED is written first, with its compensation staged,
+        // as a customer's cancel, so an admin's ship racing with it is refused.
         if status == PaymentStatus::Failed
             && order.status != OrderStatus::Cancelled
             && order.status.can_become(OrderStatus::Cancelled)
