@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use ecom_kernel::jobs::{JobEnvelope, JobOutcome};
-use ecom_payments::model::{Provider, RefundStatus};
+use ecom_payments::model::Provider;
 use ecom_payments::service::{EventApplied, PaymentChangedJob, PaymentEventJob, RefundJob};
 use ecom_payments::{PaymentError, PaymentService};
 
@@ -103,22 +103,15 @@ impl JobHandler for RefundHandler {
     async fn handle(&self, job: &JobEnvelope) -> Result<JobOutcome, JobFailure> {
         let RefundJob { refund_id } = payload(job)?;
         match self.payments.settle_refund(refund_id).await {
-            // Refused already (the admin's request got the answer first, or this job's last
-            // run stopped before the order showed it): as below.
-            Ok(result) if result.refund.status == RefundStatus::Failed => {
-                let payment = &result.payment;
-                let reason = result.refund.failure_reason.as_deref().unwrap_or("the provider refused the refund");
-                sync_order(self.orders.as_ref(), payment.order_id, payment.id, Source::RefundRefused(reason)).await?;
-                Ok(JobOutcome::Done)
-            }
             Ok(result) => {
                 let payment = &result.payment;
                 sync_order(self.orders.as_ref(), payment.order_id, payment.id, Source::Shop).await?;
                 tracing::info!(refund_id = %refund_id, status = result.refund.status.as_str(), "refund settled");
                 Ok(JobOutcome::Done)
             }
-            // The refusal is recorded and the amount given back: the order shows the payment
-            // as it is again (a person settles the rest).
+            // The refusal is recorded and the amount given back (now, or already: the admin's
+            // request got the answer first, or this job's last run stopped before the order
+            // showed it): the order shows the payment as it is again (a person settles the rest).
             Err(PaymentError::RefundRefused { payment, order, reason }) => {
                 tracing::warn!(refund_id = %refund_id, payment_id = %payment, %reason, "refund refused by the provider");
                 sync_order(self.orders.as_ref(), order, payment, Source::RefundRefused(&reason)).await?;

@@ -309,12 +309,8 @@ struct ReservedBy {
     product_id: Uuid,
     #[diesel(sql_type = Int4)]
     quantity: i32,
-    #[diesel(sql_type = Int4)]
-    on_hand: i32,
-    #[diesel(sql_type = Int4)]
-    reserved: i32,
-    #[diesel(sql_type = Int4)]
-    low_stock_threshold: i32,
+    #[diesel(embed)]
+    after: LevelAfter,
 }
 
 /// The thresholds an order's reservation crossed when it was made, read back from its ledger
@@ -326,14 +322,7 @@ async fn crossings_of(conn: &mut AsyncPgConnection, order: Uuid) -> Result<Vec<L
         .load(conn)
         .await
         .map_err(infra_from_diesel)?;
-    Ok(rows
-        .iter()
-        .filter_map(|r| {
-            let after =
-                LevelAfter { on_hand: r.on_hand, reserved: r.reserved, low_stock_threshold: r.low_stock_threshold };
-            crossing(r.product_id, count(r.quantity), &after)
-        })
-        .collect())
+    Ok(rows.iter().filter_map(|r| crossing(r.product_id, count(r.quantity), &r.after)).collect())
 }
 
 async fn load_lines(conn: &mut AsyncPgConnection, order: Uuid) -> Result<Vec<(Uuid, i32)>, diesel::result::Error> {

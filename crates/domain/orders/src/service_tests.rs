@@ -313,6 +313,12 @@ fn stored_with_jobs(m: &mut Mocks, order: Order) -> (Arc<Mutex<Order>>, Arc<Mute
     (cell, staged)
 }
 
+/// Where the stored order ended: its status, payment status and cancellation reason.
+fn outcome(cell: &Mutex<Order>) -> (OrderStatus, PaymentStatus, Option<CancellationReason>) {
+    let order = cell.lock().unwrap();
+    (order.status, order.payment_status, order.cancellation_reason.clone())
+}
+
 fn notice_keys(jobs: &[ecom_kernel::jobs::NewJob]) -> Vec<String> {
     jobs.iter()
         .filter(|j| j.kind == ecom_notifications::service::SAVE_KIND)
@@ -458,9 +464,8 @@ async fn a_step_run_again_after_a_compensation_refunded_the_charge_finishes_the_
     m.stock.expect_release().times(1).returning(|_| Ok(()));
     let cell = stored(&mut m, order);
     m.service().run_step(&SagaJob { order_id: id, step: Step::Reserve, reason: None }).await.unwrap();
-    let after = cell.lock().unwrap().clone();
     assert_eq!(
-        (after.status, after.payment_status, after.cancellation_reason),
+        outcome(&cell),
         (OrderStatus::Cancelled, PaymentStatus::Refunded, Some(CancellationReason::CheckoutFailed))
     );
 }
@@ -1177,9 +1182,8 @@ async fn an_order_confirmed_on_a_charge_that_then_fails_is_cancelled_as_declined
     m.stock.expect_release().never();
     let (cell, jobs) = stored_with_jobs(&mut m, order);
     m.service().payment_event(id, payment).await.unwrap();
-    let after = cell.lock().unwrap().clone();
     assert_eq!(
-        (after.status, after.payment_status, after.cancellation_reason),
+        outcome(&cell),
         (OrderStatus::Cancelled, PaymentStatus::Failed, Some(CancellationReason::PaymentDeclined))
     );
     let staged = jobs.lock().unwrap().clone();
@@ -1208,9 +1212,8 @@ async fn giving_up_looks_for_a_charge_made_without_its_answer_then_refunds_it() 
     m.stock.expect_release().times(1).returning(|_| Ok(()));
     let (cell, _) = stored_with_jobs(&mut m, order);
     m.service().give_up(id).await.unwrap();
-    let after = cell.lock().unwrap().clone();
     assert_eq!(
-        (after.status, after.payment_status, after.cancellation_reason),
+        outcome(&cell),
         (OrderStatus::Cancelled, PaymentStatus::Refunded, Some(CancellationReason::CheckoutFailed))
     );
 }

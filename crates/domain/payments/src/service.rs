@@ -111,6 +111,11 @@ fn stated_refusal(refund: &Refund) -> String {
 /// Failure reason of a payment whose token paid for another payment already.
 pub const TOKEN_USED: &str = "rejected: the payment token already paid for another order";
 
+/// The refusal of a refund the provider refused (recorded FAILED with its reason).
+fn refused(payment: &Payment, refund: &Refund) -> PaymentError {
+    PaymentError::RefundRefused { payment: payment.id, order: payment.order_id, reason: stated_refusal(refund) }
+}
+
 fn save_error(e: SaveError) -> PaymentError {
     match e {
         SaveError::Conflict => PaymentError::Conflict,
@@ -333,13 +338,10 @@ impl PaymentService {
                         continue;
                     }
                     match self.refund(payment.id, None, Some(reason.to_owned())).await {
-                        // Its job got the provider's refusal first.
-                        Ok(result) if result.refund.status == RefundStatus::Failed => {
-                            refused.get_or_insert((payment.id, stated_refusal(&result.refund)));
-                        }
                         Ok(_) => {
                             refunded.get_or_insert(payment.id);
                         }
+                        // Refused now, or by its job first.
                         Err(PaymentError::RefundRefused { reason, .. }) => {
                             refused.get_or_insert((payment.id, reason));
                         }
@@ -467,25 +469,19 @@ impl PaymentService {
         self.publisher.publish(std::slice::from_ref(&job)).await;
         let result = match self.settle_refund(refund.id).await {
             Ok(result) => result,
-            Err(refused @ PaymentError::RefundRefused { .. }) => return Err(refused),
+            Err(refusal @ PaymentError::RefundRefused { .. }) => return Err(refusal),
             // Booked and queued: whatever stopped this attempt (the provider down, the payment
             // written meanwhile, by the refund's own job too), the refund as it stands now;
             // never an error a client would retry, which would book another refund.
             Err(_) => match self.payments.refund(refund.id).await {
+                // Settled by its job meanwhile, refused: the admin hears of the refusal all the same.
+                Ok(Some(stored)) if stored.status == RefundStatus::Failed => return Err(refused(&payment, &stored)),
                 Ok(Some(stored)) if stored.status != RefundStatus::Requested => {
                     RefundResult { payment: self.load(payment.id).await.unwrap_or(next), refund: stored }
                 }
                 _ => RefundResult { payment: next, refund },
             },
         };
-        // Settled by its job first, refused: the admin hears of the refusal all the same.
-        if result.refund.status == RefundStatus::Failed {
-            return Err(PaymentError::RefundRefused {
-                payment: payment.id,
-                order: payment.order_id,
-                reason: result.refund.failure_reason.clone().unwrap_or_else(|| "refused by the provider".into()),
-            });
-        }
         Ok(result)
     }
 
@@ -507,8 +503,11 @@ impl PaymentService {
         let refund =
             self.payments.refund(id).await?.ok_or(PaymentError::ProviderRejected(format!("no refund {id}")))?;
         let payment = self.load(refund.payment_id).await?;
-        if refund.status != RefundStatus::Requested {
-            return Ok(RefundResult { payment, refund });
+        match refund.status {
+            RefundStatus::Requested => {}
+            // Refused already (by whoever asked first): told as a refusal to every caller.
+            RefundStatus::Failed => return Err(refused(&payment, &refund)),
+            _ => return Ok(RefundResult { payment, refund }),
         }
         let reference = payment
             .provider_reference
@@ -531,16 +530,15 @@ impl PaymentService {
             }
             Err(GatewayError::Unavailable(message)) => Err(PaymentError::ProviderUnavailable(message)),
             Err(GatewayError::NotConfigured(_)) => Err(PaymentError::ProviderNotConfigured(payment.provider)),
-            Err(refused @ (GatewayError::Declined(_) | GatewayError::Rejected(_))) => {
-                let reason = refusal_reason(&refused);
+            Err(answer @ (GatewayError::Declined(_) | GatewayError::Rejected(_))) => {
                 settled.status = RefundStatus::Failed;
-                settled.failure_reason = Some(reason.clone());
+                settled.failure_reason = Some(refusal_reason(&answer));
                 let mut restored = payment.clone();
                 restored.revert_refund(refund.amount, self.clock.now())?;
-                let (id, order) = (payment.id, payment.order_id);
+                let refusal = refused(&payment, &settled);
                 let change = PaymentChange { expected: payment, payment: restored };
                 self.record_settlement(&settled, Some(change)).await?;
-                Err(PaymentError::RefundRefused { payment: id, order, reason })
+                Err(refusal)
             }
         }
     }
