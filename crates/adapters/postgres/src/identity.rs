@@ -217,14 +217,26 @@ impl PgRefreshTokenRepository {
 
 #[async_trait]
 impl RefreshTokenRepository for PgRefreshTokenRepository {
-    async fn insert(&self, token: &NewRefreshToken) -> Result<(), InfraError> {
+    async fn insert(&self, token: &NewRefreshToken, password: &PasswordHash) -> Result<bool, InfraError> {
         let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
-        diesel::insert_into(refresh_tokens::table)
-            .values(RefreshTokenRow::new(token))
-            .execute(&mut conn)
-            .await
-            .map_err(infra_from_diesel)?;
-        Ok(())
+        let row = RefreshTokenRow::new(token);
+        let customer = token.customer_id;
+        conn.transaction::<bool, diesel::result::Error, _>(async move |conn| {
+            // A password change revokes every session after it is written, under this lock: a
+            // token stored here is either seen by that revocation or finds the new password.
+            lock_sessions(conn, customer).await?;
+            let unchanged = diesel::select(diesel::dsl::exists(
+                customers::table.find(customer.as_uuid()).filter(customers::password_hash.eq(password.as_str())),
+            ))
+            .get_result::<bool>(conn)
+            .await?;
+            if unchanged {
+                diesel::insert_into(refresh_tokens::table).values(&row).execute(conn).await?;
+            }
+            Ok(unchanged)
+        })
+        .await
+        .map_err(infra_from_diesel)
     }
 
     async fn find_by_hash(&self, hash: &TokenHash) -> Result<Option<RefreshTokenRecord>, InfraError> {

@@ -123,7 +123,7 @@ async fn of_concurrent_rotations_of_one_token_exactly_one_wins() {
     let repo = std::sync::Arc::new(PgRefreshTokenRepository::new(pool));
     let family = TokenFamilyId::new();
     let original = token(owner.id(), family, 1);
-    repo.insert(&original).await.unwrap();
+    assert!(repo.insert(&original, &PasswordHash::new("h".into())).await.unwrap());
 
     let tasks: Vec<_> = (0..8u8)
         .map(|i| {
@@ -151,7 +151,7 @@ async fn revoking_a_family_revokes_every_token_in_it_and_no_other() {
     let repo = PgRefreshTokenRepository::new(pool);
     let (family, other) = (TokenFamilyId::new(), TokenFamilyId::new());
     for (fam, byte) in [(family, 1), (family, 2), (other, 3)] {
-        repo.insert(&token(owner.id(), fam, byte)).await.unwrap();
+        assert!(repo.insert(&token(owner.id(), fam, byte), &PasswordHash::new("h".into())).await.unwrap());
     }
     repo.revoke_family(family, now()).await.unwrap();
     repo.revoke_family(family, now()).await.unwrap(); // idempotent
@@ -173,7 +173,7 @@ async fn a_revocation_waits_for_a_rotation_under_way_and_revokes_the_token_it_st
     PgCustomerRepository::new(pool.clone()).insert(&owner, &PasswordHash::new("h".into())).await.unwrap();
     let repo = std::sync::Arc::new(PgRefreshTokenRepository::new(pool.clone()));
     let family = TokenFamilyId::new();
-    repo.insert(&token(owner.id(), family, 1)).await.unwrap();
+    assert!(repo.insert(&token(owner.id(), family, 1), &PasswordHash::new("h".into())).await.unwrap());
 
     // A rotation under way: it holds the customer's session lock and has yet to store its token.
     let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -219,7 +219,7 @@ async fn revoking_a_customers_sessions_revokes_every_family_of_theirs_and_no_one
     customers.insert(&other, &PasswordHash::new("h".into())).await.unwrap();
     let repo = PgRefreshTokenRepository::new(pool);
     for (who, byte) in [(owner.id(), 1), (owner.id(), 2), (other.id(), 3)] {
-        repo.insert(&token(who, TokenFamilyId::new(), byte)).await.unwrap();
+        assert!(repo.insert(&token(who, TokenFamilyId::new(), byte), &PasswordHash::new("h".into())).await.unwrap());
     }
     repo.revoke_customer(owner.id(), now()).await.unwrap();
     for (byte, revoked) in [(1, true), (2, true), (3, false)] {
@@ -335,4 +335,42 @@ async fn addresses_made_default_at_the_same_moment_leave_exactly_one_default() {
         stored += usize::from(add.await.unwrap());
     }
     assert_eq!((stored, repo.count(owner.id()).await.unwrap()), (5, 45));
+}
+
+#[tokio::test]
+async fn a_session_is_stored_only_while_the_password_it_was_signed_in_with_is_current() {
+    use diesel_async::AsyncConnection;
+    let db = TestDb::new().await;
+    let pool = pool(&db);
+    let customers = PgCustomerRepository::new(pool.clone());
+    let owner = customer("pw@shop.test", Role::Customer);
+    customers.insert(&owner, &PasswordHash::new("old".into())).await.unwrap();
+    let repo = std::sync::Arc::new(PgRefreshTokenRepository::new(pool.clone()));
+    let old = PasswordHash::new("old".into());
+    assert!(repo.insert(&token(owner.id(), TokenFamilyId::new(), 1), &old).await.unwrap());
+
+    // The password changes; the revocation that follows holds the session lock while a sign-in
+    // checked with the old password tries to store its token: it waits, then finds the new one.
+    customers.set_password_hash(owner.id(), &PasswordHash::new("new".into())).await.unwrap();
+    let mut conn = pool.get().await.unwrap();
+    let owner_id = owner.id();
+    let late = conn
+        .transaction::<_, diesel::result::Error, _>(async move |conn| {
+            ecom_postgres::lock_sessions(conn, owner_id).await?;
+            let late = tokio::spawn({
+                let repo = repo.clone();
+                async move { repo.insert(&token(owner_id, TokenFamilyId::new(), 2), &PasswordHash::new("old".into())).await }
+            });
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            assert!(!late.is_finished(), "the sign-in waits for the revocation under way");
+            Ok(late)
+        })
+        .await
+        .unwrap();
+    assert!(!late.await.unwrap().unwrap(), "a sign-in with the replaced password stores no session");
+    let stored = PgRefreshTokenRepository::new(pool.clone());
+    assert!(stored.find_by_hash(&TokenHash::new(vec![2; 32])).await.unwrap().is_none());
+    assert!(stored.insert(&token(owner_id, TokenFamilyId::new(), 3), &PasswordHash::new("new".into())).await.unwrap());
+    // An account that no longer exists gets no session either.
+    assert!(!stored.insert(&token(CustomerId::new(), TokenFamilyId::new(), 4), &old).await.unwrap());
 }

@@ -42,7 +42,11 @@ pub trait CustomerRepository: Send + Sync {
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait RefreshTokenRepository: Send + Sync {
-    async fn insert(&self, token: &NewRefreshToken) -> Result<(), InfraError>;
+    /// Stores a new session's token while the account's password hash is still `password`
+    /// (the one the caller just checked), under the customer's session lock. Returns `false`,
+    /// storing nothing, once the password changed: a sign-in that checked the old password just
+    /// before a change must not keep a session that the revocation after the change missed.
+    async fn insert(&self, token: &NewRefreshToken, password: &PasswordHash) -> Result<bool, InfraError>;
     async fn find_by_hash(&self, hash: &TokenHash) -> Result<Option<RefreshTokenRecord>, InfraError>;
     /// Atomically marks `old` rotated and stores `next`. MUST return `false`, storing nothing,
     /// when `old` was already rotated or revoked (a concurrent refresh won the race).

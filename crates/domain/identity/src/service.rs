@@ -8,7 +8,7 @@ use ecom_kernel::{Clock, Email, Page, PageRequest, Secret};
 use crate::error::IdentityError;
 use crate::model::{
     AccessToken, Address, AddressId, AddressPatch, Customer, CustomerId, CustomerPatch, NewAddress, NewCustomer,
-    NewRefreshToken, Password, Principal, RefreshTokenId, Role, TokenFamilyId,
+    NewRefreshToken, Password, PasswordHash, Principal, RefreshTokenId, Role, TokenFamilyId,
 };
 use crate::ports::{
     AddressRepository, CustomerRepository, LoginAttempt, LoginThrottle, PasswordHasher, RefreshTokenRepository,
@@ -62,7 +62,8 @@ impl IdentityService {
         let hash = self.ports.hasher.hash(&new.password).await?;
         let customer = Customer::register(&new, Role::Customer, now);
         self.ports.customers.insert(&customer, &hash).await?;
-        self.start_session(customer, TokenFamilyId::new()).await
+        // Only the admin's bootstrap, taking this address over at this moment, changes it.
+        self.start_session(customer, &hash).await?.ok_or(IdentityError::EmailTaken)
     }
 
     /// Checks e-mail and password, throttling attempts per e-mail and per client: an attempt
@@ -82,17 +83,19 @@ impl IdentityService {
             return Err(IdentityError::TooManyAttempts { retry_after });
         }
         let verified = match self.ports.customers.find_credentials(&attempt.email).await? {
-            Some((customer, hash)) => self.ports.hasher.verify(&password, &hash).await?.then_some(customer),
+            Some((customer, hash)) => self.ports.hasher.verify(&password, &hash).await?.then_some((customer, hash)),
             None => {
                 self.ports.hasher.burn_verification_time(&password).await?;
                 None
             }
         };
-        let Some(customer) = verified else {
+        let Some((customer, hash)) = verified else {
             return Err(IdentityError::InvalidCredentials);
         };
+        // The password may have changed since it was checked: then this sign-in never happened.
+        let session = self.start_session(customer, &hash).await?.ok_or(IdentityError::InvalidCredentials)?;
         self.ports.throttle.succeeded(&attempt).await?;
-        self.start_session(customer, TokenFamilyId::new()).await
+        Ok(session)
     }
 
     /// Exchanges a refresh token for a new pair. A token presented twice revokes its family.
@@ -242,11 +245,19 @@ impl IdentityService {
         }
     }
 
-    async fn start_session(&self, customer: Customer, family: TokenFamilyId) -> Result<SessionTokens, IdentityError> {
-        let (refresh, record) = self.new_refresh_token(&customer, family)?;
-        self.ports.refresh_tokens.insert(&record).await?;
+    /// A new session for the customer whose password hash is `password`; `None` when it is no
+    /// longer (changed since it was read).
+    async fn start_session(
+        &self,
+        customer: Customer,
+        password: &PasswordHash,
+    ) -> Result<Option<SessionTokens>, IdentityError> {
+        let (refresh, record) = self.new_refresh_token(&customer, TokenFamilyId::new())?;
+        if !self.ports.refresh_tokens.insert(&record, password).await? {
+            return Ok(None);
+        }
         let access = self.issue_access(&customer)?;
-        Ok(SessionTokens { customer, access, refresh })
+        Ok(Some(SessionTokens { customer, access, refresh }))
     }
 
     fn new_refresh_token(

@@ -108,10 +108,14 @@ async fn registering_hashes_the_password_then_stores_the_customer_then_its_refre
         .returning(|_, _| Ok(()));
     m.refresh_tokens
         .expect_insert()
-        .withf(|t| t.token_hash.as_bytes() == [7; 32] && t.expires_at == now() + chrono::Duration::days(30))
+        .withf(|t, h| {
+            t.token_hash.as_bytes() == [7; 32]
+                && t.expires_at == now() + chrono::Duration::days(30)
+                && h.as_str() == "$argon2id$hash"
+        })
         .times(1)
         .in_sequence(&mut seq)
-        .returning(|_| Ok(()));
+        .returning(|_, _| Ok(true));
 
     let session = m.service().register(new_customer()).await.unwrap();
 
@@ -191,10 +195,26 @@ async fn a_successful_login_clears_the_failures_and_opens_a_new_family() {
         .returning(|_| Ok(Some((customer(Role::Customer), PasswordHash::new("h".into())))));
     m.hasher.expect_verify().returning(|_, _| Ok(true));
     m.throttle.expect_succeeded().times(1).returning(|_| Ok(()));
-    m.refresh_tokens.expect_insert().times(1).returning(|_| Ok(()));
+    m.refresh_tokens.expect_insert().withf(|_, h| h.as_str() == "h").times(1).returning(|_, _| Ok(true));
 
     let session = m.service().login("ada@example.com", "correct horse", None).await.unwrap();
     assert_eq!(session.access.token.expose(), "access-jwt");
+}
+
+#[pollster::test]
+async fn a_login_whose_password_changed_since_it_was_checked_opens_no_session() {
+    let mut m = Mocks::default().with_token_issuing();
+    m.throttle.expect_begin().returning(|_| Ok(ThrottleDecision::Allowed));
+    m.customers
+        .expect_find_credentials()
+        .returning(|_| Ok(Some((customer(Role::Customer), PasswordHash::new("old".into())))));
+    m.hasher.expect_verify().returning(|_, _| Ok(true));
+    // The store refuses the session: the password is no longer the one checked.
+    m.refresh_tokens.expect_insert().withf(|_, h| h.as_str() == "old").times(1).returning(|_, _| Ok(false));
+    m.throttle.expect_succeeded().never();
+
+    let err = m.service().login("ada@example.com", "correct horse", None).await.unwrap_err();
+    assert!(matches!(err, IdentityError::InvalidCredentials));
 }
 
 #[pollster::test]
