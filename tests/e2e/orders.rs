@@ -383,6 +383,17 @@ async fn cash_on_delivery_waits_for_the_admin_and_confirming_twice_is_refused() 
         (Some("PENDING_CONFIRMATION"), Some("COLLECT_ON_DELIVERY"))
     );
     shop.wait_for_stock(&product, (10, 2), Duration::from_secs(10)).await;
+    // The customer goes on shopping with the same cart while the order waits.
+    let other = shop.product(10, 300).await;
+    let res = shop
+        .app
+        .post(
+            &format!("/v1/carts/{cart}/items"),
+            &json!({"productId": other, "quantity": 1}),
+            Some(&customer.access_token),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
     // The order records its reservation a moment after the stock shows it; until then an admin's
     // confirmation is refused (409, try again).
     let reserved =
@@ -405,10 +416,14 @@ async fn cash_on_delivery_waits_for_the_admin_and_confirming_twice_is_refused() 
     )
     .await;
     let deadline = Instant::now() + Duration::from_secs(10);
-    while shop.stock(&product).await != (8, 0) || shop.cart_items(&customer, &cart).await != 0 {
+    while shop.stock(&product).await != (8, 0) || shop.cart_items(&customer, &cart).await != 1 {
         assert!(Instant::now() < deadline, "not finalized: {:?}", shop.stock(&product).await);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // The ordered line left the cart; the one added since stays.
+    let left: Value =
+        shop.app.get(&format!("/v1/carts/{cart}"), Some(&customer.access_token)).await.json().await.unwrap();
+    assert_eq!(left["items"][0]["productId"], other.as_str());
     // The courier brings the cash.
     let res = shop
         .app

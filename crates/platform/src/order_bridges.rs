@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use ecom_carts::model::{Caller, CartId};
+use ecom_carts::model::{Caller, CartId, CartLine};
 use ecom_carts::{CartError, CartService};
 use ecom_catalog::{CatalogError, CatalogService};
 use ecom_identity::model::{AddressId, Principal, Role};
@@ -47,8 +47,16 @@ impl Carts for OrderCarts {
         }
     }
 
-    async fn clear(&self, customer: CustomerId, cart_id: Uuid) -> Result<(), InfraError> {
-        match self.0.clear(&owner(customer), CartId::from_uuid(cart_id)).await {
+    async fn take_ordered(
+        &self,
+        customer: CustomerId,
+        cart_id: Uuid,
+        order: OrderId,
+        ordered: &[CartItem],
+    ) -> Result<(), InfraError> {
+        let ordered: Vec<CartLine> =
+            ordered.iter().map(|i| CartLine { product_id: i.product_id, quantity: i.quantity }).collect();
+        match self.0.take_ordered(&owner(customer), CartId::from_uuid(cart_id), order, &ordered).await {
             Ok(()) | Err(CartError::CartNotFound) => Ok(()),
             Err(CartError::Infrastructure(e)) => Err(e),
             Err(other) => Err(unexpected(other)),

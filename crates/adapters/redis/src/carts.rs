@@ -2,7 +2,8 @@
 //! concurrent writers never lose an update or exceed a limit; every write refreshes the TTL.
 //!
 //! Fields: `_owner` (`guest` or `customer:<id>`), `_ttl` (ms), `_updated` (ms since epoch),
-//! `_lines`, `_seq`, `_sealed` (merge target), `_merged:<source>` (merge markers), and one
+//! `_lines`, `_seq`, `_sealed` (merge target), `_merged:<source>` (merge markers),
+//! `_ordered:<order>` (an order's lines taken out), and one
 //! `l:<product id>` per line holding `<quantity>|<sequence>` (sequence keeps lines in order).
 
 use std::collections::HashMap;
@@ -13,7 +14,7 @@ use chrono::{DateTime, Utc};
 use deadpool_redis::{redis, Pool};
 use ecom_carts::model::{CartId, CartLimits, CartLine, CartOwner, StoredCart};
 use ecom_carts::ports::{CartStore, CartStoreError, WriteScope};
-use ecom_kernel::{CustomerId, InfraError, ProductId};
+use ecom_kernel::{CustomerId, InfraError, OrderId, ProductId};
 
 use crate::shared::{millis, SharedConnection};
 use crate::RedisKeys;
@@ -61,6 +62,33 @@ else
 end
 redis.call('HSET', KEYS[1], '_updated', ARGV[2])
 redis.call('PEXPIRE', KEYS[1], redis.call('HGET', KEYS[1], '_ttl'))
+return redis.call('HGETALL', KEYS[1])";
+
+/// ARGV: order id, now_ms, expected owner, then (product, quantity) pairs. Returns the fields
+/// after the write, or `{'!', '-1'}`. The `_ordered:<order>` marker makes it once per order.
+const TAKE_ORDERED: &str = r"
+if redis.call('HGET', KEYS[1], '_owner') ~= ARGV[3] or redis.call('HEXISTS', KEYS[1], '_sealed') == 1 then
+  return {'!', '-1'}
+end
+local marker = '_ordered:' .. ARGV[1]
+if redis.call('HEXISTS', KEYS[1], marker) == 0 then
+  for i = 4, #ARGV, 2 do
+    local field = 'l:' .. ARGV[i]
+    local cur = redis.call('HGET', KEYS[1], field)
+    if cur then
+      local sep = string.find(cur, '|', 1, true)
+      local left = tonumber(string.sub(cur, 1, sep - 1)) - tonumber(ARGV[i + 1])
+      if left > 0 then
+        redis.call('HSET', KEYS[1], field, left .. string.sub(cur, sep))
+      else
+        redis.call('HDEL', KEYS[1], field)
+        redis.call('HINCRBY', KEYS[1], '_lines', -1)
+      end
+    end
+  end
+  redis.call('HSET', KEYS[1], marker, 1, '_updated', ARGV[2])
+  redis.call('PEXPIRE', KEYS[1], redis.call('HGET', KEYS[1], '_ttl'))
+end
 return redis.call('HGETALL', KEYS[1])";
 
 /// ARGV: target cart id. Returns the cart's fields, or nil.
@@ -114,6 +142,7 @@ pub struct RedisCartStore {
     ttl: CartTtl,
     write_line: redis::Script,
     remove_lines: redis::Script,
+    take_ordered: redis::Script,
     seal: redis::Script,
     merge: redis::Script,
 }
@@ -176,6 +205,7 @@ impl RedisCartStore {
             ttl,
             write_line: redis::Script::new(WRITE_LINE),
             remove_lines: redis::Script::new(REMOVE_LINES),
+            take_ordered: redis::Script::new(TAKE_ORDERED),
             seal: redis::Script::new(SEAL),
             merge: redis::Script::new(MERGE),
         }
@@ -345,6 +375,27 @@ impl CartStore for RedisCartStore {
 
     async fn clear(&self, scope: &WriteScope) -> Result<StoredCart, CartStoreError> {
         self.remove_lines(scope, None).await
+    }
+
+    async fn take_ordered(
+        &self,
+        scope: &WriteScope,
+        order: OrderId,
+        ordered: &[CartLine],
+    ) -> Result<StoredCart, CartStoreError> {
+        let mut call = self.take_ordered.prepare_invoke();
+        call.key(self.keys.cart(&scope.id.to_string()))
+            .arg(order.to_string())
+            .arg(scope.now.timestamp_millis())
+            .arg(owner_value(scope.owner));
+        for line in ordered {
+            call.arg(line.product_id.to_string()).arg(line.quantity);
+        }
+        let reply: Vec<String> = self.redis.script(&call).await?;
+        if reply.first().map(String::as_str) == Some("!") {
+            return Err(CartStoreError::NotFound);
+        }
+        cart_from_reply(scope.id, reply)
     }
 
     async fn seal(&self, id: CartId, into: CartId) -> Result<Option<StoredCart>, InfraError> {

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use ecom_kernel::{CustomerId, InfraError, ProductId};
+use ecom_kernel::{CustomerId, InfraError, OrderId, ProductId};
 
 use crate::model::{CartId, CartLimits, CartLine, CartOwner, ProductInfo, StoredCart};
 
@@ -67,6 +67,15 @@ pub trait CartStore: Send + Sync {
     async fn remove(&self, scope: &WriteScope, product: ProductId) -> Result<StoredCart, CartStoreError>;
     /// Removes every line.
     async fn clear(&self, scope: &WriteScope) -> Result<StoredCart, CartStoreError>;
+    /// Takes an order's lines out of the cart it was placed from, once per `order`: each line
+    /// loses up to the quantity ordered and goes when none is left; what was added since the
+    /// order stays. Taking the same order again changes nothing.
+    async fn take_ordered(
+        &self,
+        scope: &WriteScope,
+        order: OrderId,
+        ordered: &[CartLine],
+    ) -> Result<StoredCart, CartStoreError>;
     /// Seals a guest cart for merging into `into` and returns it: a sealed cart refuses every
     /// later change. Sealing again for the same target returns it again; `None` when the cart
     /// does not exist or was sealed for another target.

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use ecom_kernel::{Clock, Currency, Money, ProductId};
+use ecom_kernel::{Clock, Currency, Money, OrderId, ProductId};
 
 use crate::error::CartError;
 use crate::model::{Caller, CartId, CartLimits, CartLine, CartOwner, CartView, PricedLine, ProductInfo, StoredCart};
@@ -115,6 +115,20 @@ impl CartService {
     pub async fn clear(&self, caller: &Caller, id: CartId) -> Result<(), CartError> {
         let scope = self.scope(caller, id)?;
         self.store.clear(&scope).await.map_err(|e| self.store_error(e, ProductId::new()))?;
+        Ok(())
+    }
+
+    /// Takes an order's lines out of the cart it was placed from (once per order; what the
+    /// customer added since stays).
+    pub async fn take_ordered(
+        &self,
+        caller: &Caller,
+        id: CartId,
+        order: OrderId,
+        ordered: &[CartLine],
+    ) -> Result<(), CartError> {
+        let scope = self.scope(caller, id)?;
+        self.store.take_ordered(&scope, order, ordered).await.map_err(|e| self.store_error(e, ProductId::new()))?;
         Ok(())
     }
 

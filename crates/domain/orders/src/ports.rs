@@ -26,14 +26,21 @@ pub struct PricedProduct {
     pub active: bool,
 }
 
-/// The customer's cart, read for checkout and cleared once the order is confirmed.
+/// The customer's cart, read for checkout; the order's lines leave it once the order is confirmed.
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait Carts: Send + Sync {
     /// The lines of the customer's cart `cart_id`; `None` when it is not theirs or is gone.
     async fn items(&self, customer: CustomerId, cart_id: Uuid) -> Result<Option<Vec<CartItem>>, InfraError>;
-    /// Empties the cart (idempotent; a cart already gone is fine).
-    async fn clear(&self, customer: CustomerId, cart_id: Uuid) -> Result<(), InfraError>;
+    /// Takes the order's lines out of the cart it was placed from: what the customer added
+    /// since stays. Once per order (idempotent); a cart already gone is fine.
+    async fn take_ordered(
+        &self,
+        customer: CustomerId,
+        cart_id: Uuid,
+        order: OrderId,
+        ordered: &[CartItem],
+    ) -> Result<(), InfraError>;
 }
 
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]

@@ -29,6 +29,7 @@ use crate::ports::{
 /// Timeline notes of the saga steps that do not change the status; a step that finds its note
 /// has run already.
 pub const STOCK_RESERVED: &str = "stock reserved";
+/// (Stored in timelines, so kept word for word: "cart cleared" now means the ordered lines left it.)
 pub const FINALIZED: &str = "stock confirmed, cart cleared";
 pub const COMPENSATED: &str = "refund and stock settled";
 
@@ -60,7 +61,7 @@ pub enum Step {
     Reserve,
     /// Charge the payment (online); accepted → CONFIRMED.
     Charge,
-    /// Confirm the reservation and clear the cart (after CONFIRMED).
+    /// Confirm the reservation and take the ordered lines out of the cart (after CONFIRMED).
     Finalize,
     /// Give back what was taken and cancel.
     Compensate,
@@ -421,7 +422,7 @@ impl OrderService {
     /// go with the order's write.
     ///
     /// Accepted, everything CONFIRMED stands for is done before the order says so (the units
-    /// leave the shelf, the cart is emptied), then one write records it all: reserved, paid,
+    /// leave the shelf, the ordered lines leave the cart), then one write records it all: reserved, paid,
     /// CONFIRMED, finalized.
     async fn charge_loaded(
         &self,
@@ -460,7 +461,7 @@ impl OrderService {
             Charged::Accepted(status) => {
                 // A reservation released meanwhile (expired) fails here: retried, then compensated.
                 self.ports.stock.confirm(id).await?;
-                self.ports.carts.clear(order.customer_id, cart_id).await?;
+                self.take_from_cart(&order, cart_id).await?;
                 let now = self.ports.clock.now();
                 next.set_payment_status(status, now);
                 next.transition(OrderStatus::Confirmed, Some("payment accepted".into()), now)
@@ -487,7 +488,7 @@ impl OrderService {
         self.compensate_again(order).await
     }
 
-    /// After CONFIRMED: the reserved units leave the shelf and the cart is emptied.
+    /// After CONFIRMED: the reserved units leave the shelf and the ordered lines the cart.
     async fn finalize(&self, id: OrderId) -> Result<(), StepError> {
         let (order, context) = self.load_for_saga(id).await?;
         self.finalize_loaded(order, &context).await
@@ -499,10 +500,17 @@ impl OrderService {
             return Ok(());
         }
         self.ports.stock.confirm(id).await?;
-        self.ports.carts.clear(order.customer_id, context.cart_id).await?;
+        self.take_from_cart(&order, context.cart_id).await?;
         let mut next = order.clone();
         next.record(FINALIZED, self.ports.clock.now());
         self.save(&order, &next, &[]).await
+    }
+
+    /// The order's lines leave the cart it was placed from (once; later additions stay).
+    async fn take_from_cart(&self, order: &Order, cart_id: Uuid) -> Result<(), ecom_kernel::InfraError> {
+        let ordered: Vec<CartItem> =
+            order.lines.iter().map(|l| CartItem { product_id: l.product_id, quantity: l.quantity }).collect();
+        self.ports.carts.take_ordered(order.customer_id, cart_id, order.id, &ordered).await
     }
 
     /// A saga step that failed for good, or ran out of retries: the order is compensated as

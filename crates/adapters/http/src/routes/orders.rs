@@ -317,8 +317,8 @@ async fn advance(state: &AppState, id: Uuid, to: OrderStatus) -> Result<HttpResp
     Ok(HttpResponse::Ok().json(OrderDto::from(&order)))
 }
 
-/// Cash on delivery: PENDING_CONFIRMATION → CONFIRMED (stock confirmed and cart cleared by the
-/// worker right after). ADMIN only.
+/// Cash on delivery: PENDING_CONFIRMATION → CONFIRMED (stock confirmed and the ordered lines
+/// taken out of the cart by the worker right after). ADMIN only.
 #[utoipa::path(tag = "orders", security(("bearer" = ["ADMIN"])), params(("id" = Uuid, Path, description = "Order id")),
     responses((status = 200, body = OrderDto), (status = 409, description = "INVALID_TRANSITION; CONCURRENT_MODIFICATION (stock still being reserved: try again)", body = Problem, content_type = "application/problem+json")))]
 #[patch("/orders/{id}/confirm")]
