@@ -191,8 +191,10 @@ const UPDATE_PAYMENT: &str = concat!(
 SELECT count(*) AS n FROM u"
 );
 
-/// Order `$2`'s first payment of the kind of provider `$4` (`$13`, cash on delivery, or any other),
-/// or, when it has none, payment `$1`…`$12` inserted (the columns of `INSERT_PAYMENT`).
+/// Order `$2`'s payment of the kind of provider `$4` (`$13`, cash on delivery, or any other), or,
+/// when it has none, payment `$1`…`$12` inserted (the columns of `INSERT_PAYMENT`). An order has
+/// at most one of each kind (unique indexes): a concurrent insert of the order's payment makes
+/// this one wait, then insert nothing, and the statement returns no row (run it again).
 const OPEN_ONCE: &str = "\
 WITH existing AS (
   SELECT id, order_id, customer_id, provider, provider_reference, amount, currency, status, refunded_amount,
@@ -203,7 +205,7 @@ WITH existing AS (
   INSERT INTO payments (id, order_id, customer_id, provider, provider_reference, amount, currency, status,
                         refunded_amount, failure_reason, created_at, updated_at)
   SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 WHERE NOT EXISTS (SELECT 1 FROM existing)
-  ON CONFLICT (id) DO NOTHING
+  ON CONFLICT DO NOTHING
   RETURNING id, order_id, customer_id, provider, provider_reference, amount, currency, status, refunded_amount,
             failure_reason, created_at, updated_at
 )
@@ -271,12 +273,19 @@ impl PaymentRepository for PgPaymentRepository {
     }
 
     async fn open_once(&self, payment: &Payment) -> Result<Payment, InfraError> {
-        let statement = bind_row(Statement::new(OPEN_ONCE), PaymentRow::of(payment))
-            .bind::<diesel::sql_types::Text, _>(Provider::CashOnDelivery.as_str());
+        let statement = || {
+            bind_row(Statement::new(OPEN_ONCE), PaymentRow::of(payment))
+                .bind::<diesel::sql_types::Text, _>(Provider::CashOnDelivery.as_str())
+        };
         let flush = Flush::start(self.barrier.as_ref());
         let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
-        let row: Option<PaymentRow> =
-            statement.load(&mut conn).await.and_then(first_row).optional().map_err(infra_from_diesel)?;
+        let mut row: Option<PaymentRow> =
+            statement().load(&mut conn).await.and_then(first_row).optional().map_err(infra_from_diesel)?;
+        if row.is_none() {
+            // Another caller inserted the order's payment meanwhile (committed once this one
+            // returned): a new statement sees it.
+            row = statement().load(&mut conn).await.and_then(first_row).optional().map_err(infra_from_diesel)?;
+        }
         drop(conn);
         // On disk before the charge it leads to: a compensation finds the charge through it.
         flush.on_disk("the payment's write").await?;

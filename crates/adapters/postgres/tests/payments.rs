@@ -221,6 +221,43 @@ async fn an_order_opens_one_payment_of_each_kind_however_often_asked() {
     assert_eq!(stored.iter().map(|p| p.id).collect::<Vec<_>>(), [card.id, cash.id], "two rows in all");
 }
 
+#[tokio::test]
+async fn two_callers_opening_an_orders_payment_at_once_get_the_same_one() {
+    use diesel_async::AsyncConnection;
+    let db = TestDb::new().await;
+    let pool = pool(&db);
+    let repo = Arc::new(PgPaymentRepository::new(pool.clone()));
+    let (order, buyer) = (OrderId::new(), customer(&pool).await);
+    let first = uuid::Uuid::now_v7();
+    let other = repo.clone();
+
+    // One caller's insert, not committed yet, when the other asks: the other waits for it.
+    let mut conn = pool.get().await.unwrap();
+    let late = conn
+        .transaction::<_, diesel::result::Error, _>(async move |conn| {
+            let insert = diesel::sql_query(
+                "INSERT INTO payments (id, order_id, customer_id, provider, amount, currency, status, created_at, \
+                 updated_at) VALUES ($1, $2, $3, 'stripe', 5000, 'USD', 'PENDING', now(), now())",
+            )
+            .bind::<diesel::sql_types::Uuid, _>(first)
+            .bind::<diesel::sql_types::Uuid, _>(order.as_uuid())
+            .bind::<diesel::sql_types::Uuid, _>(buyer.as_uuid());
+            diesel_async::RunQueryDsl::execute(insert, conn).await?;
+            let late = tokio::spawn(async move {
+                other.open_once(&Payment::online(order, buyer, Provider::Stripe, usd(5000), now())).await
+            });
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            assert!(!late.is_finished(), "the second caller waits for the first one's insert");
+            Ok(late)
+        })
+        .await
+        .unwrap();
+    let opened = late.await.unwrap().unwrap();
+    assert_eq!(opened.id.as_uuid(), first, "the first caller's payment");
+    let stored = repo.of_order(order).await.unwrap();
+    assert_eq!(stored.iter().map(|p| p.id.as_uuid()).collect::<Vec<_>>(), [first], "one row");
+}
+
 /// A barrier at epoch 3 whose flushes answer `answer`, `times` times.
 fn barrier(answer: bool, times: usize) -> Arc<dyn WriteBarrier> {
     let mut barrier = MockWriteBarrier::new();
