@@ -384,3 +384,33 @@ async fn a_silent_connection_is_closed_after_the_idle_timeout_and_a_talking_one_
     send(&mut talking, json!({"type": "ping"})).await;
     assert_eq!(next_frame(&mut talking, Duration::from_secs(2)).await, Some(json!({"type": "pong"})), "kept");
 }
+
+#[tokio::test]
+async fn a_connection_ends_when_the_token_it_opened_with_expires() {
+    let app = ecom_testkit::TestApp::spawn_with(&[("ACCESS_TOKEN_TTL_SECS", "3")]).await;
+    let customer = app.register_customer().await;
+    let mut ws = connect(&app.address, &customer.access_token).await;
+    let opened = Instant::now();
+    send(&mut ws, json!({"type": "ping"})).await;
+    assert_eq!(next_frame(&mut ws, Duration::from_secs(2)).await, Some(json!({"type": "pong"})), "open meanwhile");
+    loop {
+        match tokio::time::timeout(Duration::from_secs(6), ws.next()).await.expect("still open past the token") {
+            Some(Ok(Message::Ping(_))) => {}
+            Some(Ok(Message::Close(frame))) => {
+                let frame = frame.expect("a close frame with its reason");
+                assert_eq!(u16::from(frame.code), 1008);
+                assert_eq!(frame.reason.as_str(), "token expired; reconnect with a new one");
+                break;
+            }
+            other => panic!("expected the connection closed, got {other:?}"),
+        }
+    }
+    // The token lived 3 s from its issue (whole seconds: between 2 and 3 s from here).
+    assert!(opened.elapsed() >= Duration::from_millis(1500), "{:?}", opened.elapsed());
+    assert_problem(
+        app.get("/v1/customers/me", Some(&customer.access_token)).await,
+        StatusCode::UNAUTHORIZED,
+        "UNAUTHENTICATED",
+    )
+    .await;
+}

@@ -3,7 +3,7 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use chrono::{DateTime, Duration, Utc};
-use ecom_identity::model::{AccessToken, CustomerId, Principal, Role, TokenHash};
+use ecom_identity::model::{AccessToken, CustomerId, Principal, Role, TokenHash, VerifiedAccess};
 use ecom_identity::ports::{RefreshSecret, TokenService};
 use ecom_kernel::{InfraError, Secret};
 use hmac::{Hmac, Mac};
@@ -63,7 +63,7 @@ impl TokenService for HmacTokenService {
         })
     }
 
-    fn verify_access(&self, token: &str, now: DateTime<Utc>) -> Option<Principal> {
+    fn verify_access(&self, token: &str, now: DateTime<Utc>) -> Option<VerifiedAccess> {
         if token.len() > 4096 {
             return None;
         }
@@ -82,7 +82,9 @@ impl TokenService for HmacTokenService {
         if claims.iss != ISSUER || claims.exp <= now.timestamp() {
             return None;
         }
-        Some(Principal { customer_id: claims.sub.parse::<CustomerId>().ok()?, role: Role::parse(&claims.role)? })
+        let principal =
+            Principal { customer_id: claims.sub.parse::<CustomerId>().ok()?, role: Role::parse(&claims.role)? };
+        Some(VerifiedAccess { principal, expires_at: DateTime::from_timestamp(claims.exp, 0)? })
     }
 
     fn new_refresh(&self) -> Result<RefreshSecret, InfraError> {
@@ -117,8 +119,9 @@ mod tests {
         let token = svc.issue_access(principal, now()).unwrap();
         assert_eq!(token.expires_in_secs, 900);
         let t = token.token.expose();
-        assert_eq!(svc.verify_access(t, now()), Some(principal));
-        assert_eq!(svc.verify_access(t, now() + Duration::minutes(14)), Some(principal));
+        let verified = Some(VerifiedAccess { principal, expires_at: now() + Duration::minutes(15) });
+        assert_eq!(svc.verify_access(t, now()), verified);
+        assert_eq!(svc.verify_access(t, now() + Duration::minutes(14)), verified);
         assert_eq!(svc.verify_access(t, now() + Duration::minutes(15)), None);
     }
 

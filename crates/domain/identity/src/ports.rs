@@ -8,7 +8,7 @@ use ecom_kernel::{Email, InfraError, Page, PageRequest, Secret};
 
 use crate::model::{
     AccessToken, Address, AddressId, Customer, CustomerId, NewRefreshToken, Password, PasswordHash, Principal,
-    RefreshTokenId, RefreshTokenRecord, Role, TokenFamilyId, TokenHash,
+    RefreshTokenId, RefreshTokenRecord, Role, TokenFamilyId, TokenHash, VerifiedAccess,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -107,7 +107,7 @@ pub struct RefreshSecret {
 pub trait TokenService: Send + Sync {
     fn issue_access(&self, principal: Principal, now: DateTime<Utc>) -> Result<AccessToken, InfraError>;
     /// `None` when the token is malformed, forged or expired at `now`.
-    fn verify_access(&self, token: &str, now: DateTime<Utc>) -> Option<Principal>;
+    fn verify_access(&self, token: &str, now: DateTime<Utc>) -> Option<VerifiedAccess>;
     /// A fresh, unguessable refresh token.
     fn new_refresh(&self) -> Result<RefreshSecret, InfraError>;
     /// The storage hash of a presented refresh token.

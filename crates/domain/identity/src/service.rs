@@ -139,7 +139,15 @@ impl IdentityService {
 
     /// Who presents this access token.
     pub fn authenticate(&self, access_token: &str) -> Result<Principal, IdentityError> {
-        self.ports.tokens.verify_access(access_token, self.ports.clock.now()).ok_or(IdentityError::Unauthenticated)
+        Ok(self.authenticate_for(access_token)?.0)
+    }
+
+    /// Who presents this access token, and for how much longer it proves it (a connection that
+    /// outlives one request ends then).
+    pub fn authenticate_for(&self, access_token: &str) -> Result<(Principal, std::time::Duration), IdentityError> {
+        let now = self.ports.clock.now();
+        let verified = self.ports.tokens.verify_access(access_token, now).ok_or(IdentityError::Unauthenticated)?;
+        Ok((verified.principal, (verified.expires_at - now).to_std().unwrap_or_default()))
     }
 
     pub async fn me(&self, principal: Principal) -> Result<Customer, IdentityError> {

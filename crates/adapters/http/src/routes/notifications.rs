@@ -149,7 +149,9 @@ pub struct WsQuery {
 /// The live feed. On connect the server sends every notification not yet acknowledged, then
 /// each new one as `{"type":"notification","data":{...}}`. The client sends
 /// `{"type":"ack","id":"..."}` (delivered: never sent again) and `{"type":"ping"}` (answered
-/// `{"type":"pong"}`); anything else is answered `{"type":"error",...}`.
+/// `{"type":"pong"}`); anything else is answered `{"type":"error",...}`. The connection is closed
+/// (1008, "token expired; reconnect with a new one") when the access token it opened with
+/// expires.
 #[utoipa::path(
     tag = "notifications",
     security(("bearer" = [])),
@@ -171,13 +173,13 @@ async fn connect(
         .map(str::to_owned)
         .or_else(|| query.into_inner().token.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()))
         .ok_or_else(|| ApiError::new(ProblemKind::Unauthenticated, "A bearer access token is required."))?;
-    let principal = state.identity.authenticate(&token)?;
+    let (principal, valid_for) = state.identity.authenticate_for(&token)?;
     let (response, session, stream) = actix_ws::handle(&req, body).map_err(|_| {
         ApiError::new(ProblemKind::WebSocketUpgradeRequired, "Connect with a WebSocket upgrade request.")
     })?;
     let stream =
         stream.max_frame_size(MAX_CLIENT_FRAME).aggregate_continuations().max_continuation_size(MAX_CLIENT_FRAME);
-    actix_web::rt::spawn(run_session(state, principal, session, stream));
+    actix_web::rt::spawn(run_session(state, principal, valid_for, session, stream));
     Ok(response)
 }
 
@@ -265,6 +267,7 @@ async fn on_text(state: &AppState, customer: CustomerId, session: &mut Session, 
 async fn run_session(
     state: Data<AppState>,
     principal: Principal,
+    valid_for: Duration,
     mut session: Session,
     mut stream: actix_ws::AggregatedMessageStream,
 ) {
@@ -278,8 +281,14 @@ async fn run_session(
     tracing::debug!(customer_id = %customer, session = slot, "websocket connected");
     let mut heartbeat = tokio::time::interval(settings.heartbeat);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_seen = Instant::now();
+    // The session lasts as long as its token: a signed-out or revoked customer's connection ends
+    // within the access token's lifetime, as any request with that token would be refused.
+    let expiry = tokio::time::sleep(valid_for);
+    tokio::pin!(expiry);
     let close: Option<CloseReason> = if send_backlog(&state, customer, &mut session).await {
+        // Nothing was read while the backlog went out (the client's pongs included).
+        let mut last_seen = Instant::now();
+        heartbeat.reset();
         loop {
             tokio::select! {
                 outbound = inbox.recv() => match outbound {
@@ -288,6 +297,8 @@ async fn run_session(
                     }
                     Some(Outbound::Resync) => {
                         if !send_backlog(&state, customer, &mut session).await { break None; }
+                        last_seen = Instant::now();
+                        heartbeat.reset();
                     }
                     // The api is stopping: the device reconnects (to another instance).
                     None if hub.is_closing() => break Some(CloseReason { code: CloseCode::Away, description: Some("server restarting; reconnect".into()) }),
@@ -313,6 +324,9 @@ async fn run_session(
                             break Some(CloseReason { code: CloseCode::Protocol, description: None });
                         }
                     }
+                }
+                () = &mut expiry => {
+                    break Some(CloseReason { code: CloseCode::Policy, description: Some("token expired; reconnect with a new one".into()) });
                 }
                 _ = heartbeat.tick() => {
                     if last_seen.elapsed() > settings.idle_timeout {

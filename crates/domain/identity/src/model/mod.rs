@@ -10,4 +10,5 @@ pub use customer::{Customer, CustomerId, CustomerPatch, NewCustomer, Password, P
 pub use ecom_kernel::{BoundedText, TextError};
 pub use token::{
     AccessToken, NewRefreshToken, Principal, RefreshTokenId, RefreshTokenRecord, TokenFamilyId, TokenHash,
+    VerifiedAccess,
 };

@@ -21,6 +21,13 @@ pub struct Principal {
     pub role: Role,
 }
 
+/// What a valid access token proves, and until when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VerifiedAccess {
+    pub principal: Principal,
+    pub expires_at: DateTime<Utc>,
+}
+
 /// A signed, short-lived access token and its lifetime in seconds.
 #[derive(Clone, PartialEq, Eq)]
 pub struct AccessToken {
