@@ -108,6 +108,9 @@ pub enum RealtimeEvent {
 pub struct RealtimeListener {
     client: redis::Client,
     pattern: String,
+    /// How often the connection is checked with a PING, and how long its answer may take.
+    check_every: Duration,
+    check_within: Duration,
 }
 
 impl RealtimeListener {
@@ -115,7 +118,16 @@ impl RealtimeListener {
         Ok(Self {
             client: redis::Client::open(redis_url).map_err(infra_from_redis)?,
             pattern: keys.notification_channel("*"),
+            check_every: Duration::from_secs(15),
+            check_within: Duration::from_secs(5),
         })
+    }
+
+    /// Checks the connection every `every`, expecting the answer within `within`.
+    #[must_use]
+    pub fn with_health_check(mut self, every: Duration, within: Duration) -> Self {
+        (self.check_every, self.check_within) = (every, within);
+        self
     }
 
     /// Runs until `stop` completes, handing every event to `sink`. A lost connection is retried
@@ -144,13 +156,30 @@ impl RealtimeListener {
         }
     }
 
+    /// Listens until the connection ends or stops answering: a subscriber only reads, so a
+    /// connection whose peer vanished without a reset (a failover, a NAT dropping a quiet
+    /// connection) would otherwise wait forever while every publication is missed. A PING it
+    /// does not answer in time ends it, and `run` subscribes again (sessions then resync).
     async fn listen(&self, sink: &impl Fn(RealtimeEvent)) -> Result<(), InfraError> {
-        let mut pubsub = self.client.get_async_pubsub().await.map_err(infra_from_redis)?;
-        pubsub.psubscribe(&self.pattern).await.map_err(infra_from_redis)?;
+        let (mut control, mut messages) = self.client.get_async_pubsub().await.map_err(infra_from_redis)?.split();
+        control.psubscribe(&self.pattern).await.map_err(infra_from_redis)?;
         tracing::info!(pattern = %self.pattern, "listening for realtime notifications");
         sink(RealtimeEvent::Subscribed);
-        let mut messages = pubsub.into_on_message();
-        while let Some(message) = messages.next().await {
+        let mut check = tokio::time::interval(self.check_every);
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        check.tick().await;
+        loop {
+            let message = tokio::select! {
+                message = messages.next() => message,
+                _ = check.tick() => {
+                    match tokio::time::timeout(self.check_within, control.ping::<redis::Value>()).await {
+                        Ok(Ok(_)) => continue,
+                        Ok(Err(err)) => return Err(infra_from_redis(err)),
+                        Err(_) => return Err(InfraError::unavailable("the subscription's connection stopped answering")),
+                    }
+                }
+            };
+            let Some(message) = message else { break };
             let payload: String = match message.get_payload() {
                 Ok(payload) => payload,
                 Err(err) => {
