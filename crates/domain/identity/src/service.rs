@@ -180,15 +180,24 @@ impl IdentityService {
     /// since replaced, must not keep refreshing into the admin's rights. An admin account that
     /// already has this password is left as it is (a restart signs no one out).
     pub async fn bootstrap_admin(&self, email: Email, password: Password) -> Result<Customer, IdentityError> {
+        match self.bootstrap_once(&email, &password).await {
+            // Registered meanwhile (another api instance starting, or a customer signing up with
+            // this address): the account exists now, and is made the admin as any existing one.
+            Err(IdentityError::EmailTaken) => self.bootstrap_once(&email, &password).await,
+            other => other,
+        }
+    }
+
+    async fn bootstrap_once(&self, email: &Email, password: &Password) -> Result<Customer, IdentityError> {
         let now = self.ports.clock.now();
-        if let Some((mut existing, current)) = self.ports.customers.find_credentials(&email).await? {
-            if existing.role() == Role::Admin && self.ports.hasher.verify(&password, &current).await? {
+        if let Some((mut existing, current)) = self.ports.customers.find_credentials(email).await? {
+            if existing.role() == Role::Admin && self.ports.hasher.verify(password, &current).await? {
                 return Ok(existing);
             }
             // Sessions end before and after the password changes (a sign-in with the old one in
             // between ends too), and the role changes last: stopped part-way, the account is
             // not yet an admin with this password, and the next start does it all again.
-            let hash = self.ports.hasher.hash(&password).await?;
+            let hash = self.ports.hasher.hash(password).await?;
             self.ports.refresh_tokens.revoke_customer(existing.id(), now).await?;
             self.ports.customers.set_password_hash(existing.id(), &hash).await?;
             self.ports.refresh_tokens.revoke_customer(existing.id(), now).await?;
@@ -196,10 +205,16 @@ impl IdentityService {
             existing.promote_to_admin(now);
             return Ok(existing);
         }
-        let hash = self.ports.hasher.hash(&password).await?;
+        let hash = self.ports.hasher.hash(password).await?;
         let name = crate::model::BoundedText::parse("Admin", Customer::NAME_MAX_CHARS)
             .map_err(|e| ecom_kernel::InfraError::unexpected(e.to_string()))?;
-        let new = NewCustomer { email, password, first_name: name.clone(), last_name: name, phone: None };
+        let new = NewCustomer {
+            email: email.clone(),
+            password: password.clone(),
+            first_name: name.clone(),
+            last_name: name,
+            phone: None,
+        };
         let admin = Customer::register(&new, Role::Admin, now);
         self.ports.customers.insert(&admin, &hash).await?;
         Ok(admin)

@@ -459,6 +459,35 @@ async fn bootstrapping_an_admin_with_another_password_ends_the_sessions_opened_w
         .unwrap();
 }
 
+#[pollster::test]
+async fn bootstrapping_an_address_registered_at_that_moment_makes_that_account_the_admin() {
+    // Another api instance starting (or a customer signing up) inserted the address between
+    // this bootstrap's look-up and its insert.
+    let mut m = Mocks::default();
+    let registered = customer(Role::Customer);
+    let id = registered.id();
+    let mut reads = mockall::Sequence::new();
+    m.customers.expect_find_credentials().times(1).in_sequence(&mut reads).returning(|_| Ok(None));
+    m.customers.expect_insert().times(1).returning(|_, _| Err(InsertCustomerError::EmailTaken));
+    m.customers
+        .expect_find_credentials()
+        .times(1)
+        .in_sequence(&mut reads)
+        .returning(move |_| Ok(Some((registered.clone(), PasswordHash::new("theirs".into())))));
+    m.hasher.expect_verify().returning(|_, _| Ok(false));
+    m.hasher.expect_hash().returning(|_| Ok(PasswordHash::new("new-hash".into())));
+    m.refresh_tokens.expect_revoke_customer().withf(move |cid, _| *cid == id).times(2).returning(|_, _| Ok(()));
+    m.customers.expect_set_password_hash().withf(move |cid, _| *cid == id).times(1).returning(|_, _| Ok(()));
+    m.customers.expect_promote_to_admin().withf(move |cid, _| *cid == id).times(1).returning(|_, _| Ok(()));
+
+    let admin = m
+        .service()
+        .bootstrap_admin(Email::parse("ada@example.com").unwrap(), Password::parse("admin-password".into()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!((admin.id(), admin.role()), (id, Role::Admin));
+}
+
 #[test]
 fn only_admins_pass_the_admin_check() {
     let id = CustomerId::new();
