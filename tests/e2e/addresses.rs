@@ -31,6 +31,9 @@ async fn the_address_book_always_has_exactly_one_default() {
     let location = first.headers()[header::LOCATION].to_str().unwrap().to_owned();
     let home: Value = first.json().await.unwrap();
     assert_eq!(location, format!("/v1/customers/me/addresses/{}", home["id"].as_str().unwrap()));
+    let fetched = app.get(&location, Some(token)).await;
+    assert_eq!(fetched.status(), StatusCode::OK, "the Location can be fetched");
+    assert_eq!(fetched.json::<Value>().await.unwrap(), home);
     assert_eq!(home["country"], "US");
     assert_eq!(home["isDefault"], true, "the first address is the default");
 
@@ -85,6 +88,8 @@ async fn another_customers_address_is_404() {
         app.post("/v1/customers/me/addresses", &address("Home"), Some(&owner.access_token)).await.json().await.unwrap();
     let path = format!("/v1/customers/me/addresses/{}", created["id"].as_str().unwrap());
 
+    assert_problem(app.get(&path, Some(&intruder.access_token)).await, StatusCode::NOT_FOUND, "ADDRESS_NOT_FOUND")
+        .await;
     let patch = app.patch(&path, &json!({"city": "Elsewhere"}), Some(&intruder.access_token)).await;
     assert_problem(patch, StatusCode::NOT_FOUND, "ADDRESS_NOT_FOUND").await;
     assert_problem(app.delete(&path, Some(&intruder.access_token)).await, StatusCode::NOT_FOUND, "ADDRESS_NOT_FOUND")

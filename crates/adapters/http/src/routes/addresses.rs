@@ -16,7 +16,11 @@ use crate::extract::{Authenticated, JsonBody};
 use crate::AppState;
 
 pub fn configure(cfg: &mut ServiceConfig) {
-    cfg.service(list_addresses).service(create_address).service(update_address).service(delete_address);
+    cfg.service(list_addresses)
+        .service(create_address)
+        .service(get_address)
+        .service(update_address)
+        .service(delete_address);
 }
 
 #[derive(Serialize, ToSchema)]
@@ -246,6 +250,22 @@ async fn create_address(
     Ok(HttpResponse::Created()
         .insert_header((LOCATION, format!("/v1/customers/me/addresses/{}", address.id)))
         .json(AddressDto::from(&address)))
+}
+
+/// One address (where a new address's `Location` points). Another customer's address is 404.
+#[utoipa::path(
+    tag = "customers",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Address id")),
+    responses(
+        (status = 200, body = AddressDto),
+        (status = 404, description = "ADDRESS_NOT_FOUND", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/customers/me/addresses/{id}")]
+async fn get_address(state: Data<AppState>, caller: Authenticated, id: Path<Uuid>) -> Result<HttpResponse, ApiError> {
+    let address = state.identity.get_address(caller.0, AddressId::from_uuid(*id)).await?;
+    Ok(HttpResponse::Ok().json(AddressDto::from(&address)))
 }
 
 /// Changes an address. Another customer's address is 404.
