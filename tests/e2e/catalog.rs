@@ -343,7 +343,7 @@ async fn every_sort_pages_through_all_products_once_and_a_cursor_of_another_sort
             }
         }
     }
-    // A forged relevance cursor with a negative offset.
+    // A forged relevance cursor.
     let forged = ecom_kernel::Cursor::after_key("-1", uuid::Uuid::now_v7()).encode();
     let res = app.get(&format!("/v1/products?q=mug&cursor={forged}"), None).await;
     let problem = assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_FAILED").await;

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+use diesel::sql_types::{BigInt, Double, Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use ecom_catalog::model::{ListPosition, Product, ProductQuery, ProductSort, ProductStatus, ProductView, Sku};
 use ecom_catalog::ports::{CreateProductError, ProductRepository};
@@ -40,6 +40,15 @@ struct ProductRow {
     updated_at: DateTime<Utc>,
     #[diesel(sql_type = BigInt)]
     available: i64,
+}
+
+/// A product as a search lists it, with its rank (0 outside a search).
+#[derive(QueryableByName)]
+struct RankedRow {
+    #[diesel(embed)]
+    product: ProductRow,
+    #[diesel(sql_type = Double)]
+    rank: f64,
 }
 
 fn corrupt(what: &str) -> InfraError {
@@ -207,7 +216,7 @@ impl ProductRepository for PgProductRepository {
                 // averaged, once per row: tolerates typos and prefixes in every word. A row matches
                 // on full text (stemmed, weighted) or a close enough fuzzy match.
                 sql.push(
-                    "(2 * ts_rank(p.search_vector, q.tsq) + f.fuzzy) AS rank \
+                    "(2 * ts_rank(p.search_vector, q.tsq) + f.fuzzy)::FLOAT8 AS rank \
                           FROM products p LEFT JOIN stock_levels s ON s.product_id = p.id \
                           CROSS JOIN (SELECT websearch_to_tsquery('english', ",
                 )
@@ -225,7 +234,7 @@ impl ProductRepository for PgProductRepository {
                     .push(" <% p.search_text OR f.fuzzy >= 0.5)");
             }
             None => {
-                sql.push("0::REAL AS rank FROM products p LEFT JOIN stock_levels s ON s.product_id = p.id");
+                sql.push("0::FLOAT8 AS rank FROM products p LEFT JOIN stock_levels s ON s.product_id = p.id");
             }
         }
         if let Some(category) = &query.category {
@@ -240,7 +249,8 @@ impl ProductRepository for PgProductRepository {
         if query.in_stock {
             conditions.push(" AND COALESCE(s.on_hand - s.reserved, 0) > 0");
         }
-        let mut offset = 0_i64;
+        // Relevance pages on the rank, computed by the inner query: its condition goes outside.
+        let mut outer = Sql::default();
         if let Some(cursor) = page.after() {
             // The service refused a cursor of another sort; this one is the list's own.
             match sort.position(cursor).ok_or_else(|| InfraError::unexpected("cursor of another sort"))? {
@@ -255,7 +265,14 @@ impl ProductRepository for PgProductRepository {
                     };
                     conditions.push(op).bind(Bind::BigInt(price)).push(", ").bind(Bind::Uuid(id)).push(")");
                 }
-                ListPosition::Offset(skip) => offset = skip,
+                ListPosition::AfterRank(rank, id) => {
+                    outer
+                        .push(" WHERE (p.rank, p.id) < (")
+                        .bind(Bind::Double(rank))
+                        .push(", ")
+                        .bind(Bind::Uuid(id))
+                        .push(")");
+                }
             }
         }
         let order = match sort {
@@ -265,17 +282,19 @@ impl ProductRepository for PgProductRepository {
             ProductSort::Relevance => "rank DESC, p.id DESC",
         };
         sql.append(conditions)
-            .push(&format!(") p ORDER BY {order} LIMIT "))
-            .bind(Bind::BigInt(page.fetch_limit()))
-            .push(" OFFSET ")
-            .bind(Bind::BigInt(offset));
+            .push(") p")
+            .append(outer)
+            .push(&format!(" ORDER BY {order} LIMIT "))
+            .bind(Bind::BigInt(page.fetch_limit()));
         let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
-        let rows: Vec<ProductRow> = sql.load(&mut conn).await.map_err(infra_from_diesel)?;
-        let items = rows.into_iter().map(ProductRow::into_domain).collect::<Result<Vec<_>, _>>()?;
-        let len = items.len();
-        let next_offset = offset + i64::from(page.limit().min(u32::try_from(len).unwrap_or(u32::MAX)));
-        Ok(Page::from_overfetch(items, page, |v: &ProductView| {
-            sort.cursor_after(v.product.id.as_uuid(), v.product.price.amount(), next_offset)
-        }))
+        let rows: Vec<RankedRow> = sql.load(&mut conn).await.map_err(infra_from_diesel)?;
+        let items = rows
+            .into_iter()
+            .map(|row| Ok((row.product.into_domain()?, row.rank)))
+            .collect::<Result<Vec<_>, InfraError>>()?;
+        let page = Page::from_overfetch(items, page, |(v, rank): &(ProductView, f64)| {
+            sort.cursor_after(v.product.id.as_uuid(), v.product.price.amount(), *rank)
+        });
+        Ok(Page { items: page.items.into_iter().map(|(v, _)| v).collect(), next: page.next })
     }
 }

@@ -11,7 +11,7 @@ use std::marker::PhantomData;
 use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::serialize::ToSql;
-use diesel::sql_types::{BigInt, HasSqlType, Text, Untyped, Uuid as SqlUuid};
+use diesel::sql_types::{BigInt, Double, HasSqlType, Text, Untyped, Uuid as SqlUuid};
 use diesel::QueryResult;
 use uuid::Uuid;
 
@@ -20,6 +20,7 @@ use uuid::Uuid;
 pub(crate) enum Bind {
     Text(String),
     BigInt(i64),
+    Double(f64),
     Uuid(Uuid),
 }
 
@@ -69,6 +70,7 @@ impl QueryFragment<Pg> for Sql {
                 Piece::Sql(sql) => out.push_sql(sql),
                 Piece::Bind(Bind::Text(v)) => out.push_bind_param::<Text, _>(v)?,
                 Piece::Bind(Bind::BigInt(v)) => out.push_bind_param::<BigInt, _>(v)?,
+                Piece::Bind(Bind::Double(v)) => out.push_bind_param::<Double, _>(v)?,
                 Piece::Bind(Bind::Uuid(v)) => out.push_bind_param::<SqlUuid, _>(v)?,
             }
         }

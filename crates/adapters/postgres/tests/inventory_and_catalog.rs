@@ -408,6 +408,40 @@ async fn paging_returns_every_product_exactly_once_in_every_order() {
 }
 
 #[tokio::test]
+async fn search_pages_neither_skip_nor_repeat_a_result_while_the_catalog_changes() {
+    let db = TestDb::new().await;
+    let repo = PgProductRepository::new(pool(&db, 2));
+    let mut mugs = Vec::new();
+    for (i, name) in ["Trail Mug", "Trail Mug", "Camp Mug", "Enamel Mug", "Trail Mug Lid", "Mug"].iter().enumerate() {
+        let mug = product(&format!("M-{i}"), name, "kitchen", 900, "a mug");
+        repo.create(&mug, 5, CustomerId::new()).await.unwrap();
+        mugs.push(mug);
+    }
+    let q = query(Some("trail mug"), ProductSort::Relevance);
+    let all = walk(&repo, &q, 10).await;
+    assert_eq!(all.len(), 6, "{all:?}");
+
+    // Walked two at a time, while each result seen is archived and a better match appears.
+    let mut seen = Vec::new();
+    let mut request = PageRequest::first(2);
+    for round in 0.. {
+        let Page { items, next } = repo.search(&q, &request).await.unwrap();
+        for view in &items {
+            seen.push(view.product.sku.as_str().to_owned());
+            let gone = Product { status: ProductStatus::Archived, ..view.product.clone() };
+            assert!(repo.update(&view.product, &gone).await.unwrap());
+        }
+        let better = product(&format!("N-{round}"), "Trail Mug Trail", "kitchen", 900, "trail mug");
+        repo.create(&better, 5, CustomerId::new()).await.unwrap();
+        match next {
+            Some(cursor) => request = PageRequest::first(2).with_after(Some(cursor)),
+            None => break,
+        }
+    }
+    assert_eq!(seen, all, "every result of the first walk once, in its order");
+}
+
+#[tokio::test]
 async fn only_the_reservation_that_takes_a_product_to_its_threshold_reports_the_crossing() {
     let db = TestDb::new().await;
     let pool = pool(&db, 4);

@@ -25,27 +25,29 @@ pub enum ProductSort {
 }
 
 /// Where the next page of the product list starts, as its cursor tells it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum ListPosition {
     /// Newest first: after this product.
     After(Uuid),
     /// By price: after this price and product.
     AfterPrice(i64, Uuid),
-    /// By relevance: after this many results.
-    Offset(i64),
+    /// By relevance: after this rank (exactly as the search computed it) and product, so that a
+    /// product selling out or a new match between two pages neither skips nor repeats a result.
+    AfterRank(f64, Uuid),
 }
 
 const PRICE_KEY: &str = "price:";
-const OFFSET_KEY: &str = "offset:";
+const RANK_KEY: &str = "rank:";
 
 impl ProductSort {
-    /// The cursor of the page that starts after product `id` (its `price`), the page before it
-    /// having ended `offset` results in.
-    pub fn cursor_after(self, id: Uuid, price: i64, offset: i64) -> Cursor {
+    /// The cursor of the page that starts after product `id` (its `price`, and its `rank` in a
+    /// search).
+    pub fn cursor_after(self, id: Uuid, price: i64, rank: f64) -> Cursor {
         match self {
             ProductSort::Newest => Cursor::after_id(id),
             ProductSort::PriceAsc | ProductSort::PriceDesc => Cursor::after_key(format!("{PRICE_KEY}{price}"), id),
-            ProductSort::Relevance => Cursor::after_key(format!("{OFFSET_KEY}{offset}"), id),
+            // Rust writes the shortest text that reads back as the same number.
+            ProductSort::Relevance => Cursor::after_key(format!("{RANK_KEY}{rank}"), id),
         }
     }
 
@@ -60,8 +62,8 @@ impl ProductSort {
                 Some(ListPosition::AfterPrice(price, cursor.id()))
             }
             (ProductSort::Relevance, Some(key)) => {
-                let offset = key.strip_prefix(OFFSET_KEY)?.parse::<i64>().ok().filter(|o| *o >= 0)?;
-                Some(ListPosition::Offset(offset))
+                let rank = key.strip_prefix(RANK_KEY)?.parse::<f64>().ok().filter(|r| r.is_finite())?;
+                Some(ListPosition::AfterRank(rank, cursor.id()))
             }
             _ => None,
         }
@@ -108,7 +110,7 @@ mod tests {
         let id = Uuid::now_v7();
         let sorts = [ProductSort::Newest, ProductSort::PriceAsc, ProductSort::PriceDesc, ProductSort::Relevance];
         for made in sorts {
-            let cursor = Cursor::decode(&made.cursor_after(id, 1299, 40).encode()).unwrap();
+            let cursor = Cursor::decode(&made.cursor_after(id, 1299, 0.75).encode()).unwrap();
             for read in sorts {
                 let same_key = made == read
                     || matches!(
@@ -122,14 +124,17 @@ mod tests {
             }
         }
         assert_eq!(
-            ProductSort::PriceAsc.position(&ProductSort::PriceDesc.cursor_after(id, 1299, 0)),
+            ProductSort::PriceAsc.position(&ProductSort::PriceDesc.cursor_after(id, 1299, 0.0)),
             Some(ListPosition::AfterPrice(1299, id))
         );
-        assert_eq!(
-            ProductSort::Relevance.position(&ProductSort::Relevance.cursor_after(id, 0, 40)),
-            Some(ListPosition::Offset(40))
-        );
-        assert_eq!(ProductSort::Relevance.position(&Cursor::after_key("offset:-1", id)), None, "forged");
+        // A rank reads back bit for bit, however many digits it takes.
+        for rank in [0.0, 0.1 + 0.2, 1.0 / 3.0, 0.607_927_1_f32.into(), 1e-300] {
+            let cursor = Cursor::decode(&ProductSort::Relevance.cursor_after(id, 0, rank).encode()).unwrap();
+            assert_eq!(ProductSort::Relevance.position(&cursor), Some(ListPosition::AfterRank(rank, id)));
+        }
+        for forged in ["rank:NaN", "rank:inf", "rank:x", "offset:40"] {
+            assert_eq!(ProductSort::Relevance.position(&Cursor::after_key(forged, id)), None, "{forged}");
+        }
         assert_eq!(ProductSort::PriceAsc.position(&Cursor::after_key("price:x", id)), None, "forged");
     }
 }
