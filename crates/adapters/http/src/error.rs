@@ -454,6 +454,7 @@ impl From<IdentityError> for ApiError {
             IdentityError::CustomerNotFound => ApiError::new(P::CustomerNotFound, detail),
             IdentityError::AddressNotFound => ApiError::new(P::AddressNotFound, detail),
             IdentityError::AddressLimitReached { .. } => ApiError::new(P::AddressLimitReached, detail),
+            IdentityError::ConcurrentModification => ApiError::new(P::ConcurrentModification, detail),
             IdentityError::Infrastructure(e) => ApiError::from_infra(e),
         }
     }
@@ -651,6 +652,7 @@ mod tests {
             (IdentityError::RefreshTokenReused, 401, "REFRESH_TOKEN_REUSED"),
             (IdentityError::Forbidden { required: "ADMIN" }, 403, "FORBIDDEN"),
             (IdentityError::AddressNotFound, 404, "ADDRESS_NOT_FOUND"),
+            (IdentityError::ConcurrentModification, 409, "CONCURRENT_MODIFICATION"),
             (IdentityError::Infrastructure(InfraError::unavailable("redis")), 503, "SERVICE_UNAVAILABLE"),
         ];
         for (err, status, code) in cases {

@@ -8,7 +8,9 @@ use ecom_identity::model::{
     Address, AddressId, BoundedText, CountryCode, Customer, CustomerId, NewRefreshToken, PasswordHash, Phone,
     RefreshTokenId, RefreshTokenRecord, Role, TokenFamilyId, TokenHash,
 };
-use ecom_identity::ports::{AddressRepository, CustomerRepository, InsertCustomerError, RefreshTokenRepository};
+use ecom_identity::ports::{
+    AddressRepository, AddressUpdate, CustomerRepository, InsertCustomerError, RefreshTokenRepository,
+};
 use ecom_kernel::{Cursor, Email, InfraError, Page, PageRequest};
 use uuid::Uuid;
 
@@ -326,26 +328,38 @@ async fn revoke_locked(
 #[derive(Clone, Copy)]
 enum Write {
     Insert { max: usize },
-    Update,
+    Update { read_at: DateTime<Utc> },
+}
+
+/// A write rolled back: refused (with what to answer), or failed.
+enum WriteError {
+    Refused(AddressUpdate),
+    Db(diesel::result::Error),
+}
+
+impl From<diesel::result::Error> for WriteError {
+    fn from(e: diesel::result::Error) -> Self {
+        WriteError::Db(e)
+    }
 }
 
 impl PgAddressRepository {
-    /// Inserts the address (`false` when the customer has the most already), or updates it
-    /// (`false` when it is gone), one writer of the customer's addresses at a time: two addresses
+    /// Inserts the address (refused when the customer has the most already), or updates it
+    /// (refused when it is gone or changed since it was read), one writer of the customer's addresses at a time: two addresses
     /// made default at once would otherwise both clear the other defaults they see (none), and
     /// the one-default index refuse the second.
-    async fn write(&self, address: &Address, write: Write, make_default: bool) -> Result<bool, InfraError> {
+    async fn write(&self, address: &Address, write: Write, make_default: bool) -> Result<AddressUpdate, InfraError> {
         let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
         let row = AddressRow::from_domain(address);
-        let existing = matches!(write, Write::Update);
-        conn.transaction::<bool, diesel::result::Error, _>(async move |conn| {
+        let existing = matches!(write, Write::Update { .. });
+        conn.transaction::<AddressUpdate, WriteError, _>(async move |conn| {
             let customer = row.customer_id;
             advisory_lock(conn, &format!("addresses:{customer}")).await?;
             if let Write::Insert { max } = write {
                 let count: i64 =
                     addresses::table.filter(addresses::customer_id.eq(customer)).count().get_result(conn).await?;
                 if usize::try_from(count).unwrap_or(usize::MAX) >= max {
-                    return Err(diesel::result::Error::RollbackTransaction);
+                    return Err(WriteError::Refused(AddressUpdate::Gone));
                 }
             }
             if make_default {
@@ -359,38 +373,49 @@ impl PgAddressRepository {
                 .execute(conn)
                 .await?;
             }
-            let written = if existing {
-                diesel::update(addresses::table.find(row.id).filter(addresses::customer_id.eq(customer)))
-                    .set((
-                        addresses::full_name.eq(&row.full_name),
-                        addresses::line1.eq(&row.line1),
-                        addresses::line2.eq(&row.line2),
-                        addresses::city.eq(&row.city),
-                        addresses::state.eq(&row.state),
-                        addresses::postal_code.eq(&row.postal_code),
-                        addresses::country.eq(&row.country),
-                        addresses::phone.eq(&row.phone),
-                        addresses::updated_at.eq(row.updated_at),
-                    ))
-                    .execute(conn)
-                    .await?
+            let written = if let Write::Update { read_at } = write {
+                diesel::update(
+                    addresses::table
+                        .find(row.id)
+                        .filter(addresses::customer_id.eq(customer))
+                        .filter(addresses::updated_at.eq(read_at)),
+                )
+                .set((
+                    addresses::full_name.eq(&row.full_name),
+                    addresses::line1.eq(&row.line1),
+                    addresses::line2.eq(&row.line2),
+                    addresses::city.eq(&row.city),
+                    addresses::state.eq(&row.state),
+                    addresses::postal_code.eq(&row.postal_code),
+                    addresses::country.eq(&row.country),
+                    addresses::phone.eq(&row.phone),
+                    addresses::updated_at.eq(row.updated_at),
+                ))
+                .execute(conn)
+                .await?
             } else {
                 diesel::insert_into(addresses::table).values(&row).execute(conn).await?
             };
             if written == 0 {
-                // Gone: the other defaults cleared above come back with the rollback.
-                return Err(diesel::result::Error::RollbackTransaction);
+                // Gone, or changed since it was read: the other defaults cleared above come back
+                // with the rollback.
+                let exists: bool = diesel::select(diesel::dsl::exists(
+                    addresses::table.find(row.id).filter(addresses::customer_id.eq(customer)),
+                ))
+                .get_result(conn)
+                .await?;
+                return Err(WriteError::Refused(if exists { AddressUpdate::Stale } else { AddressUpdate::Gone }));
             }
             if make_default && existing {
                 diesel::update(addresses::table.find(row.id)).set(addresses::is_default.eq(true)).execute(conn).await?;
             }
             keep_a_default(conn, customer).await?;
-            Ok(true)
+            Ok(AddressUpdate::Written)
         })
         .await
         .or_else(|e| match e {
-            diesel::result::Error::RollbackTransaction => Ok(false),
-            e => Err(infra_from_diesel(e)),
+            WriteError::Refused(answer) => Ok(answer),
+            WriteError::Db(e) => Err(infra_from_diesel(e)),
         })
     }
 }
@@ -550,11 +575,16 @@ impl AddressRepository for PgAddressRepository {
     }
 
     async fn insert(&self, address: &Address, max: usize) -> Result<bool, InfraError> {
-        self.write(address, Write::Insert { max }, address.is_default).await
+        Ok(self.write(address, Write::Insert { max }, address.is_default).await? == AddressUpdate::Written)
     }
 
-    async fn update(&self, address: &Address, make_default: bool) -> Result<bool, InfraError> {
-        self.write(address, Write::Update, make_default).await
+    async fn update(
+        &self,
+        address: &Address,
+        make_default: bool,
+        read_at: DateTime<Utc>,
+    ) -> Result<AddressUpdate, InfraError> {
+        self.write(address, Write::Update { read_at }, make_default).await
     }
 
     async fn delete(&self, customer: CustomerId, id: AddressId) -> Result<bool, InfraError> {

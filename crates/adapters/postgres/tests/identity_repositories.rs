@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use ecom_identity::model::*;
-use ecom_identity::ports::{AddressRepository, CustomerRepository, InsertCustomerError, RefreshTokenRepository};
+use ecom_identity::ports::{
+    AddressRepository, AddressUpdate, CustomerRepository, InsertCustomerError, RefreshTokenRepository,
+};
 use ecom_kernel::{Email, PageRequest};
 use ecom_postgres::{connect, PgAddressRepository, PgCustomerRepository, PgPool, PgRefreshTokenRepository, PgSettings};
 use ecom_testkit::TestDb;
@@ -280,26 +282,40 @@ async fn addresses_keep_one_default_across_saves_and_deletes() {
     // An update of a deleted address changes nothing and brings nothing back.
     let mut gone = cabin.clone();
     gone.is_default = true;
-    assert!(!repo.update(&gone, true).await.unwrap());
+    assert_eq!(repo.update(&gone, true, gone.updated_at).await.unwrap(), AddressUpdate::Gone);
     assert_eq!(defaults(&repo.list(owner.id()).await.unwrap()), [home.id], "the default kept");
     assert_eq!(repo.count(owner.id()).await.unwrap(), 2);
     let mut moved = office.clone();
     moved.is_default = true;
-    assert!(repo.update(&moved, true).await.unwrap());
+    assert_eq!(repo.update(&moved, true, moved.updated_at).await.unwrap(), AddressUpdate::Written);
     assert_eq!(defaults(&repo.list(owner.id()).await.unwrap()), [office.id]);
     // An update read while home was the default (a change of its city) does not take the
     // default back, nor does one read before office was made default drop it.
     let mut stale_home = home.clone();
     stale_home.city = text("Elsewhere");
     assert!(stale_home.is_default, "read while it was the default");
-    assert!(repo.update(&stale_home, false).await.unwrap());
+    assert_eq!(repo.update(&stale_home, false, home.updated_at).await.unwrap(), AddressUpdate::Written);
     let mut stale_office = office.clone();
     stale_office.city = text("Elsewhere");
     assert!(!stale_office.is_default, "read before it was made the default");
-    assert!(repo.update(&stale_office, false).await.unwrap());
+    assert_eq!(repo.update(&stale_office, false, office.updated_at).await.unwrap(), AddressUpdate::Written);
     let listed = repo.list(owner.id()).await.unwrap();
     assert_eq!(defaults(&listed), [office.id]);
     assert!(listed.iter().all(|a| a.city.as_str() == "Elsewhere"), "the fields were written");
+
+    // A write read before another one changed the address is refused, changing nothing.
+    let stored = repo.find(owner.id(), home.id).await.unwrap().unwrap();
+    let mut first = stored.clone();
+    first.city = text("First");
+    first.updated_at = stored.updated_at + chrono::Duration::microseconds(1);
+    assert_eq!(repo.update(&first, false, stored.updated_at).await.unwrap(), AddressUpdate::Written);
+    let mut second = stored.clone();
+    second.line1 = text("2 Second Street");
+    second.updated_at = stored.updated_at + chrono::Duration::microseconds(2);
+    assert_eq!(repo.update(&second, true, stored.updated_at).await.unwrap(), AddressUpdate::Stale);
+    let now_stored = repo.find(owner.id(), home.id).await.unwrap().unwrap();
+    assert_eq!((now_stored.city.as_str(), now_stored.line1.as_str()), ("First", stored.line1.as_str()));
+    assert_eq!(defaults(&repo.list(owner.id()).await.unwrap()), [office.id], "the stale write's default rolled back");
 }
 
 #[tokio::test]

@@ -27,6 +27,8 @@ pub enum IdentityError {
     AddressNotFound,
     #[error("a customer can keep at most {max} addresses")]
     AddressLimitReached { max: usize },
+    #[error("the address keeps being changed by other requests; try again")]
+    ConcurrentModification,
     #[error(transparent)]
     Infrastructure(#[from] InfraError),
 }

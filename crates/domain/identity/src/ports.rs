@@ -58,6 +58,16 @@ pub trait RefreshTokenRepository: Send + Sync {
     async fn revoke_customer(&self, customer: CustomerId, at: DateTime<Utc>) -> Result<(), InfraError>;
 }
 
+/// What became of an address update.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddressUpdate {
+    Written,
+    /// Changed by another write since it was read.
+    Stale,
+    /// Deleted since it was read.
+    Gone,
+}
+
 /// A customer's saved addresses.
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
@@ -74,11 +84,18 @@ pub trait AddressRepository: Send + Sync {
     async fn insert(&self, address: &Address, max: usize) -> Result<bool, InfraError>;
     /// Updates an address's fields but its default flag, which it sets only when `make_default`
     /// (clearing the others' as `insert` does): a flag read before another address became the
-    /// default is never written back. Returns `false`, changing nothing, when the address no
+    /// default is never written back. Writes only while the stored address was last changed at
+    /// `read_at` (as read): `Stale`, changing nothing, when another write came first, whose
+    /// changes this one would otherwise undo. `Gone`, changing nothing, when the address no
     /// longer exists (deleted since it was read): a deleted address never comes back. After
     /// every write a customer with addresses has exactly one default (the oldest, when a write
     /// racing a deletion of the default left none).
-    async fn update(&self, address: &Address, make_default: bool) -> Result<bool, InfraError>;
+    async fn update(
+        &self,
+        address: &Address,
+        make_default: bool,
+        read_at: DateTime<Utc>,
+    ) -> Result<AddressUpdate, InfraError>;
     /// Deletes; when the deleted address was the default, the oldest remaining one MUST become
     /// the default in the same transaction. Returns whether it existed.
     async fn delete(&self, customer: CustomerId, id: AddressId) -> Result<bool, InfraError>;

@@ -11,9 +11,13 @@ use crate::model::{
     NewRefreshToken, Password, PasswordHash, Principal, RefreshTokenId, Role, TokenFamilyId,
 };
 use crate::ports::{
-    AddressRepository, CustomerRepository, LoginAttempt, LoginThrottle, PasswordHasher, RefreshTokenRepository,
-    ThrottleDecision, TokenService,
+    AddressRepository, AddressUpdate, CustomerRepository, LoginAttempt, LoginThrottle, PasswordHasher,
+    RefreshTokenRepository, ThrottleDecision, TokenService,
 };
+
+/// How often an address update is applied again to a newer read when other writes keep
+/// coming first.
+const ADDRESS_WRITE_ATTEMPTS: usize = 5;
 
 /// Lifetimes of issued tokens.
 #[derive(Debug, Clone, Copy)]
@@ -250,14 +254,21 @@ impl IdentityService {
         id: AddressId,
         patch: AddressPatch,
     ) -> Result<Address, IdentityError> {
-        let mut address = self.get_address(principal, id).await?;
         let make_default = patch.is_default == Some(true);
-        address.apply(patch, self.ports.clock.now());
-        if !self.ports.addresses.update(&address, make_default).await? {
-            return Err(IdentityError::AddressNotFound);
+        // Applied to the address as stored: a change made meanwhile (another device's) is read
+        // again and kept, never written over with what this request read before it.
+        for _ in 0..ADDRESS_WRITE_ATTEMPTS {
+            let mut address = self.get_address(principal, id).await?;
+            let read_at = address.updated_at;
+            address.apply(patch.clone(), self.ports.clock.now());
+            match self.ports.addresses.update(&address, make_default, read_at).await? {
+                // As stored: whether it is the default is the address book's to say.
+                AddressUpdate::Written => return self.get_address(principal, id).await,
+                AddressUpdate::Gone => return Err(IdentityError::AddressNotFound),
+                AddressUpdate::Stale => continue,
+            }
         }
-        // As stored: whether it is the default is the address book's to say.
-        self.get_address(principal, id).await
+        Err(IdentityError::ConcurrentModification)
     }
 
     pub async fn delete_address(&self, principal: Principal, id: AddressId) -> Result<(), IdentityError> {

@@ -497,3 +497,50 @@ fn only_admins_pass_the_admin_check() {
         Err(IdentityError::Forbidden { required: "ADMIN" })
     ));
 }
+
+#[pollster::test]
+async fn an_address_changed_meanwhile_is_read_again_and_both_changes_kept() {
+    let mut m = Mocks::default();
+    let caller = Principal { customer_id: CustomerId::new(), role: Role::Customer };
+    let read = crate::model::Address::create(caller.customer_id, new_address(true), true, now());
+    let id = read.id;
+    // Another device changed the city after this request read the address.
+    let mut changed = read.clone();
+    changed.city = text("Elsewhere");
+    changed.updated_at = now() + chrono::Duration::seconds(1);
+    let (first_read, changed_at) = (read.updated_at, changed.updated_at);
+    let mut reads = mockall::Sequence::new();
+    m.addresses.expect_find().times(1).in_sequence(&mut reads).returning(move |_, _| Ok(Some(read.clone())));
+    let again = changed.clone();
+    m.addresses.expect_find().times(2).in_sequence(&mut reads).returning(move |_, _| Ok(Some(again.clone())));
+    m.addresses
+        .expect_update()
+        .withf(move |_, _, read_at| *read_at == first_read)
+        .times(1)
+        .returning(|_, _, _| Ok(AddressUpdate::Stale));
+    m.addresses
+        .expect_update()
+        .withf(move |a, make_default, read_at| {
+            *read_at == changed_at
+                && a.city.as_str() == "Elsewhere"
+                && a.postal_code.as_str() == "94000"
+                && a.updated_at > changed_at
+                && !make_default
+        })
+        .times(1)
+        .returning(|_, _, _| Ok(AddressUpdate::Written));
+    let patch = AddressPatch { postal_code: Some(text("94000")), ..AddressPatch::default() };
+    m.service().update_address(caller, id, patch).await.unwrap();
+}
+
+#[pollster::test]
+async fn an_address_that_keeps_changing_is_a_conflict_after_a_few_tries() {
+    let mut m = Mocks::default();
+    let caller = Principal { customer_id: CustomerId::new(), role: Role::Customer };
+    let read = crate::model::Address::create(caller.customer_id, new_address(true), true, now());
+    let id = read.id;
+    m.addresses.expect_find().returning(move |_, _| Ok(Some(read.clone())));
+    m.addresses.expect_update().times(5).returning(|_, _, _| Ok(AddressUpdate::Stale));
+    let err = m.service().update_address(caller, id, AddressPatch::default()).await.unwrap_err();
+    assert!(matches!(err, IdentityError::ConcurrentModification));
+}

@@ -268,7 +268,8 @@ async fn get_address(state: Data<AppState>, caller: Authenticated, id: Path<Uuid
     Ok(HttpResponse::Ok().json(AddressDto::from(&address)))
 }
 
-/// Changes an address. Another customer's address is 404.
+/// Changes an address: only the fields sent (a change another device made meanwhile is kept).
+/// Another customer's address is 404.
 #[utoipa::path(
     tag = "customers",
     security(("bearer" = [])),
@@ -277,6 +278,7 @@ async fn get_address(state: Data<AppState>, caller: Authenticated, id: Path<Uuid
     responses(
         (status = 200, body = AddressDto),
         (status = 404, description = "ADDRESS_NOT_FOUND", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "CONCURRENT_MODIFICATION (changed by other requests on every try: send it again)", body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
     )
 )]

@@ -142,7 +142,7 @@ impl Address {
         if is_default == Some(true) {
             self.is_default = true;
         }
-        self.updated_at = now;
+        self.updated_at = ecom_kernel::changed_at(self.updated_at, now);
     }
 }
 
