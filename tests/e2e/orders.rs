@@ -383,16 +383,17 @@ async fn cash_on_delivery_waits_for_the_admin_and_confirming_twice_is_refused() 
         (Some("PENDING_CONFIRMATION"), Some("COLLECT_ON_DELIVERY"))
     );
     shop.wait_for_stock(&product, (10, 2), Duration::from_secs(10)).await;
-    // The customer goes on shopping with the same cart while the order waits.
+    // The customer goes on shopping with the same cart while the order waits: another product,
+    // and the ordered one taken out and put back (one unit, for a next order).
     let other = shop.product(10, 300).await;
-    let res = shop
-        .app
-        .post(
-            &format!("/v1/carts/{cart}/items"),
-            &json!({"productId": other, "quantity": 1}),
-            Some(&customer.access_token),
-        )
-        .await;
+    let token = Some(customer.access_token.as_str());
+    let res =
+        shop.app.post(&format!("/v1/carts/{cart}/items"), &json!({"productId": other, "quantity": 1}), token).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let res = shop.app.delete(&format!("/v1/carts/{cart}/items/{product}"), token).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let res =
+        shop.app.post(&format!("/v1/carts/{cart}/items"), &json!({"productId": product, "quantity": 1}), token).await;
     assert_eq!(res.status(), StatusCode::OK);
     // The order records its reservation a moment after the stock shows it; until then an admin's
     // confirmation is refused (409, try again).
@@ -416,14 +417,22 @@ async fn cash_on_delivery_waits_for_the_admin_and_confirming_twice_is_refused() 
     )
     .await;
     let deadline = Instant::now() + Duration::from_secs(10);
-    while shop.stock(&product).await != (8, 0) || shop.cart_items(&customer, &cart).await != 1 {
+    let finalized = |o: &Value| {
+        o["timeline"].as_array().is_some_and(|t| t.iter().any(|e| e["note"] == ecom_orders::service::FINALIZED))
+    };
+    while shop.stock(&product).await != (8, 0) || !finalized(&shop.order(&customer, &id).await) {
         assert!(Instant::now() < deadline, "not finalized: {:?}", shop.stock(&product).await);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    // The ordered line left the cart; the one added since stays.
-    let left: Value =
-        shop.app.get(&format!("/v1/carts/{cart}"), Some(&customer.access_token)).await.json().await.unwrap();
-    assert_eq!(left["items"][0]["productId"], other.as_str());
+    // The ordered lines left the cart; what was added since stays.
+    let left: Value = shop.app.get(&format!("/v1/carts/{cart}"), token).await.json().await.unwrap();
+    let items: Vec<(&str, u64)> = left["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| (i["productId"].as_str().unwrap(), i["quantity"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(items, [(other.as_str(), 1), (product.as_str(), 1)]);
     // The courier brings the cash.
     let res = shop
         .app

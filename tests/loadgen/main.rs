@@ -15,13 +15,14 @@
 //!   (40/30/30).
 //! - `cart`: a guest cart per customer (`POST /v1/carts`, `X-Cart-Token`): create now and then,
 //!   add an item, change a quantity, remove an item, view (5/35/20/15/25; at most 6 lines).
-//!   Guest carts, because the checkout saga empties a signed-in customer's one cart.
+//!   Guest carts, because the checkout saga takes the ordered lines out of a signed-in
+//!   customer's one cart.
 //! - `checkout`: the customer's own cart emptied if needed, 1–2 products added, then `POST
 //!   /v1/orders/checkout` with an `Idempotency-Key` and a shipping address: card `pm_card_visa`
 //!   ~70 %, `pm_card_chargeDeclined` ~10 %, cash on delivery ~20 %. A checkout without a definite
 //!   answer (none, or a 5xx) is sent again with the same key, up to 4 times. Before its next
 //!   checkout after a card order, a customer waits (polling its cart, then the order) until the
-//!   saga has emptied its cart, at most 30 s.
+//!   saga has taken the ordered lines (the whole cart here) out of it, at most 30 s.
 //! - `mix`: 60 % browse, 25 % cart, 15 % checkout operations.
 //!
 //! Setup: the admin signs in (`--admin-email/--admin-password`); the catalog is listed (up to 100

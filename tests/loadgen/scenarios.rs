@@ -47,8 +47,8 @@ pub const OPERATIONS: &[&str] = &[
     CO_WAIT,
 ];
 
-/// How long a customer waits for the saga of its last card order to empty its cart before it
-/// empties the cart itself.
+/// How long a customer waits for the saga of its last card order to take the ordered lines (all
+/// the cart holds) out of its cart before it empties the cart itself.
 const SAGA_WAIT: Duration = Duration::from_secs(30);
 
 pub struct Product {
@@ -126,7 +126,8 @@ enum CartState {
     Clean,
     /// May hold lines (a declined or COD order, a failed request): empty it before use.
     Dirty,
-    /// Ordered by card: the saga empties it after the payment; wait for that.
+    /// Ordered by card: the saga takes the ordered lines (all it holds) out after the payment;
+    /// wait for that.
     AwaitingSaga(String),
 }
 
@@ -245,7 +246,7 @@ impl Customer {
     }
 
     /// Cart churn on a guest cart (a visitor who has not signed in), so that it never races
-    /// the checkout saga, which empties the signed-in customer's own cart.
+    /// the checkout saga, which takes the ordered lines out of the signed-in customer's own cart.
     async fn cart(&mut self, shared: &Shared) {
         let catalog = &shared.catalog;
         let Some((id, token, current)) = self.guest.as_ref().map(|g| (g.id.clone(), g.token.clone(), g.lines.clone()))

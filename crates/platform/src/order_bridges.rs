@@ -47,16 +47,11 @@ impl Carts for OrderCarts {
         }
     }
 
-    async fn take_ordered(
-        &self,
-        customer: CustomerId,
-        cart_id: Uuid,
-        order: OrderId,
-        ordered: &[CartItem],
-    ) -> Result<(), InfraError> {
+    async fn take_ordered(&self, cart_id: Uuid, order: &Order) -> Result<(), InfraError> {
         let ordered: Vec<CartLine> =
-            ordered.iter().map(|i| CartLine { product_id: i.product_id, quantity: i.quantity }).collect();
-        match self.0.take_ordered(&owner(customer), CartId::from_uuid(cart_id), order, &ordered).await {
+            order.lines.iter().map(|l| CartLine { product_id: l.product_id, quantity: l.quantity }).collect();
+        let cart = CartId::from_uuid(cart_id);
+        match self.0.take_ordered(&owner(order.customer_id), cart, order.id, order.created_at, &ordered).await {
             Ok(()) | Err(CartError::CartNotFound) => Ok(()),
             Err(CartError::Infrastructure(e)) => Err(e),
             Err(other) => Err(unexpected(other)),

@@ -3,8 +3,9 @@
 //!
 //! Fields: `_owner` (`guest` or `customer:<id>`), `_ttl` (ms), `_updated` (ms since epoch),
 //! `_lines`, `_seq`, `_sealed` (merge target), `_merged:<source>` (merge markers),
-//! `_ordered:<order>` (an order's lines taken out), and one
-//! `l:<product id>` per line holding `<quantity>|<sequence>` (sequence keeps lines in order).
+//! `_ordered:<order>` (an order's lines taken out), and one `l:<product id>` per line holding
+//! `<quantity>|<sequence>` (sequence keeps lines in order) with its `t:<product id>`, the time
+//! (ms) the line was added (absent on lines from before it was kept).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -42,6 +43,7 @@ if not cur then
   if tonumber(redis.call('HGET', KEYS[1], '_lines') or '0') >= tonumber(ARGV[5]) then return {'!', '-4'} end
   redis.call('HINCRBY', KEYS[1], '_lines', 1)
   seq = redis.call('HINCRBY', KEYS[1], '_seq', 1)
+  redis.call('HSET', KEYS[1], 't:' .. ARGV[1], ARGV[6])
 end
 redis.call('HSET', KEYS[1], field, new .. '|' .. seq, '_updated', ARGV[6])
 redis.call('PEXPIRE', KEYS[1], redis.call('HGET', KEYS[1], '_ttl'))
@@ -54,9 +56,11 @@ if redis.call('HGET', KEYS[1], '_owner') ~= ARGV[3] or redis.call('HEXISTS', KEY
 end
 if ARGV[1] ~= '' then
   if redis.call('HDEL', KEYS[1], 'l:' .. ARGV[1]) == 1 then redis.call('HINCRBY', KEYS[1], '_lines', -1) end
+  redis.call('HDEL', KEYS[1], 't:' .. ARGV[1])
 else
   for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do
-    if string.sub(f, 1, 2) == 'l:' then redis.call('HDEL', KEYS[1], f) end
+    local kind = string.sub(f, 1, 2)
+    if kind == 'l:' or kind == 't:' then redis.call('HDEL', KEYS[1], f) end
   end
   redis.call('HSET', KEYS[1], '_lines', 0)
 end
@@ -64,24 +68,27 @@ redis.call('HSET', KEYS[1], '_updated', ARGV[2])
 redis.call('PEXPIRE', KEYS[1], redis.call('HGET', KEYS[1], '_ttl'))
 return redis.call('HGETALL', KEYS[1])";
 
-/// ARGV: order id, now_ms, expected owner, then (product, quantity) pairs. Returns the fields
-/// after the write, or `{'!', '-1'}`. The `_ordered:<order>` marker makes it once per order.
+/// ARGV: order id, now_ms, expected owner, the order's placing time (ms), then (product,
+/// quantity) pairs. Returns the fields after the write, or `{'!', '-1'}`. The `_ordered:<order>`
+/// marker makes it once per order; a line added after the order was placed is left alone.
 const TAKE_ORDERED: &str = r"
 if redis.call('HGET', KEYS[1], '_owner') ~= ARGV[3] or redis.call('HEXISTS', KEYS[1], '_sealed') == 1 then
   return {'!', '-1'}
 end
 local marker = '_ordered:' .. ARGV[1]
+local placed = tonumber(ARGV[4])
 if redis.call('HEXISTS', KEYS[1], marker) == 0 then
-  for i = 4, #ARGV, 2 do
+  for i = 5, #ARGV, 2 do
     local field = 'l:' .. ARGV[i]
     local cur = redis.call('HGET', KEYS[1], field)
-    if cur then
+    local added = tonumber(redis.call('HGET', KEYS[1], 't:' .. ARGV[i]) or '0')
+    if cur and added <= placed then
       local sep = string.find(cur, '|', 1, true)
       local left = tonumber(string.sub(cur, 1, sep - 1)) - tonumber(ARGV[i + 1])
       if left > 0 then
         redis.call('HSET', KEYS[1], field, left .. string.sub(cur, sep))
       else
-        redis.call('HDEL', KEYS[1], field)
+        redis.call('HDEL', KEYS[1], field, 't:' .. ARGV[i])
         redis.call('HINCRBY', KEYS[1], '_lines', -1)
       end
     end
@@ -117,7 +124,7 @@ for i = 5, #ARGV, 3 do
   elseif tonumber(redis.call('HGET', KEYS[1], '_lines') or '0') < max_lines and cap > 0 then
     redis.call('HINCRBY', KEYS[1], '_lines', 1)
     local seq = redis.call('HINCRBY', KEYS[1], '_seq', 1)
-    redis.call('HSET', KEYS[1], field, math.min(add, cap) .. '|' .. seq)
+    redis.call('HSET', KEYS[1], field, math.min(add, cap) .. '|' .. seq, 't:' .. ARGV[i], ARGV[2])
   end
 end
 redis.call('HSET', KEYS[1], marker, 1, '_updated', ARGV[2])
@@ -381,13 +388,15 @@ impl CartStore for RedisCartStore {
         &self,
         scope: &WriteScope,
         order: OrderId,
+        placed_at: DateTime<Utc>,
         ordered: &[CartLine],
     ) -> Result<StoredCart, CartStoreError> {
         let mut call = self.take_ordered.prepare_invoke();
         call.key(self.keys.cart(&scope.id.to_string()))
             .arg(order.to_string())
             .arg(scope.now.timestamp_millis())
-            .arg(owner_value(scope.owner));
+            .arg(owner_value(scope.owner))
+            .arg(placed_at.timestamp_millis());
         for line in ordered {
             call.arg(line.product_id.to_string()).arg(line.quantity);
         }

@@ -68,12 +68,14 @@ pub trait CartStore: Send + Sync {
     /// Removes every line.
     async fn clear(&self, scope: &WriteScope) -> Result<StoredCart, CartStoreError>;
     /// Takes an order's lines out of the cart it was placed from, once per `order`: each line
-    /// loses up to the quantity ordered and goes when none is left; what was added since the
-    /// order stays. Taking the same order again changes nothing.
+    /// there since before `placed_at` loses up to the quantity ordered and goes when none is
+    /// left; a line added after (the product removed, then added again) stays, as does what a
+    /// line gained since. Taking the same order again changes nothing.
     async fn take_ordered(
         &self,
         scope: &WriteScope,
         order: OrderId,
+        placed_at: DateTime<Utc>,
         ordered: &[CartLine],
     ) -> Result<StoredCart, CartStoreError>;
     /// Seals a guest cart for merging into `into` and returns it: a sealed cart refuses every

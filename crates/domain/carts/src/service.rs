@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use ecom_kernel::{Clock, Currency, Money, OrderId, ProductId};
 
 use crate::error::CartError;
@@ -119,16 +120,20 @@ impl CartService {
     }
 
     /// Takes an order's lines out of the cart it was placed from (once per order; what the
-    /// customer added since stays).
+    /// customer added since it was placed stays).
     pub async fn take_ordered(
         &self,
         caller: &Caller,
         id: CartId,
         order: OrderId,
+        placed_at: DateTime<Utc>,
         ordered: &[CartLine],
     ) -> Result<(), CartError> {
         let scope = self.scope(caller, id)?;
-        self.store.take_ordered(&scope, order, ordered).await.map_err(|e| self.store_error(e, ProductId::new()))?;
+        self.store
+            .take_ordered(&scope, order, placed_at, ordered)
+            .await
+            .map_err(|e| self.store_error(e, ProductId::new()))?;
         Ok(())
     }
 

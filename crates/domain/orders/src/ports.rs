@@ -33,14 +33,8 @@ pub trait Carts: Send + Sync {
     /// The lines of the customer's cart `cart_id`; `None` when it is not theirs or is gone.
     async fn items(&self, customer: CustomerId, cart_id: Uuid) -> Result<Option<Vec<CartItem>>, InfraError>;
     /// Takes the order's lines out of the cart it was placed from: what the customer added
-    /// since stays. Once per order (idempotent); a cart already gone is fine.
-    async fn take_ordered(
-        &self,
-        customer: CustomerId,
-        cart_id: Uuid,
-        order: OrderId,
-        ordered: &[CartItem],
-    ) -> Result<(), InfraError>;
+    /// since the order was placed stays. Once per order (idempotent); a cart already gone is fine.
+    async fn take_ordered(&self, cart_id: Uuid, order: &Order) -> Result<(), InfraError>;
 }
 
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]

@@ -211,7 +211,7 @@ impl OrderService {
         self.ports.orders.get(id).await?.ok_or(OrderError::NotFound(id))
     }
 
-    /// The order with its checkout context (the cart to empty, the payment token).
+    /// The order with its checkout context (the cart to take its lines from, the payment token).
     async fn load_for_saga(&self, id: OrderId) -> Result<(Order, CheckoutContext), OrderError> {
         self.ports.orders.get_with_context(id).await?.ok_or(OrderError::NotFound(id))
     }
@@ -461,7 +461,7 @@ impl OrderService {
             Charged::Accepted(status) => {
                 // A reservation released meanwhile (expired) fails here: retried, then compensated.
                 self.ports.stock.confirm(id).await?;
-                self.take_from_cart(&order, cart_id).await?;
+                self.ports.carts.take_ordered(cart_id, &order).await?;
                 let now = self.ports.clock.now();
                 next.set_payment_status(status, now);
                 next.transition(OrderStatus::Confirmed, Some("payment accepted".into()), now)
@@ -500,17 +500,10 @@ impl OrderService {
             return Ok(());
         }
         self.ports.stock.confirm(id).await?;
-        self.take_from_cart(&order, context.cart_id).await?;
+        self.ports.carts.take_ordered(context.cart_id, &order).await?;
         let mut next = order.clone();
         next.record(FINALIZED, self.ports.clock.now());
         self.save(&order, &next, &[]).await
-    }
-
-    /// The order's lines leave the cart it was placed from (once; later additions stay).
-    async fn take_from_cart(&self, order: &Order, cart_id: Uuid) -> Result<(), ecom_kernel::InfraError> {
-        let ordered: Vec<CartItem> =
-            order.lines.iter().map(|l| CartItem { product_id: l.product_id, quantity: l.quantity }).collect();
-        self.ports.carts.take_ordered(order.customer_id, cart_id, order.id, &ordered).await
     }
 
     /// A saga step that failed for good, or ran out of retries: the order is compensated as

@@ -333,16 +333,12 @@ async fn an_accepted_charge_stages_the_confirmation_notice_with_the_change() {
     let mut m = Mocks::new();
     m.payments.expect_charge().returning(|_, _| Ok(Charged::Accepted(PaymentStatus::Paid)));
     m.stock.expect_confirm().times(1).returning(|_| Ok(()));
-    let (owner, lines): (_, Vec<CartItem>) = (
-        order.customer_id,
-        order.lines.iter().map(|l| CartItem { product_id: l.product_id, quantity: l.quantity }).collect(),
-    );
-    // Only the order's own lines leave the cart, once per order.
+    // The order's own lines leave the cart it was placed from.
     m.carts
         .expect_take_ordered()
-        .withf(move |customer, _, taken, ordered| (*customer, *taken, ordered) == (owner, id, lines.as_slice()))
+        .withf(move |cart, taken| *cart == visa().cart_id && taken.id == id)
         .times(1)
-        .returning(|_, _, _, _| Ok(()));
+        .returning(|_, _| Ok(()));
     let (cell, staged) = stored_with_jobs(&mut m, order);
     m.service().run_step(&SagaJob { order_id: id, step: Step::Charge, reason: None }).await.unwrap();
     assert_eq!(cell.lock().unwrap().status, OrderStatus::Confirmed);
@@ -370,7 +366,7 @@ async fn an_online_orders_first_job_runs_the_happy_path_to_the_end_without_furth
         .in_sequence(&mut seq)
         .returning(|_, _| Ok(Charged::Accepted(PaymentStatus::Authorized)));
     m.stock.expect_confirm().times(1).in_sequence(&mut seq).returning(|_| Ok(()));
-    m.carts.expect_take_ordered().times(1).in_sequence(&mut seq).returning(|_, _, _, _| Ok(()));
+    m.carts.expect_take_ordered().times(1).in_sequence(&mut seq).returning(|_, _| Ok(()));
     let (cell, staged) = stored_with_jobs(&mut m, order);
     m.service().run_step(&SagaJob { order_id: id, step: Step::Reserve, reason: None }).await.unwrap();
     let after = cell.lock().unwrap().clone();
@@ -380,7 +376,7 @@ async fn an_online_orders_first_job_runs_the_happy_path_to_the_end_without_furth
 }
 
 #[pollster::test]
-async fn the_online_happy_path_writes_the_order_once_after_the_stock_left_and_the_cart_emptied() {
+async fn the_online_happy_path_writes_the_order_once_after_the_stock_and_the_ordered_lines_left() {
     let order = placed(PaymentMethod::CreditCard);
     let id = order.id;
     let mut m = Mocks::new();
@@ -390,7 +386,7 @@ async fn the_online_happy_path_writes_the_order_once_after_the_stock_left_and_th
     m.stock.expect_reserve().times(1).returning(|_, _, _| Ok(Reserved::Done { low_stock: vec![] }));
     m.payments.expect_charge().times(1).returning(|_, _| Ok(Charged::Accepted(PaymentStatus::Authorized)));
     m.stock.expect_confirm().times(1).in_sequence(&mut seq).returning(|_| Ok(()));
-    m.carts.expect_take_ordered().times(1).in_sequence(&mut seq).returning(|_, _, _, _| Ok(()));
+    m.carts.expect_take_ordered().times(1).in_sequence(&mut seq).returning(|_, _| Ok(()));
     m.orders
         .expect_update()
         .times(1)
@@ -429,7 +425,7 @@ async fn an_order_cancelled_while_its_saga_ran_gets_its_stock_and_money_back() {
     m.stock.expect_reserve().times(1).returning(|_, _, _| Ok(Reserved::Done { low_stock: vec![] }));
     m.payments.expect_charge().times(1).returning(|_, _| Ok(Charged::Accepted(PaymentStatus::Paid)));
     m.stock.expect_confirm().times(1).returning(|_| Ok(()));
-    m.carts.expect_take_ordered().returning(|_, _, _, _| Ok(()));
+    m.carts.expect_take_ordered().returning(|_, _| Ok(()));
     m.orders
         .expect_update()
         .withf(|_, next, _| next.status == OrderStatus::Confirmed)
@@ -631,7 +627,7 @@ async fn a_replayed_first_job_goes_on_from_where_the_order_stands() {
     m.stock.expect_reserve().never();
     m.payments.expect_charge().never();
     m.stock.expect_confirm().times(1).returning(|_| Ok(()));
-    m.carts.expect_take_ordered().times(1).returning(|_, _, _, _| Ok(()));
+    m.carts.expect_take_ordered().times(1).returning(|_, _| Ok(()));
     let (cell, _) = stored_with_jobs(&mut m, order);
     let service = m.service();
     service.run_step(&SagaJob { order_id: id, step: Step::Reserve, reason: None }).await.unwrap();
