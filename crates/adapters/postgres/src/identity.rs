@@ -331,9 +331,10 @@ enum Write {
     Update { read_at: DateTime<Utc> },
 }
 
-/// A write rolled back: refused (with what to answer), or failed.
+/// A write rolled back: refused (with what to answer), over the limit, or failed.
 enum WriteError {
     Refused(AddressUpdate),
+    Full,
     Db(diesel::result::Error),
 }
 
@@ -348,18 +349,24 @@ impl PgAddressRepository {
     /// (refused when it is gone or changed since it was read), one writer of the customer's addresses at a time: two addresses
     /// made default at once would otherwise both clear the other defaults they see (none), and
     /// the one-default index refuse the second.
-    async fn write(&self, address: &Address, write: Write, make_default: bool) -> Result<AddressUpdate, InfraError> {
+    /// `None`: the customer has the most addresses already (an insert).
+    async fn write(
+        &self,
+        address: &Address,
+        write: Write,
+        make_default: bool,
+    ) -> Result<Option<AddressUpdate>, InfraError> {
         let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
         let row = AddressRow::from_domain(address);
         let existing = matches!(write, Write::Update { .. });
-        conn.transaction::<AddressUpdate, WriteError, _>(async move |conn| {
+        conn.transaction::<Option<AddressUpdate>, WriteError, _>(async move |conn| {
             let customer = row.customer_id;
             advisory_lock(conn, &format!("addresses:{customer}")).await?;
             if let Write::Insert { max } = write {
                 let count: i64 =
                     addresses::table.filter(addresses::customer_id.eq(customer)).count().get_result(conn).await?;
                 if usize::try_from(count).unwrap_or(usize::MAX) >= max {
-                    return Err(WriteError::Refused(AddressUpdate::Gone));
+                    return Err(WriteError::Full);
                 }
             }
             if make_default {
@@ -410,11 +417,12 @@ impl PgAddressRepository {
                 diesel::update(addresses::table.find(row.id)).set(addresses::is_default.eq(true)).execute(conn).await?;
             }
             keep_a_default(conn, customer).await?;
-            Ok(AddressUpdate::Written)
+            Ok(Some(AddressUpdate::Written))
         })
         .await
         .or_else(|e| match e {
-            WriteError::Refused(answer) => Ok(answer),
+            WriteError::Refused(answer) => Ok(Some(answer)),
+            WriteError::Full => Ok(None),
             WriteError::Db(e) => Err(infra_from_diesel(e)),
         })
     }
@@ -575,7 +583,7 @@ impl AddressRepository for PgAddressRepository {
     }
 
     async fn insert(&self, address: &Address, max: usize) -> Result<bool, InfraError> {
-        Ok(self.write(address, Write::Insert { max }, address.is_default).await? == AddressUpdate::Written)
+        Ok(self.write(address, Write::Insert { max }, address.is_default).await? == Some(AddressUpdate::Written))
     }
 
     async fn update(
@@ -584,7 +592,7 @@ impl AddressRepository for PgAddressRepository {
         make_default: bool,
         read_at: DateTime<Utc>,
     ) -> Result<AddressUpdate, InfraError> {
-        self.write(address, Write::Update { read_at }, make_default).await
+        Ok(self.write(address, Write::Update { read_at }, make_default).await?.unwrap_or(AddressUpdate::Gone))
     }
 
     async fn delete(&self, customer: CustomerId, id: AddressId) -> Result<bool, InfraError> {
