@@ -124,6 +124,40 @@ async fn the_api_binary_serves_and_drains_on_sigterm() {
 }
 
 #[tokio::test]
+async fn ctrl_c_lets_a_request_under_way_finish_before_the_api_exits() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (db, redis) = (TestDb::new().await, TestRedis::new());
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut env = common_env(&db, &redis);
+    env.push(("HTTP_PORT", port.to_string()));
+    env.push(("HTTP_WORKERS", "1".to_owned()));
+    let mut api = Proc::spawn("api", &env);
+    api.wait_for_line("api listening", Duration::from_secs(30));
+
+    // A request under way: its body still arriving when the operator presses Ctrl-C.
+    let body = r#"{"email":"nobody@example.com","password":"not the password"}"#;
+    let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let head = format!(
+        "POST /v1/auth/login HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    conn.write_all(&body.as_bytes()[..10]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    api.signal("INT");
+    api.wait_for_line("SIGINT received", Duration::from_secs(5));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    conn.write_all(&body.as_bytes()[10..]).await.unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(10), conn.read_to_string(&mut answer)).await.unwrap().unwrap();
+    assert!(answer.starts_with("HTTP/1.1 401"), "the request was answered: {answer:?}");
+
+    let status = api.wait_exit(Duration::from_secs(15));
+    assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test]
 async fn a_stopping_api_closes_its_websockets_as_going_away_and_does_not_wait_for_them() {
     use futures_util::StreamExt;
     use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;

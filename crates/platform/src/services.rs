@@ -415,15 +415,21 @@ pub async fn start_api(config: &Config) -> anyhow::Result<RunningApi> {
     let local_addr = listener.local_addr()?;
     let hub = Arc::new(Hub::new(&services.ws_settings()));
     spawn_realtime_feed(&services, hub.clone())?;
-    // The server drains on the same signal; WebSockets never end by themselves, so they are
-    // closed (1001), else every stop with one client connected would wait the whole drain.
+    // On the operator's signal the server drains; WebSockets never end by themselves, so they
+    // are closed (1001), else every stop with one client connected would wait the whole drain.
     let closing = hub.clone();
+    let (stop, stopping) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
         crate::shutdown::signal().await;
         tracing::info!(sessions = closing.connections(), "closing websocket sessions");
         closing.close_all();
+        let _ = stop.send(());
     });
-    let server = ecom_http::serve(services.http_state(hub)?, listener, config.http_workers, config.shutdown_timeout)?;
+    let stopping = async move {
+        let _ = stopping.await;
+    };
+    let server =
+        ecom_http::serve(services.http_state(hub)?, listener, config.http_workers, config.shutdown_timeout, stopping)?;
     tracing::info!(%local_addr, "api listening");
     Ok(RunningApi { server, local_addr, services })
 }

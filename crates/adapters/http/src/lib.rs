@@ -167,16 +167,19 @@ pub fn build_app(
 }
 
 /// Binds the server on an already-open listener (port 0 in tests). Drains in-flight requests
-/// for up to `shutdown_timeout` on SIGTERM/SIGINT.
+/// for up to `shutdown_timeout` once `stop` resolves (the operator's SIGTERM or SIGINT: actix's
+/// own handling would stop at once, dropping requests under way, on SIGINT).
 pub fn serve(
     state: AppState,
     listener: TcpListener,
     workers: usize,
     shutdown_timeout: Duration,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<Server> {
     let state = Data::new(state);
     Ok(HttpServer::new(move || build_app(state.clone()))
         .workers(workers.max(1))
+        .shutdown_signal(stop)
         .shutdown_timeout(shutdown_timeout.as_secs())
         .listen(listener)?
         .run())
