@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use ecom_platform::{telemetry, LogFormat};
 use ecom_testkit::TestApp;
+use futures_util::{SinkExt, StreamExt};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -49,6 +50,25 @@ async fn passwords_and_tokens_never_reach_the_logs() {
     .await;
     let reuse = app.post("/v1/auth/refresh", &json!({"refreshToken": session.refresh_token}), None).await;
     assert_eq!(reuse.status(), StatusCode::UNAUTHORIZED);
+    // A WebSocket opened with the token in its query string, used, then closed.
+    let ws_url = format!(
+        "{}/v1/ws?token={}",
+        app.address.replacen("http://", "ws://", 1),
+        login["accessToken"].as_str().unwrap()
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(ws_url).await.unwrap();
+    ws.send(tokio_tungstenite::tungstenite::Message::Text(r#"{"type":"ping"}"#.into())).await.unwrap();
+    while let Some(Ok(frame)) = ws.next().await {
+        if frame.to_text().is_ok_and(|t| t.contains("pong")) {
+            break;
+        }
+    }
+    ws.close(None).await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !String::from_utf8_lossy(&captured.0.lock().unwrap()).contains("websocket closed") {
+        assert!(std::time::Instant::now() < deadline, "the session's end was not logged");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 
     let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     let secrets = [
@@ -74,6 +94,12 @@ async fn passwords_and_tokens_never_reach_the_logs() {
         assert!(spans.iter().any(|s| s["request_id"].is_string()), "{line}");
     }
     for line in logs.lines().filter(|l| l.contains("\"customer signed in\"")) {
+        assert!(line.contains("request_id"), "{line}");
+    }
+    // The WebSocket session's own lines too, long after its upgrade request was answered.
+    let session_lines: Vec<&str> = logs.lines().filter(|l| l.contains("\"websocket c")).collect();
+    assert_eq!(session_lines.len(), 2, "connected and closed:\n{logs}");
+    for line in session_lines {
         assert!(line.contains("request_id"), "{line}");
     }
 }

@@ -12,6 +12,7 @@ use ecom_notifications::model::{Notification, NotificationId};
 use ecom_notifications::service::BACKLOG_PAGE;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
+use tracing::Instrument;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_actix_web::service_config::ServiceConfig;
 use uuid::Uuid;
@@ -179,7 +180,10 @@ async fn connect(
     })?;
     let stream =
         stream.max_frame_size(MAX_CLIENT_FRAME).aggregate_continuations().max_continuation_size(MAX_CLIENT_FRAME);
-    actix_web::rt::spawn(run_session(state, principal, valid_for, session, stream));
+    // In the request's span: the session's log lines carry its request id.
+    actix_web::rt::spawn(
+        run_session(state, principal, valid_for, session, stream).instrument(tracing::Span::current()),
+    );
     Ok(response)
 }
 
