@@ -395,6 +395,11 @@ async fn a_job_whose_worker_process_is_killed_is_reclaimed_and_completed_by_anot
     let shown: serde_json::Value =
         app.get(&format!("/v1/admin/jobs/canary/{id}"), Some(&admin.access_token)).await.json().await.unwrap();
     assert_eq!((shown["status"].as_str(), shown["runs"].as_u64()), (Some("DONE"), Some(1)), "{shown}");
+    // Its id written in upper case names the same canary.
+    let shouted = format!("canary:{}", id.trim_start_matches("canary:").to_uppercase());
+    let same: serde_json::Value =
+        app.get(&format!("/v1/admin/jobs/canary/{shouted}"), Some(&admin.access_token)).await.json().await.unwrap();
+    assert_eq!(same, shown);
     let ran_on = shown["worker"].as_str().unwrap();
     assert!(ran_on.starts_with(&format!("{}-", rescuer.child.id())), "{ran_on} is the rescuer, not {doomed_pid}");
     assert_eq!(notifications_queue(&app, &admin.access_token).await["dead"], 0);

@@ -191,10 +191,9 @@ async fn send_canary(
 #[get("/admin/jobs/canary/{id}")]
 async fn canary(state: Data<AppState>, _admin: Admin, id: Path<String>) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
-    if !is_canary_id(&id) {
+    let Some(job) = canary_id(&id) else {
         return Err(ApiError::new(ProblemKind::ResourceNotFound, format!("{id:?} is not a canary job id.")));
-    }
-    let job = JobId::new(id);
+    };
     let run = state.jobs.canary(&job).await?;
     Ok(HttpResponse::Ok().json(CanaryDto {
         job_id: job.as_str().to_owned(),
@@ -205,6 +204,10 @@ async fn canary(state: Data<AppState>, _admin: Admin, id: Path<String>) -> Resul
     }))
 }
 
-fn is_canary_id(id: &str) -> bool {
-    id.strip_prefix(ecom_kernel::jobs::CANARY_ID_PREFIX).is_some_and(|rest| uuid::Uuid::parse_str(rest).is_ok())
+/// The canary's job id as it was sent: its UUID in any of the forms UUIDs are written in
+/// (upper case, braces, no hyphens) names the same canary.
+fn canary_id(id: &str) -> Option<JobId> {
+    let prefix = ecom_kernel::jobs::CANARY_ID_PREFIX;
+    let uuid = uuid::Uuid::parse_str(id.strip_prefix(prefix)?).ok()?;
+    Some(JobId::new(format!("{prefix}{}", uuid.hyphenated())))
 }
