@@ -27,29 +27,34 @@ pub async fn check_invariants(config: &Config, grace: Duration) -> anyhow::Resul
         payment_window: config.order_payment_window,
         confirmation_window: config.cod_confirmation_window,
     };
-    let violations = PgInvariants::new(pool).check(&settings, EXAMPLES).await.context("running the checks")?;
+    // One more than is listed: it tells a list cut short from one exactly that long.
+    let violations = PgInvariants::new(pool).check(&settings, EXAMPLES + 1).await.context("running the checks")?;
     Ok((report(&violations, grace), violations.is_empty()))
 }
 
 fn report(violations: &[Violation], grace: Duration) -> String {
     let mut out = format!("Invariant checks (transient states allowed {} s):\n", grace.as_secs());
+    let limit = usize::try_from(EXAMPLES).unwrap_or(usize::MAX);
+    let (mut listed, mut cut) = (0, false);
     for (check, what) in invariant_checks() {
         let broken: Vec<&Violation> = violations.iter().filter(|v| v.check == check).collect();
         let _ = writeln!(out, "  {}  {check}: {what}", if broken.is_empty() { "ok  " } else { "FAIL" });
-        for v in &broken {
+        for v in broken.iter().take(limit) {
             let _ = writeln!(out, "        {}: {}", v.subject, v.detail);
         }
-        if broken.len() as i64 >= EXAMPLES {
-            let _ = writeln!(out, "        (first {EXAMPLES} shown)");
+        listed += broken.len().min(limit);
+        if broken.len() > limit {
+            cut = true;
+            let _ = writeln!(out, "        (the first {limit} shown; there are more)");
         }
     }
     let _ = writeln!(
         out,
         "{}",
-        if violations.is_empty() {
-            "All invariants hold.".to_owned()
-        } else {
-            format!("{} violation(s).", violations.len())
+        match (violations.is_empty(), cut) {
+            (true, _) => "All invariants hold.".to_owned(),
+            (false, false) => format!("{listed} violation(s)."),
+            (false, true) => format!("More than {listed} violation(s)."),
         }
     );
     out
@@ -71,5 +76,17 @@ mod tests {
         assert!(broken.contains("FAIL  outbox-published"));
         assert!(broken.contains("job-1: late"));
         assert!(broken.ends_with("1 violation(s).\n"));
+
+        // Exactly as many as are listed, then one more than that.
+        let many = |n: usize| -> Vec<Violation> {
+            (0..n)
+                .map(|i| Violation { check: "outbox-published", subject: format!("job-{i}"), detail: "late".into() })
+                .collect()
+        };
+        let full = report(&many(20), Duration::from_secs(5));
+        assert!(!full.contains("there are more") && full.ends_with("\n20 violation(s).\n"), "{full}");
+        let cut = report(&many(21), Duration::from_secs(5));
+        assert!(cut.contains("job-19: late") && !cut.contains("job-20"), "{cut}");
+        assert!(cut.contains("(the first 20 shown; there are more)") && cut.ends_with("More than 20 violation(s).\n"));
     }
 }
