@@ -33,6 +33,13 @@ pub fn payload<T: serde::de::DeserializeOwned>(job: &JobEnvelope) -> Result<T, J
 #[async_trait]
 pub trait JobHandler: Send + Sync {
     async fn handle(&self, job: &JobEnvelope) -> Result<JobOutcome, JobFailure>;
+
+    /// The newest payload schema version this handler reads. A job of a newer one (staged by a
+    /// newer release while this one still runs, in a rolling deploy) is not handed to it: it is
+    /// retried, and once its attempts are spent it waits, revivable, for a worker that reads it.
+    fn schema_version(&self) -> u16 {
+        1
+    }
 }
 
 /// Which handler runs which kind.

@@ -319,6 +319,17 @@ impl JobRunner {
             self.settle(self.consumer.dead_letter(&delivery, &error).await);
             return;
         };
+        if job.schema_version > handler.schema_version() {
+            let reason = format!(
+                "payload schema version {} is newer than this worker reads ({})",
+                job.schema_version,
+                handler.schema_version()
+            );
+            let delay = backoff(job.attempt, self.settings.base_backoff, self.settings.max_backoff);
+            tracing::warn!(%reason, "job left for a newer worker");
+            self.settle(self.retry_or_bury(&delivery, delay, &reason, Burial::Spent).await);
+            return;
+        }
         // The heartbeat runs inside this task, so it stops with it whatever happens.
         let every = (self.settings.reclaim_after / 3).max(Duration::from_millis(20));
         let heartbeat = async {

@@ -642,3 +642,29 @@ async fn a_job_waiting_for_its_flush_gives_its_slot_to_the_next_job() {
     stop.notify_one();
     handle.await.unwrap();
 }
+
+#[tokio::test]
+async fn a_job_of_a_newer_payload_version_is_left_for_a_newer_worker_and_stays_revivable() {
+    let redis = TestRedis::new();
+    let producer = RedisJobQueue::new(pool(&redis), RedisKeys::new(redis.prefix()));
+    let recorder = Arc::new(Recorder::default());
+    let registry = HandlerRegistry::default().with("notify.send", Arc::new(Succeed(recorder.clone())));
+    let (handle, stop) = spawn(WorkerRuntime::new(vec![consumer(&redis, "w")], registry, fast()));
+    let newer = NewJob { schema_version: 2, ..job("from-the-future", "notify.send", 2) };
+    producer.enqueue(newer.clone()).await.unwrap();
+    producer.enqueue(job("today", "notify.send", 2)).await.unwrap();
+    recorder.wait_for(1, Duration::from_secs(5)).await;
+    let inspector = consumer(&redis, "inspector");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while inspector.stats().await.unwrap().dead == 0 {
+        assert!(Instant::now() < deadline, "the newer job was not set aside");
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    stop.notify_one();
+    handle.await.unwrap();
+    assert_eq!(recorder.attempts.lock().unwrap().keys().collect::<Vec<_>>(), ["today"], "never handed to this handler");
+    let letters = inspector.dead_letters(10).await.unwrap();
+    assert!(letters[0].1.contains("schema version 2 is newer"), "{letters:?}");
+    // Its attempts spent, not failed for good: offered again, a newer worker will run it.
+    assert_eq!(producer.reoffer(&[newer], Duration::ZERO).await.unwrap(), [Enqueued::Redriven]);
+}
