@@ -100,8 +100,11 @@ pub async fn run_worker(config: &Config) -> anyhow::Result<()> {
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut relay = tokio::time::interval(Duration::from_secs(1));
     relay.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut purge = tokio::time::interval(SESSION_PURGE_INTERVAL);
+    purge.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
+            _ = purge.tick() => purge_expired_sessions(&services).await,
             _ = sweep.tick() => durably(&services, "sweep", async {
                 expire_reservations(&services).await;
                 expire_orders(&services).await;
@@ -174,6 +177,29 @@ async fn resume_sagas(services: &Services) {
         Ok(0) => {}
         Ok(offered) => tracing::debug!(offered, "unfinished sagas offered to the queue again"),
         Err(err) => tracing::warn!(error = %err, "saga resume sweep failed; retrying next tick"),
+    }
+}
+
+/// How often the worker deletes refresh tokens long expired.
+const SESSION_PURGE_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// Deletes refresh tokens expired for a week, in batches.
+async fn purge_expired_sessions(services: &Services) {
+    loop {
+        match services.identity.purge_expired_sessions(1000).await {
+            Ok(purged) => {
+                if purged > 0 {
+                    tracing::info!(purged, "expired sessions purged");
+                }
+                if purged < 1000 {
+                    return;
+                }
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "session purge failed; retrying next hour");
+                return;
+            }
+        }
     }
 }
 

@@ -295,6 +295,20 @@ impl RefreshTokenRepository for PgRefreshTokenRepository {
         .map_err(infra_from_diesel)
     }
 
+    async fn purge_expired(&self, before: DateTime<Utc>, limit: usize) -> Result<usize, InfraError> {
+        let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
+        // Several workers purge at once without waiting for each other's rows.
+        crate::sql::Statement::new(
+            "DELETE FROM refresh_tokens WHERE id IN \
+             (SELECT id FROM refresh_tokens WHERE expires_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)",
+        )
+        .bind::<diesel::sql_types::Timestamptz, _>(before)
+        .bind::<diesel::sql_types::BigInt, _>(i64::try_from(limit).unwrap_or(i64::MAX))
+        .execute(&mut conn)
+        .await
+        .map_err(infra_from_diesel)
+    }
+
     async fn revoke_customer(&self, customer: CustomerId, at: DateTime<Utc>) -> Result<(), InfraError> {
         let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
         conn.transaction::<(), diesel::result::Error, _>(async move |conn| {

@@ -390,3 +390,25 @@ async fn a_session_is_stored_only_while_the_password_it_was_signed_in_with_is_cu
     // An account that no longer exists gets no session either.
     assert!(!stored.insert(&token(CustomerId::new(), TokenFamilyId::new(), 4), &old).await.unwrap());
 }
+
+#[tokio::test]
+async fn tokens_expired_before_the_cutoff_are_purged_in_batches_and_no_other() {
+    let db = TestDb::new().await;
+    let pool = pool(&db);
+    let owner = customer("purge@shop.test", Role::Customer);
+    PgCustomerRepository::new(pool.clone()).insert(&owner, &PasswordHash::new("h".into())).await.unwrap();
+    let repo = PgRefreshTokenRepository::new(pool);
+    let cutoff = now() - chrono::Duration::days(7);
+    for (byte, expired_days_ago) in [(1, 30), (2, 10), (3, 8), (4, 6), (5, -1)] {
+        let mut t = token(owner.id(), TokenFamilyId::new(), byte);
+        t.expires_at = now() - chrono::Duration::days(expired_days_ago);
+        assert!(repo.insert(&t, &PasswordHash::new("h".into())).await.unwrap());
+    }
+    assert_eq!(repo.purge_expired(cutoff, 2).await.unwrap(), 2, "a batch at most");
+    assert_eq!(repo.purge_expired(cutoff, 2).await.unwrap(), 1);
+    assert_eq!(repo.purge_expired(cutoff, 2).await.unwrap(), 0);
+    for (byte, kept) in [(1, false), (2, false), (3, false), (4, true), (5, true)] {
+        let found = repo.find_by_hash(&TokenHash::new(vec![byte; 32])).await.unwrap();
+        assert_eq!(found.is_some(), kept, "token {byte}");
+    }
+}

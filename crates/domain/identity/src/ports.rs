@@ -56,6 +56,8 @@ pub trait RefreshTokenRepository: Send + Sync {
     async fn revoke_family(&self, family: TokenFamilyId, at: DateTime<Utc>) -> Result<(), InfraError>;
     /// Revokes every token of the customer (every session), as `revoke_family` does. Idempotent.
     async fn revoke_customer(&self, customer: CustomerId, at: DateTime<Utc>) -> Result<(), InfraError>;
+    /// Deletes up to `limit` tokens that expired before `before`; returns how many.
+    async fn purge_expired(&self, before: DateTime<Utc>, limit: usize) -> Result<usize, InfraError>;
 }
 
 /// What became of an address update.

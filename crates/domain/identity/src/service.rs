@@ -15,6 +15,10 @@ use crate::ports::{
     RefreshTokenRepository, ThrottleDecision, TokenService,
 };
 
+/// How long an expired refresh token is kept (presented meanwhile, a rotated one still revokes
+/// its family).
+pub const EXPIRED_SESSIONS_KEPT: ChronoDuration = ChronoDuration::days(7);
+
 /// How often an address update is applied again to a newer read when other writes keep
 /// coming first.
 const ADDRESS_WRITE_ATTEMPTS: usize = 5;
@@ -127,6 +131,14 @@ impl IdentityService {
         }
         let access = self.issue_access(&customer)?;
         Ok(SessionTokens { customer, access, refresh: secret })
+    }
+
+    /// Deletes up to `limit` refresh tokens expired for longer than [`EXPIRED_SESSIONS_KEPT`];
+    /// returns how many. Such a token, presented afterwards, is refused as unknown (as it was
+    /// refused as expired; a rotated one no longer revokes its family then).
+    pub async fn purge_expired_sessions(&self, limit: usize) -> Result<usize, IdentityError> {
+        let before = self.ports.clock.now() - EXPIRED_SESSIONS_KEPT;
+        Ok(self.ports.refresh_tokens.purge_expired(before, limit).await?)
     }
 
     /// Ends the session the refresh token belongs to. Unknown tokens and other customers'

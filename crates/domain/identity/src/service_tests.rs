@@ -544,3 +544,14 @@ async fn an_address_that_keeps_changing_is_a_conflict_after_a_few_tries() {
     let err = m.service().update_address(caller, id, AddressPatch::default()).await.unwrap_err();
     assert!(matches!(err, IdentityError::ConcurrentModification));
 }
+
+#[pollster::test]
+async fn sessions_expired_for_a_week_are_purged() {
+    let mut m = Mocks::default();
+    m.refresh_tokens
+        .expect_purge_expired()
+        .withf(|before, limit| *before == now() - chrono::Duration::days(7) && *limit == 500)
+        .times(1)
+        .returning(|_, _| Ok(42));
+    assert_eq!(m.service().purge_expired_sessions(500).await.unwrap(), 42);
+}
