@@ -36,7 +36,7 @@ pub trait JobHandler: Send + Sync {
 
     /// The newest payload schema version this handler reads. A job of a newer one (staged by a
     /// newer release while this one still runs, in a rolling deploy) is not handed to it: it is
-    /// retried, and once its attempts are spent it waits, revivable, for a worker that reads it.
+    /// put back, without using an attempt, for a worker that reads it.
     fn schema_version(&self) -> u16 {
         1
     }

@@ -70,6 +70,10 @@ const REVIVE_EVERY: Duration = Duration::from_secs(1);
 /// the ordinary retry (which counts an attempt).
 const RERUNS: u32 = 3;
 
+/// How long a job of a newer payload version waits before it is offered again (to a newer
+/// worker, in a rolling deploy).
+const DEFER_FOR_NEWER_WORKER: Duration = Duration::from_secs(5);
+
 pub struct WorkerRuntime {
     consumers: Vec<Arc<QueueConsumer>>,
     registry: HandlerRegistry,
@@ -320,14 +324,16 @@ impl JobRunner {
             return;
         };
         if job.schema_version > handler.schema_version() {
+            // Put back, its attempt given back: a newer worker (a rolling deploy under way) runs
+            // it with every attempt it had.
             let reason = format!(
                 "payload schema version {} is newer than this worker reads ({})",
                 job.schema_version,
                 handler.schema_version()
             );
-            let delay = backoff(job.attempt, self.settings.base_backoff, self.settings.max_backoff);
             tracing::warn!(%reason, "job left for a newer worker");
-            self.settle(self.retry_or_bury(&delivery, delay, &reason, Burial::Spent).await);
+            let delay = self.settings.max_backoff.min(DEFER_FOR_NEWER_WORKER);
+            self.settle(self.consumer.defer(&delivery, delay, &reason).await);
             return;
         }
         // The heartbeat runs inside this task, so it stops with it whatever happens.

@@ -58,9 +58,10 @@ for i = 1, #KEYS do
 end
 return started";
 
-/// KEYS: stream, job, delayed, dead, stats, spent. ARGV: consumer, entry, outcome (retry | dead |
-/// spent | skip), due_ms (for dead and spent: now), error, job id, wait_ms, max_wait_ms, jitter
-/// (0 to 1). Settles a delivery that did not succeed (completions go through `COMPLETE_MANY`). A
+/// KEYS: stream, job, delayed, dead, stats, spent. ARGV: consumer, entry, outcome (retry | defer |
+/// dead | spent | skip), due_ms (for dead and spent: now), error, job id, wait_ms, max_wait_ms,
+/// jitter (0 to 1). Settles a delivery that did not succeed (completions go through
+/// `COMPLETE_MANY`). A deferred job is delayed like a retried one, its attempt given back. A
 /// dead job remembers why it died (`dead`: for good; `spent`: out of retries), when, and its
 /// dead-letter entry; a spent job also waits in the spent set to run again, `wait_ms` after its
 /// death, doubled for every time it was revived before (at most `max_wait_ms`), plus up to a
@@ -74,6 +75,10 @@ redis.call('XDEL', KEYS[1], ARGV[2])
 if ARGV[3] == 'retry' then
   redis.call('HINCRBY', KEYS[5], 'retried', 1)
   redis.call('HSET', KEYS[2], 'state', 'delayed', 'error', ARGV[5])
+  redis.call('ZADD', KEYS[3], ARGV[4], ARGV[6])
+elseif ARGV[3] == 'defer' then
+  redis.call('HINCRBY', KEYS[2], 'attempt', -1)
+  redis.call('HSET', KEYS[2], 'state', 'delayed')
   redis.call('ZADD', KEYS[3], ARGV[4], ARGV[6])
 elseif ARGV[3] == 'dead' or ARGV[3] == 'spent' then
   redis.call('HINCRBY', KEYS[5], 'dead', 1)
@@ -693,6 +698,13 @@ impl QueueConsumer {
     pub async fn retry(&self, delivery: &Delivery, delay: Duration, error: &str) -> Result<bool, InfraError> {
         let due = Utc::now().timestamp_millis().saturating_add(i64::try_from(millis(delay)).unwrap_or(i64::MAX));
         self.finish_raw(&delivery.entry_id, delivery.job.id.as_str(), "retry", due, error).await
+    }
+
+    /// Puts the job back for `delay` without counting this delivery as an attempt: it was not
+    /// this worker's to run (a newer release's payload).
+    pub async fn defer(&self, delivery: &Delivery, delay: Duration, reason: &str) -> Result<bool, InfraError> {
+        let due = Utc::now().timestamp_millis().saturating_add(i64::try_from(millis(delay)).unwrap_or(i64::MAX));
+        self.finish_raw(&delivery.entry_id, delivery.job.id.as_str(), "defer", due, reason).await
     }
 
     /// Moves the job to the dead-letter stream with its last error: it failed for good (or kept
