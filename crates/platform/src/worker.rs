@@ -93,6 +93,7 @@ pub async fn run_worker(config: &Config) -> anyhow::Result<()> {
         "worker started: postgres and redis reachable"
     );
     let (stopped, mut stopping) = tokio::sync::watch::channel(false);
+    let purging = tokio::spawn(purge_expired_sessions(services.identity.clone(), stopped.subscribe()));
     let jobs = tokio::spawn(runtime.run(async move {
         let _ = stopping.changed().await;
     }));
@@ -100,11 +101,8 @@ pub async fn run_worker(config: &Config) -> anyhow::Result<()> {
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut relay = tokio::time::interval(Duration::from_secs(1));
     relay.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut purge = tokio::time::interval(SESSION_PURGE_INTERVAL);
-    purge.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = purge.tick() => purge_expired_sessions(&services).await,
             _ = sweep.tick() => durably(&services, "sweep", async {
                 expire_reservations(&services).await;
                 expire_orders(&services).await;
@@ -115,6 +113,7 @@ pub async fn run_worker(config: &Config) -> anyhow::Result<()> {
         }
     }
     let _ = stopped.send(true);
+    let _ = purging.await;
     match jobs.await {
         Ok(0) => {}
         Ok(left) => tracing::warn!(left, "stopped with jobs still running; another worker will reclaim them"),
@@ -183,22 +182,31 @@ async fn resume_sagas(services: &Services) {
 /// How often the worker deletes refresh tokens long expired.
 const SESSION_PURGE_INTERVAL: Duration = Duration::from_secs(3600);
 
-/// Deletes refresh tokens expired for a week, in batches.
-async fn purge_expired_sessions(services: &Services) {
+/// Deletes refresh tokens expired for a week, a batch at a time (the next at once while they
+/// come back full, else an hour later), on a task of its own: a first purge of a large backlog
+/// holds up neither the sweeps nor a stop, which it heeds between batches.
+async fn purge_expired_sessions(
+    identity: Arc<ecom_identity::IdentityService>,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+) {
+    const BATCH: usize = 1000;
     loop {
-        match services.identity.purge_expired_sessions(1000).await {
+        let full = match identity.purge_expired_sessions(BATCH).await {
             Ok(purged) => {
                 if purged > 0 {
                     tracing::info!(purged, "expired sessions purged");
                 }
-                if purged < 1000 {
-                    return;
-                }
+                purged == BATCH
             }
             Err(err) => {
                 tracing::warn!(error = %err, "session purge failed; retrying next hour");
-                return;
+                false
             }
+        };
+        let pause = if full { Duration::ZERO } else { SESSION_PURGE_INTERVAL };
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            _ = stopping.changed() => return,
         }
     }
 }
