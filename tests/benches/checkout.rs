@@ -158,8 +158,8 @@ async fn main() {
             // Told of the confirmation over the WebSocket, as a shop's client is.
             let ws_url = format!("{}/v1/ws?token={token}", client.base.replacen("http://", "ws://", 1));
             let (mut ws, _) = tokio_tungstenite::connect_async(ws_url).await.expect("websocket");
-            // The customer's cart, opened once as a shop's client does: the saga empties it
-            // before the order is confirmed, ready for the next one.
+            // The customer's cart, opened once as a shop's client does: the saga takes the ordered
+            // lines (all it holds here) out before the order is confirmed, ready for the next one.
             let cart = client.post("/v1/carts", Some(&token), &json!({}), None).await.json::<Value>().await.unwrap();
             let cart_id = cart["id"].as_str().unwrap().to_owned();
             while Instant::now() < until {
@@ -184,8 +184,9 @@ async fn main() {
                 let id = res.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
                 latencies.lock().await.push(took);
                 orders.lock().await.push((token.clone(), id.clone()));
-                // The next checkout of this customer needs the cart the saga empties before the
-                // order is confirmed: wait for the confirmation, acknowledging every notification.
+                // The next checkout of this customer needs the cart the saga empties (of the lines
+                // ordered, all it held) before the order is confirmed: wait for the confirmation,
+                // acknowledging every notification.
                 let settled =
                     tokio::time::timeout(Duration::from_secs(30), settled(&mut ws, &id)).await.unwrap_or(false);
                 assert!(settled, "order {id}: no confirmation within 30 s");

@@ -423,7 +423,8 @@ impl Customer {
         }
     }
 
-    /// Polls the cart until the saga of the card order `order` has emptied it; when the order
+    /// Polls the cart until the saga of the card order `order` has taken the ordered lines (all
+    /// it held) out of it; when the order
     /// was cancelled instead (or this takes too long), the cart is left to be emptied by hand.
     async fn wait_for_saga(&mut self, token: &str, cart_id: &str, order: &str, until: Instant) -> CartState {
         let started = Instant::now();

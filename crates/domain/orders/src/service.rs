@@ -312,6 +312,9 @@ impl OrderService {
                 self.ports.addresses.address(customer, id).await?.ok_or(OrderError::AddressNotFound)?
             }
         };
+        // Placed as the cart is read: a line added to it after this is not the order's (see
+        // `Carts::take_ordered`).
+        let placed_at = self.ports.clock.now();
         let items = self.ports.carts.items(customer, request.cart_id).await?.ok_or(OrderError::CartNotFound)?;
         if items.is_empty() {
             return Err(OrderError::CartEmpty);
@@ -336,7 +339,7 @@ impl OrderService {
             shipping_address: address,
             customer_notes: request.customer_notes,
         };
-        let order = Order::place(new, &self.settings.shipping, self.ports.clock.now())?;
+        let order = Order::place(new, &self.settings.shipping, placed_at)?;
         let context = CheckoutContext {
             cart_id: request.cart_id,
             payment_token: if request.payment_method.is_online() { token.map(str::to_owned) } else { None },
