@@ -60,9 +60,10 @@ fn service(order: Order) -> (Arc<OrderService>, Arc<Mutex<Order>>) {
     });
     let mut stock = MockStock::new();
     stock.expect_reserve().returning(|_, _, _| Err(InfraError::unavailable("postgres down")));
-    stock.expect_release().returning(|_| Ok(()));
+    // Only the compensation, on the last attempt, gives the stock back and refunds, once each.
+    stock.expect_release().times(1).returning(|_| Ok(()));
     let mut payments = MockOrderPayments::new();
-    payments.expect_refund_all().returning(|_, _| Ok(RefundState::NothingToRefund));
+    payments.expect_refund_all().times(1).returning(|_, _| Ok(RefundState::NothingToRefund));
     // Giving up looks for a charge made without its answer recorded, once, before refunding.
     payments.expect_recover_charge().times(1).returning(|_| Ok(()));
     let mut publisher = MockJobPublisher::new();
