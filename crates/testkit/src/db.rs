@@ -93,6 +93,33 @@ impl TestDb {
     pub fn name(&self) -> &str {
         &self.name
     }
+
+    /// Waits (10 s at most, else panics) until a session of this database waits for a lock: a
+    /// call under test has reached the lock another transaction holds, and has not passed it.
+    pub async fn wait_for_a_lock_wait(&self) {
+        use diesel_async::RunQueryDsl;
+        #[derive(diesel::QueryableByName)]
+        struct Waiting {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            waiting: i64,
+        }
+        let mut conn = admin_connection(&self.server).await;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let row: Waiting = diesel::sql_query(
+                "SELECT count(*) AS waiting FROM pg_stat_activity WHERE datname = $1 AND wait_event_type = 'Lock'",
+            )
+            .bind::<diesel::sql_types::Text, _>(&self.name)
+            .get_result(&mut conn)
+            .await
+            .unwrap();
+            if row.waiting > 0 {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "no session of {} waits for a lock", self.name);
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
 }
 
 impl Drop for TestDb {

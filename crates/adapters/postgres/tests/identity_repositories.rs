@@ -170,6 +170,7 @@ async fn revoking_a_family_revokes_every_token_in_it_and_no_other() {
 async fn a_revocation_waits_for_a_rotation_under_way_and_revokes_the_token_it_stores() {
     use diesel_async::AsyncConnection;
     let db = TestDb::new().await;
+    let waiting = &db;
     let pool = pool(&db);
     let owner = customer("race@shop.test", Role::Customer);
     PgCustomerRepository::new(pool.clone()).insert(&owner, &PasswordHash::new("h".into())).await.unwrap();
@@ -191,7 +192,7 @@ async fn a_revocation_waits_for_a_rotation_under_way_and_revokes_the_token_it_st
                     done.store(true, std::sync::atomic::Ordering::SeqCst);
                 }
             });
-            tokio::time::sleep(Duration::from_millis(300)).await;
+            waiting.wait_for_a_lock_wait().await;
             assert!(!watched.load(std::sync::atomic::Ordering::SeqCst), "the revocation waits for the rotation");
             let insert = diesel::sql_query(
                 "INSERT INTO refresh_tokens (id, family_id, customer_id, token_hash, created_at, expires_at) \
@@ -357,6 +358,7 @@ async fn addresses_made_default_at_the_same_moment_leave_exactly_one_default() {
 async fn a_session_is_stored_only_while_the_password_it_was_signed_in_with_is_current() {
     use diesel_async::AsyncConnection;
     let db = TestDb::new().await;
+    let waiting = &db;
     let pool = pool(&db);
     let customers = PgCustomerRepository::new(pool.clone());
     let owner = customer("pw@shop.test", Role::Customer);
@@ -377,7 +379,7 @@ async fn a_session_is_stored_only_while_the_password_it_was_signed_in_with_is_cu
                 let repo = repo.clone();
                 async move { repo.insert(&token(owner_id, TokenFamilyId::new(), 2), &PasswordHash::new("old".into())).await }
             });
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            waiting.wait_for_a_lock_wait().await;
             assert!(!late.is_finished(), "the sign-in waits for the revocation under way");
             Ok(late)
         })

@@ -276,7 +276,7 @@ async fn an_acknowledgement_that_waited_for_a_concurrent_change_still_marks_its_
         let repo = repo.clone();
         async move { repo.mark_delivered(ada, note.id).await.unwrap() }
     });
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    db.wait_for_a_lock_wait().await;
     assert!(!ack.is_finished(), "the acknowledgement waits for the other transaction");
     release.send(()).unwrap();
     holder.await.unwrap();

@@ -225,6 +225,7 @@ async fn an_order_opens_one_payment_of_each_kind_however_often_asked() {
 async fn two_callers_opening_an_orders_payment_at_once_get_the_same_one() {
     use diesel_async::AsyncConnection;
     let db = TestDb::new().await;
+    let waiting = &db;
     let pool = pool(&db);
     let repo = Arc::new(PgPaymentRepository::new(pool.clone()));
     let (order, buyer) = (OrderId::new(), customer(&pool).await);
@@ -246,7 +247,7 @@ async fn two_callers_opening_an_orders_payment_at_once_get_the_same_one() {
             let late = tokio::spawn(async move {
                 other.open_once(&Payment::online(order, buyer, Provider::Stripe, usd(5000), now())).await
             });
-            tokio::time::sleep(Duration::from_millis(300)).await;
+            waiting.wait_for_a_lock_wait().await;
             assert!(!late.is_finished(), "the second caller waits for the first one's insert");
             Ok(late)
         })
