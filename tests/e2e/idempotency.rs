@@ -192,13 +192,14 @@ async fn two_callers_with_the_same_key_never_see_each_others_responses() {
 
 #[tokio::test]
 async fn a_key_is_forgotten_after_its_ttl() {
-    let app = TestApp::spawn_with(&[("IDEMPOTENCY_TTL_SECS", "1")]).await;
+    // Long enough for the replay below on a slow machine.
+    let app = TestApp::spawn_with(&[("IDEMPOTENCY_TTL_SECS", "3")]).await;
     let admin = app.admin().await;
     let token = admin.access_token.as_str();
     let (id, product_id) = product(&app, token).await;
     assert_eq!(adjust(&app, token, &id, "short", 1).await.status(), StatusCode::OK);
     assert_eq!(adjust(&app, token, &id, "short", 1).await.headers()["idempotent-replayed"], "true");
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    tokio::time::sleep(Duration::from_millis(3500)).await;
     let later = adjust(&app, token, &id, "short", 1).await;
     assert_eq!(later.status(), StatusCode::OK);
     assert!(!later.headers().contains_key("idempotent-replayed"), "expired: runs again");

@@ -777,16 +777,25 @@ async fn a_worker_killed_in_the_middle_of_a_hundred_sagas_leaves_every_order_con
     let product = shop.product(60, 1000).await;
     let customers = shop.customers_with_carts(100, &product).await;
     let orders = shop.checkout_all(&customers).await;
-    // Kill the worker while sagas are running, then start another one.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let pending: Value = shop
-        .app
-        .get("/v1/orders?status=PENDING_PAYMENT&limit=100", Some(&shop.admin.access_token))
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert!(!pending["data"].as_array().unwrap().is_empty(), "the worker must die with sagas under way");
+    // Kill the worker while sagas are running (some orders moved on, some not yet), then start
+    // another one.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let pending: Value = shop
+            .app
+            .get("/v1/orders?status=PENDING_PAYMENT&limit=100", Some(&shop.admin.access_token))
+            .await
+            .json()
+            .await
+            .unwrap();
+        let waiting = pending["data"].as_array().unwrap().len();
+        assert!(waiting > 0, "the worker must die with sagas under way");
+        if waiting < orders.len() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no saga ran");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let Shop { app, admin, worker: doomed } = shop;
     drop(doomed);
     let rescuer = Proc::spawn("worker", &worker_env(&app, &settings));
