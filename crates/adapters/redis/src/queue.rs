@@ -422,6 +422,11 @@ pub struct QueueConsumer {
     scripts: Scripts,
     settings: ConsumerSettings,
     acks: GroupCommit,
+    /// Where the next reclaim scan starts: XAUTOCLAIM looks at ten times its count of pending
+    /// entries per call, so each call goes on from where the last one stopped (back to the start
+    /// once it reached the end); from the start each time, idle deliveries behind many running
+    /// ones would never be reached.
+    reclaim_from: std::sync::Mutex<String>,
 }
 
 /// Completions waiting for the next group commit. Whoever gets the flush lock acknowledges
@@ -461,6 +466,7 @@ impl QueueConsumer {
             scripts: Scripts::new(),
             settings,
             acks: GroupCommit::default(),
+            reclaim_from: std::sync::Mutex::new("0-0".to_owned()),
         })
     }
 
@@ -530,6 +536,7 @@ impl QueueConsumer {
 
     /// Takes deliveries idle longer than `min_idle` (their consumer crashed or hangs).
     pub async fn reclaim(&self, min_idle: Duration, max: usize) -> Result<Vec<Delivery>, InfraError> {
+        let from = self.reclaim_from.lock().map(|f| f.clone()).unwrap_or_else(|_| "0-0".to_owned());
         let reply: redis::streams::StreamAutoClaimReply = self
             .redis
             .cmd(
@@ -538,11 +545,14 @@ impl QueueConsumer {
                     .arg(GROUP)
                     .arg(&self.name)
                     .arg(millis(min_idle))
-                    .arg("0-0")
+                    .arg(&from)
                     .arg("COUNT")
                     .arg(max.max(1)),
             )
             .await?;
+        if let Ok(mut next) = self.reclaim_from.lock() {
+            next.clone_from(&reply.next_stream_id);
+        }
         let entries = reply.claimed.into_iter().filter_map(|e| Some((e.id.clone(), e.get::<String>("id")?))).collect();
         self.start(entries).await
     }
@@ -563,7 +573,11 @@ impl QueueConsumer {
         let mut deliveries = Vec::with_capacity(entries.len());
         for ((entry_id, job_id), started) in entries.into_iter().zip(started) {
             let [data, attempt, failed] = started.as_slice() else {
-                self.finish_raw(&entry_id, &job_id, "skip", 0, "").await?;
+                // Settled on its own: a failure here leaves the entry pending (reclaimed later)
+                // and must not cost the batch's other deliveries, already started.
+                if let Err(err) = self.finish_raw(&entry_id, &job_id, "skip", 0, "").await {
+                    tracing::warn!(job_id, error = %err, "a vanished job's delivery stays pending");
+                }
                 continue;
             };
             let stored: StoredJob = match serde_json::from_str(data) {
@@ -575,7 +589,10 @@ impl QueueConsumer {
                     // (reclaim would offer it first every time).
                     let error = format!("the stored job cannot be read: {err}");
                     tracing::error!(job_id, %error, "job dead-lettered");
-                    self.finish_raw(&entry_id, &job_id, "spent", Utc::now().timestamp_millis(), &error).await?;
+                    let now = Utc::now().timestamp_millis();
+                    if let Err(err) = self.finish_raw(&entry_id, &job_id, "spent", now, &error).await {
+                        tracing::warn!(job_id, error = %err, "an unreadable job's delivery stays pending");
+                    }
                     continue;
                 }
             };

@@ -583,3 +583,29 @@ async fn the_queue_works_on_after_the_server_lost_its_scripts() {
         c.read(10, SHORT).await.unwrap().iter().map(|d| (d.job.id.as_str().to_owned(), d.job.attempt)).collect();
     assert_eq!(again, [("a:next".to_owned(), 1), ("b".to_owned(), 2)]);
 }
+
+#[tokio::test]
+async fn an_idle_delivery_behind_many_running_ones_is_reclaimed() {
+    let redis = TestRedis::new();
+    let queue = producer(&redis);
+    let jobs: Vec<NewJob> = (0..25).map(|i| job(&format!("run-{i:02}"), 3)).collect();
+    queue.enqueue_batch(&jobs).await.unwrap();
+    // The 24 oldest run on a live worker; the newest was taken by one that crashed.
+    let live = consumer(&redis, "live").await;
+    let running = live.read(24, SHORT).await.unwrap();
+    let crashed = consumer(&redis, "crashed").await;
+    assert_eq!(crashed.read(1, SHORT).await.unwrap()[0].job.id.as_str(), "run-24");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    for d in &running {
+        assert!(live.heartbeat(d).await.unwrap());
+    }
+    // A rescuer with one free slot looks at ten pending entries a call: it goes on from where
+    // it stopped, and reaches the idle one on its third call.
+    let rescuer = consumer(&redis, "rescuer").await;
+    let mut taken = Vec::new();
+    for _ in 0..3 {
+        taken.extend(rescuer.reclaim(Duration::from_secs(1), 1).await.unwrap());
+    }
+    let ids: Vec<&str> = taken.iter().map(|d| d.job.id.as_str()).collect();
+    assert_eq!(ids, ["run-24"]);
+}
