@@ -318,9 +318,11 @@ impl JobRunner {
             return;
         }
         let Some(handler) = self.registry.handler(&job.kind) else {
+            // Dead-lettered as out of retries, not for good: a kind a newer release added (a
+            // rolling deploy under way) runs by itself later, on a worker that knows it.
             let error = format!("no handler for job kind {:?}", job.kind);
             tracing::warn!(%error, "job dead-lettered");
-            self.settle(self.consumer.dead_letter(&delivery, &error).await);
+            self.settle(self.consumer.dead_letter_spent(&delivery, &error).await);
             return;
         };
         if job.schema_version > handler.schema_version() {
