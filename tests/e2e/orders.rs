@@ -218,7 +218,10 @@ async fn an_online_checkout_is_confirmed_then_paid_with_stock_taken_and_the_cart
     let product = shop.product(10, 1999).await;
     let cart = shop.cart_with(&customer, &product, 2).await;
 
-    // Checkout needs a key.
+    // Checkout needs a key; a caller who is no one is told that first (401).
+    let res =
+        shop.app.post("/v1/orders/checkout", &json!({"cartId": cart, "paymentMethod": "CREDIT_CARD"}), None).await;
+    assert_problem(res, StatusCode::UNAUTHORIZED, "UNAUTHENTICATED").await;
     let res = shop
         .app
         .post(

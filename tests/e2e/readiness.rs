@@ -74,6 +74,7 @@ async fn readiness_turns_503_naming_redis_while_it_is_down_and_recovers_without_
     let port = redis.stop();
     let problem = wait_for(&app, StatusCode::SERVICE_UNAVAILABLE).await;
     assert_eq!(problem["code"], "DEPENDENCY_UNAVAILABLE");
+    assert_eq!(app.get("/health/ready", None).await.headers()["retry-after"], "1", "says when to look again");
     assert_eq!(problem["detail"], "unavailable: redis");
     assert_eq!(problem["checks"]["postgres"], "ok");
     assert!(problem["checks"]["redis"].as_str().unwrap().starts_with("unavailable"));

@@ -73,11 +73,13 @@ pub enum ProblemKind {
     WebSocketUpgradeRequired,
     DependencyUnavailable,
     ServiceUnavailable,
+    /// A bare 400 from the framework (a refused CORS preflight, say).
+    BadRequest,
     Internal,
 }
 
 impl ProblemKind {
-    pub const ALL: [ProblemKind; 49] = [
+    pub const ALL: [ProblemKind; 50] = [
         ProblemKind::ValidationFailed,
         ProblemKind::MalformedJson,
         ProblemKind::UnknownField,
@@ -126,6 +128,7 @@ impl ProblemKind {
         ProblemKind::WebSocketUpgradeRequired,
         ProblemKind::DependencyUnavailable,
         ProblemKind::ServiceUnavailable,
+        ProblemKind::BadRequest,
         ProblemKind::Internal,
     ];
 
@@ -213,6 +216,7 @@ impl ProblemKind {
             P::ServiceUnavailable => {
                 (StatusCode::SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE", "Service temporarily unavailable")
             }
+            P::BadRequest => (StatusCode::BAD_REQUEST, "BAD_REQUEST", "Bad request"),
             P::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", "Internal server error"),
         }
     }
@@ -228,7 +232,7 @@ impl ProblemKind {
     /// The problem for a bare status produced outside our handlers (e.g. by the framework).
     pub fn for_status(status: StatusCode) -> ProblemKind {
         match status {
-            StatusCode::BAD_REQUEST => ProblemKind::MalformedJson,
+            StatusCode::BAD_REQUEST => ProblemKind::BadRequest,
             StatusCode::UNAUTHORIZED => ProblemKind::Unauthenticated,
             StatusCode::FORBIDDEN => ProblemKind::Forbidden,
             StatusCode::NOT_FOUND => ProblemKind::RouteNotFound,

@@ -103,16 +103,25 @@ async fn problemify(res: ServiceResponse<BoxBody>, path: &str) -> ServiceRespons
     let (req, response) = res.into_parts();
     let status = response.status();
     let (head, body) = response.into_parts();
-    let mut problem = match to_bytes(body).await.ok().filter(|_| is_problem) {
-        Some(bytes) => serde_json::from_slice::<serde_json::Value>(&bytes).unwrap_or_default(),
+    let bytes = to_bytes(body).await.ok();
+    let mut problem = match bytes.as_ref().filter(|_| is_problem) {
+        Some(bytes) => serde_json::from_slice::<serde_json::Value>(bytes).unwrap_or_default(),
         None => {
             let kind = ProblemKind::for_status(status);
             let (_, code, title) = kind.spec();
+            // A client error's short plain-text explanation (the framework's, e.g. why a CORS
+            // preflight was refused) is kept; a server error's never is.
+            let said = bytes
+                .as_deref()
+                .filter(|_| status.is_client_error())
+                .and_then(|b| std::str::from_utf8(b).ok())
+                .map(str::trim)
+                .filter(|t| !t.is_empty() && t.chars().count() <= 200 && !t.contains('<'));
             serde_json::json!({
                 "type": type_uri(code),
                 "title": title,
                 "status": status.as_u16(),
-                "detail": status.canonical_reason().unwrap_or("Error"),
+                "detail": said.unwrap_or(status.canonical_reason().unwrap_or("Error")),
                 "code": code,
             })
         }
@@ -134,12 +143,14 @@ async fn problemify(res: ServiceResponse<BoxBody>, path: &str) -> ServiceRespons
 pub async fn fallback(req: actix_web::HttpRequest, routes: Data<crate::openapi::RouteTable>) -> HttpResponse {
     // The path as routed (escapes decoded), as the routes themselves see it.
     let error = match routes.allowed_methods(req.match_info().as_str()) {
-        Some(methods) => ApiError::new(
+        // The method is allowed on the route the path resembles, yet it was not routed there
+        // (a trailing slash, an empty segment): no such route.
+        Some(methods) if !methods.split(", ").any(|m| m == req.method().as_str()) => ApiError::new(
             ProblemKind::MethodNotAllowed,
             format!("{} is not allowed here; allowed: {methods}.", req.method()),
         )
         .with_allow(methods),
-        None => ApiError::new(ProblemKind::RouteNotFound, format!("No route matches {}.", req.path())),
+        _ => ApiError::new(ProblemKind::RouteNotFound, format!("No route matches {}.", req.path())),
     };
     error.error_response()
 }

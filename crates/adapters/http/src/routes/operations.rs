@@ -61,7 +61,8 @@ async fn ready(state: Data<AppState>) -> Result<HttpResponse, ApiError> {
         return Ok(HttpResponse::Ok().json(HealthStatus { status: "ok", checks: Some(checks) }));
     }
     Err(ApiError::new(ProblemKind::DependencyUnavailable, format!("unavailable: {}", failing.join(", ")))
-        .with_checks(serde_json::Value::Object(checks)))
+        .with_checks(serde_json::Value::Object(checks))
+        .with_retry_after(std::time::Duration::from_secs(1)))
 }
 
 /// Prometheus metrics in the text exposition format.
