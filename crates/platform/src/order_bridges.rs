@@ -192,9 +192,6 @@ impl OrderPayments for OrderPaymentsBridge {
             Ok(p) if p.status == PaymentStatus::Refunded => Ok(Charged::Refunded),
             Ok(p) => Ok(Charged::Accepted(p.status)),
             Err(PaymentError::ProviderUnavailable(_)) => Ok(Charged::Unavailable),
-            Err(PaymentError::ProviderNotConfigured(p)) => {
-                Ok(Charged::Declined { reason: format!("{p} is not configured") })
-            }
             Err(e) => Err(payment_infra(e)),
         }
     }
@@ -214,6 +211,10 @@ impl OrderPayments for OrderPaymentsBridge {
 
     async fn refunds_answered(&self, payment: PaymentId) -> Result<bool, InfraError> {
         self.payments.refunds_answered(payment).await.map_err(payment_infra)
+    }
+
+    async fn refunded_in_full(&self, order: OrderId) -> Result<bool, InfraError> {
+        self.payments.refunded_in_full(order).await.map_err(payment_infra)
     }
 
     async fn refund_all(&self, order: OrderId, reason: &str) -> Result<RefundState, InfraError> {

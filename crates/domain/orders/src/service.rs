@@ -38,6 +38,7 @@ pub const COMPENSATED: &str = "refund and stock settled";
 pub const REFUND_REFUSED: &str = "refund refused by the provider";
 /// The note of a delivered order refunded in full.
 pub const REFUNDED_AFTER_DELIVERY: &str = "refunded in full after delivery";
+pub const REFUNDED_BEFORE_DELIVERY: &str = "refunded in full before delivery";
 
 /// Whether a cancelled order shows money taken that its compensation has yet to give back (unless
 /// the provider refused to).
@@ -659,14 +660,32 @@ impl OrderService {
             if order.status == OrderStatus::Confirmed
                 && to == OrderStatus::Processing
                 && order.payment_method.is_online()
+                && matches!(order.payment_status, PaymentStatus::Refunded | PaymentStatus::Failed)
+            {
+                // The money is gone (refunded in full, or the charge failed): never to be paid,
+                // there is nothing to process (a cancellation is what is left).
+                return Err(OrderRuleError::InvalidTransition { from: order.status, to }.into());
+            }
+            if order.status == OrderStatus::Confirmed
+                && to == OrderStatus::Processing
+                && order.payment_method.is_online()
                 && !matches!(order.payment_status, PaymentStatus::Paid | PaymentStatus::PartiallyRefunded)
             {
                 // Authorized or still processing at the provider: no goods go out before the
                 // money is taken (a charge that then fails cancels the order).
                 return Err(OrderError::PaymentNotSettledYet);
             }
+            let now = self.ports.clock.now();
             let mut next = order.clone();
-            next.transition(to, Some("by an admin".into()), self.ports.clock.now())?;
+            next.transition(to, Some("by an admin".into()), now)?;
+            // Refunded in full before it was delivered (goods sent back at once, a goodwill
+            // refund): delivered, it is REFUNDED, as when the refund follows the delivery.
+            if to == OrderStatus::Delivered
+                && next.payment_status == PaymentStatus::Refunded
+                && self.ports.payments.refunded_in_full(id).await?
+            {
+                next.transition(OrderStatus::Refunded, Some(REFUNDED_BEFORE_DELIVERY.into()), now)?;
+            }
             let jobs = if to == OrderStatus::Confirmed { vec![saga_job(id, Step::Finalize, None)] } else { vec![] };
             Ok((order, next, jobs))
         })

@@ -8,7 +8,9 @@ use ecom_kernel::{Currency, CustomerId, Money, OrderId, ProductId};
 use ecom_payments::model::{PaymentId, PaymentStatus};
 use ecom_payments::ports::MockJobPublisher;
 
-use crate::model::{CancellationReason, Order, OrderStatus, PaymentMethod, ShippingAddress, ShippingPolicy};
+use crate::model::{
+    CancellationReason, Order, OrderRuleError, OrderStatus, PaymentMethod, ShippingAddress, ShippingPolicy,
+};
 use crate::ports::*;
 use crate::service::{
     CheckoutRequest, OrderPorts, OrderService, OrderSettings, SagaJob, ShippingChoice, Step, StepError, COMPENSATED,
@@ -1240,4 +1242,48 @@ async fn an_online_order_is_processed_only_once_its_payment_is_taken() {
     paid.set_payment_status(PaymentStatus::Paid, now());
     *cell.lock().unwrap() = paid;
     assert_eq!(service.advance(id, OrderStatus::Processing).await.unwrap().status, OrderStatus::Processing);
+}
+
+#[pollster::test]
+async fn an_order_refunded_in_full_before_delivery_is_refunded_once_delivered() {
+    let mut order = delivered();
+    // Shipped, and its money given back in full before it arrived.
+    order.status = OrderStatus::Shipped;
+    order.set_payment_status(PaymentStatus::Refunded, now());
+    let id = order.id;
+    let mut m = Mocks::new();
+    let answered = Arc::new(Mutex::new(false));
+    let read = answered.clone();
+    m.payments.expect_refunded_in_full().withf(move |o| *o == id).returning(move |_| Ok(*read.lock().unwrap()));
+    let cell = stored(&mut m, order.clone());
+    let service = m.service();
+
+    // A refund still only booked: delivered, no more.
+    assert_eq!(service.advance(id, OrderStatus::Delivered).await.unwrap().status, OrderStatus::Delivered);
+    *cell.lock().unwrap() = order;
+    *answered.lock().unwrap() = true;
+    let after = service.advance(id, OrderStatus::Delivered).await.unwrap();
+    assert_eq!((after.status, after.payment_status), (OrderStatus::Refunded, PaymentStatus::Refunded));
+    assert!(after.has_note(crate::service::REFUNDED_BEFORE_DELIVERY));
+    assert_eq!(*cell.lock().unwrap(), after);
+}
+
+#[pollster::test]
+async fn an_online_order_whose_money_is_gone_cannot_be_processed() {
+    for gone in [PaymentStatus::Refunded, PaymentStatus::Failed] {
+        let mut order = placed(PaymentMethod::CreditCard);
+        order.set_payment_status(PaymentStatus::Paid, now());
+        order.transition(OrderStatus::Confirmed, None, now()).unwrap();
+        order.record(crate::service::FINALIZED, now());
+        order.set_payment_status(gone, now());
+        let id = order.id;
+        let mut m = Mocks::new();
+        let cell = stored(&mut m, order);
+        let refused = m.service().advance(id, OrderStatus::Processing).await;
+        assert!(
+            matches!(refused, Err(OrderError::Rule(OrderRuleError::InvalidTransition { .. }))),
+            "{gone:?}: {refused:?}"
+        );
+        assert_eq!(cell.lock().unwrap().status, OrderStatus::Confirmed);
+    }
 }

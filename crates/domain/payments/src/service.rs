@@ -217,6 +217,17 @@ impl PaymentService {
         Ok(self.payments.refunds(id).await?.iter().all(|r| r.status != RefundStatus::Requested))
     }
 
+    /// Whether the order's money was given back in full: one of its payments is REFUNDED and
+    /// the provider answered every refund of it (none only booked, which a refusal could undo).
+    pub async fn refunded_in_full(&self, order: OrderId) -> Result<bool, PaymentError> {
+        for payment in self.payments.of_order(order).await? {
+            if payment.status == PaymentStatus::Refunded && self.refunds_answered(payment.id).await? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     async fn load(&self, id: PaymentId) -> Result<Payment, PaymentError> {
         self.payments.get(id).await?.ok_or(PaymentError::NotFound(id))
     }
@@ -393,7 +404,14 @@ impl PaymentService {
         if payment.status != PaymentStatus::Pending {
             return Ok(payment);
         }
-        let gateway = self.gateway(payment.provider)?;
+        let Ok(gateway) = self.gateway(payment.provider) else {
+            // Nothing can take this payment (the provider's keys were removed): it fails, as a
+            // decline would, instead of staying PENDING under an order that shows it failed.
+            let mut failed = payment.clone();
+            failed.fail(&DeclineReason::Other(format!("{} is not configured", payment.provider)), self.clock.now())?;
+            self.save(&payment, &failed).await?;
+            return Ok(failed);
+        };
         let request = ChargeRequest {
             idempotency_key: charge_key(payment.order_id),
             payment_id: payment.id,
@@ -414,7 +432,9 @@ impl PaymentService {
                 next.fail(&DeclineReason::Other(format!("rejected: {message}")), now)?;
             }
             Err(GatewayError::Unavailable(message)) => return Err(PaymentError::ProviderUnavailable(message)),
-            Err(GatewayError::NotConfigured(_)) => return Err(PaymentError::ProviderNotConfigured(payment.provider)),
+            Err(GatewayError::NotConfigured(_)) => {
+                next.fail(&DeclineReason::Other(format!("{} is not configured", payment.provider)), now)?;
+            }
         }
         match self.payments.update(&payment, &next, &[]).await {
             Ok(()) => Ok(next),
