@@ -341,10 +341,11 @@ impl PaymentService {
         for payment in self.payments.of_order(order).await? {
             match payment.status {
                 PaymentStatus::Paid | PaymentStatus::PartiallyRefunded => {
-                    // Once the provider refused to refund this payment, it is not asked again
-                    // by itself (it would refuse again, each time a new refund): a person
-                    // decides, and refunds by hand when the provider allows it.
-                    if let Some(reason) = self.last_refund_refusal(payment.id).await? {
+                    // Once the provider refused to refund all this payment holds, it is not asked
+                    // again by itself (it would refuse again, each time a new refund): a person
+                    // decides, and refunds by hand when the provider allows it. (A refused refund
+                    // of a part of it, an admin's goodwill, says nothing of a full one.)
+                    if let Some(reason) = self.last_refund_refusal(&payment).await? {
                         refused.get_or_insert((payment.id, reason));
                         continue;
                     }
@@ -386,10 +387,15 @@ impl PaymentService {
         })
     }
 
-    /// Why the provider refused the payment's latest refund; `None` when it did not.
-    async fn last_refund_refusal(&self, payment: PaymentId) -> Result<Option<String>, PaymentError> {
-        let refunds = self.payments.refunds(payment).await?;
-        Ok(refunds.iter().max_by_key(|r| r.created_at).filter(|r| r.status == RefundStatus::Failed).map(stated_refusal))
+    /// Why the provider refused the payment's latest refund, when that refund was of all the
+    /// payment still holds; `None` otherwise.
+    async fn last_refund_refusal(&self, payment: &Payment) -> Result<Option<String>, PaymentError> {
+        let refunds = self.payments.refunds(payment.id).await?;
+        Ok(refunds
+            .iter()
+            .max_by_key(|r| r.created_at)
+            .filter(|r| r.status == RefundStatus::Failed && r.amount == payment.refundable())
+            .map(stated_refusal))
     }
 
     /// Charges a PENDING payment with the client's token. The idempotency key is the order's,

@@ -635,8 +635,8 @@ async fn a_charge_made_but_never_recorded_is_looked_up_by_its_key_never_made_and
 
 #[pollster::test]
 async fn every_payment_of_an_order_gets_its_turn_and_a_refusal_is_what_the_order_hears_first() {
-    // A card payment whose latest refund was refused, and a cash collection: the collection is
-    // still cancelled, and the money still taken is the answer.
+    // A card payment whose latest refund, of all it holds, was refused, and a cash collection:
+    // the collection is still cancelled, and the money still taken is the answer.
     let card = paid();
     let order = card.order_id;
     let cod = Payment::cash_on_delivery(order, card.customer_id, usd(4200), now());
@@ -646,7 +646,7 @@ async fn every_payment_of_an_order_gets_its_turn_and_a_refusal_is_what_the_order
     let refused = |minutes: i64, status: RefundStatus| Refund {
         id: crate::model::RefundId::new(),
         payment_id: card_id,
-        amount: usd(1000),
+        amount: usd(5000),
         reason: None,
         provider_reference: None,
         status,
@@ -723,4 +723,60 @@ async fn an_order_is_refunded_in_full_once_a_payment_of_it_is_refunded_and_every
         let service = service(repo, MockPaymentGateway::new(), MockJobPublisher::new());
         assert_eq!(service.refunded_in_full(order).await.unwrap(), expected, "{refund_status:?}");
     }
+}
+
+#[pollster::test]
+async fn a_refused_partial_refund_does_not_stop_a_cancellation_from_asking_for_all_of_it() {
+    // An admin's goodwill refund of a part was refused; the order is then cancelled.
+    let payment = paid();
+    let mut repo = MockPaymentRepository::new();
+    let current = Arc::new(std::sync::Mutex::new(payment.clone()));
+    let read = current.clone();
+    repo.expect_get().returning(move |_| Ok(Some(read.lock().unwrap().clone())));
+    let of_order = current.clone();
+    repo.expect_of_order().returning(move |_| Ok(vec![of_order.lock().unwrap().clone()]));
+    let goodwill = Refund {
+        id: crate::model::RefundId::new(),
+        payment_id: payment.id,
+        amount: usd(1000),
+        reason: Some("goodwill".into()),
+        provider_reference: None,
+        status: RefundStatus::Failed,
+        failure_reason: Some("rejected by the provider: too soon".into()),
+        created_at: now(),
+    };
+    let refunds = Arc::new(std::sync::Mutex::new(vec![goodwill]));
+    let listed = refunds.clone();
+    repo.expect_refunds().returning(move |_| Ok(listed.lock().unwrap().clone()));
+    // The whole of it is booked and asked for.
+    let (keep, booked) = (current.clone(), refunds.clone());
+    repo.expect_book_refund().withf(|_, _, refund, _| refund.amount == usd(5000)).times(1).returning(
+        move |_, next, refund, _| {
+            *keep.lock().unwrap() = next.clone();
+            booked.lock().unwrap().push(refund.clone());
+            Ok(())
+        },
+    );
+    let asked = refunds.clone();
+    repo.expect_refund().returning(move |_| Ok(asked.lock().unwrap().last().cloned()));
+    let mut gateway = MockPaymentGateway::new();
+    gateway
+        .expect_refund()
+        .times(1)
+        .returning(|_| Ok(ProviderRefund { reference: "re_1".into(), status: RefundStatus::Succeeded }));
+    let (settled, settled_refunds) = (current.clone(), refunds.clone());
+    repo.expect_settle_refund().returning(move |refund, change| {
+        if let Some(change) = change {
+            *settled.lock().unwrap() = change.payment.clone();
+        }
+        if let Some(last) = settled_refunds.lock().unwrap().last_mut() {
+            *last = refund.clone();
+        }
+        Ok(true)
+    });
+    let mut publisher = MockJobPublisher::new();
+    publisher.expect_publish().returning(|_| ());
+
+    let outcome = service(repo, gateway, publisher).refund_order(payment.order_id, "cancelled").await.unwrap();
+    assert!(matches!(outcome, crate::service::OrderRefund::Refunded(p) if p == payment.id), "{outcome:?}");
 }
