@@ -27,6 +27,11 @@ pub fn notices(before: &Order, after: &Order) -> Vec<NotificationRequest> {
             )),
             OrderStatus::Shipped => Some(("shipped", Event::OrderShipped { order_id: id })),
             OrderStatus::Delivered => Some(("delivered", Event::OrderDelivered { order_id: id })),
+            // Delivered and, its money given back before, REFUNDED in the same write: it was
+            // delivered all the same.
+            OrderStatus::Refunded if before.status != OrderStatus::Delivered => {
+                Some(("delivered", Event::OrderDelivered { order_id: id }))
+            }
             _ => None,
         };
         if let Some((what, event)) = event {

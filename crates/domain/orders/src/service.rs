@@ -625,11 +625,43 @@ impl OrderService {
     }
 
     /// An admin moves an order along: CONFIRMED (cash on delivery; then the finalize job),
-    /// PROCESSING, SHIPPED, DELIVERED. Only the saga confirms an online order, once its charge
-    /// is accepted: an admin confirming one still waiting for its payment is refused. A
-    /// confirmed order moves on once finalized (its units off the shelf) and, paid online, once
-    /// its payment is PAID, not before.
+    /// PROCESSING, SHIPPED, DELIVERED (REFUNDED when its money was given back in full before).
+    /// Only the saga confirms an online order, once its charge is accepted: an admin confirming
+    /// one still waiting for its payment is refused. A confirmed order moves on once finalized
+    /// (its units off the shelf) and, paid online, once its payment is PAID, not before.
     pub async fn advance(&self, id: OrderId, to: OrderStatus) -> Result<Order, OrderError> {
+        let order = self.advance_once(id, to).await?;
+        if order.status == OrderStatus::Delivered && order.payment_status == PaymentStatus::Refunded {
+            // Its refund's answer may have come between the check and the write (and its
+            // follower found an order not delivered yet, with nothing to change): look again.
+            return self.refund_delivered(id).await;
+        }
+        Ok(order)
+    }
+
+    /// A DELIVERED order whose money was given back in full, every refund answered, is REFUNDED.
+    async fn refund_delivered(&self, id: OrderId) -> Result<Order, OrderError> {
+        let mut attempts = 0;
+        loop {
+            let order = self.load(id).await?;
+            if order.status != OrderStatus::Delivered
+                || order.payment_status != PaymentStatus::Refunded
+                || !self.ports.payments.refunded_in_full(id).await?
+            {
+                return Ok(order);
+            }
+            let mut next = order.clone();
+            next.transition(OrderStatus::Refunded, Some(REFUNDED_BEFORE_DELIVERY.into()), self.ports.clock.now())?;
+            match self.store(&order, &next, &[], &[]).await {
+                Ok(()) => return Ok(next),
+                Err(OrderSaveError::Conflict) if attempts < 5 => attempts += 1,
+                Err(OrderSaveError::Conflict) => return Err(OrderError::Conflict),
+                Err(OrderSaveError::Infrastructure(e)) => return Err(OrderError::Infrastructure(e)),
+            }
+        }
+    }
+
+    async fn advance_once(&self, id: OrderId, to: OrderStatus) -> Result<Order, OrderError> {
         self.retry_on_conflict(|| async {
             let order = self.load(id).await?;
             if to == OrderStatus::Confirmed {

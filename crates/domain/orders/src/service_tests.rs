@@ -1255,17 +1255,20 @@ async fn an_order_refunded_in_full_before_delivery_is_refunded_once_delivered() 
     let answered = Arc::new(Mutex::new(false));
     let read = answered.clone();
     m.payments.expect_refunded_in_full().withf(move |o| *o == id).returning(move |_| Ok(*read.lock().unwrap()));
-    let cell = stored(&mut m, order.clone());
+    let (cell, staged) = stored_with_jobs(&mut m, order.clone());
     let service = m.service();
 
     // A refund still only booked: delivered, no more.
     assert_eq!(service.advance(id, OrderStatus::Delivered).await.unwrap().status, OrderStatus::Delivered);
     *cell.lock().unwrap() = order;
+    staged.lock().unwrap().clear();
     *answered.lock().unwrap() = true;
     let after = service.advance(id, OrderStatus::Delivered).await.unwrap();
     assert_eq!((after.status, after.payment_status), (OrderStatus::Refunded, PaymentStatus::Refunded));
     assert!(after.has_note(crate::service::REFUNDED_BEFORE_DELIVERY));
     assert_eq!(*cell.lock().unwrap(), after);
+    // The customer still hears it was delivered.
+    assert_eq!(notice_keys(&staged.lock().unwrap()), vec![format!("order:{id}:delivered")]);
 }
 
 #[pollster::test]
@@ -1286,4 +1289,21 @@ async fn an_online_order_whose_money_is_gone_cannot_be_processed() {
         );
         assert_eq!(cell.lock().unwrap().status, OrderStatus::Confirmed);
     }
+}
+
+#[pollster::test]
+async fn a_refund_answered_while_the_delivery_is_written_still_makes_the_order_refunded() {
+    let mut order = delivered();
+    order.status = OrderStatus::Shipped;
+    order.set_payment_status(PaymentStatus::Refunded, now());
+    let id = order.id;
+    let mut m = Mocks::new();
+    // Still only booked when the delivery checks; answered by the time it is written.
+    let mut answers = mockall::Sequence::new();
+    m.payments.expect_refunded_in_full().times(1).in_sequence(&mut answers).returning(|_| Ok(false));
+    m.payments.expect_refunded_in_full().times(1).in_sequence(&mut answers).returning(|_| Ok(true));
+    let cell = stored(&mut m, order);
+    let after = m.service().advance(id, OrderStatus::Delivered).await.unwrap();
+    assert_eq!((after.status, after.payment_status), (OrderStatus::Refunded, PaymentStatus::Refunded));
+    assert_eq!(cell.lock().unwrap().status, OrderStatus::Refunded);
 }

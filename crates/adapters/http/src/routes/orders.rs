@@ -313,7 +313,7 @@ async fn cancel_order(state: Data<AppState>, auth: Authenticated, id: Path<Uuid>
 
 async fn advance(state: &AppState, id: Uuid, to: OrderStatus) -> Result<HttpResponse, ApiError> {
     let order = state.orders.advance(OrderId::from_uuid(id), to).await?;
-    tracing::info!(order_id = %order.id, status = to.as_str(), "order advanced by an admin");
+    tracing::info!(order_id = %order.id, status = order.status.as_str(), "order advanced by an admin");
     Ok(HttpResponse::Ok().json(OrderDto::from(&order)))
 }
 
@@ -328,7 +328,8 @@ async fn admin_confirm(state: Data<AppState>, _admin: Admin, id: Path<Uuid>) -> 
 
 /// CONFIRMED → PROCESSING, once the order's units left the shelf (a cash order's finalize job
 /// runs right after its confirmation) and, paid online, once its payment is PAID; until then 409
-/// CONCURRENT_MODIFICATION, try again. ADMIN only.
+/// CONCURRENT_MODIFICATION, try again (409 INVALID_TRANSITION once its money is gone, refunded
+/// or failed). ADMIN only.
 #[utoipa::path(tag = "orders", security(("bearer" = ["ADMIN"])), params(("id" = Uuid, Path, description = "Order id")),
     responses((status = 200, body = OrderDto), (status = 409, description = "INVALID_TRANSITION; CONCURRENT_MODIFICATION (not finalized or not paid yet: try again)", body = Problem, content_type = "application/problem+json")))]
 #[patch("/orders/{id}/process")]
@@ -344,7 +345,8 @@ async fn admin_ship(state: Data<AppState>, _admin: Admin, id: Path<Uuid>) -> Res
     advance(&state, *id, OrderStatus::Shipped).await
 }
 
-/// SHIPPED → DELIVERED. ADMIN only.
+/// SHIPPED → DELIVERED; REFUNDED when its money was given back in full before (every refund
+/// answered). ADMIN only.
 #[utoipa::path(tag = "orders", security(("bearer" = ["ADMIN"])), params(("id" = Uuid, Path, description = "Order id")),
     responses((status = 200, body = OrderDto), (status = 409, description = "INVALID_TRANSITION", body = Problem, content_type = "application/problem+json")))]
 #[patch("/orders/{id}/deliver")]
