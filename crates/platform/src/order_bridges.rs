@@ -192,6 +192,9 @@ impl OrderPayments for OrderPaymentsBridge {
             Ok(p) if p.status == PaymentStatus::Refunded => Ok(Charged::Refunded),
             Ok(p) => Ok(Charged::Accepted(p.status)),
             Err(PaymentError::ProviderUnavailable(_)) => Ok(Charged::Unavailable),
+            Err(PaymentError::ProviderNotConfigured(p)) => {
+                Ok(Charged::Declined { reason: format!("{p} is not configured") })
+            }
             Err(e) => Err(payment_infra(e)),
         }
     }

@@ -410,14 +410,10 @@ impl PaymentService {
         if payment.status != PaymentStatus::Pending {
             return Ok(payment);
         }
-        let Ok(gateway) = self.gateway(payment.provider) else {
-            // Nothing can take this payment (the provider's keys were removed): it fails, as a
-            // decline would, instead of staying PENDING under an order that shows it failed.
-            let mut failed = payment.clone();
-            failed.fail(&DeclineReason::Other(format!("{} is not configured", payment.provider)), self.clock.now())?;
-            self.save(&payment, &failed).await?;
-            return Ok(failed);
-        };
+        // Not configured (its keys removed): the payment stays PENDING, as it may hold a charge
+        // an earlier attempt made without its answer, which `recover_charge` finds once the
+        // provider can be asked again.
+        let gateway = self.gateway(payment.provider)?;
         let request = ChargeRequest {
             idempotency_key: charge_key(payment.order_id),
             payment_id: payment.id,
@@ -438,9 +434,7 @@ impl PaymentService {
                 next.fail(&DeclineReason::Other(format!("rejected: {message}")), now)?;
             }
             Err(GatewayError::Unavailable(message)) => return Err(PaymentError::ProviderUnavailable(message)),
-            Err(GatewayError::NotConfigured(_)) => {
-                next.fail(&DeclineReason::Other(format!("{} is not configured", payment.provider)), now)?;
-            }
+            Err(GatewayError::NotConfigured(_)) => return Err(PaymentError::ProviderNotConfigured(payment.provider)),
         }
         match self.payments.update(&payment, &next, &[]).await {
             Ok(()) => Ok(next),

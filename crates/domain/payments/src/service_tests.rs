@@ -674,27 +674,6 @@ async fn every_payment_of_an_order_gets_its_turn_and_a_refusal_is_what_the_order
 }
 
 #[pollster::test]
-async fn a_charge_no_provider_can_take_fails_the_payment_instead_of_leaving_it_pending() {
-    let payment = pending();
-    let mut repo = MockPaymentRepository::new();
-    let stored = payment.clone();
-    repo.expect_get().returning(move |_| Ok(Some(stored.clone())));
-    repo.expect_update()
-        .withf(|expected, next, _| {
-            expected.status == PaymentStatus::Pending
-                && next.status == PaymentStatus::Failed
-                && next.failure_reason.as_deref().is_some_and(|r| r.contains("not configured"))
-        })
-        .times(1)
-        .returning(|_, _, _| Ok(()));
-    let mut gateways = MockGateways::new();
-    gateways.expect_get().returning(|_| None);
-    let service = PaymentService::new(Arc::new(repo), Arc::new(gateways), Arc::new(MockJobPublisher::new()), clock());
-    let failed = service.charge(payment.id, "pm_card_visa").await.unwrap();
-    assert_eq!(failed.status, PaymentStatus::Failed);
-}
-
-#[pollster::test]
 async fn an_order_is_refunded_in_full_once_a_payment_of_it_is_refunded_and_every_refund_answered() {
     let refunded = {
         let mut p = paid();
