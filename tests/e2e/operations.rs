@@ -47,9 +47,12 @@ async fn unknown_routes_are_404_and_wrong_methods_405_as_problems() {
     let res = app.get("/v1/auth/%6Cogin", None).await;
     assert_eq!(res.headers()[header::ALLOW], "POST");
     // A trailing slash or an empty segment is no route, whatever the method.
-    for (method, path) in
-        [(Method::GET, "/v1/products/"), (Method::POST, "/v1/auth/login/"), (Method::GET, "/v1/orders//payments")]
-    {
+    for (method, path) in [
+        (Method::GET, "/v1/products/"),
+        (Method::DELETE, "/v1/products/"),
+        (Method::POST, "/v1/auth/login/"),
+        (Method::GET, "/v1/orders//payments"),
+    ] {
         let res = app.request(method.clone(), path, None).send().await.unwrap();
         assert!(res.headers().get(header::ALLOW).is_none(), "{method} {path}");
         assert_problem(res, StatusCode::NOT_FOUND, "ROUTE_NOT_FOUND").await;

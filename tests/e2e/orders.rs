@@ -222,6 +222,16 @@ async fn an_online_checkout_is_confirmed_then_paid_with_stock_taken_and_the_cart
     let res =
         shop.app.post("/v1/orders/checkout", &json!({"cartId": cart, "paymentMethod": "CREDIT_CARD"}), None).await;
     assert_problem(res, StatusCode::UNAUTHORIZED, "UNAUTHENTICATED").await;
+    // (A guest's cart token is no sign-in.)
+    let res = shop
+        .app
+        .request(reqwest::Method::POST, "/v1/orders/checkout", None)
+        .header("X-Cart-Token", "a-guests-cart-token")
+        .json(&json!({"cartId": cart, "paymentMethod": "CREDIT_CARD"}))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(res, StatusCode::UNAUTHORIZED, "UNAUTHENTICATED").await;
     let res = shop
         .app
         .post(

@@ -184,9 +184,12 @@ pub async fn idempotent(
         // `/v1/orders/%63heckout` is routed to the checkout.
         let pattern = req.resource_map().match_pattern(&routed);
         let method = req.method().as_str().to_owned();
-        // Who is asking comes first: an anonymous caller gets the route's 401, not this 400.
-        let identified =
-            req.app_data::<Data<AppState>>().cloned().is_some_and(|state| caller_of(&req, &state).is_some());
+        // Who is asking comes first: a caller not signed in (a guest's cart token is no
+        // sign-in) gets the route's 401, not this 400.
+        let identified = req
+            .app_data::<Data<AppState>>()
+            .cloned()
+            .is_some_and(|state| caller_of(&req, &state).is_some_and(|c| c.starts_with("customer:")));
         if identified && pattern.is_some_and(|p| is_required(&method, &p)) {
             let err =
                 ApiError::new(ProblemKind::IdempotencyKeyRequired, "This request needs an Idempotency-Key header.");

@@ -246,8 +246,12 @@ impl RouteTable {
         Self { routes }
     }
 
-    /// The methods documented for `path`, joined for an `Allow` header; `None` if no route matches.
+    /// The methods documented for `path`, joined for an `Allow` header; `None` if no route matches
+    /// (a path with an empty segment, a trailing slash included, matches none).
     pub fn allowed_methods(&self, path: &str) -> Option<String> {
+        if path.split('/').skip(1).any(str::is_empty) {
+            return None;
+        }
         let parts: Vec<&str> = segments(path).collect();
         let mut allowed: Vec<&str> = self
             .routes
