@@ -216,8 +216,8 @@ impl OrderPayments for OrderPaymentsBridge {
         self.payments.refunds_answered(payment).await.map_err(payment_infra)
     }
 
-    async fn refunded_in_full(&self, order: OrderId) -> Result<bool, InfraError> {
-        self.payments.refunded_in_full(order).await.map_err(payment_infra)
+    async fn refunded_payment(&self, order: OrderId) -> Result<Option<(PaymentId, bool)>, InfraError> {
+        self.payments.refunded_payment(order).await.map_err(payment_infra)
     }
 
     async fn refund_all(&self, order: OrderId, reason: &str) -> Result<RefundState, InfraError> {

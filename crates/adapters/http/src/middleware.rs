@@ -143,12 +143,12 @@ async fn problemify(res: ServiceResponse<BoxBody>, path: &str) -> ServiceRespons
 pub async fn fallback(req: actix_web::HttpRequest, routes: Data<crate::openapi::RouteTable>) -> HttpResponse {
     // The path as routed (escapes decoded), as the routes themselves see it.
     let error = match routes.allowed_methods(req.match_info().as_str()) {
-        // (The method is allowed there, yet it was not routed: not that route after all.)
         Some(methods) if !methods.split(", ").any(|m| m == req.method().as_str()) => ApiError::new(
             ProblemKind::MethodNotAllowed,
             format!("{} is not allowed here; allowed: {methods}.", req.method()),
         )
         .with_allow(methods),
+        // No such path; or the method is allowed there, yet the request was not routed to it.
         _ => ApiError::new(ProblemKind::RouteNotFound, format!("No route matches {}.", req.path())),
     };
     error.error_response()

@@ -29,7 +29,7 @@ pub fn notices(before: &Order, after: &Order) -> Vec<NotificationRequest> {
             OrderStatus::Delivered => Some(("delivered", Event::OrderDelivered { order_id: id })),
             // Delivered and, its money given back before, REFUNDED in the same write: it was
             // delivered all the same.
-            OrderStatus::Refunded if before.status != OrderStatus::Delivered => {
+            OrderStatus::Refunded if before.status == OrderStatus::Shipped => {
                 Some(("delivered", Event::OrderDelivered { order_id: id }))
             }
             _ => None,

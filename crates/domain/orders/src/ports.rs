@@ -216,6 +216,9 @@ pub trait OrderPayments: Send + Sync {
     /// Whether the provider answered every refund of the payment (none is still only booked,
     /// which a refusal could give back).
     async fn refunds_answered(&self, payment: ecom_payments::model::PaymentId) -> Result<bool, InfraError>;
-    /// Whether the order's money was given back in full, every refund of it answered.
-    async fn refunded_in_full(&self, order: OrderId) -> Result<bool, InfraError>;
+    /// The order's payment refunded in full, if any, and whether every refund of it is answered.
+    async fn refunded_payment(
+        &self,
+        order: OrderId,
+    ) -> Result<Option<(ecom_payments::model::PaymentId, bool)>, InfraError>;
 }

@@ -630,38 +630,6 @@ impl OrderService {
     /// one still waiting for its payment is refused. A confirmed order moves on once finalized
     /// (its units off the shelf) and, paid online, once its payment is PAID, not before.
     pub async fn advance(&self, id: OrderId, to: OrderStatus) -> Result<Order, OrderError> {
-        let order = self.advance_once(id, to).await?;
-        if order.status == OrderStatus::Delivered && order.payment_status == PaymentStatus::Refunded {
-            // Its refund's answer may have come between the check and the write (and its
-            // follower found an order not delivered yet, with nothing to change): look again.
-            return self.refund_delivered(id).await;
-        }
-        Ok(order)
-    }
-
-    /// A DELIVERED order whose money was given back in full, every refund answered, is REFUNDED.
-    async fn refund_delivered(&self, id: OrderId) -> Result<Order, OrderError> {
-        let mut attempts = 0;
-        loop {
-            let order = self.load(id).await?;
-            if order.status != OrderStatus::Delivered
-                || order.payment_status != PaymentStatus::Refunded
-                || !self.ports.payments.refunded_in_full(id).await?
-            {
-                return Ok(order);
-            }
-            let mut next = order.clone();
-            next.transition(OrderStatus::Refunded, Some(REFUNDED_BEFORE_DELIVERY.into()), self.ports.clock.now())?;
-            match self.store(&order, &next, &[], &[]).await {
-                Ok(()) => return Ok(next),
-                Err(OrderSaveError::Conflict) if attempts < 5 => attempts += 1,
-                Err(OrderSaveError::Conflict) => return Err(OrderError::Conflict),
-                Err(OrderSaveError::Infrastructure(e)) => return Err(OrderError::Infrastructure(e)),
-            }
-        }
-    }
-
-    async fn advance_once(&self, id: OrderId, to: OrderStatus) -> Result<Order, OrderError> {
         self.retry_on_conflict(|| async {
             let order = self.load(id).await?;
             if to == OrderStatus::Confirmed {
@@ -710,15 +678,20 @@ impl OrderService {
             let now = self.ports.clock.now();
             let mut next = order.clone();
             next.transition(to, Some("by an admin".into()), now)?;
+            let mut jobs = if to == OrderStatus::Confirmed { vec![saga_job(id, Step::Finalize, None)] } else { vec![] };
             // Refunded in full before it was delivered (goods sent back at once, a goodwill
-            // refund): delivered, it is REFUNDED, as when the refund follows the delivery.
-            if to == OrderStatus::Delivered
-                && next.payment_status == PaymentStatus::Refunded
-                && self.ports.payments.refunded_in_full(id).await?
-            {
-                next.transition(OrderStatus::Refunded, Some(REFUNDED_BEFORE_DELIVERY.into()), now)?;
+            // refund): delivered, it is REFUNDED, as when the refund follows the delivery. A
+            // refund still only booked is followed once this write is in (the refund's own
+            // follower may have run already, finding the order not delivered yet).
+            if to == OrderStatus::Delivered && next.payment_status == PaymentStatus::Refunded {
+                match self.ports.payments.refunded_payment(id).await? {
+                    Some((_, true)) => {
+                        next.transition(OrderStatus::Refunded, Some(REFUNDED_BEFORE_DELIVERY.into()), now)?;
+                    }
+                    Some((payment, false)) => jobs.push(ecom_payments::service::follow_job(id, payment, "delivered")),
+                    None => {}
+                }
             }
-            let jobs = if to == OrderStatus::Confirmed { vec![saga_job(id, Step::Finalize, None)] } else { vec![] };
             Ok((order, next, jobs))
         })
         .await

@@ -53,11 +53,17 @@ pub struct PaymentChangedJob {
 /// job per change), staged with the change: the order follows even when the request that made it
 /// stops before it told the order.
 fn changed_job(payment: &Payment, change: &str) -> NewJob {
+    follow_job(payment.order_id, payment.id, change)
+}
+
+/// The job that has the order show its payment as it stands (`change` names why, in its
+/// deterministic id: one job per change).
+pub fn follow_job(order: OrderId, payment: PaymentId, change: &str) -> NewJob {
     NewJob {
-        id: JobId::new(format!("payment-changed:{}:{change}", payment.id)),
+        id: JobId::new(format!("payment-changed:{payment}:{change}")),
         queue: QueueName::PaymentEvents,
         kind: CHANGED_KIND.to_owned(),
-        payload: serde_json::json!(PaymentChangedJob { payment_id: payment.id, order_id: payment.order_id }),
+        payload: serde_json::json!(PaymentChangedJob { payment_id: payment, order_id: order }),
         schema_version: 1,
         max_attempts: 10,
         trace_id: None,
@@ -217,15 +223,15 @@ impl PaymentService {
         Ok(self.payments.refunds(id).await?.iter().all(|r| r.status != RefundStatus::Requested))
     }
 
-    /// Whether the order's money was given back in full: one of its payments is REFUNDED and
-    /// the provider answered every refund of it (none only booked, which a refusal could undo).
-    pub async fn refunded_in_full(&self, order: OrderId) -> Result<bool, PaymentError> {
+    /// The order's payment refunded in full, if any, and whether the provider answered every
+    /// refund of it (none only booked, which a refusal could undo).
+    pub async fn refunded_payment(&self, order: OrderId) -> Result<Option<(PaymentId, bool)>, PaymentError> {
         for payment in self.payments.of_order(order).await? {
-            if payment.status == PaymentStatus::Refunded && self.refunds_answered(payment.id).await? {
-                return Ok(true);
+            if payment.status == PaymentStatus::Refunded {
+                return Ok(Some((payment.id, self.refunds_answered(payment.id).await?)));
             }
         }
-        Ok(false)
+        Ok(None)
     }
 
     async fn load(&self, id: PaymentId) -> Result<Payment, PaymentError> {

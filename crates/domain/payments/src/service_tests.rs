@@ -674,17 +674,18 @@ async fn every_payment_of_an_order_gets_its_turn_and_a_refusal_is_what_the_order
 }
 
 #[pollster::test]
-async fn an_order_is_refunded_in_full_once_a_payment_of_it_is_refunded_and_every_refund_answered() {
+async fn an_orders_refunded_payment_is_named_with_whether_every_refund_of_it_is_answered() {
     let refunded = {
         let mut p = paid();
         p.refund(usd(5000), now()).unwrap();
         p
     };
     let order = refunded.order_id;
+    let id = refunded.id;
     for (payments, refund_status, expected) in [
-        (vec![paid()], RefundStatus::Succeeded, false),
-        (vec![refunded.clone()], RefundStatus::Requested, false),
-        (vec![refunded.clone()], RefundStatus::Succeeded, true),
+        (vec![paid()], RefundStatus::Succeeded, None),
+        (vec![refunded.clone()], RefundStatus::Requested, Some((id, false))),
+        (vec![refunded.clone()], RefundStatus::Succeeded, Some((id, true))),
     ] {
         let mut repo = MockPaymentRepository::new();
         repo.expect_of_order().with(eq(order)).returning(move |_| Ok(payments.clone()));
@@ -700,7 +701,7 @@ async fn an_order_is_refunded_in_full_once_a_payment_of_it_is_refunded_and_every
         };
         repo.expect_refunds().returning(move |_| Ok(vec![refund.clone()]));
         let service = service(repo, MockPaymentGateway::new(), MockJobPublisher::new());
-        assert_eq!(service.refunded_in_full(order).await.unwrap(), expected, "{refund_status:?}");
+        assert_eq!(service.refunded_payment(order).await.unwrap(), expected, "{refund_status:?}");
     }
 }
 
