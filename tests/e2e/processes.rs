@@ -104,15 +104,22 @@ fn common_env(db: &TestDb, redis: &TestRedis) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// The api binary on a port of its own (one HTTP worker), once it listens.
+fn api_process(db: &TestDb, redis: &TestRedis, extra: &[(&'static str, &str)]) -> (Proc, u16) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut env = common_env(db, redis);
+    env.push(("HTTP_PORT", port.to_string()));
+    env.push(("HTTP_WORKERS", "1".to_owned()));
+    env.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
+    let api = Proc::spawn("api", &env);
+    api.wait_for_line("api listening", Duration::from_secs(30));
+    (api, port)
+}
+
 #[tokio::test]
 async fn the_api_binary_serves_and_drains_on_sigterm() {
     let (db, redis) = (TestDb::new().await, TestRedis::new());
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut env = common_env(&db, &redis);
-    env.push(("HTTP_PORT", port.to_string()));
-    env.push(("HTTP_WORKERS", "1".to_owned()));
-    let mut api = Proc::spawn("api", &env);
-    api.wait_for_line("api listening", Duration::from_secs(30));
+    let (mut api, port) = api_process(&db, &redis, &[]);
 
     let res = reqwest::get(format!("http://127.0.0.1:{port}/health/ready")).await.unwrap();
     assert_eq!(res.status(), reqwest::StatusCode::OK);
@@ -127,12 +134,7 @@ async fn the_api_binary_serves_and_drains_on_sigterm() {
 async fn ctrl_c_lets_a_request_under_way_finish_before_the_api_exits() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let (db, redis) = (TestDb::new().await, TestRedis::new());
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut env = common_env(&db, &redis);
-    env.push(("HTTP_PORT", port.to_string()));
-    env.push(("HTTP_WORKERS", "1".to_owned()));
-    let mut api = Proc::spawn("api", &env);
-    api.wait_for_line("api listening", Duration::from_secs(30));
+    let (mut api, port) = api_process(&db, &redis, &[]);
 
     // A connection the server has taken (a first request answered on it), then a request under
     // way on it: its body still arriving when the operator presses Ctrl-C.
@@ -180,14 +182,8 @@ async fn a_stopping_api_closes_its_websockets_as_going_away_and_does_not_wait_fo
     use tokio_tungstenite::tungstenite::Message;
 
     let (db, redis) = (TestDb::new().await, TestRedis::new());
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut env = common_env(&db, &redis);
-    env.push(("HTTP_PORT", port.to_string()));
-    env.push(("HTTP_WORKERS", "1".to_owned()));
     // A drain far longer than the test waits: only closing the sessions ends it in time.
-    env.push(("SHUTDOWN_TIMEOUT_SECS", "60".to_owned()));
-    let mut api = Proc::spawn("api", &env);
-    api.wait_for_line("api listening", Duration::from_secs(30));
+    let (mut api, port) = api_process(&db, &redis, &[("SHUTDOWN_TIMEOUT_SECS", "60")]);
     let body = serde_json::json!({"email": "ws-stop@shop.test", "password": "long-enough-password", "firstName": "W", "lastName": "S"});
     let registered: serde_json::Value = reqwest::Client::new()
         .post(format!("http://127.0.0.1:{port}/v1/auth/register"))
