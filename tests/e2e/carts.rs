@@ -227,10 +227,25 @@ async fn signing_in_merges_the_guest_cart_into_the_customers() {
         cart["items"].as_array().unwrap().iter().find(|i| i["productId"] == p).map(|i| i["quantity"].as_u64().unwrap())
     };
     assert_eq!((qty(&merged, &a), qty(&merged, &b), qty(&merged, &c)), (Some(3), Some(1), Some(4)));
-    // The guest cart is gone; merging again finds nothing.
+    // The guest cart is gone for everyone; merging again (a reply lost) answers the same,
+    // nothing counted twice.
     let res = guest_request(&app, Method::GET, &format!("/v1/carts/{}", g.id), &g.token).send().await.unwrap();
     assert_problem(res, StatusCode::NOT_FOUND, "CART_NOT_FOUND").await;
-    assert_problem(merge(token, Some(&g.token)).await.unwrap(), StatusCode::NOT_FOUND, "CART_NOT_FOUND").await;
+    let res = guest_request(&app, Method::POST, &format!("/v1/carts/{}/items", g.id), &g.token)
+        .json(&json!({"productId": a, "quantity": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(res, StatusCode::NOT_FOUND, "CART_NOT_FOUND").await;
+    let again = merge(token, Some(&g.token)).await.unwrap();
+    assert_eq!(again.status(), StatusCode::OK);
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(again["id"], mine_id.as_str());
+    assert_eq!((qty(&again, &a), qty(&again, &b), qty(&again, &c)), (Some(3), Some(1), Some(4)));
+    // Another customer holding the guest's token finds nothing to merge.
+    let other = app.register_customer().await;
+    let res = merge(Some(&other.access_token), Some(&g.token)).await.unwrap();
+    assert_problem(res, StatusCode::NOT_FOUND, "CART_NOT_FOUND").await;
 }
 
 #[tokio::test]

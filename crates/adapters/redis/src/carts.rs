@@ -440,7 +440,8 @@ impl CartStore for RedisCartStore {
         }
     }
 
-    async fn delete(&self, id: CartId) -> Result<(), InfraError> {
-        self.redis.cmd::<()>(redis::cmd("DEL").arg(self.keys.cart(&id.to_string()))).await
+    async fn retire(&self, id: CartId, for_: Duration) -> Result<(), InfraError> {
+        let ms = i64::try_from(millis(for_)).unwrap_or(i64::MAX);
+        self.redis.cmd::<()>(redis::cmd("PEXPIRE").arg(self.keys.cart(&id.to_string())).arg(ms)).await
     }
 }

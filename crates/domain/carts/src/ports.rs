@@ -93,7 +93,9 @@ pub trait CartStore: Send + Sync {
         limits: CartLimits,
         now: DateTime<Utc>,
     ) -> Result<(), CartStoreError>;
-    async fn delete(&self, id: CartId) -> Result<(), InfraError>;
+    /// Keeps a merged (sealed) cart only `for_` longer: long enough for a retried merge to find
+    /// it, and answer as the first did.
+    async fn retire(&self, id: CartId, for_: std::time::Duration) -> Result<(), InfraError>;
 }
 
 /// The catalog and inventory as carts see them.

@@ -9,6 +9,9 @@ use crate::error::CartError;
 use crate::model::{Caller, CartId, CartLimits, CartLine, CartOwner, CartView, PricedLine, ProductInfo, StoredCart};
 use crate::ports::{CartStore, CartStoreError, CartTokens, ProductLookup, WriteScope};
 
+/// How long a guest cart merged into a customer's is kept (sealed, hidden) for a retried merge.
+pub const MERGED_CART_KEPT: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
 /// Whether a write adds to a line or sets it.
 #[derive(Debug, Clone, Copy)]
 enum LineWrite {
@@ -138,7 +141,9 @@ impl CartService {
     }
 
     /// Folds a guest cart (reached with its token) into the signed-in customer's cart: quantities
-    /// summed, capped by availability and limits; the guest cart is deleted. Safe to retry.
+    /// summed, capped by availability and limits; the guest cart, sealed, is kept a day only
+    /// (hidden from everyone), so a retried merge (its answer lost) answers the same. Safe to
+    /// retry.
     pub async fn merge(&self, caller: &Caller, guest: CartId) -> Result<CartView, CartError> {
         let customer = caller.customer.ok_or(CartError::CustomerRequired)?;
         let token_ok = caller.cart_token.as_deref().is_some_and(|t| self.tokens.verify(guest, t));
@@ -166,7 +171,7 @@ impl CartService {
             .merge(target, guest, &lines, self.limits, now)
             .await
             .map_err(|e| self.store_error(e, ProductId::new()))?;
-        self.store.delete(guest).await?;
+        self.store.retire(guest, MERGED_CART_KEPT).await?;
         self.view_of(target).await
     }
 

@@ -193,7 +193,7 @@ async fn merging_needs_the_guest_token_then_seals_folds_and_deletes() {
         })
         .times(1)
         .returning(|_, _, _, _, _| Ok(()));
-    m.store.expect_delete().with(eq(guest)).times(1).returning(|_| Ok(()));
+    m.store.expect_retire().with(eq(guest), eq(crate::service::MERGED_CART_KEPT)).times(1).returning(|_, _| Ok(()));
     m.store.expect_load().returning(move |id| Ok(Some(cart(id, CartOwner::Customer(customer), vec![]))));
     let svc = m.service();
 
