@@ -93,7 +93,21 @@ pub async fn run_worker(config: &Config) -> anyhow::Result<()> {
         "worker started: postgres and redis reachable"
     );
     let (stopped, mut stopping) = tokio::sync::watch::channel(false);
-    let purging = tokio::spawn(purge_expired_sessions(services.identity.clone(), stopped.subscribe()));
+    // Upkeep of the queues' consumer groups, under this worker's name (it never joins them).
+    let groups = QueueName::ALL
+        .into_iter()
+        .map(|queue| {
+            QueueConsumer::new(
+                services.redis.clone(),
+                &config.redis_url,
+                &services.redis_keys,
+                queue,
+                consumer_name.clone(),
+                ConsumerSettings::default(),
+            )
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let purging = tokio::spawn(hourly_upkeep(services.identity.clone(), groups, stopped.subscribe()));
     let jobs = tokio::spawn(runtime.run(async move {
         let _ = stopping.changed().await;
     }));
@@ -179,19 +193,38 @@ async fn resume_sagas(services: &Services) {
     }
 }
 
-/// How often the worker deletes refresh tokens long expired.
+/// How often the worker deletes refresh tokens long expired and forgets departed consumers.
 const SESSION_PURGE_INTERVAL: Duration = Duration::from_secs(3600);
 
-/// Deletes refresh tokens expired for a week, a batch at a time (the next at once while they
-/// come back full, else an hour later), on a task of its own: a first purge of a large backlog
+/// A consumer of a queue's group with no delivery, not heard of this long, is a worker gone.
+const DEPARTED_CONSUMER_IDLE: Duration = Duration::from_secs(24 * 3600);
+
+/// Every hour, on a task of its own: forgets the consumers of departed workers (each start
+/// joins the groups under a new name), and deletes refresh tokens expired for a week, a batch
+/// at a time (the next at once while they come back full): a first purge of a large backlog
 /// holds up neither the sweeps nor a stop, which it heeds between batches.
-async fn purge_expired_sessions(
+async fn hourly_upkeep(
     identity: Arc<ecom_identity::IdentityService>,
+    groups: Vec<QueueConsumer>,
     mut stopping: tokio::sync::watch::Receiver<bool>,
 ) {
     const BATCH: usize = 1000;
+    let mut full = false;
     loop {
-        let full = match identity.purge_expired_sessions(BATCH).await {
+        if !full {
+            for group in &groups {
+                match group.forget_idle_consumers(DEPARTED_CONSUMER_IDLE).await {
+                    Ok(0) => {}
+                    Ok(forgotten) => {
+                        tracing::info!(queue = group.queue().as_str(), forgotten, "departed consumers forgotten")
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %err, "forgetting departed consumers failed; retrying next hour")
+                    }
+                }
+            }
+        }
+        full = match identity.purge_expired_sessions(BATCH).await {
             Ok(purged) => {
                 if purged > 0 {
                     tracing::info!(purged, "expired sessions purged");

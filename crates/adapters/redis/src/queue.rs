@@ -236,7 +236,24 @@ fn encode(job: &NewJob, now: DateTime<Utc>) -> Result<String, InfraError> {
     serde_json::to_string(&StoredJob::of(job, now)).map_err(|e| InfraError::unexpected("job encoding").with_source(e))
 }
 
+/// KEYS: stream. ARGV: min_idle_ms, this consumer's name. Removes from the group every other
+/// consumer that holds no delivery and has not been heard of for `min_idle_ms` (workers stopped
+/// or replaced: each start joins under a new name); returns how many. Checked and removed in one
+/// script: a consumer given a delivery meanwhile would lose it with its removal.
+const FORGET_IDLE_CONSUMERS: &str = r"
+local forgotten = 0
+for _, consumer in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], 'workers')) do
+  local fields = {}
+  for i = 1, #consumer, 2 do fields[consumer[i]] = consumer[i + 1] end
+  if fields['name'] ~= ARGV[2] and tonumber(fields['pending']) == 0 and tonumber(fields['idle']) > tonumber(ARGV[1]) then
+    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], 'workers', fields['name'])
+    forgotten = forgotten + 1
+  end
+end
+return forgotten";
+
 struct Scripts {
+    forget_idle_consumers: redis::Script,
     enqueue: redis::Script,
     start: redis::Script,
     finish: redis::Script,
@@ -250,6 +267,7 @@ struct Scripts {
 impl Scripts {
     fn new() -> Self {
         Self {
+            forget_idle_consumers: redis::Script::new(FORGET_IDLE_CONSUMERS),
             enqueue: redis::Script::new(ENQUEUE),
             start: redis::Script::new(START),
             finish: redis::Script::new(FINISH),
@@ -484,6 +502,15 @@ impl QueueConsumer {
             Err(err) if err.to_string().contains("BUSYGROUP") || format!("{err:?}").contains("BUSYGROUP") => Ok(()),
             other => other,
         }
+    }
+
+    /// Removes from the group the consumers (other than this one) that hold no delivery and were
+    /// not heard of for `min_idle`: each worker start joins under a new name, and nothing else
+    /// ever removes the old ones. Returns how many.
+    pub async fn forget_idle_consumers(&self, min_idle: Duration) -> Result<u64, InfraError> {
+        let mut call = self.scripts.forget_idle_consumers.prepare_invoke();
+        call.key(self.keys.stream()).arg(millis(min_idle)).arg(&self.name);
+        self.redis.script(&call).await
     }
 
     /// Reads up to `max` new deliveries, waiting up to `block` for the first.

@@ -609,3 +609,42 @@ async fn an_idle_delivery_behind_many_running_ones_is_reclaimed() {
     let ids: Vec<&str> = taken.iter().map(|d| d.job.id.as_str()).collect();
     assert_eq!(ids, ["run-24"]);
 }
+
+#[tokio::test]
+async fn consumers_of_departed_workers_are_forgotten_unless_they_hold_a_delivery() {
+    let redis = TestRedis::new();
+    let queue = producer(&redis);
+    queue.enqueue_batch(&[job("done", 3), job("held", 3)]).await.unwrap();
+    // One worker ran its job and went away; another went away holding one.
+    let gone = consumer(&redis, "gone").await;
+    let done = gone.read(1, SHORT).await.unwrap().remove(0);
+    assert!(gone.complete(&done, None).await.unwrap());
+    let crashed = consumer(&redis, "crashed").await;
+    assert_eq!(crashed.read(1, SHORT).await.unwrap().len(), 1);
+    let names = |redis: &TestRedis| {
+        let stream = RedisKeys::new(redis.prefix()).queue(QueueName::Checkout.as_str()).stream();
+        let mut conn = deadpool_redis::redis::Client::open(redis.url()).unwrap().get_connection().unwrap();
+        let consumers: Vec<HashMap<String, deadpool_redis::redis::Value>> =
+            deadpool_redis::redis::cmd("XINFO").arg("CONSUMERS").arg(stream).arg("workers").query(&mut conn).unwrap();
+        let mut names: Vec<String> = consumers
+            .iter()
+            .map(|c| match &c["name"] {
+                deadpool_redis::redis::Value::BulkString(b) => String::from_utf8(b.clone()).unwrap(),
+                deadpool_redis::redis::Value::SimpleString(s) => s.clone(),
+                other => panic!("name: {other:?}"),
+            })
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(names(&redis), ["crashed", "gone"]);
+
+    let upkeep = consumer(&redis, "upkeep").await;
+    assert_eq!(upkeep.forget_idle_consumers(Duration::from_secs(60)).await.unwrap(), 0, "not idle long enough");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(upkeep.forget_idle_consumers(Duration::from_millis(200)).await.unwrap(), 1);
+    // The one holding a delivery stays, for a reclaim to take it over.
+    assert_eq!(names(&redis), ["crashed"]);
+    let rescuer = consumer(&redis, "rescuer").await;
+    assert_eq!(rescuer.reclaim(Duration::from_millis(200), 10).await.unwrap()[0].job.id.as_str(), "held");
+}
