@@ -93,7 +93,8 @@ pub async fn run_worker(config: &Config) -> anyhow::Result<()> {
         "worker started: postgres and redis reachable"
     );
     let (stopped, mut stopping) = tokio::sync::watch::channel(false);
-    // Upkeep of the queues' consumer groups, under this worker's name (it never joins them).
+    // Upkeep of the queues' consumer groups, under this worker's name (this handle only reads
+    // the groups, and never removes the worker's own consumers).
     let groups = QueueName::ALL
         .into_iter()
         .map(|queue| {
@@ -219,7 +220,8 @@ async fn hourly_upkeep(
                         tracing::info!(queue = group.queue().as_str(), forgotten, "departed consumers forgotten")
                     }
                     Err(err) => {
-                        tracing::warn!(error = %err, "forgetting departed consumers failed; retrying next hour")
+                        let queue = group.queue().as_str();
+                        tracing::warn!(queue, error = %err, "forgetting departed consumers failed; retrying next hour")
                     }
                 }
             }

@@ -442,6 +442,7 @@ impl CartStore for RedisCartStore {
 
     async fn retire(&self, id: CartId, for_: Duration) -> Result<(), InfraError> {
         let ms = i64::try_from(millis(for_)).unwrap_or(i64::MAX);
-        self.redis.cmd::<()>(redis::cmd("PEXPIRE").arg(self.keys.cart(&id.to_string())).arg(ms)).await
+        // LT: never longer than it had left (a retried merge does not keep it alive).
+        self.redis.cmd::<()>(redis::cmd("PEXPIRE").arg(self.keys.cart(&id.to_string())).arg(ms).arg("LT")).await
     }
 }

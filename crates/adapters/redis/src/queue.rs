@@ -241,8 +241,10 @@ fn encode(job: &NewJob, now: DateTime<Utc>) -> Result<String, InfraError> {
 /// or replaced: each start joins under a new name); returns how many. Checked and removed in one
 /// script: a consumer given a delivery meanwhile would lose it with its removal.
 const FORGET_IDLE_CONSUMERS: &str = r"
+local listed = redis.pcall('XINFO', 'CONSUMERS', KEYS[1], 'workers')
+if listed['err'] then return 0 end
 local forgotten = 0
-for _, consumer in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], 'workers')) do
+for _, consumer in ipairs(listed) do
   local fields = {}
   for i = 1, #consumer, 2 do fields[consumer[i]] = consumer[i + 1] end
   if fields['name'] ~= ARGV[2] and tonumber(fields['pending']) == 0 and tonumber(fields['idle']) > tonumber(ARGV[1]) then

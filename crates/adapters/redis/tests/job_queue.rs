@@ -613,6 +613,17 @@ async fn an_idle_delivery_behind_many_running_ones_is_reclaimed() {
 #[tokio::test]
 async fn consumers_of_departed_workers_are_forgotten_unless_they_hold_a_delivery() {
     let redis = TestRedis::new();
+    // Before any worker made the queue's stream and group (a fresh Redis): nothing to forget.
+    let early = QueueConsumer::new(
+        pool(&redis),
+        redis.url(),
+        &RedisKeys::new(redis.prefix()),
+        QueueName::Checkout,
+        "early",
+        ConsumerSettings::default(),
+    )
+    .unwrap();
+    assert_eq!(early.forget_idle_consumers(Duration::ZERO).await.unwrap(), 0);
     let queue = producer(&redis);
     queue.enqueue_batch(&[job("done", 3), job("held", 3)]).await.unwrap();
     // One worker ran its job and went away; another went away holding one.

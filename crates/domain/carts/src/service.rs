@@ -141,9 +141,9 @@ impl CartService {
     }
 
     /// Folds a guest cart (reached with its token) into the signed-in customer's cart: quantities
-    /// summed, capped by availability and limits; the guest cart, sealed, is kept a day only
-    /// (hidden from everyone), so a retried merge (its answer lost) answers the same. Safe to
-    /// retry.
+    /// summed, capped by availability and limits; the guest cart, sealed, is kept up to a day
+    /// (hidden from everyone), so a retried merge (its answer lost) answers the same while the
+    /// customer's cart is the same one. Safe to retry.
     pub async fn merge(&self, caller: &Caller, guest: CartId) -> Result<CartView, CartError> {
         let customer = caller.customer.ok_or(CartError::CustomerRequired)?;
         let token_ok = caller.cart_token.as_deref().is_some_and(|t| self.tokens.verify(guest, t));

@@ -167,7 +167,7 @@ async fn a_cart_is_priced_fresh_and_flags_what_cannot_be_bought() {
 }
 
 #[pollster::test]
-async fn merging_needs_the_guest_token_then_seals_folds_and_deletes() {
+async fn merging_needs_the_guest_token_then_seals_folds_and_retires_it() {
     let customer = CustomerId::new();
     let (guest, target) = (CartId::new(), CartId::new());
     let (a, gone) = (ProductId::new(), ProductId::new());

@@ -223,8 +223,9 @@ async fn clear_cart(state: Data<AppState>, caller: CartCaller, id: Path<Uuid>) -
 }
 
 /// Folds a guest cart (with its `X-Cart-Token`) into the signed-in customer's cart: quantities
-/// summed, capped by availability and limits; the guest cart is then hidden (kept a day, so a
-/// retried merge answers the same). Safe to retry.
+/// summed, capped by availability and limits; the guest cart is then hidden (kept up to a day,
+/// so a retried merge answers the same while the customer's cart is the same one). Safe to
+/// retry.
 #[utoipa::path(
     tag = "carts",
     security(("bearer" = [])),
