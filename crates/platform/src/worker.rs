@@ -61,21 +61,24 @@ pub async fn run_worker(config: &Config) -> anyhow::Result<()> {
         delay = (delay * 2).min(Duration::from_secs(5));
     }
     let consumer_name = format!("{}-{}", std::process::id(), uuid::Uuid::now_v7().simple());
-    let consumers = QueueName::ALL
-        .into_iter()
-        .map(|queue| {
-            QueueConsumer::new(
-                services.redis.clone(),
-                &config.redis_url,
-                &services.redis_keys,
-                queue,
-                consumer_name.clone(),
-                ConsumerSettings { revive_after: config.job_revive_after, ..ConsumerSettings::default() },
-            )
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    // One consumer per queue, under this worker's name.
+    let per_queue = || {
+        QueueName::ALL
+            .into_iter()
+            .map(|queue| {
+                QueueConsumer::new(
+                    services.redis.clone(),
+                    &config.redis_url,
+                    &services.redis_keys,
+                    queue,
+                    consumer_name.clone(),
+                    ConsumerSettings { revive_after: config.job_revive_after, ..ConsumerSettings::default() },
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()
+    };
     let mut runtime = WorkerRuntime::new(
-        consumers,
+        per_queue()?,
         job_handlers(&services, &consumer_name),
         RuntimeSettings {
             concurrency: config.worker_concurrency,
@@ -93,22 +96,9 @@ pub async fn run_worker(config: &Config) -> anyhow::Result<()> {
         "worker started: postgres and redis reachable"
     );
     let (stopped, mut stopping) = tokio::sync::watch::channel(false);
-    // Upkeep of the queues' consumer groups, under this worker's name (this handle only reads
-    // the groups, and never removes the worker's own consumers).
-    let groups = QueueName::ALL
-        .into_iter()
-        .map(|queue| {
-            QueueConsumer::new(
-                services.redis.clone(),
-                &config.redis_url,
-                &services.redis_keys,
-                queue,
-                consumer_name.clone(),
-                ConsumerSettings::default(),
-            )
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let purging = tokio::spawn(hourly_upkeep(services.identity.clone(), groups, stopped.subscribe()));
+    // Upkeep of the queues' consumer groups through handles of their own (they only look at the
+    // groups, and never remove the worker's own consumers).
+    let purging = tokio::spawn(hourly_upkeep(services.identity.clone(), per_queue()?, stopped.subscribe()));
     let jobs = tokio::spawn(runtime.run(async move {
         let _ = stopping.changed().await;
     }));
