@@ -185,7 +185,7 @@ async fn resume_sagas(services: &Services) {
 }
 
 /// How often the worker deletes refresh tokens long expired and forgets departed consumers.
-const SESSION_PURGE_INTERVAL: Duration = Duration::from_secs(3600);
+const UPKEEP_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// A consumer of a queue's group with no delivery, not heard of this long, is a worker gone.
 const DEPARTED_CONSUMER_IDLE: Duration = Duration::from_secs(24 * 3600);
@@ -200,37 +200,34 @@ async fn hourly_upkeep(
     mut stopping: tokio::sync::watch::Receiver<bool>,
 ) {
     const BATCH: usize = 1000;
-    let mut full = false;
     loop {
-        if !full {
-            for group in &groups {
-                match group.forget_idle_consumers(DEPARTED_CONSUMER_IDLE).await {
-                    Ok(0) => {}
-                    Ok(forgotten) => {
-                        tracing::info!(queue = group.queue().as_str(), forgotten, "departed consumers forgotten")
-                    }
-                    Err(err) => {
-                        let queue = group.queue().as_str();
-                        tracing::warn!(queue, error = %err, "forgetting departed consumers failed; retrying next hour")
-                    }
+        for group in &groups {
+            let queue = group.queue().as_str();
+            match group.forget_idle_consumers(DEPARTED_CONSUMER_IDLE).await {
+                Ok(0) => {}
+                Ok(forgotten) => tracing::info!(queue, forgotten, "departed consumers forgotten"),
+                Err(err) => {
+                    tracing::warn!(queue, error = %err, "forgetting departed consumers failed; retrying next hour")
                 }
             }
         }
-        full = match identity.purge_expired_sessions(BATCH).await {
-            Ok(purged) => {
-                if purged > 0 {
+        // Batch after batch while they come back full, stopping between two when asked.
+        while !*stopping.borrow() {
+            match identity.purge_expired_sessions(BATCH).await {
+                Ok(purged) if purged == BATCH => tracing::info!(purged, "expired sessions purged"),
+                Ok(0) => break,
+                Ok(purged) => {
                     tracing::info!(purged, "expired sessions purged");
+                    break;
                 }
-                purged == BATCH
+                Err(err) => {
+                    tracing::warn!(error = %err, "session purge failed; retrying next hour");
+                    break;
+                }
             }
-            Err(err) => {
-                tracing::warn!(error = %err, "session purge failed; retrying next hour");
-                false
-            }
-        };
-        let pause = if full { Duration::ZERO } else { SESSION_PURGE_INTERVAL };
+        }
         tokio::select! {
-            () = tokio::time::sleep(pause) => {}
+            () = tokio::time::sleep(UPKEEP_INTERVAL) => {}
             _ = stopping.changed() => return,
         }
     }

@@ -194,6 +194,15 @@ fn owner_value(owner: CartOwner) -> String {
     }
 }
 
+/// A write script's reply: the cart's fields after the write, or `{'!', …}` when the cart is not
+/// the caller's (or sealed).
+fn written_cart(id: CartId, reply: Vec<String>) -> Result<StoredCart, CartStoreError> {
+    if reply.first().map(String::as_str) == Some("!") {
+        return Err(CartStoreError::NotFound);
+    }
+    cart_from_reply(id, reply)
+}
+
 /// A script's HGETALL reply (field, value, field, value, …) as a cart.
 fn cart_from_reply(id: CartId, reply: Vec<String>) -> Result<StoredCart, CartStoreError> {
     let mut fields = HashMap::with_capacity(reply.len() / 2);
@@ -311,11 +320,7 @@ impl RedisCartStore {
             .arg(product.map(|p| p.to_string()).unwrap_or_default())
             .arg(now.timestamp_millis())
             .arg(owner_value(owner));
-        let reply: Vec<String> = self.redis.script(&call).await?;
-        if reply.first().map(String::as_str) == Some("!") {
-            return Err(CartStoreError::NotFound);
-        }
-        cart_from_reply(id, reply)
+        written_cart(id, self.redis.script(&call).await?)
     }
 }
 
@@ -400,11 +405,7 @@ impl CartStore for RedisCartStore {
         for line in ordered {
             call.arg(line.product_id.to_string()).arg(line.quantity);
         }
-        let reply: Vec<String> = self.redis.script(&call).await?;
-        if reply.first().map(String::as_str) == Some("!") {
-            return Err(CartStoreError::NotFound);
-        }
-        cart_from_reply(scope.id, reply)
+        written_cart(scope.id, self.redis.script(&call).await?)
     }
 
     async fn seal(&self, id: CartId, into: CartId) -> Result<Option<StoredCart>, InfraError> {

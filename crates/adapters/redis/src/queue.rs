@@ -742,15 +742,13 @@ impl QueueConsumer {
 
     /// Schedules another attempt at `now + delay`.
     pub async fn retry(&self, delivery: &Delivery, delay: Duration, error: &str) -> Result<bool, InfraError> {
-        let due = Utc::now().timestamp_millis().saturating_add(i64::try_from(millis(delay)).unwrap_or(i64::MAX));
-        self.finish_raw(&delivery.entry_id, delivery.job.id.as_str(), "retry", due, error).await
+        self.finish_raw(&delivery.entry_id, delivery.job.id.as_str(), "retry", due_in(delay), error).await
     }
 
     /// Puts the job back for `delay` without counting this delivery as an attempt: it was not
     /// this worker's to run (a newer release's payload).
     pub async fn defer(&self, delivery: &Delivery, delay: Duration, reason: &str) -> Result<bool, InfraError> {
-        let due = Utc::now().timestamp_millis().saturating_add(i64::try_from(millis(delay)).unwrap_or(i64::MAX));
-        self.finish_raw(&delivery.entry_id, delivery.job.id.as_str(), "defer", due, reason).await
+        self.finish_raw(&delivery.entry_id, delivery.job.id.as_str(), "defer", due_in(delay), reason).await
     }
 
     /// Moves the job to the dead-letter stream with its last error: it failed for good (or kept
@@ -965,6 +963,11 @@ impl RedisJobAdmin {
         }
         Ok(None)
     }
+}
+
+/// The time (ms since the epoch) `delay` from now.
+fn due_in(delay: Duration) -> i64 {
+    Utc::now().timestamp_millis().saturating_add(i64::try_from(millis(delay)).unwrap_or(i64::MAX))
 }
 
 fn stream_id_key(id: &str) -> (u64, u64) {

@@ -660,20 +660,18 @@ impl OrderService {
             if order.status == OrderStatus::Confirmed
                 && to == OrderStatus::Processing
                 && order.payment_method.is_online()
-                && matches!(order.payment_status, PaymentStatus::Refunded | PaymentStatus::Failed)
             {
-                // The money is gone (refunded in full, or the charge failed): never to be paid,
-                // there is nothing to process (a cancellation is what is left).
-                return Err(OrderRuleError::InvalidTransition { from: order.status, to }.into());
-            }
-            if order.status == OrderStatus::Confirmed
-                && to == OrderStatus::Processing
-                && order.payment_method.is_online()
-                && !matches!(order.payment_status, PaymentStatus::Paid | PaymentStatus::PartiallyRefunded)
-            {
-                // Authorized or still processing at the provider: no goods go out before the
-                // money is taken (a charge that then fails cancels the order).
-                return Err(OrderError::PaymentNotSettledYet);
+                match order.payment_status {
+                    PaymentStatus::Paid | PaymentStatus::PartiallyRefunded => {}
+                    // The money is gone (refunded in full, or the charge failed): never to be
+                    // paid, there is nothing to process (a cancellation is what is left).
+                    PaymentStatus::Refunded | PaymentStatus::Failed => {
+                        return Err(OrderRuleError::InvalidTransition { from: order.status, to }.into())
+                    }
+                    // Authorized or still processing at the provider: no goods go out before the
+                    // money is taken (a charge that then fails cancels the order).
+                    _ => return Err(OrderError::PaymentNotSettledYet),
+                }
             }
             let now = self.ports.clock.now();
             let mut next = order.clone();
