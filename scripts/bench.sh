@@ -4,14 +4,19 @@
 # bounded in time. Needs PostgreSQL and Redis (`scripts/services.sh` starts them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 
 DURATION=${BENCH_DURATION:-15s}
 PORT=${BENCH_PORT:-18090}
-SERVER=${DATABASE_SERVER_URL:-postgres://postgres@127.0.0.1:5432}
+SERVER=$(db_server_url)
+REDIS=${REDIS_URL:-redis://127.0.0.1:6379}
 export DATABASE_URL="$SERVER/ecom_bench" REDIS_KEY_PREFIX="bench:" HTTP_PORT=$PORT HTTP_WORKERS=2 \
        RUST_LOG=warn LOG_FORMAT=json RUN_MIGRATIONS=true DATABASE_MAX_CONNECTIONS=16
 out=docs/BENCHMARKS.md
 work=$(mktemp -d); trap 'rm -rf "$work"; [ -n "${api:-}" ] && kill $api 2>/dev/null; [ -n "${worker:-}" ] && kill $worker 2>/dev/null; true' EXIT
+if port_taken "$PORT"; then
+  echo "error: port $PORT is taken (an api left by an earlier run?); stop it or set BENCH_PORT" >&2; exit 1
+fi
 
 if ! command -v wrk >/dev/null 2>&1; then
   echo "installing wrk (Debian package)"
@@ -20,17 +25,17 @@ if ! command -v wrk >/dev/null 2>&1; then
 fi
 
 cargo build --release --quiet --bin api --bin worker
-bin=target/release/api
-redis-cli -p 6379 --scan --pattern 'bench:*' | xargs -r redis-cli -p 6379 del >/dev/null
-$bin db-reset >/dev/null
-$bin seed >/dev/null
+bin=$TARGET_DIR/release/api
+redis-cli -u "$REDIS" --scan --pattern 'bench:*' | xargs -r redis-cli -u "$REDIS" del >/dev/null
+"$bin" db-reset >/dev/null
+"$bin" seed >/dev/null
 
 start_api() { # extra env assignments
-  env "$@" $bin >"$work/api.log" 2>&1 & api=$!
+  env "$@" "$bin" >"$work/api.log" 2>&1 & api=$!
   for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$PORT/health/ready" >/dev/null 2>&1 && return 0; sleep 0.1; done
   echo "api did not start:"; cat "$work/api.log"; exit 1
 }
-stop_api() { kill -TERM $api; wait $api 2>/dev/null || true; api=; }
+stop_api() { kill -TERM $api 2>/dev/null || true; wait $api 2>/dev/null || true; api=; }
 
 # run NAME CONNECTIONS URL [LUA]: prints "req/s p50 p99" for the table
 run() {
@@ -157,23 +162,24 @@ echo "checkout end to end ..."
 # 3-11% more completed checkouts and 5-8% less CPU per checkout (16 gave about a seventh fewer).
 start_api ADMIN_EMAIL=admin@bench.test ADMIN_PASSWORD=bench-admin-password DATABASE_MAX_CONNECTIONS=8 \
   HTTP_WORKERS=1 TOKIO_WORKER_THREADS=1
-env WORKER_CONCURRENCY=128 DATABASE_MAX_CONNECTIONS=8 TOKIO_WORKER_THREADS=1 target/release/worker >"$work/worker.log" 2>&1 & worker=$!
-checkout_table=$(BENCH_BASE_URL="$base" BENCH_SECONDS=${DURATION%s} cargo bench --quiet -p ecom-e2e --bench checkout 2>/dev/null)
-kill -TERM $worker; wait $worker 2>/dev/null || true; worker=
+env WORKER_CONCURRENCY=128 DATABASE_MAX_CONNECTIONS=8 TOKIO_WORKER_THREADS=1 "$TARGET_DIR/release/worker" >"$work/worker.log" 2>&1 & worker=$!
+checkout_table=$(BENCH_BASE_URL="$base" BENCH_SECONDS=${DURATION%s} cargo bench --quiet -p ecom-e2e --bench checkout 2>"$work/checkout.err") || {
+  echo "checkout benchmark failed:"; tail -n 20 "$work/checkout.err"; echo "api log:"; tail -n 20 "$work/api.log"; exit 1; }
+kill -TERM $worker 2>/dev/null || true; wait $worker 2>/dev/null || true; worker=
 stop_api
 
 echo "mixed workload (loadgen) ..."
 cargo build --release --quiet -p ecom-e2e --bin loadgen
 rss() { awk -v k="$2" '$1 == k":" {printf "%.1f MiB", $2/1024}' "/proc/$1/status" 2>/dev/null; }
 start_api ADMIN_EMAIL=admin@bench.test ADMIN_PASSWORD=bench-admin-password
-env WORKER_CONCURRENCY=32 target/release/worker >"$work/worker.log" 2>&1 & worker=$!
+env WORKER_CONCURRENCY=32 "$TARGET_DIR/release/worker" >"$work/worker.log" 2>&1 & worker=$!
 MIX_SECONDS=${BENCH_MIX_SECONDS:-30} MIX_CUSTOMERS=${BENCH_MIX_CUSTOMERS:-48}
 api_rss_idle=$(rss $api VmRSS); worker_rss_idle=$(rss $worker VmRSS)
-mix_table=$(target/release/loadgen --base-url "$base" --scenario mix --customers "$MIX_CUSTOMERS" --seconds "$MIX_SECONDS" \
+mix_table=$("$TARGET_DIR/release/loadgen" --base-url "$base" --scenario mix --customers "$MIX_CUSTOMERS" --seconds "$MIX_SECONDS" \
   --settle-seconds 120 --admin-email admin@bench.test --admin-password bench-admin-password 2>"$work/loadgen.err") || {
   echo "loadgen failed:"; tail -n 20 "$work/loadgen.err"; exit 1; }
 api_rss=$(rss $api VmRSS); api_hwm=$(rss $api VmHWM); worker_rss=$(rss $worker VmRSS); worker_hwm=$(rss $worker VmHWM)
-kill -TERM $worker; wait $worker 2>/dev/null || true; worker=
+kill -TERM $worker 2>/dev/null || true; wait $worker 2>/dev/null || true; worker=
 stop_api
 
 echo "websocket fan-out ..."
@@ -194,7 +200,8 @@ ws_api_warnings=$(tail -n +"$((api_log_before + 1))" "$work/api.log" | grep -c '
 stop_api
 
 echo "job queue ..."
-jobs_table=$(cargo bench --quiet -p ecom-jobs --bench queue 2>/dev/null)
+jobs_table=$(cargo bench --quiet -p ecom-jobs --bench queue 2>"$work/jobs.err") || {
+  echo "job queue benchmark failed:"; tail -n 20 "$work/jobs.err"; exit 1; }
 
 # Goals at a glance: each figure from the rows above, compared with its issue's goal.
 to_ms() { awk -v v="$1" 'BEGIN { if (v ~ /us$/) { sub(/us$/, "", v); print v / 1000 } else if (v ~ /ms$/) { sub(/ms$/, "", v); print v + 0 }

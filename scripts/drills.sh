@@ -9,9 +9,13 @@
 # run the drills when nothing else uses it. Usage: scripts/drills.sh [baseline|redis|postgres|worker ...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 
 DRILLS=("$@"); [ ${#DRILLS[@]} -gt 0 ] || DRILLS=(baseline redis postgres worker)
-SERVER=${DATABASE_SERVER_URL:-postgres://postgres@127.0.0.1:5432}
+for drill in "${DRILLS[@]}"; do
+  case $drill in baseline|redis|postgres|worker) ;; *) echo "unknown drill $drill (baseline, redis, postgres, worker)" >&2; exit 2 ;; esac
+done
+SERVER=$(db_server_url)
 REDIS_PORT=${DRILL_REDIS_PORT:-6390}
 PORT_A=${DRILL_PORT_A:-18491} PORT_B=${DRILL_PORT_B:-18492}
 LOAD_SECONDS=${DRILL_LOAD_SECONDS:-20} FAULT_AFTER=${DRILL_FAULT_AFTER:-6} SETTLE_SECONDS=${DRILL_SETTLE_SECONDS:-120}
@@ -24,9 +28,10 @@ export DATABASE_URL="$SERVER/ecom_drills" REDIS_URL="redis://127.0.0.1:$REDIS_PO
 
 work=$(mktemp -d)
 declare -A pids=()
-own_redis=
+own_redis= load=
 cleanup() {
   for name in "${!pids[@]}"; do kill -TERM "${pids[$name]}" 2>/dev/null || true; done
+  [ -z "$load" ] || kill -TERM "$load" 2>/dev/null || true
   wait 2>/dev/null || true
   # Only a Redis the drills started: one found on the port (refused below) is someone else's.
   if [ -n "$own_redis" ] && [ -z "${DRILL_KEEP_REDIS:-}" ]; then
@@ -56,12 +61,13 @@ stop_redis() {
   echo "drill redis did not stop"; exit 1
 }
 start_api() { # name port
-  env HTTP_PORT="$2" target/release/api >>"$work/$1.log" 2>&1 & pids[$1]=$!
+  if port_taken "$2"; then echo "port $2 is taken (an api left by an earlier run?): stop it or set DRILL_PORT_A/B"; exit 1; fi
+  env HTTP_PORT="$2" "$TARGET_DIR/release/api" >>"$work/$1.log" 2>&1 & pids[$1]=$!
   for _ in $(seq 1 150); do curl -fs "http://127.0.0.1:$2/health/ready" >/dev/null 2>&1 && return 0; sleep 0.1; done
   echo "$1 did not start:"; tail -n 20 "$work/$1.log"; exit 1
 }
 start_worker() { # name
-  target/release/worker >>"$work/$1.log" 2>&1 & pids[$1]=$!
+  "$TARGET_DIR/release/worker" >>"$work/$1.log" 2>&1 & pids[$1]=$!
 }
 stop() { # name
   kill -TERM "${pids[$1]}" 2>/dev/null || true; wait "${pids[$1]}" 2>/dev/null || true; unset "pids[$1]"
@@ -70,9 +76,13 @@ stop() { # name
 # in the write-ahead log on disk (the worker's commits do not wait for the disk: its jobs must be
 # acknowledged only once their writes are flushed).
 restart_postgres() {
-  local version; version=$(ls /etc/postgresql | sort -V | tail -n 1)
-  pg_ctlcluster --skip-systemctl-redirect "$version" main stop -m immediate
-  pg_ctlcluster --skip-systemctl-redirect "$version" main start
+  local port=${SERVER##*:} cluster
+  cluster=$(pg_lsclusters -h | awk -v p="$port" '$3 == p { print $1 " " $2; exit }')
+  [ -n "$cluster" ] || { echo "no local PostgreSQL cluster on port $port (pg_lsclusters)"; exit 1; }
+  # shellcheck disable=SC2086 # "version name"
+  pg_ctlcluster --skip-systemctl-redirect $cluster stop -m immediate
+  # shellcheck disable=SC2086
+  pg_ctlcluster --skip-systemctl-redirect $cluster start
 }
 
 echo "building (release) ..."
@@ -80,8 +90,8 @@ cargo build --release --quiet --bin api --bin worker
 cargo build --release --quiet -p ecom-e2e --bin loadgen
 env -u REDIS_URL scripts/services.sh >/dev/null  # PostgreSQL (the drills start their own Redis)
 start_redis
-target/release/api db-reset >/dev/null
-target/release/api seed >/dev/null
+"$TARGET_DIR"/release/api db-reset >/dev/null
+"$TARGET_DIR"/release/api seed >/dev/null
 start_api api-a "$PORT_A"
 start_api api-b "$PORT_B"
 start_worker worker-1
@@ -91,7 +101,7 @@ results=()
 failed=0
 for drill in "${DRILLS[@]}"; do
   echo "drill: $drill"
-  target/release/loadgen --base-url "http://127.0.0.1:$PORT_A,http://127.0.0.1:$PORT_B" --scenario checkout \
+  "$TARGET_DIR"/release/loadgen --base-url "http://127.0.0.1:$PORT_A,http://127.0.0.1:$PORT_B" --scenario checkout \
     --customers "$CUSTOMERS" --seconds "$LOAD_SECONDS" --settle-seconds "$SETTLE_SECONDS" \
     --admin-email "$ADMIN_EMAIL" --admin-password "$ADMIN_PASSWORD" --strict >"$work/load-$drill.md" 2>"$work/load-$drill.err" &
   load=$!
@@ -108,14 +118,13 @@ for drill in "${DRILLS[@]}"; do
       kill -KILL "${pids[worker-1]}"; wait "${pids[worker-1]}" 2>/dev/null || true; unset "pids[worker-1]"
       sleep 2
       start_worker worker-1 ;;
-    *) echo "unknown drill $drill"; exit 2 ;;
   esac
-  load_status=0; wait $load || load_status=$?
+  load_status=0; wait $load || load_status=$?; load=
   settled=$(grep -i "settled" "$work/load-$drill.md" | tail -n 1 || true)
   # Whatever is still in flight gets the workers' sweeps; then nothing may be left wrong.
   invariants=fail
   for _ in $(seq 1 30); do
-    if target/release/worker check-invariants --grace-secs 5 >"$work/invariants-$drill.txt" 2>&1; then invariants=ok; break; fi
+    if "$TARGET_DIR"/release/worker check-invariants --grace-secs 5 >"$work/invariants-$drill.txt" 2>&1; then invariants=ok; break; fi
     sleep 2
   done
   # An outage may answer 503 (and the load retries); a 500 is a bug.

@@ -14,13 +14,14 @@
 #   FUZZ_PORT      the api's port (default: a free one)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 
 SCHEMATHESIS_VERSION=4.32.5
 EXAMPLES=${FUZZ_EXAMPLES:-100}
-SERVER=${DATABASE_SERVER_URL:-postgres://postgres@127.0.0.1:5432}
+SERVER=$(db_server_url)
 PORT=${FUZZ_PORT:-$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
-venv=target/fuzz-venv
-out=target/fuzz
+venv=$TARGET_DIR/fuzz-venv
+out=$TARGET_DIR/fuzz
 base="http://127.0.0.1:$PORT"
 
 if [ "$("$venv/bin/schemathesis" --version 2>/dev/null)" != "schemathesis, version $SCHEMATHESIS_VERSION" ]; then
@@ -41,11 +42,11 @@ export DATABASE_URL="$SERVER/ecom_fuzz" REDIS_KEY_PREFIX="fuzz:" HTTP_PORT=$PORT
 # decide what the next one can reach.
 redis-cli -u "${REDIS_URL:-redis://127.0.0.1:6379}" --scan --pattern 'fuzz:*' \
   | xargs -r redis-cli -u "${REDIS_URL:-redis://127.0.0.1:6379}" del >/dev/null
-target/debug/api db-reset >/dev/null
-target/debug/api seed >/dev/null
+"$TARGET_DIR"/debug/api db-reset >/dev/null
+"$TARGET_DIR"/debug/api seed >/dev/null
 
-target/debug/api >"$out/api.log" 2>&1 & api=$!
-target/debug/worker >"$out/worker.log" 2>&1 & worker=$!
+"$TARGET_DIR"/debug/api >"$out/api.log" 2>&1 & api=$!
+"$TARGET_DIR"/debug/worker >"$out/worker.log" 2>&1 & worker=$!
 # Both drain on SIGTERM; a canary the fuzzer sent may hold the worker for up to a minute, so
 # whatever still runs after 5 s is killed (the fuzz shop is thrown away anyway).
 stop() {

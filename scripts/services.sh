@@ -1,33 +1,52 @@
 #!/usr/bin/env bash
-# Makes sure PostgreSQL and Redis answer on their local ports: starts them when they are
-# installed but stopped, and says what to do when they are missing. Changes nothing else.
+# Makes sure PostgreSQL and Redis answer, and that PostgreSQL accepts the configured login: starts
+# local servers when they are installed but stopped, and says what to do when they are missing or
+# refuse the login. Checks the servers of DATABASE_URL/REDIS_URL (default: local) and, when set,
+# of TEST_DATABASE_URL/TEST_REDIS_URL (the tests' own). Changes nothing else.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
-PG_HOST=127.0.0.1 PG_PORT=5432 REDIS_HOST=127.0.0.1 REDIS_PORT=6379
-
-# host:port of a URL like postgres://user:pw@host:port/db (defaults when absent).
+# host and port of a URL like postgres://user:pw@host:port/db (the default port when absent).
 url_host_port() {
-  local rest=${1#*://}; rest=${rest#*@}; rest=${rest%%/*}; rest=${rest%%\?*}
-  local host=${rest%%:*} port=${rest##*:}
-  [ "$port" = "$rest" ] && port=$2
+  local rest=${1#*://}; rest=${rest##*@}; rest=${rest%%/*}; rest=${rest%%\?*}
+  local host=${rest%:*} port=${rest##*:}
+  if [ "$port" = "$rest" ]; then host=$rest port=$2; fi
+  host=${host#[}; host=${host%]}
   echo "$host $port"
 }
-if [ -n "${DATABASE_URL:-}" ]; then read -r PG_HOST PG_PORT < <(url_host_port "$DATABASE_URL" 5432); fi
-if [ -n "${REDIS_URL:-}" ]; then read -r REDIS_HOST REDIS_PORT < <(url_host_port "$REDIS_URL" 6379); fi
+# The URL with its database replaced by `postgres` (there on every server), for a login check.
+maintenance_url() {
+  local url=${1%%\?*} query=
+  [ "$url" = "$1" ] || query="?${1#*\?}"
+  local scheme=${url%%://*} rest=${url#*://}
+  echo "$scheme://${rest%%/*}/postgres$query"
+}
 
 is_local() { [[ "$1" == "127.0.0.1" || "$1" == "localhost" || "$1" == "::1" ]]; }
 listening() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 wait_for() { # name host port
   for _ in $(seq 1 60); do listening "$2" "$3" && return 0; sleep 0.5; done
   echo "error: $1 did not come up on $2:$3" >&2; return 1
 }
+# Listening is not ready: PostgreSQL refuses logins while it starts up or recovers.
+wait_postgres_ready() { # host port
+  command -v pg_isready >/dev/null 2>&1 || return 0
+  for _ in $(seq 1 60); do pg_isready -q -h "$1" -p "$2" && return 0; sleep 0.5; done
+  echo "error: PostgreSQL on $1:$2 listens but does not accept connections (see its log)" >&2; return 1
+}
 
-start_postgres() {
-  if command -v pg_ctlcluster >/dev/null 2>&1 && [ -d /etc/postgresql ]; then
-    local version; version=$(ls /etc/postgresql | sort -V | tail -n 1)
-    echo "starting PostgreSQL $version (pg_ctlcluster)"
-    pg_ctlcluster --skip-systemctl-redirect "$version" main start
+start_postgres() { # port
+  local cluster=
+  if command -v pg_lsclusters >/dev/null 2>&1; then
+    # The cluster configured for this port (Debian/Ubuntu): "version name port status owner ...".
+    cluster=$(pg_lsclusters -h 2>/dev/null | awk -v p="$1" '$3 == p { print $1 " " $2; exit }')
+  fi
+  if [ -n "$cluster" ]; then
+    echo "starting PostgreSQL cluster $cluster (pg_ctlcluster)"
+    # shellcheck disable=SC2086 # "version name"
+    as_root pg_ctlcluster --skip-systemctl-redirect $cluster start
   elif command -v brew >/dev/null 2>&1 && brew list --formula 2>/dev/null | grep -q '^postgresql'; then
     echo "starting PostgreSQL (brew services)"
     brew services start "$(brew list --formula | grep '^postgresql' | sort -V | tail -n 1)"
@@ -35,8 +54,8 @@ start_postgres() {
     echo "starting PostgreSQL (systemctl)"
     sudo systemctl start postgresql
   else
-    cat >&2 <<'MSG'
-error: PostgreSQL is not running on 127.0.0.1:5432 and is not installed here.
+    cat >&2 <<MSG
+error: PostgreSQL is not running on 127.0.0.1:$1 and no installed cluster serves that port.
   Install PostgreSQL 15+ (Debian/Ubuntu: apt-get install postgresql; macOS: brew install postgresql@15),
   or run it in Docker: docker compose -f docker/compose.yaml up -d postgres redis
   (and set DATABASE_URL=postgres://postgres:postgres@127.0.0.1:5432/ecommerce),
@@ -46,15 +65,15 @@ MSG
   fi
 }
 
-start_redis() {
+start_redis() { # port
   if command -v redis-server >/dev/null 2>&1; then
-    echo "starting Redis (redis-server on $REDIS_PORT, no persistence)"
-    redis-server --daemonize yes --bind 127.0.0.1 --port "$REDIS_PORT" --save "" --appendonly no
+    echo "starting Redis (redis-server on $1, no persistence)"
+    redis-server --daemonize yes --bind 127.0.0.1 --port "$1" --save "" --appendonly no
   elif command -v brew >/dev/null 2>&1 && brew list --formula 2>/dev/null | grep -q '^redis$'; then
     brew services start redis
   else
-    cat >&2 <<'MSG'
-error: Redis is not running on 127.0.0.1:6379 and is not installed here.
+    cat >&2 <<MSG
+error: Redis is not running on 127.0.0.1:$1 and is not installed here.
   Install Redis 7 (Debian/Ubuntu: apt-get install redis-server; macOS: brew install redis),
   or run it in Docker: docker compose -f docker/compose.yaml up -d redis,
   or point REDIS_URL at a server you have.
@@ -63,12 +82,45 @@ MSG
   fi
 }
 
-if ! listening "$PG_HOST" "$PG_PORT"; then
-  if is_local "$PG_HOST"; then start_postgres; wait_for PostgreSQL "$PG_HOST" "$PG_PORT"
-  else echo "error: PostgreSQL at $PG_HOST:$PG_PORT is unreachable (check DATABASE_URL)" >&2; exit 1; fi
-fi
-if ! listening "$REDIS_HOST" "$REDIS_PORT"; then
-  if is_local "$REDIS_HOST"; then start_redis; wait_for Redis "$REDIS_HOST" "$REDIS_PORT"
-  else echo "error: Redis at $REDIS_HOST:$REDIS_PORT is unreachable (check REDIS_URL)" >&2; exit 1; fi
-fi
-echo "PostgreSQL on $PG_HOST:$PG_PORT and Redis on $REDIS_HOST:$REDIS_PORT are up"
+check_postgres() { # url
+  local host port; read -r host port < <(url_host_port "$1" 5432)
+  if ! listening "$host" "$port"; then
+    if is_local "$host"; then start_postgres "$port"; wait_for PostgreSQL "$host" "$port"
+    else echo "error: PostgreSQL at $host:$port is unreachable (check DATABASE_URL)" >&2; return 1; fi
+  fi
+  wait_postgres_ready "$host" "$port"
+  # The port answering is not enough: a stock install asks for a password over TCP, and a
+  # Homebrew one has no `postgres` role. Say so here rather than as a failed start later.
+  if command -v psql >/dev/null 2>&1; then
+    local out
+    if ! out=$(psql "$(maintenance_url "$1")" -qAtc 'SELECT 1' 2>&1 </dev/null); then
+      cat >&2 <<MSG
+error: PostgreSQL on $host:$port refused the login of ${1%%\?*}:
+  $out
+  Put working credentials in DATABASE_URL (and TEST_DATABASE_URL for the tests), for example
+  after giving the postgres role a password once (Debian/Ubuntu):
+    sudo -u postgres psql -c "ALTER USER postgres PASSWORD 'postgres'"
+    export DATABASE_URL=postgres://postgres:postgres@127.0.0.1:$port/ecommerce
+  (Homebrew: createuser -s postgres). See README.md, "Requirements".
+MSG
+      return 1
+    fi
+  fi
+  echo "PostgreSQL on $host:$port is up"
+}
+
+check_redis() { # url
+  local host port; read -r host port < <(url_host_port "$1" 6379)
+  if ! listening "$host" "$port"; then
+    if is_local "$host"; then start_redis "$port"; wait_for Redis "$host" "$port"
+    else echo "error: Redis at $host:$port is unreachable (check REDIS_URL)" >&2; return 1; fi
+  fi
+  echo "Redis on $host:$port is up"
+}
+
+pg_urls=("${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/ecommerce}")
+redis_urls=("${REDIS_URL:-redis://127.0.0.1:6379}")
+if [ -n "${TEST_DATABASE_URL:-}" ] && [ "$TEST_DATABASE_URL" != "${pg_urls[0]}" ]; then pg_urls+=("$TEST_DATABASE_URL"); fi
+if [ -n "${TEST_REDIS_URL:-}" ] && [ "$TEST_REDIS_URL" != "${redis_urls[0]}" ]; then redis_urls+=("$TEST_REDIS_URL"); fi
+for url in "${pg_urls[@]}"; do check_postgres "$url"; done
+for url in "${redis_urls[@]}"; do check_redis "$url"; done
