@@ -166,7 +166,7 @@ impl PayPalClient {
                 }
                 request
             };
-            let answer = self.caller.send(what, build, |_| false).await?;
+            let answer = self.caller.send(what, build, |answer| request_id.is_some() && in_progress(answer)).await?;
             if answer.status == StatusCode::UNAUTHORIZED && !renewed {
                 tracing::info!(provider = PROVIDER, what, "paypal refused the access token; renewing it");
                 self.forget_token(&token).await;
@@ -400,7 +400,16 @@ fn error_of(answer: &Answer) -> PayPalError {
     serde_json::from_slice(&answer.body).unwrap_or_default()
 }
 
-/// A final refusal of a request PayPal understood (4xx other than 429).
+/// PayPal's answer to a request whose `PayPal-Request-Id` an earlier request still holds (two
+/// callers with one key at once, or a retry after a timeout while the first still runs):
+/// `409 RESOURCE_CONFLICT`, issue `PREVIOUS_REQUEST_IN_PROGRESS`. Asked again, it answers as the
+/// first did; it is no refusal.
+fn in_progress(answer: &Answer) -> bool {
+    answer.status == StatusCode::CONFLICT
+}
+
+/// A final refusal of a request PayPal understood (4xx other than 429, and other than 409 to a
+/// call with a request id).
 pub(crate) fn refusal(answer: &Answer, what: &str) -> GatewayError {
     let error = error_of(answer);
     let status = answer.status.as_u16();

@@ -122,6 +122,15 @@ fn refused(payment: &Payment, refund: &Refund) -> PaymentError {
     PaymentError::RefundRefused { payment: payment.id, order: payment.order_id, reason: stated_refusal(refund) }
 }
 
+/// A refund's recorded answer as every caller hears it: refused (by whoever asked first) is a
+/// refusal, anything else the refund as it stands.
+fn recorded_answer(payment: Payment, refund: Refund) -> Result<RefundResult, PaymentError> {
+    match refund.status {
+        RefundStatus::Failed => Err(refused(&payment, &refund)),
+        _ => Ok(RefundResult { payment, refund }),
+    }
+}
+
 fn save_error(e: SaveError) -> PaymentError {
     match e {
         SaveError::Conflict => PaymentError::Conflict,
@@ -529,11 +538,8 @@ impl PaymentService {
         let refund =
             self.payments.refund(id).await?.ok_or(PaymentError::ProviderRejected(format!("no refund {id}")))?;
         let payment = self.load(refund.payment_id).await?;
-        match refund.status {
-            RefundStatus::Requested => {}
-            // Refused already (by whoever asked first): told as a refusal to every caller.
-            RefundStatus::Failed => return Err(refused(&payment, &refund)),
-            _ => return Ok(RefundResult { payment, refund }),
+        if refund.status != RefundStatus::Requested {
+            return recorded_answer(payment, refund);
         }
         let reference = payment
             .provider_reference
@@ -551,7 +557,9 @@ impl PaymentService {
             Ok(done) => {
                 settled.status = done.status;
                 settled.provider_reference = Some(done.reference);
-                self.record_settlement(&settled, None).await?;
+                if !self.record_settlement(&settled, None).await? {
+                    return self.settled_first(id).await;
+                }
                 Ok(RefundResult { payment: self.load(payment.id).await?, refund: settled })
             }
             Err(GatewayError::Unavailable(message)) => Err(PaymentError::ProviderUnavailable(message)),
@@ -563,10 +571,23 @@ impl PaymentService {
                 restored.revert_refund(refund.amount, self.clock.now())?;
                 let refusal = refused(&payment, &settled);
                 let change = PaymentChange { expected: payment, payment: restored };
-                self.record_settlement(&settled, Some(change)).await?;
+                if !self.record_settlement(&settled, Some(change)).await? {
+                    return self.settled_first(id).await;
+                }
                 Err(refusal)
             }
         }
+    }
+
+    /// A refund whose answer another caller (the admin's request or the refund's job, asking
+    /// at the same time) recorded first: what was recorded is the answer for every caller, not
+    /// what this caller happened to hear (a provider may refuse the second of two requests with
+    /// one key while the first still runs).
+    async fn settled_first(&self, id: RefundId) -> Result<RefundResult, PaymentError> {
+        let refund =
+            self.payments.refund(id).await?.ok_or(PaymentError::ProviderRejected(format!("no refund {id}")))?;
+        let payment = self.load(refund.payment_id).await?;
+        recorded_answer(payment, refund)
     }
 
     async fn record_settlement(&self, refund: &Refund, restored: Option<PaymentChange>) -> Result<bool, PaymentError> {

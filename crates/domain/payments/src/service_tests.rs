@@ -264,6 +264,62 @@ async fn a_refund_its_job_found_refused_first_is_a_refusal_to_the_admin_too() {
     );
 }
 
+/// A booked refund whose first answer another caller records while this one is still asking:
+/// `recorded` is what the other caller recorded, `heard` what this caller's provider call answers.
+async fn refund_answered_by_another_first(
+    recorded: RefundStatus,
+    heard: Result<ProviderRefund, GatewayError>,
+) -> Result<crate::service::RefundResult, PaymentError> {
+    let payment = paid();
+    let (mut repo, stored) = repository_of(&payment);
+    let booked = Arc::new(std::sync::Mutex::new(None::<Refund>));
+    let keep = booked.clone();
+    repo.expect_book_refund().times(1).returning(move |_, next, refund, _| {
+        *stored.lock().unwrap() = next.clone();
+        *keep.lock().unwrap() = Some(refund.clone());
+        Ok(())
+    });
+    let read = booked.clone();
+    repo.expect_refund().returning(move |_| Ok(read.lock().unwrap().clone()));
+    let mut publisher = MockJobPublisher::new();
+    publisher.expect_publish().times(1).returning(|_| ());
+    let mut gateway = MockPaymentGateway::new();
+    let heard = std::sync::Mutex::new(Some(heard));
+    gateway.expect_refund().times(1).returning(move |_| heard.lock().unwrap().take().unwrap());
+    // The refund's job asked at the same moment and recorded its answer first.
+    let first = booked.clone();
+    repo.expect_settle_refund().times(1).returning(move |_, _| {
+        let mut guard = first.lock().unwrap();
+        let refund = guard.as_mut().unwrap();
+        refund.status = recorded;
+        if recorded == RefundStatus::Failed {
+            refund.failure_reason = Some("rejected by the provider: charge disputed".into());
+        } else {
+            refund.provider_reference = Some("re_job".into());
+        }
+        Ok(false)
+    });
+    service(repo, gateway, publisher).refund(payment.id, Some(usd(2000)), None).await
+}
+
+#[pollster::test]
+async fn a_refund_refused_to_one_caller_but_made_for_the_other_is_made_for_both() {
+    // PayPal refuses the second of two requests with one key while the first still runs.
+    let heard = Err(GatewayError::Rejected("PREVIOUS_REQUEST_IN_PROGRESS".into()));
+    let result = refund_answered_by_another_first(RefundStatus::Succeeded, heard).await.unwrap();
+    assert_eq!(
+        (result.refund.status, result.refund.provider_reference.as_deref(), result.payment.refunded),
+        (RefundStatus::Succeeded, Some("re_job"), usd(2000))
+    );
+}
+
+#[pollster::test]
+async fn a_refund_recorded_refused_first_is_a_refusal_whatever_the_second_caller_heard() {
+    let heard = Ok(ProviderRefund { reference: "re_1".into(), status: RefundStatus::Succeeded });
+    let err = refund_answered_by_another_first(RefundStatus::Failed, heard).await.unwrap_err();
+    assert!(matches!(&err, PaymentError::RefundRefused { reason, .. } if reason.contains("disputed")), "{err:?}");
+}
+
 #[pollster::test]
 async fn an_over_refund_is_refused_before_anything_is_booked_or_asked() {
     let payment = paid();

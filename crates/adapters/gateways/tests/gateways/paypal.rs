@@ -404,6 +404,69 @@ async fn a_partial_refund_goes_to_the_orders_capture() {
     assert_eq!(sent, json!({ "amount": { "value": "5.00", "currency_code": "USD" } }));
 }
 
+/// PayPal's answer while an earlier request with the same `PayPal-Request-Id` still runs.
+fn previous_request_in_progress() -> ResponseTemplate {
+    ResponseTemplate::new(409).set_body_json(json!({
+        "name": "RESOURCE_CONFLICT",
+        "message": "The server has detected a conflict while processing this request.",
+        "details": [{ "issue": "PREVIOUS_REQUEST_IN_PROGRESS",
+                      "description": "A previous request on this resource is currently in progress." }],
+    }))
+}
+
+#[tokio::test]
+async fn a_refund_asked_while_its_first_request_still_runs_is_asked_again_not_refused() {
+    let server = MockServer::start().await;
+    mount_token(&server, 32_400).await;
+    mount_order(&server, order("COMPLETED", "19.99", Some("COMPLETED"), json!([]))).await;
+    let refund_path = format!("/v2/payments/captures/{CAPTURE}/refund");
+    Mock::given(method("POST"))
+        .and(path(refund_path.as_str()))
+        .respond_with(previous_request_in_progress())
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(refund_path.as_str()))
+        .and(header("paypal-request-id", "refund-1"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({
+            "id": "1JU08902781691411", "status": "COMPLETED",
+            "amount": { "value": "5.00", "currency_code": "USD" }
+        })))
+        .mount(&server)
+        .await;
+    let request =
+        RefundRequest { idempotency_key: "refund-1".into(), reference: ORDER.into(), amount: usd(500), reason: None };
+
+    let refund = gateway(&server).refund(&request).await.unwrap();
+
+    assert_eq!((refund.reference.as_str(), refund.status), ("1JU08902781691411", RefundStatus::Succeeded));
+    let ids: Vec<_> = requests_to(&server, &refund_path)
+        .await
+        .iter()
+        .map(|r| crate::support::header(r, "paypal-request-id"))
+        .collect();
+    assert_eq!(ids, vec![Some("refund-1".to_owned()), Some("refund-1".to_owned())]);
+}
+
+#[tokio::test]
+async fn a_capture_still_in_progress_after_every_attempt_is_unavailable_not_declined() {
+    let server = MockServer::start().await;
+    mount_token(&server, 32_400).await;
+    mount_order(&server, order("APPROVED", "19.99", None, json!([]))).await;
+    Mock::given(method("POST"))
+        .and(path(capture_path()))
+        .respond_with(previous_request_in_progress())
+        .mount(&server)
+        .await;
+
+    let err = gateway(&server).charge(&charge_request("order-7-charge", usd(1999), ORDER)).await.unwrap_err();
+
+    assert!(matches!(err, GatewayError::Unavailable(_)), "{err:?}");
+    assert_eq!(requests_to(&server, &capture_path()).await.len(), 3);
+}
+
 #[tokio::test]
 async fn a_pending_refund_is_pending() {
     let server = MockServer::start().await;
