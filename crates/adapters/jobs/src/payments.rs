@@ -15,12 +15,16 @@ use crate::{payload, JobFailure, JobHandler};
 /// provider's event can overtake the write that stores the payment's reference.
 const UNKNOWN_PAYMENT_ATTEMPTS: u32 = 4;
 
-/// Infrastructure and the provider's availability are worth retrying; the rest is final.
+/// Infrastructure and the provider's availability are worth retrying, and so is a provider
+/// refusing the shop's keys (rotated, or lacking a permission): the refund is booked and the
+/// event recorded, so once the keys are fixed the job's next run (or its revival) sends the
+/// refund or applies the event; final, they would be lost. The rest is final.
 fn classify(err: PaymentError) -> JobFailure {
     match err {
-        PaymentError::ProviderUnavailable(_) | PaymentError::Conflict | PaymentError::Infrastructure(_) => {
-            JobFailure::Retryable(err.to_string())
-        }
+        PaymentError::ProviderUnavailable(_)
+        | PaymentError::ProviderNotConfigured(_)
+        | PaymentError::Conflict
+        | PaymentError::Infrastructure(_) => JobFailure::Retryable(err.to_string()),
         other => JobFailure::Permanent(other.to_string()),
     }
 }
@@ -140,5 +144,17 @@ impl JobHandler for PaymentChangedHandler {
         let PaymentChangedJob { payment_id, order_id } = payload(job)?;
         sync_order(Some(&self.orders), order_id, payment_id, Source::Shop).await?;
         Ok(JobOutcome::Done)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_provider_refusing_the_shops_keys_is_retried_a_broken_rule_is_not() {
+        assert!(matches!(classify(PaymentError::ProviderNotConfigured(Provider::Stripe)), JobFailure::Retryable(_)));
+        assert!(matches!(classify(PaymentError::Conflict), JobFailure::Retryable(_)));
+        assert!(matches!(classify(PaymentError::ProviderRejected("no reference".into())), JobFailure::Permanent(_)));
     }
 }
