@@ -118,6 +118,10 @@ fn stated_refusal(refund: &Refund) -> String {
 pub const TOKEN_USED: &str = "rejected: the payment token already paid for another order";
 
 /// The refusal of a refund the provider refused (recorded FAILED with its reason).
+/// The longest provider event id taken: its job id (`payment-event:<provider>:<event id>`) must
+/// stay within the 200 characters a job id may have. Stripe's and PayPal's are about 30-40.
+const MAX_EVENT_ID: usize = 160;
+
 fn refused(payment: &Payment, refund: &Refund) -> PaymentError {
     PaymentError::RefundRefused { payment: payment.id, order: payment.order_id, reason: stated_refusal(refund) }
 }
@@ -622,8 +626,13 @@ impl PaymentService {
         request: &WebhookRequest,
     ) -> Result<WebhookOutcome, WebhookError> {
         let event = verifier.verify(request).await?;
-        if event.event_id.is_empty() || event.event_id.len() > 255 {
-            return Err(WebhookError::Malformed("the event id must be 1 to 255 characters".into()));
+        if event.event_id.is_empty() || event.event_id.len() > MAX_EVENT_ID {
+            return Err(WebhookError::Malformed(format!("the event id must be 1 to {MAX_EVENT_ID} characters")));
+        }
+        // Signed, yet still input: text the database cannot store (NUL) is refused, not a 500.
+        let texts = [Some(&event.event_id), Some(&event.provider_type), event.reference.as_ref()];
+        if texts.into_iter().flatten().any(|text| text.chars().any(char::is_control)) {
+            return Err(WebhookError::Malformed("the event's id, type and reference must be printable".into()));
         }
         let reference = event.reference.clone().unwrap_or_default();
         let job = payment_event_job(event.provider, &event.event_id, &reference, event.kind);

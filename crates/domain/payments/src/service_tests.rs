@@ -426,6 +426,35 @@ async fn a_webhook_is_recorded_once_and_only_a_new_one_queues_its_job() {
 }
 
 #[pollster::test]
+async fn a_signed_event_whose_id_or_text_cannot_be_stored_is_malformed_and_not_recorded() {
+    let longest = "e".repeat(160);
+    let mut odd = event("evt_nul");
+    odd.reference = Some("pi_1\u{0}".into());
+    for (sent, accepted) in
+        [(event(&longest), true), (event(&"e".repeat(161)), false), (event(""), false), (odd, false)]
+    {
+        let mut verifier = MockWebhookVerifier::new();
+        let answer = sent.clone();
+        verifier.expect_verify().returning(move |_| Ok(answer.clone()));
+        let mut repo = MockPaymentRepository::new();
+        repo.expect_record_event()
+            .withf(|_, job| job.id.as_str().len() <= 200)
+            .times(usize::from(accepted))
+            .returning(|_, _| Ok(true));
+        let mut publisher = MockJobPublisher::new();
+        publisher.expect_publish().returning(|_| ());
+        let outcome = service(repo, MockPaymentGateway::new(), publisher)
+            .receive_webhook(&verifier, &WebhookRequest::default())
+            .await;
+        if accepted {
+            assert!(matches!(outcome, Ok(WebhookOutcome::Accepted(_))), "{:?}", sent.event_id.len());
+        } else {
+            assert!(matches!(outcome, Err(crate::ports::WebhookError::Malformed(_))), "{:?}", sent.event_id);
+        }
+    }
+}
+
+#[pollster::test]
 async fn an_event_is_applied_from_what_the_provider_says_not_from_the_webhook() {
     let mut payment = pending();
     payment.authorize("pi_1", now()).unwrap();
