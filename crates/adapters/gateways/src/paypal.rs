@@ -56,6 +56,18 @@ struct CachedToken {
     renew_at: Instant,
 }
 
+/// How long a failed token fetch answers for the callers after it: while PayPal's token endpoint
+/// is down, callers queued behind the fetch fail at once instead of each spending a fetch's
+/// full retries (tens of seconds) in turn.
+const TOKEN_FAILURE_HOLD: Duration = Duration::from_secs(5);
+
+#[derive(Default)]
+struct TokenState {
+    current: Option<CachedToken>,
+    /// The last fetch's failure, when it failed: when, and its error to repeat.
+    failed: Option<(Instant, GatewayError)>,
+}
+
 /// The PayPal API client and its access token. Share one (`Arc`) between the gateway and the
 /// webhook verifier so that they share the token.
 pub struct PayPalClient {
@@ -63,7 +75,7 @@ pub struct PayPalClient {
     api_base: String,
     client_id: String,
     client_secret: Secret<String>,
-    token: Mutex<Option<CachedToken>>,
+    token: Mutex<TokenState>,
 }
 
 impl std::fmt::Debug for PayPalClient {
@@ -84,17 +96,41 @@ impl PayPalClient {
             api_base: config.api_base.trim_end_matches('/').to_owned(),
             client_id: config.client_id,
             client_secret: config.client_secret,
-            token: Mutex::new(None),
+            token: Mutex::new(TokenState::default()),
         })
     }
 
     /// The cached access token, or a new one. The lock is held while fetching, so that callers
-    /// arriving meanwhile wait for that token instead of fetching their own.
+    /// arriving meanwhile wait for that token instead of fetching their own, and get its
+    /// failure for a few seconds when it failed.
     async fn token(&self) -> Result<Secret<String>, GatewayError> {
-        let mut cached = self.token.lock().await;
-        if let Some(token) = cached.as_ref().filter(|t| Instant::now() < t.renew_at) {
+        let mut state = self.token.lock().await;
+        if let Some(token) = state.current.as_ref().filter(|t| Instant::now() < t.renew_at) {
             return Ok(token.value.clone());
         }
+        if let Some((at, failure)) = state.failed.as_ref().filter(|(at, _)| at.elapsed() < TOKEN_FAILURE_HOLD) {
+            tracing::debug!(
+                provider = PROVIDER,
+                failed_secs_ago = at.elapsed().as_secs(),
+                "paypal token fetch failed moments ago"
+            );
+            return Err(repeat(failure));
+        }
+        match self.fetch_token().await {
+            Ok(fresh) => {
+                let value = fresh.value.clone();
+                *state = TokenState { current: Some(fresh), failed: None };
+                Ok(value)
+            }
+            Err(failure) => {
+                let answer = repeat(&failure);
+                state.failed = Some((Instant::now(), failure));
+                Err(answer)
+            }
+        }
+    }
+
+    async fn fetch_token(&self) -> Result<CachedToken, GatewayError> {
         if self.client_id.trim().is_empty() || self.client_secret.expose().trim().is_empty() {
             return Err(GatewayError::NotConfigured("paypal client credentials"));
         }
@@ -121,17 +157,15 @@ impl PayPalClient {
         let fresh: TokenAnswer = answer.json(PROVIDER, "oauth token")?;
         let lifetime = Duration::from_secs(fresh.expires_in);
         let renew_at = Instant::now() + lifetime.saturating_sub(TOKEN_MARGIN.min(lifetime / 2));
-        let value = Secret::new(fresh.access_token);
-        *cached = Some(CachedToken { value: value.clone(), renew_at });
         tracing::debug!(provider = PROVIDER, expires_in = fresh.expires_in, "paypal access token fetched");
-        Ok(value)
+        Ok(CachedToken { value: Secret::new(fresh.access_token), renew_at })
     }
 
     /// Drops the cached token if it is still `stale` (another caller may have renewed it).
     async fn forget_token(&self, stale: &Secret<String>) {
-        let mut cached = self.token.lock().await;
-        if cached.as_ref().is_some_and(|t| t.value == *stale) {
-            *cached = None;
+        let mut state = self.token.lock().await;
+        if state.current.as_ref().is_some_and(|t| t.value == *stale) {
+            state.current = None;
         }
     }
 
@@ -364,6 +398,16 @@ fn captured(order: Order, what: &str) -> Result<ProviderPayment, GatewayError> {
     match payment.state {
         ProviderState::Failed(reason) => Err(GatewayError::Declined(reason)),
         _ => Ok(payment),
+    }
+}
+
+/// A failed token fetch's error again, for a caller it answers.
+fn repeat(failure: &GatewayError) -> GatewayError {
+    match failure {
+        GatewayError::NotConfigured(what) => GatewayError::NotConfigured(what),
+        GatewayError::Rejected(message) => GatewayError::Rejected(message.clone()),
+        GatewayError::Unavailable(message) => GatewayError::Unavailable(message.clone()),
+        other @ GatewayError::Declined(_) => GatewayError::Unavailable(other.to_string()),
     }
 }
 

@@ -630,3 +630,23 @@ async fn the_gateway_is_paypals() {
     let server = MockServer::start().await;
     assert_eq!(gateway(&server).provider(), Provider::PayPal);
 }
+
+#[tokio::test]
+async fn callers_right_after_a_failed_token_fetch_fail_at_once_without_fetching_again() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(TOKEN_PATH))
+        .respond_with(ResponseTemplate::new(503))
+        .expect(3) // one fetch: its three attempts
+        .mount(&server)
+        .await;
+    let gateway = gateway(&server);
+
+    let first = gateway.retrieve(ORDER).await.unwrap_err();
+    let (second, third) = tokio::join!(gateway.retrieve(ORDER), gateway.retrieve(ORDER));
+
+    assert!(matches!(first, GatewayError::Unavailable(_)), "{first:?}");
+    for err in [second.unwrap_err(), third.unwrap_err()] {
+        assert!(matches!(err, GatewayError::Unavailable(_)), "{err:?}");
+    }
+}
