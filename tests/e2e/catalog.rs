@@ -216,6 +216,43 @@ async fn an_update_is_visible_on_the_very_next_read() {
 }
 
 #[tokio::test]
+async fn a_change_whose_cache_eviction_was_lost_is_evicted_by_its_job() {
+    use std::time::{Duration, Instant};
+
+    use crate::processes::{worker_env, Proc};
+    let app = TestApp::spawn().await;
+    let worker = Proc::spawn("worker", &worker_env(&app, &[]));
+    worker.wait_for_line("worker started", Duration::from_secs(30));
+    let admin = app.admin().await;
+    let created = create(&app, &admin.access_token, &mug("EVICT-1")).await;
+    let id = created["id"].as_str().unwrap();
+    let path = format!("/v1/products/{id}");
+    let price = |view: &Value| view["price"]["amount"].as_i64().unwrap();
+    let before: Value = app.get(&path, None).await.json().await.unwrap(); // now cached
+    let (entry, generation) = ecom_redis::RedisKeys::new(app.redis.prefix()).product_cache(id);
+    let cached = app.redis.get(&[&entry, &generation]);
+    let (Some(cached_entry), cached_generation) = (&cached[0], &cached[1]) else { panic!("not cached: {cached:?}") };
+
+    let res = app.patch(&path, &json!({"price": {"amount": 1500, "currency": "USD"}}), Some(&admin.access_token)).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    // Redis failed the writer's eviction after the commit: the entry is back as it was.
+    app.redis.set(&[(&entry, cached_entry), (&generation, cached_generation.as_deref().unwrap_or("0"))]);
+    let stale: Value = app.get(&path, None).await.json().await.unwrap();
+    assert_eq!(price(&stale), price(&before), "the lost eviction is simulated");
+
+    // The eviction staged with the change reaches a worker through the outbox relay.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let now: Value = app.get(&path, None).await.json().await.unwrap();
+        if price(&now) == 1500 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still served from the cache: {now}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
 async fn availability_on_the_product_follows_reservations_at_once() {
     let app = TestApp::spawn().await;
     let admin = app.admin().await;

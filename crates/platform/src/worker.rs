@@ -3,6 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use ecom_catalog::service::EVICT_CACHED_KIND;
+use ecom_jobs::catalog::EvictCachedHandler;
 use ecom_jobs::notifications::NotificationFlowHandler;
 use ecom_jobs::orders::SagaHandler;
 use ecom_jobs::payments::{PaymentChangedHandler, PaymentEventHandler, RefundHandler};
@@ -34,6 +36,7 @@ fn job_handlers(services: &Services, worker: &str) -> HandlerRegistry {
         )
         .with(CHANGED_KIND, Arc::new(PaymentChangedHandler { orders: services.orders.clone() }))
         .with(SAGA_KIND, Arc::new(SagaHandler { orders: services.orders.clone() }))
+        .with(EVICT_CACHED_KIND, Arc::new(EvictCachedHandler { catalog: services.catalog.clone() }))
         .with(SAVE_KIND, notifications.clone())
         .with(SEND_KIND, notifications.clone())
         .with(UPDATE_KIND, notifications)

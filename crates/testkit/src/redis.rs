@@ -35,6 +35,19 @@ impl TestRedis {
 }
 
 impl TestRedis {
+    /// The string values of `keys` (full keys, prefix included), `None` where absent.
+    pub fn get(&self, keys: &[&str]) -> Vec<Option<String>> {
+        let mut conn = redis::Client::open(self.url.as_str()).unwrap().get_connection().unwrap();
+        redis::cmd("MGET").arg(keys).query(&mut conn).unwrap()
+    }
+
+    /// Sets string keys (full keys, prefix included) to values, as a write that a later change
+    /// should have replaced.
+    pub fn set(&self, pairs: &[(&str, &str)]) {
+        let mut conn = redis::Client::open(self.url.as_str()).unwrap().get_connection().unwrap();
+        let _: () = redis::cmd("MSET").arg(pairs).query(&mut conn).unwrap();
+    }
+
     /// Deletes the keys under this prefix that match `pattern` (a glob after the prefix), as a
     /// Redis that lost its data would; returns how many.
     pub fn lose(&self, pattern: &str) -> usize {

@@ -2,6 +2,7 @@
 //! feeds them from the queues with bounded concurrency, retries, dead letters and a drain on
 //! shutdown.
 
+pub mod catalog;
 mod durability;
 pub mod notifications;
 pub mod orders;

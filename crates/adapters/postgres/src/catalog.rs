@@ -7,11 +7,13 @@ use diesel::sql_types::{BigInt, Double, Nullable, Text, Timestamptz, Uuid as Sql
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use ecom_catalog::model::{ListPosition, Product, ProductQuery, ProductSort, ProductStatus, ProductView, Sku};
 use ecom_catalog::ports::{CreateProductError, ProductRepository};
+use ecom_kernel::jobs::NewJob;
 use ecom_kernel::{BoundedText, Currency, CustomerId, InfraError, Money, Page, PageRequest, ProductId};
 use uuid::Uuid;
 
 use crate::error::{infra_from_diesel, infra_from_pool, unique_violation};
 use crate::inventory::{record_movement, Movement};
+use crate::outbox::stage;
 use crate::schema::{products, stock_levels};
 use crate::sql::{Bind, Sql};
 use crate::PgPool;
@@ -182,21 +184,28 @@ impl ProductRepository for PgProductRepository {
         row.map(ProductRow::into_domain).transpose()
     }
 
-    async fn update(&self, expected: &Product, p: &Product) -> Result<bool, InfraError> {
+    async fn update(&self, expected: &Product, p: &Product, jobs: &[NewJob]) -> Result<bool, InfraError> {
         let mut conn = self.pool.get().await.map_err(infra_from_pool)?;
-        // The SKU and creation time never change.
-        let record = ProductRecord { sku: None, created_at: None, ..ProductRecord::of(p) };
-        let written = diesel::update(
-            products::table
-                .find(p.id.as_uuid())
-                .filter(products::updated_at.eq(expected.updated_at))
-                .filter(products::status.eq(expected.status.as_str())),
-        )
-        .set(record)
-        .execute(&mut conn)
+        let (expected, p, jobs) = (expected.clone(), p.clone(), jobs.to_vec());
+        conn.transaction::<bool, diesel::result::Error, _>(async move |conn| {
+            // The SKU and creation time never change.
+            let record = ProductRecord { sku: None, created_at: None, ..ProductRecord::of(&p) };
+            let written = diesel::update(
+                products::table
+                    .find(p.id.as_uuid())
+                    .filter(products::updated_at.eq(expected.updated_at))
+                    .filter(products::status.eq(expected.status.as_str())),
+            )
+            .set(record)
+            .execute(conn)
+            .await?;
+            if written == 1 {
+                stage(conn, &jobs, None, p.updated_at).await?;
+            }
+            Ok(written == 1)
+        })
         .await
-        .map_err(infra_from_diesel)?;
-        Ok(written == 1)
+        .map_err(infra_from_diesel)
     }
 
     async fn search(&self, query: &ProductQuery, page: &PageRequest) -> Result<Page<ProductView>, InfraError> {

@@ -9,9 +9,31 @@ use ecom_catalog::model::{Product, ProductQuery, ProductSort, ProductStatus, Sea
 use ecom_catalog::ports::{CreateProductError, ProductRepository};
 use ecom_inventory::model::{Adjustment, MovementContext, ReservationLine, ReservationStatus};
 use ecom_inventory::ports::{AdjustError, ReserveError, StockRepository, Transition};
+use ecom_kernel::jobs::{JobId, NewJob, QueueName};
 use ecom_kernel::{BoundedText, Currency, CustomerId, Money, OrderId, Page, PageRequest, ProductId, Quantity};
 use ecom_postgres::{connect, PgPool, PgProductRepository, PgSettings, PgStockRepository};
 use ecom_testkit::TestDb;
+
+/// A job to stage with a product change.
+fn job(id: &str) -> NewJob {
+    NewJob {
+        id: JobId::new(id),
+        queue: QueueName::Checkout,
+        kind: "catalog.evict-cached".into(),
+        payload: serde_json::json!({}),
+        schema_version: 1,
+        max_attempts: 10,
+        trace_id: None,
+    }
+}
+
+async fn staged_ids(pool: &PgPool) -> Vec<String> {
+    use diesel::QueryDsl;
+    use diesel_async::RunQueryDsl;
+    use ecom_postgres::schema::outbox;
+    let mut conn = pool.get().await.unwrap();
+    outbox::table.select(outbox::id).load(&mut conn).await.unwrap()
+}
 
 fn pool(db: &TestDb, size: usize) -> PgPool {
     connect(&PgSettings {
@@ -375,16 +397,19 @@ async fn walk(repo: &PgProductRepository, q: &ProductQuery, limit: u32) -> Vec<S
 #[tokio::test]
 async fn paging_returns_every_product_exactly_once_in_every_order() {
     let db = TestDb::new().await;
-    let repo = PgProductRepository::new(pool(&db, 2));
+    let pool = pool(&db, 2);
+    let repo = PgProductRepository::new(pool.clone());
     seed_catalog(&repo).await;
     let archived = product("S-9", "Archived Thing", "audio", 100, "gone");
     repo.create(&archived, 1, CustomerId::new()).await.unwrap();
     let gone = Product { status: ProductStatus::Archived, ..archived.clone() };
-    assert!(repo.update(&archived, &gone).await.unwrap());
-    // A write over the product as it was before (a concurrent change read it then) is refused.
+    assert!(repo.update(&archived, &gone, &[job("evict-1")]).await.unwrap());
+    // A write over the product as it was before (a concurrent change read it then) is refused,
+    // and its job with it.
     let stale = Product { status: ProductStatus::Active, ..archived.clone() };
-    assert!(!repo.update(&archived, &stale).await.unwrap(), "read before the archive");
+    assert!(!repo.update(&archived, &stale, &[job("evict-2")]).await.unwrap(), "read before the archive");
     assert_eq!(repo.find(archived.id).await.unwrap().unwrap().product.status, ProductStatus::Archived);
+    assert_eq!(staged_ids(&pool).await, ["evict-1"], "a change's job is staged with it, and only with it");
 
     for sort in [ProductSort::Newest, ProductSort::PriceAsc, ProductSort::PriceDesc] {
         let mut skus = walk(&repo, &query(None, sort), 3).await;
@@ -429,7 +454,7 @@ async fn search_pages_neither_skip_nor_repeat_a_result_while_the_catalog_changes
         for view in &items {
             seen.push(view.product.sku.as_str().to_owned());
             let gone = Product { status: ProductStatus::Archived, ..view.product.clone() };
-            assert!(repo.update(&view.product, &gone).await.unwrap());
+            assert!(repo.update(&view.product, &gone, &[]).await.unwrap());
         }
         let better = product(&format!("N-{round}"), "Trail Mug Trail", "kitchen", 900, "trail mug");
         repo.create(&better, 5, CustomerId::new()).await.unwrap();

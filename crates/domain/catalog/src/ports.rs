@@ -1,6 +1,7 @@
 //! What the catalog needs from the outside world.
 
 use async_trait::async_trait;
+use ecom_kernel::jobs::NewJob;
 use ecom_kernel::{CustomerId, InfraError, Page, PageRequest, ProductId};
 
 use crate::model::{Product, ProductQuery, ProductView};
@@ -21,9 +22,10 @@ pub trait ProductRepository: Send + Sync {
     async fn create(&self, product: &Product, initial_stock: u32, actor: CustomerId) -> Result<(), CreateProductError>;
     /// Any status; with the units available now.
     async fn find(&self, id: ProductId) -> Result<Option<ProductView>, InfraError>;
-    /// Stores `product` while the stored one is still `expected` (same `updated_at` and status);
-    /// `false`, changing nothing, when another write came first.
-    async fn update(&self, expected: &Product, product: &Product) -> Result<bool, InfraError>;
+    /// Stores `product` while the stored one is still `expected` (same `updated_at` and status),
+    /// with `jobs` staged in the same transaction; `false`, changing nothing, when another write
+    /// came first.
+    async fn update(&self, expected: &Product, product: &Product, jobs: &[NewJob]) -> Result<bool, InfraError>;
     /// ACTIVE products matching the query, in its order.
     async fn search(&self, query: &ProductQuery, page: &PageRequest) -> Result<Page<ProductView>, InfraError>;
 }

@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
+use ecom_kernel::jobs::{JobId, NewJob, QueueName};
 use ecom_kernel::{Clock, Currency, CustomerId, Page, PageRequest, ProductId};
+use serde::{Deserialize, Serialize};
 
 use crate::error::CatalogError;
 use crate::model::{NewProduct, Product, ProductPatch, ProductQuery, ProductView};
@@ -10,6 +12,32 @@ use crate::ports::{CacheLookup, CreateProductError, ProductCache, ProductReposit
 
 /// Tries of a product write that meets another write first (each time read again).
 const WRITE_ATTEMPTS: usize = 5;
+
+/// `catalog.evict-cached`: a changed product's cache entries evicted once more, staged with the
+/// change. The writer evicts them right after its commit; this job is the eviction that cannot be
+/// lost with it (Redis failing that moment would otherwise leave the old price or an archived
+/// product served from the cache, and priced into checkouts, until the entries expire).
+pub const EVICT_CACHED_KIND: &str = "catalog.evict-cached";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EvictCachedJob {
+    pub product_id: ProductId,
+}
+
+/// One job per change (its id names the write), on the checkout queue: what it protects is
+/// what checkouts are priced at.
+fn evict_cached_job(id: ProductId) -> NewJob {
+    NewJob {
+        id: JobId::new(format!("product-evict:{id}:{}", uuid::Uuid::now_v7())),
+        queue: QueueName::Checkout,
+        kind: EVICT_CACHED_KIND.to_owned(),
+        payload: serde_json::json!(EvictCachedJob { product_id: id }),
+        schema_version: 1,
+        max_attempts: 10,
+        trace_id: None,
+    }
+}
 
 pub struct CatalogService {
     products: Arc<dyn ProductRepository>,
@@ -140,12 +168,17 @@ impl CatalogService {
             }
             let mut next = view.clone();
             next.product.apply(patch.clone(), self.clock.now());
-            if self.products.update(&view.product, &next.product).await? {
+            if self.products.update(&view.product, &next.product, &[evict_cached_job(id)]).await? {
                 self.cache.invalidate(id).await?;
                 return Ok(next);
             }
         }
         Err(CatalogError::Conflict)
+    }
+
+    /// Evicts a product's cache entries (the `catalog.evict-cached` job).
+    pub async fn evict_cached(&self, id: ProductId) -> Result<(), CatalogError> {
+        Ok(self.cache.invalidate(id).await?)
     }
 
     /// Archives: no longer listed or sold; orders keep their snapshot. Idempotent.
@@ -158,7 +191,7 @@ impl CatalogService {
             }
             let mut next = view.product.clone();
             next.archive(self.clock.now());
-            if self.products.update(&view.product, &next).await? {
+            if self.products.update(&view.product, &next, &[evict_cached_job(id)]).await? {
                 self.cache.invalidate(id).await?;
                 return Ok(());
             }

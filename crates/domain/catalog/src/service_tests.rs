@@ -224,19 +224,24 @@ async fn a_priced_product_comes_from_its_own_cache_entry_and_a_miss_fills_it() {
 }
 
 #[pollster::test]
-async fn an_update_is_saved_then_the_cache_invalidated() {
+async fn an_update_is_saved_with_its_eviction_job_then_the_cache_invalidated() {
     let stored = view(ProductStatus::Active);
     let id = stored.product.id;
     let mut seq = mockall::Sequence::new();
     let mut repo = MockProductRepository::new();
     repo.expect_find().returning(move |_| Ok(Some(stored.clone())));
     repo.expect_update()
-        .withf(|expected, p| {
-            expected.price.amount() != 999 && p.price.amount() == 999 && p.updated_at > expected.updated_at
+        .withf(move |expected, p, jobs| {
+            expected.price.amount() != 999
+                && p.price.amount() == 999
+                && p.updated_at > expected.updated_at
+                && jobs.len() == 1
+                && jobs[0].kind == crate::service::EVICT_CACHED_KIND
+                && jobs[0].payload == serde_json::json!({ "productId": id })
         })
         .times(1)
         .in_sequence(&mut seq)
-        .returning(|_, _| Ok(true));
+        .returning(|_, _, _| Ok(true));
     let mut cache = MockProductCache::new();
     cache.expect_invalidate().with(eq(id)).times(1).in_sequence(&mut seq).returning(|_| Ok(()));
     let patch = ProductPatch { price: Some(Money::new(999, Currency::USD)), ..ProductPatch::default() };
@@ -256,7 +261,7 @@ async fn an_update_that_meets_an_archive_first_reads_again_and_never_brings_the_
     let mut repo = MockProductRepository::new();
     repo.expect_find().times(2).returning(move |_| Ok(reads.lock().unwrap().pop()));
     // The archive came first: the write over the product as read is refused, once.
-    repo.expect_update().times(1).returning(|_, _| Ok(false));
+    repo.expect_update().times(1).returning(|_, _, _| Ok(false));
     let mut cache = MockProductCache::new();
     cache.expect_invalidate().never();
     let patch = ProductPatch { price: Some(Money::new(999, Currency::USD)), ..ProductPatch::default() };
@@ -270,7 +275,7 @@ async fn an_update_that_keeps_meeting_other_writes_gives_up_with_a_conflict() {
     let id = stored.product.id;
     let mut repo = MockProductRepository::new();
     repo.expect_find().returning(move |_| Ok(Some(stored.clone())));
-    repo.expect_update().times(5).returning(|_, _| Ok(false));
+    repo.expect_update().times(5).returning(|_, _, _| Ok(false));
     let patch = ProductPatch { price: Some(Money::new(999, Currency::USD)), ..ProductPatch::default() };
     let err = service(repo, MockProductCache::new()).update_product(id, patch).await;
     assert!(matches!(err, Err(CatalogError::Conflict)), "{err:?}");
