@@ -220,7 +220,9 @@ impl ProductRepository for PgProductRepository {
         conditions.push(" WHERE p.status = 'ACTIVE'");
         match &query.text {
             Some(text) => {
-                let q = text.as_str().to_lowercase();
+                // Lower-cased by PostgreSQL, as `search_text` is: Rust's lower case differs from
+                // the database's for some letters (a final sigma, a dotted capital I).
+                let q = text.as_str().to_owned();
                 // The phrase is parsed once; each word's best trigram match in name or category is
                 // averaged, once per row: tolerates typos and prefixes in every word. A row matches
                 // on full text (stemmed, weighted) or a close enough fuzzy match.
@@ -230,24 +232,25 @@ impl ProductRepository for PgProductRepository {
                           CROSS JOIN (SELECT websearch_to_tsquery('english', ",
                 )
                 .bind(Bind::Text(q.clone()))
-                .push(") AS tsq, regexp_split_to_array(")
+                .push(") AS tsq, regexp_split_to_array(lower(")
                 .bind(Bind::Text(q.clone()))
                 .push(
-                    ", '\\s+') AS words) q \
+                    "), '\\s+') AS words) q \
                           CROSS JOIN LATERAL (SELECT coalesce(avg(word_similarity(w, p.search_text)), 0) AS fuzzy \
                                               FROM unnest(q.words) AS w) f",
                 );
                 conditions
-                    .push(" AND (p.search_vector @@ q.tsq OR ")
+                    .push(" AND (p.search_vector @@ q.tsq OR lower(")
                     .bind(Bind::Text(q))
-                    .push(" <% p.search_text OR f.fuzzy >= 0.5)");
+                    .push(") <% p.search_text OR f.fuzzy >= 0.5)");
             }
             None => {
                 sql.push("0::FLOAT8 AS rank FROM products p LEFT JOIN stock_levels s ON s.product_id = p.id");
             }
         }
         if let Some(category) = &query.category {
-            conditions.push(" AND lower(p.category) = ").bind(Bind::Text(category.to_lowercase()));
+            // Both sides lower-cased by the same function (the index is on `lower(category)`).
+            conditions.push(" AND lower(p.category) = lower(").bind(Bind::Text(category.clone())).push(")");
         }
         if let Some(min) = query.min_price {
             conditions.push(" AND p.price_amount >= ").bind(Bind::BigInt(min));
