@@ -98,7 +98,7 @@ async fn another_customers_address_is_404() {
     assert_eq!(list(&app, &owner.access_token).await[0]["city"], "Cupertino");
 
     let not_uuid = app.delete("/v1/customers/me/addresses/not-a-uuid", Some(&owner.access_token)).await;
-    assert_problem(not_uuid, StatusCode::NOT_FOUND, "NOT_FOUND").await;
+    assert_problem(not_uuid, StatusCode::NOT_FOUND, "ADDRESS_NOT_FOUND").await;
 }
 
 #[tokio::test]

@@ -176,7 +176,7 @@ async fn unknown_and_archived_products_are_404() {
     let admin = app.admin().await;
     let res = app.get(&format!("/v1/products/{}", ProductId::new()), None).await;
     assert_problem(res, StatusCode::NOT_FOUND, "PRODUCT_NOT_FOUND").await;
-    assert_problem(app.get("/v1/products/not-a-uuid", None).await, StatusCode::NOT_FOUND, "NOT_FOUND").await;
+    assert_problem(app.get("/v1/products/not-a-uuid", None).await, StatusCode::NOT_FOUND, "PRODUCT_NOT_FOUND").await;
 
     let created = create(&app, &admin.access_token, &mug("GONE-1")).await;
     let path = format!("/v1/products/{}", created["id"].as_str().unwrap());
@@ -385,4 +385,21 @@ async fn every_sort_pages_through_all_products_once_and_a_cursor_of_another_sort
     let res = app.get(&format!("/v1/products?q=mug&cursor={forged}"), None).await;
     let problem = assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_FAILED").await;
     assert_eq!(error_fields(&problem), ["cursor"]);
+}
+
+#[tokio::test]
+async fn an_identifier_that_does_not_parse_is_its_own_resource_not_found() {
+    let app = TestApp::spawn().await;
+    let customer = app.register_customer().await;
+    let token = Some(customer.access_token.as_str());
+    let some = ProductId::new();
+    for (path, code) in [("/v1/orders/42", "ORDER_NOT_FOUND"), ("/v1/payments/42", "PAYMENT_NOT_FOUND")] {
+        assert_problem(app.get(path, token).await, StatusCode::NOT_FOUND, code).await;
+    }
+    for (path, code) in [
+        (format!("/v1/carts/{some}/items/42"), "PRODUCT_NOT_FOUND"),
+        (format!("/v1/carts/42/items/{some}"), "CART_NOT_FOUND"),
+    ] {
+        assert_problem(app.delete(&path, token).await, StatusCode::NOT_FOUND, code).await;
+    }
 }

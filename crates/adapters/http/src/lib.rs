@@ -146,8 +146,8 @@ pub fn build_app(
     let settings = state.settings.clone();
     app.app_data(state)
         .app_data(route_table)
-        .app_data(web::PathConfig::default().error_handler(|err, _| {
-            ApiError::new(ProblemKind::ResourceNotFound, format!("Invalid identifier in path: {err}.")).into()
+        .app_data(web::PathConfig::default().error_handler(|err, req| {
+            ApiError::new(missing_resource(req), format!("Invalid identifier in path: {err}.")).into()
         }))
         .app_data(web::QueryConfig::default().error_handler(|err, _| {
             ApiError::new(ProblemKind::InvalidQuery, format!("Invalid query string: {err}.")).into()
@@ -183,4 +183,36 @@ pub fn serve(
         .shutdown_timeout(shutdown_timeout.as_secs())
         .listen(listener)?
         .run())
+}
+
+/// What a path whose identifier cannot be one names as not found: the resource of the first
+/// path parameter that is not a UUID (a product for `/v1/products/not-a-uuid`, as for an id no
+/// product has), by its name or the segment before it; `NOT_FOUND` when none is known.
+fn missing_resource(req: &actix_web::HttpRequest) -> ProblemKind {
+    let Some(pattern) = req.match_pattern() else { return ProblemKind::ResourceNotFound };
+    let mut before = "";
+    for segment in pattern.split('/') {
+        if let Some(name) = segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+            let value = req.match_info().get(name).unwrap_or_default();
+            if uuid::Uuid::parse_str(value).is_err() {
+                return resource_named(name, before);
+            }
+        }
+        before = segment;
+    }
+    ProblemKind::ResourceNotFound
+}
+
+/// The not-found problem of the resource a path parameter names (also what the document lists).
+pub(crate) fn resource_named(parameter: &str, segment_before: &str) -> ProblemKind {
+    match (parameter, segment_before) {
+        ("productId", _) | (_, "products") => ProblemKind::ProductNotFound,
+        ("guestCartId", _) | (_, "carts") => ProblemKind::CartNotFound,
+        (_, "orders") => ProblemKind::OrderNotFound,
+        (_, "payments") => ProblemKind::PaymentNotFound,
+        (_, "addresses") => ProblemKind::AddressNotFound,
+        (_, "notifications") => ProblemKind::NotificationNotFound,
+        (_, "customers") => ProblemKind::CustomerNotFound,
+        _ => ProblemKind::ResourceNotFound,
+    }
 }

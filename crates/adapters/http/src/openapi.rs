@@ -108,7 +108,8 @@ fn bearer_requirements(security: Option<&Vec<utoipa::openapi::security::Security
 ///   413, 415, 422 `VALIDATION_FAILED`; a raw body (webhooks): 413;
 /// - POST and PATCH (the idempotency middleware): 400 `INVALID_IDEMPOTENCY_KEY`, 409
 ///   `IDEMPOTENCY_REQUEST_IN_PROGRESS`, 422 `IDEMPOTENCY_KEY_REUSED`;
-/// - a path parameter: 404 (an identifier that does not parse is a resource that does not exist);
+/// - a path parameter: 404 with its resource's code (an identifier that does not parse is a
+///   resource that does not exist: `PRODUCT_NOT_FOUND` for a product id), else `NOT_FOUND`;
 /// - query parameters: 400 `INVALID_QUERY`; paging (`limit`, `cursor`): 422 `VALIDATION_FAILED`;
 /// - a bearer token (even an optional one: an invalid token is refused): 401 `UNAUTHENTICATED`;
 ///   the `ADMIN` scope: 403 `FORBIDDEN`;
@@ -157,7 +158,13 @@ pub fn document_common_problems(api: &mut OpenApiDoc) {
                 ]);
             }
             if has_in(ParameterIn::Path) {
-                problems.push((404, "NOT_FOUND"));
+                // Each identifier's own resource: one that does not parse names it as not found.
+                let segments: Vec<&str> = path.split('/').collect();
+                for (i, segment) in segments.iter().enumerate().skip(1) {
+                    if let Some(name) = segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                        problems.push((404, crate::resource_named(name, segments[i - 1]).code()));
+                    }
+                }
             }
             if has_in(ParameterIn::Query) {
                 problems.push((400, "INVALID_QUERY"));
@@ -332,8 +339,16 @@ mod tests {
         // A raw body (webhooks): too large is possible, the wrong content type is not refused.
         let stripe = operation(&api, "/v1/payments/webhooks/stripe", "POST");
         assert!(statuses(stripe).contains(&"413") && !statuses(stripe).contains(&"415"));
-        // Codes are added to a documented status by word: PRODUCT_NOT_FOUND is not NOT_FOUND.
-        assert_eq!(description(operation(&api, "/v1/products/{id}", "DELETE"), "404"), "PRODUCT_NOT_FOUND, NOT_FOUND");
+        // An identifier that does not parse is its resource's not-found, once per code (codes
+        // are added by word), for each identifier of the path.
+        assert_eq!(description(operation(&api, "/v1/products/{id}", "DELETE"), "404"), "PRODUCT_NOT_FOUND");
+        let item = description(operation(&api, "/v1/carts/{id}/items/{productId}", "DELETE"), "404");
+        assert_eq!(item.matches("CART_NOT_FOUND").count(), 1, "{item}");
+        assert_eq!(item.matches("PRODUCT_NOT_FOUND").count(), 1, "{item}");
+        assert_eq!(
+            description(operation(&api, "/v1/admin/jobs/canary/{id}", "GET"), "404"),
+            "NOT_FOUND: not a canary id"
+        );
         // Operations outside /v1 are left as their handlers document them.
         assert_eq!(statuses(operation(&api, "/health/live", "GET")), ["200"]);
     }
