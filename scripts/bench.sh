@@ -8,9 +8,9 @@ cd "$(dirname "$0")/.."
 
 DURATION=${BENCH_DURATION:-15s}
 PORT=${BENCH_PORT:-18090}
-SERVER=$(db_server_url)
+BENCH_DB=$(db_url ecom_bench) MAINTENANCE_DB=$(db_url postgres) PGBENCH_DB=$(db_url ecom_pgbench)
 REDIS=${REDIS_URL:-redis://127.0.0.1:6379}
-export DATABASE_URL="$SERVER/ecom_bench" REDIS_KEY_PREFIX="bench:" HTTP_PORT=$PORT HTTP_WORKERS=2 \
+export DATABASE_URL="$BENCH_DB" REDIS_KEY_PREFIX="bench:" HTTP_PORT=$PORT HTTP_WORKERS=2 \
        RUST_LOG=warn LOG_FORMAT=json RUN_MIGRATIONS=true DATABASE_MAX_CONNECTIONS=16
 out=docs/BENCHMARKS.md
 work=$(mktemp -d); trap 'rm -rf "$work"; [ -n "${api:-}" ] && kill $api 2>/dev/null; [ -n "${worker:-}" ] && kill $worker 2>/dev/null; true' EXIT
@@ -146,10 +146,10 @@ echo "calibration: pgbench simple writes ..."
 # 5,500 simple write transactions/s (pgbench -N, 16 clients).
 pgbench_tps=n/a
 if command -v pgbench >/dev/null 2>&1; then
-  psql "$SERVER/postgres" -qAtc "DROP DATABASE IF EXISTS ecom_pgbench" -c "CREATE DATABASE ecom_pgbench" >/dev/null
-  pgbench -q -i -s 10 "$SERVER/ecom_pgbench" >/dev/null 2>&1
-  pgbench_tps=$(pgbench -N -c 16 -j 2 -T 10 "$SERVER/ecom_pgbench" 2>/dev/null | awk '/^tps/ {printf "%d", $3}')
-  psql "$SERVER/postgres" -qAtc "DROP DATABASE IF EXISTS ecom_pgbench" >/dev/null
+  psql "$MAINTENANCE_DB" -qAtc "DROP DATABASE IF EXISTS ecom_pgbench" -c "CREATE DATABASE ecom_pgbench" >/dev/null
+  pgbench -q -i -s 10 "$PGBENCH_DB" >/dev/null 2>&1
+  pgbench_tps=$(pgbench -N -c 16 -j 2 -T 10 "$PGBENCH_DB" 2>/dev/null | awk '/^tps/ {printf "%d", $3}')
+  psql "$MAINTENANCE_DB" -qAtc "DROP DATABASE IF EXISTS ecom_pgbench" >/dev/null
 fi
 
 echo "checkout end to end ..."

@@ -15,12 +15,16 @@ DRILLS=("$@"); [ ${#DRILLS[@]} -gt 0 ] || DRILLS=(baseline redis postgres worker
 for drill in "${DRILLS[@]}"; do
   case $drill in baseline|redis|postgres|worker) ;; *) echo "unknown drill $drill (baseline, redis, postgres, worker)" >&2; exit 2 ;; esac
 done
-SERVER=$(db_server_url)
+DRILL_DB=$(db_url ecom_drills)
+read -r PG_HOST PG_PORT < <(url_host_port "$DRILL_DB" 5432)
+if [[ " ${DRILLS[*]} " == *" postgres "* ]] && ! is_local_host "$PG_HOST"; then
+  echo "the postgres drill crashes the local cluster; the database server $PG_HOST is not local" >&2; exit 2
+fi
 REDIS_PORT=${DRILL_REDIS_PORT:-6390}
 PORT_A=${DRILL_PORT_A:-18491} PORT_B=${DRILL_PORT_B:-18492}
 LOAD_SECONDS=${DRILL_LOAD_SECONDS:-20} FAULT_AFTER=${DRILL_FAULT_AFTER:-6} SETTLE_SECONDS=${DRILL_SETTLE_SECONDS:-120}
 CUSTOMERS=${DRILL_CUSTOMERS:-24}
-export DATABASE_URL="$SERVER/ecom_drills" REDIS_URL="redis://127.0.0.1:$REDIS_PORT" REDIS_KEY_PREFIX="drills:" \
+export DATABASE_URL="$DRILL_DB" REDIS_URL="redis://127.0.0.1:$REDIS_PORT" REDIS_KEY_PREFIX="drills:" \
        RUST_LOG=warn LOG_FORMAT=json RUN_MIGRATIONS=true DATABASE_MAX_CONNECTIONS=8 HTTP_WORKERS=2 \
        ADMIN_EMAIL=admin@drills.test ADMIN_PASSWORD=drills-admin-password \
        SIMULATED_CAPTURE_DELAY_MS=300 SAGA_RESUME_AFTER_SECS=5 RESERVATION_SWEEP_INTERVAL_SECS=2 \
@@ -76,9 +80,10 @@ stop() { # name
 # in the write-ahead log on disk (the worker's commits do not wait for the disk: its jobs must be
 # acknowledged only once their writes are flushed).
 restart_postgres() {
-  local port=${SERVER##*:} cluster
-  cluster=$(pg_lsclusters -h | awk -v p="$port" '$3 == p { print $1 " " $2; exit }')
-  [ -n "$cluster" ] || { echo "no local PostgreSQL cluster on port $port (pg_lsclusters)"; exit 1; }
+  is_local_host "$PG_HOST" || { echo "the PostgreSQL drill crashes a local cluster; $PG_HOST is not local"; exit 1; }
+  local cluster
+  cluster=$(pg_lsclusters -h | awk -v p="$PG_PORT" '$3 == p { print $1 " " $2; exit }')
+  [ -n "$cluster" ] || { echo "no local PostgreSQL cluster on port $PG_PORT (pg_lsclusters)"; exit 1; }
   # shellcheck disable=SC2086 # "version name"
   pg_ctlcluster --skip-systemctl-redirect $cluster stop -m immediate
   # shellcheck disable=SC2086

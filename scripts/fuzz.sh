@@ -18,7 +18,7 @@ cd "$(dirname "$0")/.."
 
 SCHEMATHESIS_VERSION=4.32.5
 EXAMPLES=${FUZZ_EXAMPLES:-100}
-SERVER=$(db_server_url)
+FUZZ_DB=$(db_url ecom_fuzz)
 PORT=${FUZZ_PORT:-$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
 venv=$TARGET_DIR/fuzz-venv
 out=$TARGET_DIR/fuzz
@@ -34,7 +34,7 @@ cargo build --quiet --bin api --bin worker
 
 rm -rf "$out/report-customer" "$out/report-admin"
 mkdir -p "$out"
-export DATABASE_URL="$SERVER/ecom_fuzz" REDIS_KEY_PREFIX="fuzz:" HTTP_PORT=$PORT HTTP_WORKERS=2 \
+export DATABASE_URL="$FUZZ_DB" REDIS_KEY_PREFIX="fuzz:" HTTP_PORT=$PORT HTTP_WORKERS=2 \
        RUST_LOG=warn LOG_FORMAT=json RUN_MIGRATIONS=true APP_ENV=local \
        ADMIN_EMAIL=admin@fuzz.test ADMIN_PASSWORD=fuzz-admin-password \
        ACCESS_TOKEN_TTL_SECS=3600 SIMULATED_CAPTURE_DELAY_MS=200

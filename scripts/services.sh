@@ -6,25 +6,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# host and port of a URL like postgres://user:pw@host:port/db (the default port when absent).
-url_host_port() {
-  local rest=${1#*://}; rest=${rest##*@}; rest=${rest%%/*}; rest=${rest%%\?*}
-  local host=${rest%:*} port=${rest##*:}
-  if [ "$port" = "$rest" ]; then host=$rest port=$2; fi
-  host=${host#[}; host=${host%]}
-  echo "$host $port"
-}
-# The URL with its database replaced by `postgres` (there on every server), for a login check.
-maintenance_url() {
-  local url=${1%%\?*} query=
-  [ "$url" = "$1" ] || query="?${1#*\?}"
-  local scheme=${url%%://*} rest=${url#*://}
-  echo "$scheme://${rest%%/*}/postgres$query"
-}
+. scripts/lib.sh
 
-is_local() { [[ "$1" == "127.0.0.1" || "$1" == "localhost" || "$1" == "::1" ]]; }
+# The URL with its database replaced by `postgres` (there on every server), for a login check.
+maintenance_url() { DATABASE_SERVER_URL=$1 db_url postgres; }
+
 listening() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
-as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 wait_for() { # name host port
   for _ in $(seq 1 60); do listening "$2" "$3" && return 0; sleep 0.5; done
@@ -38,15 +25,19 @@ wait_postgres_ready() { # host port
 }
 
 start_postgres() { # port
-  local cluster=
+  local version= name= owner=
   if command -v pg_lsclusters >/dev/null 2>&1; then
     # The cluster configured for this port (Debian/Ubuntu): "version name port status owner ...".
-    cluster=$(pg_lsclusters -h 2>/dev/null | awk -v p="$1" '$3 == p { print $1 " " $2; exit }')
+    read -r version name owner < <(pg_lsclusters -h 2>/dev/null | awk -v p="$1" '$3 == p { print $1, $2, $5; exit }') || true
   fi
-  if [ -n "$cluster" ]; then
-    echo "starting PostgreSQL cluster $cluster (pg_ctlcluster)"
-    # shellcheck disable=SC2086 # "version name"
-    as_root pg_ctlcluster --skip-systemctl-redirect $cluster start
+  if [ -n "$version" ]; then
+    echo "starting PostgreSQL cluster $version/$name (pg_ctlcluster)"
+    # As root or the cluster's owner; anyone else through sudo.
+    if [ "$(id -u)" = 0 ] || [ "$(id -un)" = "$owner" ]; then
+      pg_ctlcluster --skip-systemctl-redirect "$version" "$name" start
+    else
+      sudo pg_ctlcluster --skip-systemctl-redirect "$version" "$name" start
+    fi
   elif command -v brew >/dev/null 2>&1 && brew list --formula 2>/dev/null | grep -q '^postgresql'; then
     echo "starting PostgreSQL (brew services)"
     brew services start "$(brew list --formula | grep '^postgresql' | sort -V | tail -n 1)"
@@ -85,7 +76,7 @@ MSG
 check_postgres() { # url
   local host port; read -r host port < <(url_host_port "$1" 5432)
   if ! listening "$host" "$port"; then
-    if is_local "$host"; then start_postgres "$port"; wait_for PostgreSQL "$host" "$port"
+    if is_local_host "$host"; then start_postgres "$port"; wait_for PostgreSQL "$host" "$port"
     else echo "error: PostgreSQL at $host:$port is unreachable (check DATABASE_URL)" >&2; return 1; fi
   fi
   wait_postgres_ready "$host" "$port"
@@ -93,7 +84,8 @@ check_postgres() { # url
   # Homebrew one has no `postgres` role. Say so here rather than as a failed start later.
   if command -v psql >/dev/null 2>&1; then
     local out
-    if ! out=$(psql "$(maintenance_url "$1")" -qAtc 'SELECT 1' 2>&1 </dev/null); then
+    # -w: a refused login fails here rather than prompting for a password.
+    if ! out=$(PGCONNECT_TIMEOUT=5 psql -w "$(maintenance_url "$1")" -qAtc 'SELECT 1' 2>&1 </dev/null); then
       cat >&2 <<MSG
 error: PostgreSQL on $host:$port refused the login of ${1%%\?*}:
   $out
@@ -101,7 +93,7 @@ error: PostgreSQL on $host:$port refused the login of ${1%%\?*}:
   after giving the postgres role a password once (Debian/Ubuntu):
     sudo -u postgres psql -c "ALTER USER postgres PASSWORD 'postgres'"
     export DATABASE_URL=postgres://postgres:postgres@127.0.0.1:$port/ecommerce
-  (Homebrew: createuser -s postgres). See README.md, "Requirements".
+  (Homebrew: createuser -s postgres). See the top of README.md.
 MSG
       return 1
     fi
@@ -112,15 +104,19 @@ MSG
 check_redis() { # url
   local host port; read -r host port < <(url_host_port "$1" 6379)
   if ! listening "$host" "$port"; then
-    if is_local "$host"; then start_redis "$port"; wait_for Redis "$host" "$port"
+    if is_local_host "$host"; then start_redis "$port"; wait_for Redis "$host" "$port"
     else echo "error: Redis at $host:$port is unreachable (check REDIS_URL)" >&2; return 1; fi
   fi
   echo "Redis on $host:$port is up"
 }
 
-pg_urls=("${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/ecommerce}")
-redis_urls=("${REDIS_URL:-redis://127.0.0.1:6379}")
-if [ -n "${TEST_DATABASE_URL:-}" ] && [ "$TEST_DATABASE_URL" != "${pg_urls[0]}" ]; then pg_urls+=("$TEST_DATABASE_URL"); fi
-if [ -n "${TEST_REDIS_URL:-}" ] && [ "$TEST_REDIS_URL" != "${redis_urls[0]}" ]; then redis_urls+=("$TEST_REDIS_URL"); fi
+# The servers configured: DATABASE_URL/REDIS_URL (their defaults when unset, unless only the
+# tests' own are set) and TEST_DATABASE_URL/TEST_REDIS_URL.
+servers() { # url test-url default
+  if [ -n "$1" ] || [ -z "$2" ]; then echo "${1:-$3}"; fi
+  if [ -n "$2" ] && [ "$2" != "${1:-$3}" ]; then echo "$2"; fi
+}
+mapfile -t pg_urls < <(servers "${DATABASE_URL:-}" "${TEST_DATABASE_URL:-}" postgres://postgres@127.0.0.1:5432/ecommerce)
+mapfile -t redis_urls < <(servers "${REDIS_URL:-}" "${TEST_REDIS_URL:-}" redis://127.0.0.1:6379)
 for url in "${pg_urls[@]}"; do check_postgres "$url"; done
 for url in "${redis_urls[@]}"; do check_redis "$url"; done
