@@ -160,8 +160,11 @@ impl Services {
         ));
         let redis_cache = Arc::new(RedisProductCache::new(redis.clone(), redis_keys.clone(), config.product_cache_ttl));
         // PRODUCT_CACHE_TTL_SECS=0 turns the read cache off (to measure what it brings).
-        let product_cache: Arc<dyn ProductCache> =
-            if config.product_cache_ttl.is_zero() { Arc::new(NoProductCache) } else { redis_cache.clone() };
+        let product_cache: Arc<dyn ProductCache> = if config.product_cache_ttl.is_zero() {
+            Arc::new(NoProductCache { shared: redis_cache.clone() })
+        } else {
+            redis_cache.clone()
+        };
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let catalog = Arc::new(CatalogService::new(
             Arc::new(PgProductRepository::new(pg.clone())),
@@ -372,8 +375,11 @@ fn spawn_realtime_feed(services: &Services, hub: Arc<Hub>) -> anyhow::Result<()>
     Ok(())
 }
 
-/// The cache switched off: every lookup misses and nothing is stored.
-struct NoProductCache;
+/// The cache switched off here: every lookup misses and nothing is stored. A change (and its
+/// eviction job) still evicts the shared entries, which another process caching may hold.
+struct NoProductCache {
+    shared: Arc<RedisProductCache>,
+}
 
 #[async_trait::async_trait]
 impl ProductCache for NoProductCache {
@@ -389,8 +395,8 @@ impl ProductCache for NoProductCache {
     async fn fill_priced(&self, _: CacheToken, _: &Product) -> Result<(), InfraError> {
         Ok(())
     }
-    async fn invalidate(&self, _: ecom_kernel::ProductId) -> Result<(), InfraError> {
-        Ok(())
+    async fn invalidate(&self, id: ecom_kernel::ProductId) -> Result<(), InfraError> {
+        self.shared.invalidate(id).await
     }
 }
 

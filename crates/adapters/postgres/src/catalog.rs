@@ -200,7 +200,8 @@ impl ProductRepository for PgProductRepository {
             .execute(conn)
             .await?;
             if written == 1 {
-                stage(conn, &jobs, None, p.updated_at).await?;
+                // Stamped by this machine's clock, as every staged job is: the relay takes rows by age.
+                stage(conn, &jobs, None, Utc::now()).await?;
             }
             Ok(written == 1)
         })

@@ -117,11 +117,11 @@ fn stated_refusal(refund: &Refund) -> String {
 /// Failure reason of a payment whose token paid for another payment already.
 pub const TOKEN_USED: &str = "rejected: the payment token already paid for another order";
 
-/// The refusal of a refund the provider refused (recorded FAILED with its reason).
 /// The longest provider event id taken: its job id (`payment-event:<provider>:<event id>`) must
 /// stay within the 200 characters a job id may have. Stripe's and PayPal's are about 30-40.
 const MAX_EVENT_ID: usize = 160;
 
+/// The refusal of a refund the provider refused (recorded FAILED with its reason).
 fn refused(payment: &Payment, refund: &Refund) -> PaymentError {
     PaymentError::RefundRefused { payment: payment.id, order: payment.order_id, reason: stated_refusal(refund) }
 }
