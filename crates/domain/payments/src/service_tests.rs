@@ -213,11 +213,11 @@ fn repository_of(payment: &Payment) -> (MockPaymentRepository, Arc<std::sync::Mu
     (repo, stored)
 }
 
-#[pollster::test]
-async fn a_booked_refund_whose_answer_cannot_be_recorded_now_is_answered_as_requested() {
-    let payment = paid();
-    let (mut repo, stored) = repository_of(&payment);
-    let booked = Arc::new(std::sync::Mutex::new(None));
+/// A repository holding `payment` that books one refund (the payment as booked is read after)
+/// and reads it back from the cell it returns.
+fn booking_repository(payment: &Payment) -> (MockPaymentRepository, Arc<std::sync::Mutex<Option<Refund>>>) {
+    let (mut repo, stored) = repository_of(payment);
+    let booked = Arc::new(std::sync::Mutex::new(None::<Refund>));
     let keep = booked.clone();
     repo.expect_book_refund().times(1).returning(move |_, next, refund, _| {
         *stored.lock().unwrap() = next.clone();
@@ -226,6 +226,13 @@ async fn a_booked_refund_whose_answer_cannot_be_recorded_now_is_answered_as_requ
     });
     let read = booked.clone();
     repo.expect_refund().returning(move |_| Ok(read.lock().unwrap().clone()));
+    (repo, booked)
+}
+
+#[pollster::test]
+async fn a_booked_refund_whose_answer_cannot_be_recorded_now_is_answered_as_requested() {
+    let payment = paid();
+    let (mut repo, _) = booking_repository(&payment);
     let mut publisher = MockJobPublisher::new();
     publisher.expect_publish().times(1).returning(|_| ());
     let mut gateway = MockPaymentGateway::new();
@@ -271,16 +278,7 @@ async fn refund_answered_by_another_first(
     heard: Result<ProviderRefund, GatewayError>,
 ) -> Result<crate::service::RefundResult, PaymentError> {
     let payment = paid();
-    let (mut repo, stored) = repository_of(&payment);
-    let booked = Arc::new(std::sync::Mutex::new(None::<Refund>));
-    let keep = booked.clone();
-    repo.expect_book_refund().times(1).returning(move |_, next, refund, _| {
-        *stored.lock().unwrap() = next.clone();
-        *keep.lock().unwrap() = Some(refund.clone());
-        Ok(())
-    });
-    let read = booked.clone();
-    repo.expect_refund().returning(move |_| Ok(read.lock().unwrap().clone()));
+    let (mut repo, booked) = booking_repository(&payment);
     let mut publisher = MockJobPublisher::new();
     publisher.expect_publish().times(1).returning(|_| ());
     let mut gateway = MockPaymentGateway::new();

@@ -377,24 +377,37 @@ async fn capture_is_the_same_capture_call() {
     assert_eq!(seen.state, ProviderState::Succeeded);
 }
 
+fn refund_path() -> String {
+    format!("/v2/payments/captures/{CAPTURE}/refund")
+}
+
+/// A refund of 5.00 USD under the key `refund-1`.
+fn refund_of_5_usd() -> RefundRequest {
+    RefundRequest { idempotency_key: "refund-1".into(), reference: ORDER.into(), amount: usd(500), reason: None }
+}
+
+/// PayPal's answer to a refund it made.
+fn refund_made() -> ResponseTemplate {
+    ResponseTemplate::new(201).set_body_json(json!({
+        "id": "1JU08902781691411", "status": "COMPLETED",
+        "amount": { "value": "5.00", "currency_code": "USD" }
+    }))
+}
+
 #[tokio::test]
 async fn a_partial_refund_goes_to_the_orders_capture() {
     let server = MockServer::start().await;
     mount_token(&server, 32_400).await;
     mount_order(&server, order("COMPLETED", "19.99", Some("COMPLETED"), json!([]))).await;
-    let refund_path = format!("/v2/payments/captures/{CAPTURE}/refund");
+    let refund_path = refund_path();
     Mock::given(method("POST"))
         .and(path(refund_path.as_str()))
         .and(header("paypal-request-id", "refund-1"))
-        .respond_with(ResponseTemplate::new(201).set_body_json(json!({
-            "id": "1JU08902781691411", "status": "COMPLETED",
-            "amount": { "value": "5.00", "currency_code": "USD" }
-        })))
+        .respond_with(refund_made())
         .expect(1)
         .mount(&server)
         .await;
-    let request =
-        RefundRequest { idempotency_key: "refund-1".into(), reference: ORDER.into(), amount: usd(500), reason: None };
+    let request = refund_of_5_usd();
 
     let refund = gateway(&server).refund(&request).await.unwrap();
 
@@ -419,7 +432,7 @@ async fn a_refund_asked_while_its_first_request_still_runs_is_asked_again_not_re
     let server = MockServer::start().await;
     mount_token(&server, 32_400).await;
     mount_order(&server, order("COMPLETED", "19.99", Some("COMPLETED"), json!([]))).await;
-    let refund_path = format!("/v2/payments/captures/{CAPTURE}/refund");
+    let refund_path = refund_path();
     Mock::given(method("POST"))
         .and(path(refund_path.as_str()))
         .respond_with(previous_request_in_progress())
@@ -430,14 +443,10 @@ async fn a_refund_asked_while_its_first_request_still_runs_is_asked_again_not_re
     Mock::given(method("POST"))
         .and(path(refund_path.as_str()))
         .and(header("paypal-request-id", "refund-1"))
-        .respond_with(ResponseTemplate::new(201).set_body_json(json!({
-            "id": "1JU08902781691411", "status": "COMPLETED",
-            "amount": { "value": "5.00", "currency_code": "USD" }
-        })))
+        .respond_with(refund_made())
         .mount(&server)
         .await;
-    let request =
-        RefundRequest { idempotency_key: "refund-1".into(), reference: ORDER.into(), amount: usd(500), reason: None };
+    let request = refund_of_5_usd();
 
     let refund = gateway(&server).refund(&request).await.unwrap();
 
